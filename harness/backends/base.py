@@ -1,0 +1,106 @@
+"""The runtime interface: one implementation per way of running nodes (processes, containers).
+
+A backend only knows how to place, start, stop and inspect the seed and node *runtimes*. What a
+testnet is (topology, keys, command lines, readiness, diagnostics) lives in
+:mod:`harness.network` and is shared by every backend.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterator
+from typing import ClassVar
+
+from harness.state import NetworkState, NodeRecord, StateDir
+from harness.topology import Topology
+
+#: progress callback: one human-readable line per step
+Reporter = Callable[[str], None]
+
+
+class BackendError(RuntimeError):
+    """A runtime operation failed; the message names the node/container/process and what to do."""
+
+
+class Backend(abc.ABC):
+    kind: ClassVar[str]
+
+    def __init__(self, statedir: StateDir) -> None:
+        self.statedir = statedir
+
+    # -- placement ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def plan(self, topology: Topology, admin_token: str) -> NetworkState:
+        """Choose addresses for the seed and every node (no side effects except reservations)."""
+
+    @abc.abstractmethod
+    def plan_node(self, state: NetworkState, name: str) -> NodeRecord:
+        """Address a new node ``name`` in a running testnet (for joins)."""
+
+    # -- paths as seen by the runtime -------------------------------------------------------
+    @abc.abstractmethod
+    def data_dir(self, state: NetworkState, target: str) -> str:
+        """Where the seed (``"seed"``) or node ``target`` keeps its data, as its process sees it."""
+
+    def log_file(self, state: NetworkState, target: str) -> str | None:
+        """A log file path for ``target``, or None when the runtime captures stderr itself."""
+        return None
+
+    def listen_ip(self, state: NetworkState, target: str) -> str:
+        """The address ``target`` binds to (the advertised address unless overridden)."""
+        if target == "seed":
+            return state.seed_runtime["ip"]
+        node = state.node(target)
+        return node.bind_ip or node.public_ip
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def prepare(self, state: NetworkState, report: Reporter) -> None:  # noqa: B027 - optional hook
+        """Create shared resources (images, networks) before anything starts."""
+
+    @abc.abstractmethod
+    def start_seed(self, state: NetworkState, argv: list[str]) -> None:
+        """Start the seed with ``python -m nodes.seed`` arguments ``argv``."""
+
+    @abc.abstractmethod
+    def start_node(self, state: NetworkState, node: NodeRecord, argv: list[str]) -> None:
+        """Start (or restart after a stop/kill) node ``node`` with ``python -m nodes.snode`` args."""
+
+    def start_nodes(self, state: NetworkState, nodes: list[tuple[NodeRecord, list[str]]]) -> None:
+        """Start several nodes; backends may override to start them in parallel."""
+        for node, argv in nodes:
+            self.start_node(state, node, argv)
+
+    @abc.abstractmethod
+    def stop_node(self, state: NetworkState, node: NodeRecord, *, kill: bool = False) -> None:
+        """Stop a node: SIGTERM (graceful) or SIGKILL (``kill``). Its data is kept."""
+
+    @abc.abstractmethod
+    def pause_node(self, state: NetworkState, node: NodeRecord) -> None:
+        """Freeze a node (SIGSTOP / docker pause): it holds connections but answers nothing."""
+
+    @abc.abstractmethod
+    def unpause_node(self, state: NetworkState, node: NodeRecord) -> None: ...
+
+    @abc.abstractmethod
+    def destroy(self, state: NetworkState) -> None:
+        """Remove everything the testnet owns in this runtime. Idempotent, never raises for
+        resources that are already gone."""
+
+    # -- inspection --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def is_running(self, state: NetworkState, target: str) -> bool:
+        """Whether the seed (``target == "seed"``) or node ``target`` is running."""
+
+    @abc.abstractmethod
+    def read_log(self, state: NetworkState, target: str, tail: int | None = None) -> str:
+        """The log of the seed or a node (the last ``tail`` lines if given)."""
+
+    @abc.abstractmethod
+    def follow_log(self, state: NetworkState, target: str) -> Iterator[str]:
+        """Yield log lines of ``target`` as they are written, until interrupted."""
+
+    # -- garbage collection ------------------------------------------------------------------
+    @classmethod
+    @abc.abstractmethod
+    def sweep_stale(cls, report: Reporter) -> list[str]:
+        """Remove runtime resources of testnets whose harness is gone; return their names."""

@@ -1,0 +1,296 @@
+"""Local processes: the embedded default that needs no Docker.
+
+Addressing: a testnet gets a free index X (1-254, allocated under the user's lock); the seed
+listens on ``127.X.0.1:22023`` (HTTPS on 22024), node ``i`` on ``127.X.i.1:22021`` (its own
+/24, so clients' subnet-diversity rules hold) with its admin interface on ``127.X.i.1:22030``.
+Linux routes all of 127.0.0.0/8 to the loopback interface, so no set-up is needed.
+
+Processes are started in their own session so they outlive the shell that ran ``testnet up``;
+each carries ``SESSION_TESTNET_DIR=<its state folder>`` in its environment so that ``down`` and
+``clean`` only ever signal processes of that testnet (of that state home), even after PID reuse.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from harness.backends.base import Backend, BackendError, Reporter
+from harness.state import NetworkState, NodeRecord, StateDir, list_networks, locked
+from harness.topology import Topology, node_index
+from nodes.protocol.constants import ADMIN_PORT, SEED_HTTPS_PORT, SEED_PORT, STORAGE_PORT
+
+ENV_MARK = "SESSION_TESTNET_DIR"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _proc_env(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    env = {}
+    for item in raw.split(b"\0"):
+        k, sep, v = item.partition(b"=")
+        if sep:
+            env[k.decode(errors="replace")] = v.decode(errors="replace")
+    return env
+
+
+def _is_ours(pid: int, mark: str) -> bool:
+    """True if ``pid`` is a live (non-zombie) process started for the testnet whose state
+    folder is ``mark``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+        return False
+    return _proc_env(pid).get(ENV_MARK) == mark
+
+
+def _all_marked() -> dict[int, str]:
+    out = {}
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            mark = _proc_env(int(p.name)).get(ENV_MARK)
+            if mark:
+                out[int(p.name)] = mark
+    return out
+
+
+def _bindable(ip: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((ip, port))
+        except OSError:
+            return False
+    return True
+
+
+class ProcessBackend(Backend):
+    kind = "process"
+
+    # -- placement ---------------------------------------------------------------------------
+    def _allocate_index(self) -> int:
+        used = set()
+        for name in list_networks(self.statedir.home):
+            try:
+                st = StateDir(name, self.statedir.home).load()
+            except Exception:
+                continue
+            if st.backend == self.kind:
+                used.add(st.net_index)
+        for x in range(1, 255):
+            if x not in used and _bindable(f"127.{x}.0.1", SEED_PORT):
+                return x
+        raise BackendError("no free 127.X.0.0/16 block for a process testnet: run 'testnet clean'")
+
+    def plan(self, topology: Topology, admin_token: str) -> NetworkState:
+        x = self._allocate_index()
+        seed_ip = f"127.{x}.0.1"
+        state = NetworkState(
+            name=topology.name, backend=self.kind, topology=topology.to_dict(),
+            seed_url=f"http://{seed_ip}:{SEED_PORT}",
+            seed_https_url=f"https://{seed_ip}:{SEED_HTTPS_PORT}",
+            admin_token=admin_token, net_index=x,
+            seed_runtime={"ip": seed_ip, "port": SEED_PORT, "https_port": SEED_HTTPS_PORT},
+        )
+        for name in topology.node_names():
+            state.nodes.append(self._node_record(state, topology, name))
+        return state
+
+    def _node_record(self, state: NetworkState, topology: Topology, name: str) -> NodeRecord:
+        i = node_index(name)
+        if not 1 <= i <= 254:
+            raise BackendError(f"node {name}: the process backend supports nodes sn01-sn254")
+        ident = topology.node_identity(name)
+        return NodeRecord(name=name, public_ip=f"127.{state.net_index}.{i}.1",
+                          storage_port=STORAGE_PORT, admin_port=ADMIN_PORT,
+                          pubkey_ed25519=ident.ed25519_hex, pubkey_x25519=ident.x25519_hex)
+
+    def plan_node(self, state: NetworkState, name: str) -> NodeRecord:
+        return self._node_record(state, Topology.from_dict(state.topology), name)
+
+    def data_dir(self, state: NetworkState, target: str) -> str:
+        return str(self.statedir.data / target)
+
+    def log_file(self, state: NetworkState, target: str) -> str | None:
+        return str(self.statedir.logs / f"{target}.log")
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def _spawn(self, state: NetworkState, target: str, argv: list[str]) -> int:
+        Path(self.data_dir(state, target)).mkdir(parents=True, exist_ok=True)
+        self.statedir.logs.mkdir(parents=True, exist_ok=True)
+        # stdout/stderr (tracebacks before logging starts) go to a separate file
+        out = open(self.statedir.logs / f"{target}.stderr", "ab")  # noqa: SIM115
+        env = dict(os.environ)
+        env[ENV_MARK] = str(self.statedir.path)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+        env["PYTHONUNBUFFERED"] = "1"
+        try:
+            proc = subprocess.Popen([sys.executable, *argv], stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                                    cwd=self.statedir.path)
+        except OSError as e:
+            raise BackendError(f"cannot start {target} of testnet {state.name!r}: {e}") from e
+        finally:
+            out.close()
+        return proc.pid
+
+    def start_seed(self, state: NetworkState, argv: list[str]) -> None:
+        ip, port = state.seed_runtime["ip"], state.seed_runtime["port"]
+        if not _bindable(ip, port):
+            raise BackendError(f"seed address {ip}:{port} is in use: is another testnet "
+                               "running there? ('testnet status', 'testnet clean')")
+        state.seed_runtime["pid"] = self._spawn(state, "seed", argv)
+
+    def start_node(self, state: NetworkState, node: NodeRecord, argv: list[str]) -> None:
+        if self.is_running(state, node.name):
+            raise BackendError(f"node {node.name} of testnet {state.name!r} is already running "
+                               f"(pid {node.runtime.get('pid')})")
+        node.runtime["pid"] = self._spawn(state, node.name, argv)
+        node.runtime.pop("paused", None)
+
+    def _pid(self, state: NetworkState, target: str) -> int | None:
+        rt = state.seed_runtime if target == "seed" else state.node(target).runtime
+        pid = rt.get("pid")
+        return pid if pid and _is_ours(pid, str(self.statedir.path)) else None
+
+    def _signal(self, pid: int, sig: signal.Signals) -> None:
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    @staticmethod
+    def _wait_gone(pids: list[int], mark: str, timeout: float) -> list[int]:
+        deadline = time.monotonic() + timeout
+        alive = pids
+        while alive and time.monotonic() < deadline:
+            for pid in alive:  # reap our own children so they do not linger as zombies
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+            alive = [p for p in alive if _is_ours(p, mark)]
+            if alive:
+                time.sleep(0.05)
+        return alive
+
+    def stop_node(self, state: NetworkState, node: NodeRecord, *, kill: bool = False) -> None:
+        pid = self._pid(state, node.name)
+        if pid is None:
+            return
+        if node.runtime.pop("paused", None):
+            self._signal(pid, signal.SIGCONT)
+        self._signal(pid, signal.SIGKILL if kill else signal.SIGTERM)
+        mark = str(self.statedir.path)
+        if self._wait_gone([pid], mark, 10.0):
+            self._signal(pid, signal.SIGKILL)
+            self._wait_gone([pid], mark, 5.0)
+
+    def pause_node(self, state: NetworkState, node: NodeRecord) -> None:
+        pid = self._pid(state, node.name)
+        if pid is None:
+            raise BackendError(f"node {node.name} of testnet {state.name!r} is not running")
+        self._signal(pid, signal.SIGSTOP)
+        node.runtime["paused"] = True
+
+    def unpause_node(self, state: NetworkState, node: NodeRecord) -> None:
+        pid = self._pid(state, node.name)
+        if pid is None:
+            raise BackendError(f"node {node.name} of testnet {state.name!r} is not running")
+        self._signal(pid, signal.SIGCONT)
+        node.runtime.pop("paused", None)
+
+    def destroy(self, state: NetworkState) -> None:
+        self._kill_all(str(self.statedir.path))
+
+    @classmethod
+    def _kill_all(cls, mark: str) -> None:
+        pids = [pid for pid, m in _all_marked().items() if m == mark]
+        for pid in pids:  # paused processes must be continued to act on SIGTERM
+            for sig in (signal.SIGCONT, signal.SIGTERM):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+        left = cls._wait_gone(pids, mark, 8.0)
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        left = cls._wait_gone(left, mark, 5.0)
+        if left:
+            raise BackendError(f"processes {left} of testnet {mark} did not exit after SIGKILL")
+
+    # -- inspection --------------------------------------------------------------------------
+    def is_running(self, state: NetworkState, target: str) -> bool:
+        return self._pid(state, target) is not None
+
+    def _log_paths(self, target: str) -> list[Path]:
+        return [self.statedir.logs / f"{target}.stderr", self.statedir.logs / f"{target}.log"]
+
+    def read_log(self, state: NetworkState, target: str, tail: int | None = None) -> str:
+        chunks = []
+        for p in self._log_paths(target):
+            if p.exists():
+                chunks.append(p.read_text(errors="replace"))
+        text = "".join(c if c.endswith("\n") or not c else c + "\n" for c in chunks)
+        if tail is not None:
+            text = "\n".join(text.splitlines()[-tail:]) + "\n"
+        return text
+
+    def follow_log(self, state: NetworkState, target: str) -> Iterator[str]:
+        path = self.statedir.logs / f"{target}.log"
+        while not path.exists():
+            time.sleep(0.1)
+        with open(path, errors="replace") as f:
+            while True:
+                line = f.readline()
+                if line:
+                    yield line.rstrip("\n")
+                else:
+                    time.sleep(0.1)
+
+    # -- garbage collection ------------------------------------------------------------------
+    @classmethod
+    def sweep_stale(cls, report: Reporter) -> list[str]:
+        from harness.network import is_stale
+
+        removed = []
+        with locked():
+            names = list_networks()
+            for name in names:
+                sd = StateDir(name)
+                try:
+                    st = sd.load()
+                except Exception:
+                    continue
+                if st.backend != cls.kind:
+                    continue
+                seed_pid = st.seed_runtime.get("pid")
+                seed_alive = bool(seed_pid) and _is_ours(seed_pid, str(sd.path))
+                if is_stale(st) or (st.status == "up" and not seed_alive):
+                    report(f"removing stale process testnet {name!r}")
+                    cls._kill_all(str(sd.path))
+                    sd.remove()
+                    removed.append(name)
+            # processes of this state home whose testnet has no state (state removed by hand)
+            root = StateDir("x").path.parent
+            for mark in sorted(set(_all_marked().values())):
+                folder = Path(mark)
+                if folder.parent == root and not (folder / "state.json").exists():
+                    report(f"killing orphan processes of testnet {folder.name!r}")
+                    cls._kill_all(mark)
+                    removed.append(folder.name)
+        return removed

@@ -1,0 +1,183 @@
+"""`testnet`: bring Session testnets up and down, inspect them, inject faults, send messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from harness.backends.base import BackendError
+from harness.network import BACKENDS, NotReadyError, Testnet, clean
+from harness.progress import progress
+from harness.rpc import RpcError
+from harness.state import StateDir, StateError, list_networks
+from harness.topology import Topology, TopologyError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_NAME = "default"
+
+
+def default_backend() -> str:
+    return os.environ.get("SESSION_TESTNET_BACKEND", "docker")
+
+
+def friendly_errors(fn: F) -> F:
+    """Turn the harness's typed errors into one clear message and exit status 1."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (BackendError, NotReadyError, StateError, TopologyError, RpcError, ValueError,
+                TimeoutError) as e:
+            click.echo(f"error: {e}", err=True)
+            artifacts = getattr(e, "artifacts", None)
+            if artifacts:
+                click.echo(f"logs of every node were saved to {artifacts}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def name_option(fn: F) -> F:
+    return click.option("--name", "-n", default=DEFAULT_NAME, show_default=True,
+                        envvar="SESSION_TESTNET_NAME", help="Testnet name.")(fn)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="session-testnet")
+def main() -> None:
+    """Private Session testnets: service nodes in swarms, faults on demand, e2e checks."""
+
+
+@main.command()
+@name_option
+@click.option("--backend", "-b", type=click.Choice(BACKENDS), default=default_backend,
+              show_default="docker (env SESSION_TESTNET_BACKEND)")
+@click.option("--swarms", type=int, default=None, help="Number of swarms [default: 2].")
+@click.option("--swarm-size", type=int, default=None, help="Nodes per swarm [default: 3].")
+@click.option("--seed", "seed", default=None, help="Testnet seed: fixes keys and swarm layout.")
+@click.option("--topology", "topology_file", type=click.Path(dir_okay=False), default=None,
+              help="JSON topology file (fields of harness.topology.Topology).")
+@click.option("--timeout", type=float, default=90.0, show_default=True,
+              help="Seconds to wait for readiness.")
+@click.option("--json", "as_json", is_flag=True, help="Print the testnet as JSON.")
+@friendly_errors
+def up(name: str, backend: str, swarms: int | None, swarm_size: int | None, seed: str | None,
+       topology_file: str | None, timeout: float, as_json: bool) -> None:
+    """Start a testnet; return when every node is registered, in a swarm and answering."""
+    base = Topology.load(topology_file).to_dict() if topology_file else {}
+    overrides = {"name": name, "swarms": swarms, "swarm_size": swarm_size, "seed": seed}
+    if topology_file and name == DEFAULT_NAME and "name" in base:
+        overrides.pop("name")
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    topology = Topology.from_dict(base)
+    with progress() as report:
+        net = Testnet.up(topology, backend=backend, timeout=timeout, report=report)
+    if as_json:
+        click.echo(json.dumps(net.to_dict(), indent=2))
+    else:
+        _print_summary(net.to_dict())
+
+
+def _print_summary(d: dict[str, Any]) -> None:
+    click.echo(f"testnet {d['name']} ({d['backend']}) {d.get('status', '')}: seed {d['seed_url']}")
+    for n in d["nodes"]:
+        swarm = n.get("swarm_id")
+        swarm_s = f"{swarm:#018x}" if isinstance(swarm, int) else "-"
+        extra = ""
+        if "ready" in n:
+            extra = "  ready" if n["ready"] else f"  NOT READY: {n.get('problem', '')}"
+            if not n.get("running", True):
+                extra += " (not running)"
+        click.echo(f"  {n['name']}  {n['public_ip']}:{n['storage_port']}  swarm {swarm_s}  "
+                   f"{n['pubkey_ed25519'][:16]}…{extra}")
+
+
+@main.command()
+@name_option
+@click.option("--all", "all_", is_flag=True, help="Bring down every testnet of this user.")
+@friendly_errors
+def down(name: str, all_: bool) -> None:
+    """Stop a testnet and remove everything it started (processes, containers, networks, data)."""
+    names = list_networks() if all_ else [name]
+    if not all_ and not StateDir(name).exists():
+        raise StateError(f"no testnet named {name!r}; running: {', '.join(list_networks()) or 'none'}")
+    for n in names:
+        Testnet.attach(n).down()
+        click.echo(f"testnet {n} is down")
+
+
+@main.command()
+@click.option("--name", "-n", default=None, envvar="SESSION_TESTNET_NAME",
+              help="Testnet name [default: every testnet].")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def status(name: str | None, as_json: bool) -> None:
+    """Show testnets with live readiness of every node."""
+    names = [name] if name else list_networks()
+    out = []
+    for n in names:
+        out.append(Testnet.attach(n).status())
+    if as_json:
+        click.echo(json.dumps(out[0] if name else out, indent=2))
+        return
+    if not out:
+        click.echo("no testnets")
+    for d in out:
+        _print_summary(d)
+
+
+@main.command()
+@name_option
+@click.argument("node", required=False)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines (needs NODE).")
+@click.option("--tail", type=int, default=None, help="Only the last N lines.")
+@friendly_errors
+def logs(name: str, node: str | None, follow: bool, tail: int | None) -> None:
+    """Print the logs of the seed and nodes, or of one NODE ('seed', 'sn01', …)."""
+    net = Testnet.attach(name)
+    if follow:
+        if not node:
+            raise click.UsageError("--follow needs a NODE (e.g. 'testnet logs sn01 -f')")
+        try:
+            for line in net.follow_logs(node):
+                click.echo(line)
+        except KeyboardInterrupt:
+            return
+        return
+    click.echo(net.logs(node, tail=tail), nl=False)
+
+
+@main.command("clean")
+@friendly_errors
+def clean_cmd() -> None:
+    """Remove everything left by testnets whose harness is gone (crash, SIGKILL)."""
+    with progress() as report:
+        removed = clean(report)
+    click.echo(f"removed: {', '.join(removed)}" if removed else "nothing to clean")
+
+
+def _register_optional() -> None:
+    """Command groups that live with their feature (client, images, compose, faults, bench)."""
+    import importlib
+
+    for module, attr in (("harness.client.cli", "commands"), ("harness.images_cli", "commands"),
+                         ("harness.faults.cli", "commands"), ("harness.bench", "commands")):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name and module.startswith(e.name):
+                continue
+            raise
+        for cmd in getattr(mod, attr):
+            main.add_command(cmd)
+
+
+_register_optional()

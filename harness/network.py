@@ -1,0 +1,521 @@
+"""A running testnet: bring it up, wait for it, inspect it, change it, tear it down.
+
+:class:`Testnet` holds everything that does not depend on the runtime: command lines of the seed
+and the nodes, readiness from protocol state (registered at the seed, in a swarm, answering
+``info``), diagnostics on failure, churn operations and the state file. The runtime itself is a
+:class:`harness.backends.base.Backend`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import rpc
+from harness.backends.base import Backend, BackendError, Reporter
+from harness.state import NetworkState, NodeRecord, StateDir, StateError, locked, pid_alive
+from harness.topology import Topology, node_index, node_name
+from nodes.protocol.swarm import UNASSIGNED_SWARM
+
+BACKENDS = ("process", "docker")
+
+
+class NotReadyError(RuntimeError):
+    """The testnet did not become ready in time; the message lists what each node lacks."""
+
+    def __init__(self, message: str, artifacts: Path | None = None) -> None:
+        super().__init__(message)
+        self.artifacts = artifacts
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def backend_class(kind: str) -> type[Backend]:
+    if kind == "process":
+        from harness.backends.process import ProcessBackend
+
+        return ProcessBackend
+    if kind == "docker":
+        from harness.backends.docker import DockerBackend
+
+        return DockerBackend
+    raise ValueError(f"unknown backend {kind!r}; choose one of {', '.join(BACKENDS)}")
+
+
+@dataclass
+class NodeReadiness:
+    name: str
+    registered: bool = False
+    active: bool = False
+    swarm_id: int | None = None
+    node_swarm_id: int | None = None
+    answering: bool = False
+    error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return (self.registered and self.active and self.swarm_id is not None
+                and self.swarm_id == self.node_swarm_id and self.answering)
+
+    def missing(self) -> str:
+        if not self.registered:
+            return "not registered at the seed (no proof received)"
+        if not self.active:
+            return "registered but not active"
+        if self.swarm_id is None:
+            return "registered but not assigned to a swarm yet"
+        if self.node_swarm_id != self.swarm_id:
+            return (f"seed assigned swarm {self.swarm_id:#x} but the node reports "
+                    f"{self.node_swarm_id if self.node_swarm_id is None else hex(self.node_swarm_id)}")
+        if not self.answering:
+            return f"not answering storage RPC 'info': {self.error or 'no answer'}"
+        return "ready"
+
+
+@dataclass
+class Readiness:
+    seed_ok: bool = False
+    seed_error: str | None = None
+    height: int | None = None
+    nodes: dict[str, NodeReadiness] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return self.seed_ok and all(n.ready for n in self.nodes.values())
+
+
+class Testnet:
+    """A handle on one testnet. Use :meth:`up` to create one, :meth:`attach` to find one by
+    name; both work as context managers that tear the testnet down on exit."""
+
+    def __init__(self, state: NetworkState, statedir: StateDir, backend: Backend) -> None:
+        self.state = state
+        self.statedir = statedir
+        self.backend = backend
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def up(cls, topology: Topology | None = None, *, backend: str = "process",
+           timeout: float = 60.0, report: Reporter = _quiet) -> Testnet:
+        """Start a testnet and return once every node is registered, in a swarm and answering.
+
+        On failure every log is saved into the testnet's artifacts folder, everything started is
+        removed, and :class:`NotReadyError` / :class:`BackendError` says what went wrong.
+        """
+        topology = topology or Topology()
+        statedir = StateDir(topology.name)
+        backend_cls = backend_class(backend)
+        backend_cls.sweep_stale(report)
+        with locked():
+            if statedir.exists():
+                old = statedir.load()
+                raise BackendError(
+                    f"a testnet named {topology.name!r} already exists ({old.backend} backend, "
+                    f"status {old.status}); run 'testnet down --name {topology.name}' first or "
+                    "choose another --name"
+                )
+            statedir.remove()  # leftovers of a testnet without state (e.g. artifacts)
+            statedir.create()
+            be = backend_cls(statedir)
+            state = be.plan(topology, admin_token=secrets.token_hex(16))
+            statedir.save(state)
+        net = cls(state, statedir, be)
+        try:
+            net._start(report)
+            net.wait_ready(timeout=timeout, report=report)
+        except BaseException as e:
+            artifacts = net.save_artifacts(reason=f"up failed: {e}")
+            report(f"up failed; logs saved to {artifacts}")
+            net.down(keep_artifacts=True)
+            if isinstance(e, NotReadyError):
+                e.artifacts = artifacts
+            raise
+        net.state.status = "up"
+        net._save()
+        return net
+
+    @classmethod
+    def attach(cls, name: str) -> Testnet:
+        statedir = StateDir(name)
+        state = statedir.load()
+        return cls(state, statedir, backend_class(state.backend)(statedir))
+
+    def __enter__(self) -> Testnet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    # -- properties --------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.state.name
+
+    @property
+    def topology(self) -> Topology:
+        return Topology.from_dict(self.state.topology)
+
+    @property
+    def seed_url(self) -> str:
+        return self.state.seed_url
+
+    @property
+    def nodes(self) -> list[NodeRecord]:
+        return list(self.state.nodes)
+
+    def node(self, name: str) -> NodeRecord:
+        return self.state.node(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.state.public_dict()
+
+    # -- command lines -----------------------------------------------------------------------
+    def seed_argv(self) -> list[str]:
+        t = self.topology
+        st = self.state
+        argv = [
+            "-m", "nodes.seed",
+            "--host", self.backend.listen_ip(st, "seed"),
+            "--port", str(st.seed_runtime["port"]),
+            "--https-port", str(st.seed_runtime.get("https_port", 0)),
+            "--data-dir", self.backend.data_dir(st, "seed"),
+            "--testnet-seed", t.seed,
+            "--expect", str(t.node_count),
+            "--min-swarm-size", str(t.effective_min_swarm_size),
+            "--new-swarm-size", str(t.effective_new_swarm_size),
+            "--ideal-swarm-margin", str(t.ideal_swarm_margin),
+            "--block-interval", str(t.block_interval),
+            "--proof-timeout", str(t.proof_timeout),
+            "--admin-token", st.admin_token,
+        ]
+        log = self.backend.log_file(st, "seed")
+        if log:
+            argv += ["--log-file", log]
+        return argv
+
+    def node_argv(self, node: NodeRecord) -> list[str]:
+        t = self.topology
+        st = self.state
+        ident = t.node_identity(node.name)
+        argv = [
+            "-m", "nodes.snode",
+            "--ip", self.backend.listen_ip(st, node.name),
+            "--public-ip", node.public_ip,
+            "--port", str(node.storage_port),
+            "--admin-port", str(node.admin_port),
+            "--seed-url", st.extra.get("internal_seed_url", st.seed_url),
+            "--data-dir", self.backend.data_dir(st, node.name),
+            "--key-seed", ident.seed_hex,
+            "--proof-interval", str(t.proof_interval),
+            "--poll-interval", str(t.poll_interval),
+        ]
+        if t.rate_limit:
+            argv += ["--rate-limit", str(t.rate_limit)]
+        log = self.backend.log_file(st, node.name)
+        if log:
+            argv += ["--log-file", log]
+        return argv
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def _start(self, report: Reporter) -> None:
+        report(f"preparing {self.backend.kind} runtime for testnet {self.name!r}")
+        self.backend.prepare(self.state, report)
+        self._save()
+        report("starting seed")
+        self.backend.start_seed(self.state, self.seed_argv())
+        self._save()
+        report(f"starting {len(self.state.nodes)} nodes")
+        self.backend.start_nodes(self.state, [(n, self.node_argv(n)) for n in self.state.nodes])
+        self._save()
+
+    def _save(self) -> None:
+        self.statedir.save(self.state)
+
+    def down(self, *, keep_artifacts: bool = False) -> None:
+        """Stop and remove everything this testnet started. Idempotent."""
+        with locked():
+            self.backend.destroy(self.state)
+            artifacts = self.statedir.artifacts
+            if keep_artifacts and artifacts.exists() and any(artifacts.iterdir()):
+                keep = self.statedir.home / "artifacts" / f"{self.name}-{int(time.time())}"
+                keep.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(artifacts), str(keep))
+            self.statedir.remove()
+
+    # -- readiness ---------------------------------------------------------------------------
+    async def readiness(self, session: Any | None = None) -> Readiness:
+        own = session is None
+        session = session or rpc.new_session(rpc.aiohttp.ClientTimeout(total=3))
+        try:
+            return await self._readiness(session)
+        finally:
+            if own:
+                await session.close()
+
+    async def _readiness(self, session: Any) -> Readiness:
+        r = Readiness(nodes={n.name: NodeReadiness(n.name) for n in self.state.nodes})
+        by_key = {n.pubkey_ed25519: n for n in self.state.nodes}
+        try:
+            res = await rpc.seed_rpc(session, self.seed_url, "get_n_service_nodes",
+                                     {"active_only": False,
+                                      "fields": {"pubkey_ed25519": True, "swarm_id": True,
+                                                 "active": True}})
+            r.seed_ok = True
+            r.height = res.get("height")
+            for sn in res.get("service_node_states", []):
+                node = by_key.get(sn.get("pubkey_ed25519"))
+                if node is None:
+                    continue
+                nr = r.nodes[node.name]
+                nr.registered = True
+                nr.active = bool(sn.get("active"))
+                sid = sn.get("swarm_id")
+                nr.swarm_id = None if sid in (None, UNASSIGNED_SWARM) else int(sid)
+        except rpc.RpcError as e:
+            r.seed_error = str(e)
+
+        async def probe(node: NodeRecord) -> None:
+            nr = r.nodes[node.name]
+            try:
+                st = await rpc.node_admin(session, node.admin_url, "state")
+                sid = st.get("swarm_id")
+                nr.node_swarm_id = None if sid in (None, UNASSIGNED_SWARM) else int(sid)
+                status, body = await rpc.storage_rpc(session, node.storage_url, "info", {})
+                nr.answering = status == 200
+                if status != 200:
+                    nr.error = f"HTTP {status}: {str(body)[:120]}"
+            except rpc.RpcError as e:
+                nr.error = str(e)
+
+        await asyncio.gather(*(probe(n) for n in self.state.nodes))
+        return r
+
+    def wait_ready(self, timeout: float = 60.0, report: Reporter = _quiet,
+                   poll: float = 0.2) -> Readiness:
+        """Poll protocol state until every node is ready; raise :class:`NotReadyError` with a
+        per-node diagnostic (and the last log lines of what is not ready) on timeout."""
+        return rpc.run_sync(self._wait_ready(timeout, report, poll))
+
+    async def _wait_ready(self, timeout: float, report: Reporter, poll: float) -> Readiness:
+        deadline = time.monotonic() + timeout
+        last_msg = ""
+        async with rpc.new_session(rpc.aiohttp.ClientTimeout(total=3)) as session:
+            while True:
+                r = await self._readiness(session)
+                if r.ready:
+                    self._record_swarms(r)
+                    report(f"ready: {len(r.nodes)} nodes in {len(self.swarms())} swarms "
+                           f"(height {r.height})")
+                    return r
+                ready = sum(n.ready for n in r.nodes.values())
+                msg = (f"waiting for readiness: {ready}/{len(r.nodes)} nodes ready"
+                       if r.seed_ok else "waiting for the seed to answer")
+                if msg != last_msg:
+                    report(msg)
+                    last_msg = msg
+                dead = self._dead_runtimes()
+                if dead or time.monotonic() > deadline:
+                    raise NotReadyError(self._diagnose(r, timeout, dead))
+                await asyncio.sleep(poll)
+
+    def _dead_runtimes(self) -> list[str]:
+        targets = ["seed"] + [n.name for n in self.state.nodes]
+        return [t for t in targets if not self.backend.is_running(self.state, t)]
+
+    def _record_swarms(self, r: Readiness) -> None:
+        for n in self.state.nodes:
+            n.swarm_id = r.nodes[n.name].swarm_id
+        self._save()
+
+    def _diagnose(self, r: Readiness, timeout: float, dead: list[str]) -> str:
+        lines = []
+        if dead:
+            lines.append(f"testnet {self.name!r}: {', '.join(dead)} exited during start-up")
+        else:
+            lines.append(f"testnet {self.name!r} not ready after {timeout:.0f}s")
+        if not r.seed_ok:
+            lines.append(f"  seed at {self.seed_url}: {r.seed_error}")
+        for n in self.state.nodes:
+            nr = r.nodes[n.name]
+            if not nr.ready:
+                lines.append(f"  {n.name} ({n.public_ip}:{n.storage_port}, admin {n.admin_url}): "
+                             f"{nr.missing()}")
+        bad = [t for t in (["seed"] if (not r.seed_ok or "seed" in dead) else [])]
+        bad += [n for n, nr in r.nodes.items() if not nr.ready]
+        for target in bad[:6]:
+            try:
+                tail = self.backend.read_log(self.state, target, tail=15).rstrip()
+            except Exception as e:  # diagnostics must never hide the real error
+                tail = f"(log unavailable: {e})"
+            lines.append(f"--- last log lines of {target} ---\n{tail}")
+        return "\n".join(lines)
+
+    # -- inspection --------------------------------------------------------------------------
+    def swarms(self) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {}
+        for n in self.state.nodes:
+            if n.swarm_id is not None:
+                out.setdefault(n.swarm_id, []).append(n.name)
+        return out
+
+    def refresh(self) -> Readiness:
+        """Re-read swarm ids from the seed (after churn) and return the live readiness."""
+        r = rpc.run_sync(self.readiness())
+        self._record_swarms(r)
+        return r
+
+    def status(self) -> dict[str, Any]:
+        r = rpc.run_sync(self.readiness())
+        out = self.to_dict()
+        out["seed"] = {"url": self.seed_url, "answering": r.seed_ok, "height": r.height,
+                       "running": self.backend.is_running(self.state, "seed")}
+        for node in out["nodes"]:
+            nr = r.nodes[node["name"]]
+            node["running"] = self.backend.is_running(self.state, node["name"])
+            node["ready"] = nr.ready
+            node["swarm_id"] = nr.swarm_id
+            if not nr.ready:
+                node["problem"] = nr.missing()
+        return out
+
+    def logs(self, target: str | None = None, *, tail: int | None = None) -> str:
+        targets = [target] if target else ["seed"] + [n.name for n in self.state.nodes]
+        for t in targets:
+            if t != "seed":
+                self.node(t)
+        if target:
+            return self.backend.read_log(self.state, target, tail=tail)
+        parts = []
+        for t in targets:
+            parts.append(f"==> {t} <==\n{self.backend.read_log(self.state, t, tail=tail)}")
+        return "\n".join(parts)
+
+    def follow_logs(self, target: str) -> Iterator[str]:
+        if target != "seed":
+            self.node(target)
+        return self.backend.follow_log(self.state, target)
+
+    def save_artifacts(self, reason: str = "") -> Path:
+        """Copy every log into the artifacts folder; return it."""
+        folder = self.statedir.artifacts / time.strftime("%Y%m%d-%H%M%S")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "REASON.txt").write_text(reason + "\n")
+        (folder / "state.json").write_text(self.state.to_json())
+        for t in ["seed"] + [n.name for n in self.state.nodes]:
+            try:
+                text = self.backend.read_log(self.state, t)
+            except Exception as e:
+                text = f"(log unavailable: {e})\n"
+            (folder / f"{t}.log").write_text(text)
+        return folder
+
+    # -- control -----------------------------------------------------------------------------
+    def seed_admin(self, path: str, body: dict[str, Any] | None = None, method: str = "POST") -> Any:
+        async def call() -> Any:
+            async with rpc.new_session() as s:
+                return await rpc.seed_admin(s, self.seed_url, self.state.admin_token, path, body,
+                                            method)
+
+        return rpc.run_sync(call())
+
+    def node_admin(self, node: str, path: str, body: dict[str, Any] | None = None,
+                   method: str = "GET") -> Any:
+        rec = self.node(node)
+
+        async def call() -> Any:
+            async with rpc.new_session() as s:
+                return await rpc.node_admin(s, rec.admin_url, path, body, method)
+
+        return rpc.run_sync(call())
+
+    def advance_block(self) -> Any:
+        return self.seed_admin("block")
+
+    # -- churn -------------------------------------------------------------------------------
+    def kill(self, node: str) -> None:
+        self.backend.stop_node(self.state, self.node(node), kill=True)
+
+    def stop(self, node: str) -> None:
+        self.backend.stop_node(self.state, self.node(node), kill=False)
+
+    def start(self, node: str) -> None:
+        rec = self.node(node)
+        self.backend.start_node(self.state, rec, self.node_argv(rec))
+        self._save()
+
+    def restart(self, node: str) -> None:
+        self.stop(node)
+        self.start(node)
+
+    def pause(self, node: str) -> None:
+        self.backend.pause_node(self.state, self.node(node))
+
+    def unpause(self, node: str) -> None:
+        self.backend.unpause_node(self.state, self.node(node))
+
+    def decommission(self, node: str) -> None:
+        self.seed_admin("decommission", {"pubkey_ed25519": self.node(node).pubkey_ed25519})
+
+    def recommission(self, node: str) -> None:
+        self.seed_admin("recommission", {"pubkey_ed25519": self.node(node).pubkey_ed25519})
+
+    def add_nodes(self, count: int = 1, *, timeout: float = 60.0,
+                  report: Reporter = _quiet) -> list[NodeRecord]:
+        """Join ``count`` new nodes (deterministic keys: the next names in sequence) and wait
+        until the whole testnet, new nodes included, is ready again."""
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        start = max((node_index(n.name) for n in self.state.nodes), default=0) + 1
+        new = [self.backend.plan_node(self.state, node_name(i)) for i in range(start, start + count)]
+        self.state.nodes.extend(new)
+        self._save()
+        self.backend.start_nodes(self.state, [(n, self.node_argv(n)) for n in new])
+        self._save()
+        self.wait_ready(timeout=timeout, report=report)
+        return new
+
+    def wait_for(self, predicate: Any, *, timeout: float = 30.0, poll: float = 0.25,
+                 what: str = "condition") -> Any:
+        """Poll ``predicate()`` until it returns a truthy value; raise TimeoutError naming
+        ``what`` otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"testnet {self.name!r}: {what} not reached within {timeout}s")
+            time.sleep(poll)
+
+
+def clean(report: Reporter = _quiet) -> list[str]:
+    """Remove every testnet whose harness is gone (crashed/SIGKILLed ``up``, dead processes)
+    from every backend; return the names removed."""
+    removed: list[str] = []
+    for kind in BACKENDS:
+        try:
+            cls = backend_class(kind)
+        except ImportError:
+            continue
+        try:
+            removed += cls.sweep_stale(report)
+        except BackendError as e:
+            report(f"{kind}: {e}")
+    return sorted(set(removed))
+
+
+def is_stale(state: NetworkState) -> bool:
+    """A testnet is stale when its ``up`` never finished and the process running it is gone."""
+    return state.status != "up" and not pid_alive(state.owner_pid)
+
+
+__all__ = ["Testnet", "NotReadyError", "BackendError", "StateError", "clean", "is_stale",
+           "Readiness", "NodeReadiness"]

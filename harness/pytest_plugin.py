@@ -1,0 +1,118 @@
+"""pytest plugin: testnet fixtures that always clean up, and logs saved when a test fails.
+
+Fixtures:
+
+- ``testnet_factory(**topology) -> Testnet``: start a testnet (unique name) for this test; it is
+  torn down after the test, and when the test failed every node's log is first copied to
+  ``--testnet-artifacts`` (default ``./testnet-artifacts``).
+- ``testnet``: a default testnet (2 swarms × 3 nodes) shared by a test module.
+
+Options: ``--testnet-backend process|docker`` (default: process, or $SESSION_TESTNET_BACKEND),
+``--testnet-artifacts DIR``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.network import Testnet
+from harness.topology import Topology
+
+_counter = itertools.count(1)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("session-testnet")
+    group.addoption("--testnet-backend", default=None, choices=["process", "docker"],
+                    help="runtime for testnet fixtures (default: process, or "
+                         "$SESSION_TESTNET_BACKEND)")
+    group.addoption("--testnet-artifacts", default="testnet-artifacts",
+                    help="where logs of failed tests' testnets are saved")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
+    report = yield
+    if report.when == "call" and report.failed:
+        item.stash[_FAILED] = True
+    return report
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+def _backend(config: pytest.Config) -> str:
+    return (config.getoption("--testnet-backend") or os.environ.get("SESSION_TESTNET_BACKEND")
+            or "process")
+
+
+def unique_name(prefix: str = "t") -> str:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return f"{prefix}{worker}{next(_counter)}-{secrets.token_hex(2)}"
+
+
+class _Owner:
+    """Starts testnets for one fixture scope and guarantees their teardown."""
+
+    def __init__(self, config: pytest.Config, label: str) -> None:
+        self.config = config
+        self.label = label
+        self.nets: list[Testnet] = []
+
+    def start(self, **kwargs: Any) -> Testnet:
+        backend = kwargs.pop("backend", None) or _backend(self.config)
+        timeout = kwargs.pop("timeout", 90.0)
+        kwargs.setdefault("name", unique_name())
+        net = Testnet.up(Topology(**kwargs), backend=backend, timeout=timeout)
+        self.nets.append(net)
+        return net
+
+    def finish(self, failed: bool) -> None:
+        errors = []
+        for net in self.nets:
+            try:
+                if failed:
+                    self._save(net)
+                net.down()
+            except Exception as e:  # tear down every testnet even if one fails
+                errors.append(f"{net.name}: {e}")
+        if errors:
+            raise RuntimeError("testnet teardown failed: " + "; ".join(errors))
+
+    def _save(self, net: Testnet) -> None:
+        folder = net.save_artifacts(reason=f"test failed: {self.label}")
+        dest = Path(self.config.getoption("--testnet-artifacts")) / _safe(self.label) / net.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(folder, dest, dirs_exist_ok=True)
+
+
+def _safe(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)[:120]
+
+
+@pytest.fixture
+def testnet_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Testnet]]:
+    owner = _Owner(request.config, request.node.nodeid)
+    try:
+        yield owner.start
+    finally:
+        owner.finish(failed=request.node.stash.get(_FAILED, False))
+
+
+@pytest.fixture(scope="module")
+def testnet(request: pytest.FixtureRequest) -> Iterator[Testnet]:
+    owner = _Owner(request.config, request.node.nodeid)
+    failed = False
+    try:
+        yield owner.start()
+        failed = request.session.testsfailed > 0
+    finally:
+        owner.finish(failed=failed)

@@ -1,0 +1,208 @@
+"""Per-user state: one folder per testnet name, holding ``state.json``, logs and node data.
+
+The state directory is ``$SESSION_TESTNET_HOME``, else ``$XDG_STATE_HOME/session-testnet``, else
+``~/.local/state/session-testnet``. Any shell of the same user can act on a testnet by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "state.json"
+
+
+class StateError(RuntimeError):
+    """A testnet's state is missing or unreadable; the message says which and what to do."""
+
+
+def state_home() -> Path:
+    env = os.environ.get("SESSION_TESTNET_HOME")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_STATE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "state"
+    return base / "session-testnet"
+
+
+@dataclass
+class NodeRecord:
+    name: str
+    public_ip: str
+    storage_port: int
+    admin_port: int
+    pubkey_ed25519: str
+    pubkey_x25519: str
+    swarm_id: int | None = None
+    #: backend-specific handle: {"pid": …} for processes, {"container": …} for docker
+    runtime: dict[str, Any] = field(default_factory=dict)
+    #: the bind address when it differs from the advertised one (e.g. behind a proxy)
+    bind_ip: str | None = None
+    proxy: str | None = None
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{self.bind_ip or self.public_ip}:{self.admin_port}"
+
+    @property
+    def storage_url(self) -> str:
+        return f"https://{self.public_ip}:{self.storage_port}"
+
+    def public_dict(self) -> dict[str, Any]:
+        """The documented per-node JSON of ``testnet up --json``."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "public_ip": self.public_ip,
+            "storage_port": self.storage_port,
+            "pubkey_ed25519": self.pubkey_ed25519,
+            "pubkey_x25519": self.pubkey_x25519,
+            "swarm_id": self.swarm_id,
+            "admin_url": self.admin_url,
+        }
+        if self.proxy is not None:
+            out["proxy"] = self.proxy
+        return out
+
+
+@dataclass
+class NetworkState:
+    name: str
+    backend: str
+    topology: dict[str, Any]
+    seed_url: str
+    admin_token: str
+    net_index: int
+    status: str = "starting"
+    created: float = field(default_factory=time.time)
+    owner_pid: int = field(default_factory=os.getpid)
+    seed_https_url: str | None = None
+    seed_runtime: dict[str, Any] = field(default_factory=dict)
+    nodes: list[NodeRecord] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def node(self, name: str) -> NodeRecord:
+        for n in self.nodes:
+            if n.name == name or n.pubkey_ed25519 == name:
+                return n
+        known = ", ".join(n.name for n in self.nodes) or "none"
+        raise StateError(f"testnet {self.name!r} has no node {name!r} (nodes: {known})")
+
+    def public_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "backend": self.backend,
+            "status": self.status,
+            "seed_url": self.seed_url,
+            "nodes": [n.public_dict() for n in self.nodes],
+        }
+        if self.seed_https_url:
+            out["seed_https_url"] = self.seed_https_url
+        if "toxiproxy_url" in self.extra:
+            out["toxiproxy_url"] = self.extra["toxiproxy_url"]
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> NetworkState:
+        data = json.loads(text)
+        nodes = [NodeRecord(**n) for n in data.pop("nodes", [])]
+        return cls(nodes=nodes, **data)
+
+
+class StateDir:
+    """The folder of one testnet."""
+
+    def __init__(self, name: str, home: Path | None = None) -> None:
+        self.name = name
+        self.home = home or state_home()
+        self.path = self.home / "networks" / name
+
+    @property
+    def state_file(self) -> Path:
+        return self.path / STATE_FILE
+
+    @property
+    def logs(self) -> Path:
+        return self.path / "logs"
+
+    @property
+    def data(self) -> Path:
+        return self.path / "data"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.path / "artifacts"
+
+    def exists(self) -> bool:
+        return self.state_file.exists()
+
+    def create(self) -> None:
+        for d in (self.path, self.logs, self.data, self.artifacts):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def load(self) -> NetworkState:
+        try:
+            return NetworkState.from_json(self.state_file.read_text())
+        except FileNotFoundError:
+            raise StateError(
+                f"no testnet named {self.name!r} (no {self.state_file}); "
+                "start one with 'testnet up' or list them with 'testnet status'"
+            ) from None
+        except (json.JSONDecodeError, TypeError) as e:
+            raise StateError(
+                f"state file {self.state_file} is unreadable ({e}); "
+                f"run 'testnet down --name {self.name} --force' to discard it"
+            ) from None
+
+    def save(self, state: NetworkState) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".state-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            f.write(state.to_json())
+        os.replace(tmp, self.state_file)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def list_networks(home: Path | None = None) -> list[str]:
+    root = (home or state_home()) / "networks"
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / STATE_FILE).exists())
+
+
+@contextlib.contextmanager
+def locked(name: str = "global", home: Path | None = None) -> Iterator[None]:
+    """An exclusive advisory lock across processes of this user (allocations, up/down)."""
+    root = home or state_home()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{name}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

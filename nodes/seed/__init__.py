@@ -1,0 +1,9 @@
+"""The seed node: the testnet's network directory (stands in for oxend).
+
+Run with ``python -m nodes.seed``; the pure state machine is :class:`nodes.seed.registry.SeedCore`,
+the aiohttp application :class:`nodes.seed.app.SeedServer`.
+"""
+
+from .registry import NodeRecord, RequestError, SeedConfig, SeedCore, proof_message
+
+__all__ = ["NodeRecord", "RequestError", "SeedConfig", "SeedCore", "proof_message"]

@@ -1,0 +1,90 @@
+"""``python -m nodes.seed``: run the seed until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from nodes.protocol.constants import SEED_HTTPS_PORT, SEED_PORT
+from nodes.protocol.swarm import PRODUCTION, SwarmParams
+
+from .app import build_server
+from .logs import SeedLogger
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m nodes.seed",
+                                description="session-testnet seed: service-node directory (oxend stand-in)")
+    p.add_argument("--host", default="127.0.0.1", help="IP to listen on (default %(default)s)")
+    p.add_argument("--port", type=int, default=SEED_PORT, help="HTTP JSON-RPC port (default %(default)s)")
+    p.add_argument("--https-port", type=int, default=SEED_HTTPS_PORT,
+                   help="HTTPS port for the same app, 0 disables it (default %(default)s)")
+    p.add_argument("--data-dir", type=Path, default=Path("seed-data"),
+                   help="state (seed.json) and tls/ directory (default %(default)s)")
+    p.add_argument("--testnet-seed", default="0", help="testnet seed string; block hashes derive from it")
+    p.add_argument("--expect", type=int, default=0,
+                   help="number of registered nodes before the first block (default %(default)s: at once)")
+    p.add_argument("--min-swarm-size", type=int, default=PRODUCTION.min_swarm_size)
+    p.add_argument("--new-swarm-size", type=int, default=PRODUCTION.new_swarm_size)
+    p.add_argument("--ideal-swarm-margin", type=int, default=PRODUCTION.ideal_swarm_margin)
+    p.add_argument("--block-interval", type=float, default=1.0, help="seconds between blocks")
+    p.add_argument("--proof-timeout", type=float, default=6.0,
+                   help="deregister a node whose last proof is older than this many seconds")
+    p.add_argument("--admin-token", default=os.environ.get("SESSION_TESTNET_ADMIN_TOKEN", ""),
+                   help="bearer token of the admin endpoints (default $SESSION_TESTNET_ADMIN_TOKEN; "
+                        "empty disables them)")
+    p.add_argument("--log-file", type=Path, default=None, help="JSON-lines log file (default stderr)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    args = p.parse_args(argv)
+    for name in ("port", "https_port"):
+        v = getattr(args, name)
+        if not 0 <= v <= 65535 or (name == "port" and v == 0):
+            p.error(f"--{name.replace('_', '-')} must be a port number, got {v}")
+    if args.expect < 0:
+        p.error("--expect must be >= 0")
+    if args.block_interval <= 0 or args.proof_timeout <= 0:
+        p.error("--block-interval and --proof-timeout must be > 0")
+    try:
+        args.params = SwarmParams(min_swarm_size=args.min_swarm_size, ideal_swarm_margin=args.ideal_swarm_margin,
+                                  new_swarm_size=args.new_swarm_size)
+    except ValueError as exc:
+        p.error(str(exc))
+    return args
+
+
+async def run(args: argparse.Namespace) -> int:
+    logger = SeedLogger(args.log_file, level=args.log_level)
+    try:
+        try:
+            server = build_server(host=args.host, port=args.port, https_port=args.https_port,
+                                  data_dir=args.data_dir, testnet_seed=args.testnet_seed, expect=args.expect,
+                                  params=args.params, block_interval=args.block_interval,
+                                  proof_timeout=args.proof_timeout, admin_token=args.admin_token,
+                                  logger=logger)
+            await server.start()
+        except (OSError, RuntimeError, ValueError) as exc:
+            logger.error("startup_failed", error=str(exc))
+            print(f"seed: cannot start: {exc}", file=sys.stderr)
+            return 1
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        logger.info("shutdown_requested")
+        await server.stop()
+        return 0
+    finally:
+        logger.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return asyncio.run(run(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

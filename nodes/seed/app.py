@@ -1,0 +1,311 @@
+"""The seed's aiohttp application: JSON-RPC, proofs, admin endpoints, block timer, persistence.
+
+Routes (one app, served over HTTP on ``--port`` and HTTPS on ``--https-port``):
+
+* ``POST /json_rpc`` — JSON-RPC 2.0, ``get_service_nodes`` / ``get_n_service_nodes`` /
+  ``get_all_service_nodes`` (PROTOCOL.md §3; see :mod:`nodes.seed.registry` for the oxend facts).
+* ``POST /internal/v1/proof`` — node registration / liveness (DESIGN.md "Seed").
+* admin, ``Authorization: Bearer TOKEN``: ``POST /internal/v1/block``, ``/decommission``,
+  ``/recommission``, ``/deregister`` (body ``{"pubkey_ed25519": hex}``), ``GET /internal/v1/state``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import os
+import random
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from nodes.protocol.swarm import SwarmParams
+
+from .logs import SeedLogger
+from .registry import RPC_METHODS, InvalidParams, RequestError, SeedConfig, SeedCore
+
+STATE_FILE = "seed.json"
+
+# JSON-RPC 2.0 error codes
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str
+    port: int
+    https_port: int  # 0 = no HTTPS listener
+    data_dir: Path
+    admin_token: str
+    block_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.block_interval <= 0:
+            raise ValueError(f"block_interval must be > 0 seconds, got {self.block_interval}")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message, "status": status}, status=status)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write `data` as JSON to `path` atomically (tmp file + fsync + rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, sort_keys=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    with contextlib.suppress(OSError):  # make the rename durable where the platform allows it
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+class SeedServer:
+    """Owns a :class:`SeedCore`, serves it, produces blocks and persists the state."""
+
+    def __init__(self, core: SeedCore, config: ServerConfig, logger: SeedLogger,
+                 rng_factory: Callable[[], random.Random] | None = None) -> None:
+        self.core = core
+        self.config = config
+        self.log = logger
+        self._rng_factory = rng_factory or (lambda: random.Random(os.urandom(16)))
+        self._wake = asyncio.Event()
+        self._block_task: asyncio.Task[None] | None = None
+        self._runner: web.AppRunner | None = None
+        self._saved_revision = -1
+        self.state_path = config.data_dir / STATE_FILE
+        self.urls: list[str] = []
+
+    # --- persistence ---------------------------------------------------------------------------
+    def load_state(self) -> bool:
+        """Load DATA_DIR/seed.json if present; returns whether a state was restored."""
+        if not self.state_path.exists():
+            return False
+        try:
+            data = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RuntimeError(f"cannot read seed state {self.state_path}: {exc}; "
+                               "fix or delete the file to start from an empty network") from exc
+        self.core.load_json(data)
+        self._saved_revision = self.core.revision
+        self.log.info("state_loaded", path=str(self.state_path), height=self.core.height,
+                      nodes=len(self.core.nodes), swarms=len(self.core.swarms()))
+        return True
+
+    def persist(self, force: bool = False) -> None:
+        if not force and self.core.revision == self._saved_revision:
+            return
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.state_path, self.core.to_json())
+        self._saved_revision = self.core.revision
+
+    # --- blocks --------------------------------------------------------------------------------
+    def produce_block(self) -> dict[str, Any]:
+        result = self.core.produce_block()
+        self.persist()
+        return {"height": result.height, "block_hash": result.block_hash, "recomputed": result.recomputed,
+                "deregistered": result.deregistered, "active": result.active,
+                "swarms": [{"swarm_id": sid, "size": n} for sid, n in result.swarm_sizes.items()]}
+
+    async def _block_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.config.block_interval
+        if self.core.height == 0:
+            self.log.info("waiting_for_nodes", expect=self.core.config.expect,
+                          registered=len(self.core.nodes))
+            while self.core.height == 0 and not self.core.ready_for_first_block():
+                self._wake.clear()
+                await self._wake.wait()
+            if self.core.height == 0:
+                self._safe_block()
+        next_due = loop.time() + interval
+        while True:
+            await asyncio.sleep(max(0.0, next_due - loop.time()))
+            self._safe_block()
+            next_due += interval
+            if next_due < loop.time():  # fell behind (suspended / overloaded): do not burst
+                next_due = loop.time() + interval
+
+    def _safe_block(self) -> None:
+        try:
+            self.produce_block()
+        except Exception as exc:  # noqa: BLE001 - keep producing blocks; the error is logged
+            self.log.error("block_failed", error=repr(exc), height=self.core.height)
+
+    # --- HTTP handlers -------------------------------------------------------------------------
+    async def handle_json_rpc(self, request: web.Request) -> web.Response:
+        text = await request.text()
+        try:
+            body = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return web.json_response(self._rpc_error(None, PARSE_ERROR, f"Parse error: {exc}"))
+        if isinstance(body, list):
+            if not body:
+                return web.json_response(self._rpc_error(None, INVALID_REQUEST, "Invalid Request: empty batch"))
+            return web.json_response([self._rpc_one(item) for item in body])
+        return web.json_response(self._rpc_one(body))
+
+    @staticmethod
+    def _rpc_error(req_id: Any, code: int, message: str) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "id": req_id, "error": {"code": code, "message": message}}
+
+    def _rpc_one(self, req: Any) -> dict[str, Any]:
+        if not isinstance(req, dict):
+            return self._rpc_error(None, INVALID_REQUEST, "Invalid Request: expected a JSON object")
+        req_id = req.get("id")
+        method = req.get("method")
+        if not isinstance(method, str):
+            return self._rpc_error(req_id, INVALID_REQUEST, "Invalid Request: `method` must be a string")
+        if req.get("jsonrpc", "2.0") != "2.0":
+            return self._rpc_error(req_id, INVALID_REQUEST, "Invalid Request: `jsonrpc` must be \"2.0\"")
+        if method not in RPC_METHODS:
+            return self._rpc_error(req_id, METHOD_NOT_FOUND,
+                                   f"Method not found: {method!r} (this seed serves {', '.join(RPC_METHODS)})")
+        try:
+            result = self.core.get_service_nodes(req.get("params"), self._rng_factory())
+        except InvalidParams as exc:
+            return self._rpc_error(req_id, INVALID_PARAMS, f"Invalid params: {exc}")
+        except Exception as exc:  # noqa: BLE001 - reported to the caller and logged
+            self.log.error("rpc_failed", method=method, error=repr(exc))
+            return self._rpc_error(req_id, INTERNAL_ERROR, f"Internal error: {exc}")
+        return {"jsonrpc": "2.0", "id": req_id, "result": result}
+
+    async def _json_body(self, request: web.Request) -> Any:
+        text = await request.text()
+        try:
+            return json.loads(text) if text.strip() else None
+        except json.JSONDecodeError as exc:
+            raise RequestError(400, f"body is not valid JSON: {exc}") from None
+
+    async def handle_proof(self, request: web.Request) -> web.Response:
+        body: Any = None
+        try:
+            body = await self._json_body(request)
+            result = self.core.accept_proof(body)
+        except RequestError as exc:
+            pk = body.get("pubkey_ed25519") if isinstance(body, dict) else None
+            self.log.warning("proof_rejected", status=exc.status, error=exc.message, pubkey_ed25519=pk,
+                             remote=request.remote)
+            return _error(exc.status, exc.message)
+        self.persist()
+        if self.core.height == 0 and self.core.ready_for_first_block():
+            self._wake.set()
+        return web.json_response(result)
+
+    def _authorized(self, request: web.Request) -> web.Response | None:
+        token = self.config.admin_token
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if not token:
+            return _error(401, "admin interface disabled: start the seed with --admin-token")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            return _error(401, "missing or wrong admin token: send 'Authorization: Bearer <token>'")
+        return None
+
+    async def handle_block(self, request: web.Request) -> web.Response:
+        if (denied := self._authorized(request)) is not None:
+            return denied
+        result = self.produce_block()
+        self._wake.set()
+        self.log.info("admin_block", height=result["height"])
+        return web.json_response(result)
+
+    def _admin_change(self, action: str) -> Callable[[web.Request], Any]:
+        async def handler(request: web.Request) -> web.Response:
+            if (denied := self._authorized(request)) is not None:
+                return denied
+            try:
+                body = await self._json_body(request)
+                if not isinstance(body, dict):
+                    raise RequestError(400, "body must be {\"pubkey_ed25519\": \"<64 hex chars>\"}")
+                op = getattr(self.core, action)
+                result = op(body.get("pubkey_ed25519"))
+            except RequestError as exc:
+                return _error(exc.status, exc.message)
+            self.persist()
+            return web.json_response(result)
+        return handler
+
+    async def handle_state(self, request: web.Request) -> web.Response:
+        if (denied := self._authorized(request)) is not None:
+            return denied
+        return web.json_response(self.core.snapshot())
+
+    def make_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/json_rpc", self.handle_json_rpc)
+        app.router.add_post("/internal/v1/proof", self.handle_proof)
+        app.router.add_post("/internal/v1/block", self.handle_block)
+        app.router.add_post("/internal/v1/decommission", self._admin_change("decommission"))
+        app.router.add_post("/internal/v1/recommission", self._admin_change("recommission"))
+        app.router.add_post("/internal/v1/deregister", self._admin_change("deregister"))
+        app.router.add_get("/internal/v1/state", self.handle_state)
+        return app
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def _ssl_context(self) -> ssl.SSLContext:
+        from nodes.snode.tls import ensure_certificate, server_context
+
+        cert, key = ensure_certificate(self.config.data_dir / "tls", self.config.host, "session-testnet seed")
+        return server_context(cert, key)
+
+    async def start(self) -> None:
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        sites = [web.TCPSite(self._runner, self.config.host, self.config.port)]
+        self.urls = [f"http://{self.config.host}:{self.config.port}"]
+        if self.config.https_port:
+            sites.append(web.TCPSite(self._runner, self.config.host, self.config.https_port,
+                                     ssl_context=self._ssl_context()))
+            self.urls.append(f"https://{self.config.host}:{self.config.https_port}")
+        try:
+            for site in sites:
+                await site.start()
+        except OSError:
+            await self._runner.cleanup()
+            raise
+        self.persist(force=True)
+        self._block_task = asyncio.create_task(self._block_loop(), name="seed-blocks")
+        self.log.info("listening", urls=self.urls, height=self.core.height, expect=self.core.config.expect,
+                      params=asdict(self.core.config.params), block_interval=self.config.block_interval,
+                      proof_timeout=self.core.config.proof_timeout)
+
+    async def stop(self) -> None:
+        if self._block_task is not None:
+            self._block_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._block_task
+            self._block_task = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        self.persist()
+        self.log.info("stopped", height=self.core.height, nodes=len(self.core.nodes))
+
+
+def build_server(*, host: str, port: int, https_port: int, data_dir: Path, testnet_seed: str, expect: int,
+                 params: SwarmParams, block_interval: float, proof_timeout: float, admin_token: str,
+                 logger: SeedLogger, clock: Callable[[], float] = time.time) -> SeedServer:
+    core = SeedCore(SeedConfig(testnet_seed=testnet_seed, expect=expect, params=params,
+                               proof_timeout=proof_timeout), clock=clock, logger=logger)
+    server = SeedServer(core, ServerConfig(host=host, port=port, https_port=https_port, data_dir=data_dir,
+                                           admin_token=admin_token, block_interval=block_interval), logger)
+    server.load_state()
+    return server

@@ -1,0 +1,510 @@
+"""The seed's state machine: node registry, proofs, blocks, swarms, oxend-style listings.
+
+Pure logic (no sockets, no files): every method takes/returns plain data and time comes from the
+``clock`` function given to :class:`SeedCore`, so the unit tests drive it with a fake clock.
+
+Facts mirrored from oxend (oxen-core ``core_rpc_server.cpp`` / ``core_rpc_server_commands_defs.h``,
+``GET_SERVICE_NODES``):
+
+* method names ``get_service_nodes`` = ``get_n_service_nodes`` = ``get_all_service_nodes``;
+* ``fields`` is a list of names (``"all"`` = everything, ``"-name"`` removes a name after ``"all"``)
+  or the deprecated dict ``{"name": true}`` (``"all": true`` = everything); no/empty fields = all;
+* ``limit`` > 0 → that many random nodes in random order; < 0, or ≥ the node count → all nodes
+  shuffled; 0 → all nodes (we sort them by pubkey);
+* ``poll_block_hash`` equal to the top block hash → ``{"unchanged": true}`` without nodes;
+* per node: ``service_node_pubkey`` (hex), ``active``/``funded`` bools, ``swarm_id`` (u64 number),
+  ``swarm`` (``"{:x}"`` of the id), ``storage_server_version`` ``[major, minor, patch]``,
+  ``public_ip``, ``storage_port``, ``storage_lmq_port``, ``pubkey_ed25519``, ``pubkey_x25519``,
+  ``last_uptime_proof`` (unix seconds), ``registration_height``, ``state_height``, …
+
+Testnet choices (documented deviations): ``height``, ``block_hash`` and ``hardfork`` are always in
+the result (oxend includes top-level fields only when requested; extra keys are harmless to
+clients); ``service_node_pubkey`` (oxend's "legacy" key) is the node's Ed25519 key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import random
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from nodes.protocol.constants import HARDFORK, STORAGE_SERVER_VERSION
+from nodes.protocol.keys import derive_seed, ed25519_pk_to_x25519, verify_ed25519
+from nodes.protocol.swarm import UNASSIGNED_SWARM, SwarmParams, assign_swarms
+
+from .logs import NullLogger, SeedLogger
+
+PROOF_WINDOW_S = 60.0
+STATE_FORMAT = 1
+RPC_METHODS = ("get_service_nodes", "get_n_service_nodes", "get_all_service_nodes")
+
+# the per-node fields this seed can produce (the order is the order in the JSON object)
+NODE_FIELDS = (
+    "service_node_pubkey", "registration_height", "registration_hf_version",
+    "requested_unlock_height", "active", "funded", "state_height", "decommission_count",
+    "swarm_id", "swarm", "last_uptime_proof", "storage_server_version", "public_ip",
+    "storage_port", "storage_lmq_port", "pubkey_ed25519", "pubkey_x25519",
+)
+
+
+class RequestError(Exception):
+    """A request the seed refuses; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class InvalidParams(ValueError):
+    """Bad JSON-RPC params (JSON-RPC error -32602)."""
+
+
+@dataclass(frozen=True)
+class SeedConfig:
+    testnet_seed: str
+    expect: int = 0
+    params: SwarmParams = field(default_factory=SwarmParams)
+    proof_timeout: float = 6.0
+    proof_window: float = PROOF_WINDOW_S
+
+    def __post_init__(self) -> None:
+        if self.expect < 0:
+            raise ValueError(f"expect must be >= 0, got {self.expect}")
+        if self.proof_timeout <= 0:
+            raise ValueError(f"proof_timeout must be > 0 seconds, got {self.proof_timeout}")
+
+
+@dataclass
+class NodeRecord:
+    pubkey_ed25519: str
+    pubkey_x25519: str
+    public_ip: str
+    storage_port: int
+    storage_lmq_port: int
+    admin_port: int
+    version: tuple[int, int, int]
+    registration_height: int
+    state_height: int
+    last_proof: float  # clock() seconds of the last accepted proof
+    proof_timestamp_ms: int  # the `timestamp` the node put in that proof
+    active: bool = True
+    swarm_id: int = UNASSIGNED_SWARM
+    decommission_count: int = 0
+
+    @property
+    def status(self) -> str:
+        return "active" if self.active else "decommissioned"
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["version"] = list(self.version)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> NodeRecord:
+        d = dict(d)
+        d["version"] = tuple(int(x) for x in d["version"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    height: int
+    block_hash: str
+    deregistered: list[str]
+    recomputed: bool
+    active: int
+    swarm_sizes: dict[int, int]
+
+
+# --------------------------------------------------------------------------------------------
+# validation helpers
+# --------------------------------------------------------------------------------------------
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _hex32(body: dict[str, Any], key: str) -> str:
+    v = body.get(key)
+    if not isinstance(v, str) or len(v) != 64:
+        raise RequestError(400, f"`{key}` must be 64 hex characters (a 32-byte key), got {v!r}")
+    try:
+        bytes.fromhex(v)
+    except ValueError:
+        raise RequestError(400, f"`{key}` is not valid hex: {v!r}") from None
+    return v.lower()
+
+
+def _port(body: dict[str, Any], key: str, *, allow_zero: bool) -> int:
+    v = body.get(key)
+    lo = 0 if allow_zero else 1
+    if not _is_int(v) or not lo <= v <= 65535:
+        raise RequestError(400, f"`{key}` must be an integer port in [{lo}, 65535], got {v!r}")
+    return v
+
+
+def proof_message(pubkey_ed25519: str, public_ip: str, storage_port: int, timestamp_ms: int) -> bytes:
+    """The bytes a node signs in a proof: ``"proof" ‖ pubkey_ed25519 ‖ public_ip ‖ port ‖ timestamp``."""
+    return f"proof{pubkey_ed25519}{public_ip}{storage_port}{timestamp_ms}".encode("ascii")
+
+
+def _decode_b64(v: Any) -> bytes:
+    if not isinstance(v, str):
+        raise RequestError(400, f"`signature` must be a base64 string, got {type(v).__name__}")
+    s = v.strip()
+    try:
+        if "-" in s or "_" in s:
+            return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+        return base64.b64decode(s + "=" * (-len(s) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError(400, "`signature` is not valid base64") from None
+
+
+def parse_fields(raw: Any) -> set[str]:
+    """oxend's `fields` parsing; the empty set means "all fields"."""
+    if raw is None:
+        return set()
+    if isinstance(raw, dict):
+        out: set[str] = set()
+        for k, v in raw.items():
+            if not isinstance(v, bool):
+                raise InvalidParams(f"`fields` dict values must be true/false, got {k!r}: {v!r}")
+            if v:
+                if k == "all":
+                    return set()
+                out.add(k)
+        return out
+    if isinstance(raw, list):
+        if not all(isinstance(x, str) for x in raw):
+            raise InvalidParams("`fields` list must contain only field-name strings")
+        out = set(raw)
+        return set() if out == {"all"} else out
+    raise InvalidParams(f"`fields` must be a list of names or a {{name: true}} dict, got {type(raw).__name__}")
+
+
+def requested(fields: set[str], key: str) -> bool:
+    if not fields:
+        return True
+    if "all" in fields:
+        return f"-{key}" not in fields
+    return key in fields
+
+
+# --------------------------------------------------------------------------------------------
+# the core
+# --------------------------------------------------------------------------------------------
+
+class SeedCore:
+    """Registry + block producer.  ``clock()`` returns unix time in seconds (float)."""
+
+    def __init__(self, config: SeedConfig, clock: Callable[[], float],
+                 logger: SeedLogger | None = None) -> None:
+        self.config = config
+        self.clock = clock
+        self.log = logger or NullLogger()
+        self.nodes: dict[str, NodeRecord] = {}
+        self.height = 0
+        # active set the current swarm layout was computed for
+        self.last_active: frozenset[str] = frozenset()
+        # bumped on every change that must be persisted
+        self.revision = 0
+
+    # --- basic state ---------------------------------------------------------------------------
+    def block_hash_at(self, height: int) -> bytes:
+        return derive_seed(self.config.testnet_seed, "block", str(height))
+
+    @property
+    def block_hash(self) -> str:
+        return self.block_hash_at(self.height).hex()
+
+    def active_nodes(self) -> list[NodeRecord]:
+        return [n for n in self.nodes.values() if n.active]
+
+    def swarms(self) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {}
+        for pk in sorted(self.nodes):
+            n = self.nodes[pk]
+            if n.active and n.swarm_id != UNASSIGNED_SWARM:
+                out.setdefault(n.swarm_id, []).append(pk)
+        return dict(sorted(out.items()))
+
+    def ready_for_first_block(self) -> bool:
+        return self.height == 0 and len(self.active_nodes()) >= self.config.expect
+
+    def _changed(self) -> None:
+        self.revision += 1
+
+    # --- proofs --------------------------------------------------------------------------------
+    def accept_proof(self, body: Any) -> dict[str, Any]:
+        """Register or refresh a node from a signed proof; raises RequestError(400/401)."""
+        if not isinstance(body, dict):
+            raise RequestError(400, "proof body must be a JSON object")
+        ed = _hex32(body, "pubkey_ed25519")
+        x = _hex32(body, "pubkey_x25519")
+        try:
+            expected_x = ed25519_pk_to_x25519(bytes.fromhex(ed)).hex()
+        except ValueError as exc:
+            raise RequestError(400, f"`pubkey_ed25519` is not a valid Ed25519 key: {exc}") from None
+        if expected_x != x:
+            raise RequestError(400, f"`pubkey_x25519` {x} is not the X25519 conversion of pubkey_ed25519 "
+                                    f"(expected {expected_x})")
+        ip = body.get("public_ip")
+        try:
+            addr = ipaddress.IPv4Address(ip) if isinstance(ip, str) else None
+        except ValueError:
+            addr = None
+        if addr is None or addr.is_unspecified:
+            raise RequestError(400, f"`public_ip` must be a dotted IPv4 address other than 0.0.0.0, got {ip!r}")
+        storage_port = _port(body, "storage_port", allow_zero=False)
+        lmq_port = _port(body, "storage_lmq_port", allow_zero=True)
+        admin_port = _port(body, "admin_port", allow_zero=True)
+        version_raw = body.get("version", list(STORAGE_SERVER_VERSION))
+        if (not isinstance(version_raw, list) or len(version_raw) != 3
+                or not all(_is_int(v) and 0 <= v <= 65535 for v in version_raw)):
+            raise RequestError(400, f"`version` must be [major, minor, patch] (0-65535 each), got {version_raw!r}")
+        version = (version_raw[0], version_raw[1], version_raw[2])
+        ts = body.get("timestamp")
+        if not _is_int(ts):
+            raise RequestError(400, f"`timestamp` must be an integer (unix milliseconds), got {ts!r}")
+        now = self.clock()
+        skew = ts / 1000.0 - now
+        if abs(skew) > self.config.proof_window:
+            raise RequestError(400, f"proof timestamp {ts} is {skew:+.1f} s from the seed's clock "
+                                    f"(allowed ±{self.config.proof_window:.0f} s); check the node's clock")
+        sig = _decode_b64(body.get("signature"))
+        if len(sig) != 64:
+            raise RequestError(400, f"`signature` must decode to 64 bytes, got {len(sig)}")
+        msg = proof_message(ed, str(addr), storage_port, ts)
+        if not verify_ed25519(bytes.fromhex(ed), msg, sig):
+            raise RequestError(401, "proof signature does not verify: sign "
+                                    "'proof' + pubkey_ed25519 + public_ip + storage_port + timestamp "
+                                    "with the node's Ed25519 key")
+
+        node = self.nodes.get(ed)
+        if node is None:
+            node = NodeRecord(pubkey_ed25519=ed, pubkey_x25519=x, public_ip=str(addr),
+                              storage_port=storage_port, storage_lmq_port=lmq_port, admin_port=admin_port,
+                              version=version, registration_height=self.height, state_height=self.height,
+                              last_proof=now, proof_timestamp_ms=ts)
+            self.nodes[ed] = node
+            self._changed()
+            self.log.info("registered", pubkey_ed25519=ed, public_ip=node.public_ip,
+                          storage_port=storage_port, height=self.height, nodes=len(self.nodes))
+        else:
+            before = (node.public_ip, node.storage_port, node.storage_lmq_port, node.admin_port, node.version)
+            node.public_ip, node.storage_port = str(addr), storage_port
+            node.storage_lmq_port, node.admin_port, node.version = lmq_port, admin_port, version
+            node.last_proof, node.proof_timestamp_ms = now, ts
+            if before != (node.public_ip, node.storage_port, node.storage_lmq_port, node.admin_port,
+                          node.version):
+                self._changed()
+                self.log.info("node_updated", pubkey_ed25519=ed, public_ip=node.public_ip,
+                              storage_port=storage_port, version=list(version))
+        return {"height": self.height, "registered": True}
+
+    # --- admin state changes -------------------------------------------------------------------
+    def _get(self, pubkey: Any) -> NodeRecord:
+        if not isinstance(pubkey, str):
+            raise RequestError(400, "body must be {\"pubkey_ed25519\": \"<64 hex chars>\"}")
+        pk = _hex32({"pubkey_ed25519": pubkey}, "pubkey_ed25519")
+        node = self.nodes.get(pk)
+        if node is None:
+            raise RequestError(404, f"no registered node with pubkey_ed25519 {pk}")
+        return node
+
+    def decommission(self, pubkey: Any) -> dict[str, Any]:
+        node = self._get(pubkey)
+        changed = node.active
+        if changed:
+            node.active = False
+            node.swarm_id = UNASSIGNED_SWARM
+            node.decommission_count += 1
+            node.state_height = self.height
+            self._changed()
+            self.log.info("decommissioned", pubkey_ed25519=node.pubkey_ed25519, height=self.height)
+        return {"pubkey_ed25519": node.pubkey_ed25519, "status": node.status, "changed": changed,
+                "height": self.height}
+
+    def recommission(self, pubkey: Any) -> dict[str, Any]:
+        node = self._get(pubkey)
+        changed = not node.active
+        if changed:
+            node.active = True
+            node.swarm_id = UNASSIGNED_SWARM
+            node.state_height = self.height
+            self._changed()
+            self.log.info("recommissioned", pubkey_ed25519=node.pubkey_ed25519, height=self.height)
+        return {"pubkey_ed25519": node.pubkey_ed25519, "status": node.status, "changed": changed,
+                "height": self.height}
+
+    def deregister(self, pubkey: Any, reason: str = "admin") -> dict[str, Any]:
+        node = self._get(pubkey)
+        self._remove(node, reason)
+        return {"pubkey_ed25519": node.pubkey_ed25519, "status": "deregistered", "changed": True,
+                "height": self.height}
+
+    def _remove(self, node: NodeRecord, reason: str, **fields: Any) -> None:
+        del self.nodes[node.pubkey_ed25519]
+        self._changed()
+        self.log.info("deregistered", pubkey_ed25519=node.pubkey_ed25519, reason=reason,
+                      swarm_id=None if node.swarm_id == UNASSIGNED_SWARM else node.swarm_id,
+                      height=self.height, nodes=len(self.nodes), **fields)
+
+    # --- blocks --------------------------------------------------------------------------------
+    def produce_block(self) -> BlockResult:
+        """Deregister silent nodes, advance one block, recompute swarms if the active set changed."""
+        now = self.clock()
+        gone: list[str] = []
+        for pk in sorted(self.nodes):
+            node = self.nodes[pk]
+            age = now - node.last_proof
+            if age > self.config.proof_timeout:
+                self._remove(node, "proof_timeout", last_proof_age=round(age, 3))
+                gone.append(pk)
+
+        self.height += 1
+        block_hash = self.block_hash_at(self.height)
+        active = frozenset(n.pubkey_ed25519 for n in self.active_nodes())
+        unassigned = any(self.nodes[pk].swarm_id == UNASSIGNED_SWARM for pk in active)
+        recomputed = active != self.last_active or unassigned
+        if recomputed:
+            current = {pk: self.nodes[pk].swarm_id for pk in active}
+            new = assign_swarms(current, active, block_hash, self.config.params)
+            moved = sum(1 for pk in active if current[pk] != new[pk])
+            for pk in active:
+                self.nodes[pk].swarm_id = new[pk]
+            self.last_active = active
+            self.log.info("swarms_recomputed", height=self.height, active=len(active), moved=moved,
+                          swarms=len(set(new.values())))
+        self._changed()
+        sizes = {sid: len(m) for sid, m in self.swarms().items()}
+        self.log.info("block", height=self.height, block_hash=block_hash.hex(), active=len(active),
+                      nodes=len(self.nodes), recomputed=recomputed,
+                      swarm_sizes={str(k): v for k, v in sizes.items()}, deregistered=gone)
+        return BlockResult(height=self.height, block_hash=block_hash.hex(), deregistered=gone,
+                           recomputed=recomputed, active=len(active), swarm_sizes=sizes)
+
+    # --- oxend-compatible listing --------------------------------------------------------------
+    def _entry(self, node: NodeRecord, fields: set[str]) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "service_node_pubkey": node.pubkey_ed25519,
+            "registration_height": node.registration_height,
+            "registration_hf_version": HARDFORK[0],
+            "requested_unlock_height": 0,
+            "active": node.active,
+            "funded": True,
+            "state_height": node.state_height,
+            "decommission_count": node.decommission_count,
+            "swarm_id": node.swarm_id,
+            "swarm": f"{node.swarm_id:x}",
+            "last_uptime_proof": int(node.last_proof),
+            "storage_server_version": list(node.version),
+            "public_ip": node.public_ip,
+            "storage_port": node.storage_port,
+            "storage_lmq_port": node.storage_lmq_port,
+            "pubkey_ed25519": node.pubkey_ed25519,
+            "pubkey_x25519": node.pubkey_x25519,
+        }
+        return {k: values[k] for k in NODE_FIELDS if requested(fields, k)}
+
+    def get_service_nodes(self, params: Any, rng: random.Random) -> dict[str, Any]:
+        """oxend GET_SERVICE_NODES; raises InvalidParams for malformed params."""
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            raise InvalidParams("params must be an object, e.g. {\"active_only\": true, \"fields\": [...]}")
+        fields = parse_fields(params.get("fields"))
+        active_only = params.get("active_only", False)
+        if not isinstance(active_only, bool):
+            raise InvalidParams(f"`active_only` must be true/false, got {active_only!r}")
+        limit = params.get("limit", 0)
+        if not _is_int(limit):
+            raise InvalidParams(f"`limit` must be an integer, got {limit!r}")
+        wanted = params.get("service_node_pubkeys")
+        if wanted is not None:
+            if not isinstance(wanted, list) or not all(isinstance(k, str) for k in wanted):
+                raise InvalidParams("`service_node_pubkeys` must be a list of hex pubkeys")
+            wanted_set = {k.lower() for k in wanted}
+        poll = params.get("poll_block_hash")
+        if poll is not None and not isinstance(poll, str):
+            raise InvalidParams("`poll_block_hash` must be a hex string")
+
+        top_hash = self.block_hash
+        res: dict[str, Any] = {"height": self.height, "block_hash": top_hash, "hardfork": HARDFORK[0]}
+        if requested(fields, "target_height"):
+            res["target_height"] = self.height
+        if requested(fields, "snode_revision"):
+            res["snode_revision"] = HARDFORK[1]
+        res["status"] = "OK"
+        if poll:
+            unchanged = poll.lower() == top_hash
+            res["unchanged"] = unchanged
+            if unchanged:
+                return res
+
+        nodes = [self.nodes[pk] for pk in sorted(self.nodes)]
+        if wanted is not None:
+            nodes = [n for n in nodes if n.pubkey_ed25519 in wanted_set]
+        if active_only:
+            nodes = [n for n in nodes if n.active]
+        if limit < 0 or limit > len(nodes) - 1:
+            if limit != 0:
+                rng.shuffle(nodes)
+        elif limit > 0:
+            nodes = rng.sample(nodes, limit)
+        res["service_node_states"] = [self._entry(n, fields) for n in nodes]
+        return res
+
+    # --- inspection / persistence --------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """GET /internal/v1/state."""
+        now = self.clock()
+        return {
+            "height": self.height,
+            "block_hash": self.block_hash,
+            "expect": self.config.expect,
+            "first_block": self.height > 0,
+            "params": asdict(self.config.params),
+            "proof_timeout": self.config.proof_timeout,
+            "nodes": [
+                {**{k: v for k, v in n.to_json().items() if k not in ("last_proof", "active")},
+                 "status": n.status,
+                 "last_proof_age": round(now - n.last_proof, 3)}
+                for n in (self.nodes[pk] for pk in sorted(self.nodes))
+            ],
+            "swarms": [{"swarm_id": sid, "members": members} for sid, members in self.swarms().items()],
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT,
+            "testnet_seed": self.config.testnet_seed,
+            "height": self.height,
+            "block_hash": self.block_hash,
+            "last_active": sorted(self.last_active),
+            "nodes": [self.nodes[pk].to_json() for pk in sorted(self.nodes)],
+            "swarms": [{"swarm_id": sid, "members": m} for sid, m in self.swarms().items()],
+        }
+
+    def load_json(self, data: dict[str, Any]) -> None:
+        """Restore persisted state.  Every node's last proof is reset to now (grace after restart)."""
+        if data.get("format") != STATE_FORMAT:
+            raise ValueError(f"unsupported seed state format {data.get('format')!r} (expected {STATE_FORMAT})")
+        if data.get("testnet_seed") != self.config.testnet_seed:
+            raise ValueError(f"state belongs to testnet seed {data.get('testnet_seed')!r}, not "
+                             f"{self.config.testnet_seed!r}: use another --data-dir or the same --testnet-seed")
+        now = self.clock()
+        nodes = {}
+        for d in data["nodes"]:
+            rec = NodeRecord.from_json(d)
+            rec.last_proof = now
+            nodes[rec.pubkey_ed25519] = rec
+        self.nodes = nodes
+        self.height = int(data["height"])
+        self.last_active = frozenset(data.get("last_active", ()))

@@ -1,0 +1,324 @@
+"""SQLite message store.
+
+All SQL runs on one dedicated worker thread (one connection, WAL journal) so the asyncio event
+loop is never blocked by the database and no cross-thread locking is needed.  Every public
+coroutine is a thin wrapper around a synchronous ``_name`` method, which tests may also call
+directly through :meth:`Storage.run`.
+
+Semantics follow the storage server's database layer: messages are unique by hash; storing a
+duplicate keeps the stored message and extends its expiry if the new one is later; retrieve pages
+by insertion order after ``last_hash`` (unknown hash -> from the start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id        INTEGER PRIMARY KEY,
+    hash      TEXT NOT NULL UNIQUE,
+    pubkey    TEXT NOT NULL,
+    namespace INTEGER NOT NULL DEFAULT 0,
+    timestamp INTEGER NOT NULL,
+    expiry    INTEGER NOT NULL,
+    data      BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_owner ON messages(pubkey, namespace, id);
+CREATE INDEX IF NOT EXISTS messages_expiry ON messages(expiry);
+"""
+
+# Per-message allowance added to the data size when applying retrieve's max_size (hash, keys,
+# JSON punctuation); the storage server counts data (base64 size for JSON) + hash + overhead.
+RETRIEVE_MSG_OVERHEAD = 100
+_CHUNK = 500  # SQLite host-parameter batches
+
+
+@dataclass(frozen=True)
+class Message:
+    pubkey: str  # 66 hex chars, lower case
+    namespace: int
+    hash: str
+    timestamp: int
+    expiry: int
+    data: bytes
+
+
+def _chunks(seq: Sequence[T], n: int = _CHUNK) -> Iterable[Sequence[T]]:
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]
+
+
+class Storage:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snode-db")
+        self._conn: sqlite3.Connection | None = None
+        self._executor.submit(self._open).result()
+
+    # --- plumbing ------------------------------------------------------------------------------
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.executescript(SCHEMA)
+        self._conn = conn
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        assert self._conn is not None, "storage is closed"
+        return self._conn
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run synchronously on the DB thread (for code outside the event loop and tests)."""
+        return self._executor.submit(fn, *args).result()
+
+    def close(self) -> None:
+        def _close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+        try:
+            self._executor.submit(_close).result()
+        finally:
+            self._executor.shutdown(wait=True)
+
+    # --- sync implementations (DB thread only) -------------------------------------------------
+    def _store(self, m: Message) -> tuple[bool, int]:
+        """Insert; on a duplicate hash extend the expiry if later.  Returns (new, expiry)."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT id, expiry FROM messages WHERE hash = ?", (m.hash,)).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO messages (hash, pubkey, namespace, timestamp, expiry, data)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (m.hash, m.pubkey, m.namespace, m.timestamp, m.expiry, m.data))
+                result = (True, m.expiry)
+            else:
+                mid, exp = row
+                if exp < m.expiry:
+                    db.execute("UPDATE messages SET expiry = ? WHERE id = ?", (m.expiry, mid))
+                    exp = m.expiry
+                result = (False, exp)
+            db.execute("COMMIT")
+            return result
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _bulk_store(self, msgs: Sequence[Message]) -> int:
+        """Insert replicated messages keeping hash/timestamp/expiry; duplicates are ignored."""
+        db = self.db
+        before = db.total_changes
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT INTO messages (hash, pubkey, namespace, timestamp, expiry, data)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(hash) DO NOTHING",
+                [(m.hash, m.pubkey, m.namespace, m.timestamp, m.expiry, m.data) for m in msgs])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return db.total_changes - before
+
+    def _retrieve(self, pubkey: str, namespace: int, last_hash: str | None, max_count: int | None,
+                  max_size: int | None, now_ms: int) -> tuple[list[Message], bool]:
+        db = self.db
+        last_id = None
+        if last_hash:
+            row = db.execute("SELECT id FROM messages WHERE pubkey = ? AND namespace = ? AND hash = ?",
+                             (pubkey, namespace, last_hash)).fetchone()
+            last_id = row[0] if row else None
+        limit = (max_count + 1) if max_count else -1
+        rows = db.execute(
+            "SELECT hash, timestamp, expiry, data FROM messages"
+            " WHERE pubkey = ? AND namespace = ? AND id > ? AND expiry > ? ORDER BY id LIMIT ?",
+            (pubkey, namespace, last_id if last_id is not None else -1, now_ms, limit))
+        out: list[Message] = []
+        more = False
+        total = 0
+        for h, ts, exp, data in rows:
+            if max_count and len(out) >= max_count:
+                more = True
+                break
+            if max_size is not None:
+                total += RETRIEVE_MSG_OVERHEAD + len(h) + (len(data) + 2) // 3 * 4
+                if out and total > max_size:
+                    more = True
+                    break
+            out.append(Message(pubkey, namespace, h, ts, exp, bytes(data)))
+        return out, more
+
+    def _delete_by_hash(self, pubkey: str, hashes: Sequence[str]) -> list[str]:
+        deleted: list[str] = []
+        db = self.db
+        for chunk in _chunks(list(hashes)):
+            q = ",".join("?" * len(chunk))
+            deleted += [r[0] for r in db.execute(
+                f"DELETE FROM messages WHERE pubkey = ? AND hash IN ({q}) RETURNING hash",
+                (pubkey, *chunk))]
+        return deleted
+
+    def _delete_all(self, pubkey: str, namespace: int | None) -> list[tuple[int, str]]:
+        if namespace is None:
+            cur = self.db.execute("DELETE FROM messages WHERE pubkey = ? RETURNING namespace, hash",
+                                  (pubkey,))
+        else:
+            cur = self.db.execute(
+                "DELETE FROM messages WHERE pubkey = ? AND namespace = ? RETURNING namespace, hash",
+                (pubkey, namespace))
+        return [(r[0], r[1]) for r in cur]
+
+    def _delete_before(self, pubkey: str, namespace: int | None, before: int) -> list[tuple[int, str]]:
+        if namespace is None:
+            cur = self.db.execute(
+                "DELETE FROM messages WHERE pubkey = ? AND timestamp <= ? RETURNING namespace, hash",
+                (pubkey, before))
+        else:
+            cur = self.db.execute(
+                "DELETE FROM messages WHERE pubkey = ? AND namespace = ? AND timestamp <= ?"
+                " RETURNING namespace, hash", (pubkey, namespace, before))
+        return [(r[0], r[1]) for r in cur]
+
+    def _update_expiry(self, pubkey: str, hashes: Sequence[str], expiries: Sequence[int],
+                       extend_only: bool, shorten_only: bool) -> list[tuple[str, int]]:
+        """Set expiries (one for all, or one per hash).  Returns [(hash, new_expiry)] updated."""
+        if len(expiries) not in (1, len(hashes)):
+            raise ValueError("update_expiry: need one expiry or one per hash")
+        cond = " AND expiry < ?" if extend_only else " AND expiry > ?" if shorten_only else ""
+        db = self.db
+        out: list[tuple[str, int]] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for i, h in enumerate(hashes):
+                exp = expiries[0] if len(expiries) == 1 else expiries[i]
+                params: tuple[Any, ...] = (exp, pubkey, h) + ((exp,) if cond else ())
+                cur = db.execute(f"UPDATE messages SET expiry = ? WHERE pubkey = ? AND hash = ?{cond}",
+                                 params)
+                if cur.rowcount > 0:
+                    out.append((h, exp))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return out
+
+    def _update_all_expiries(self, pubkey: str, namespace: int | None,
+                             expiry: int) -> list[tuple[int, str]]:
+        """Shorten (never extend) every expiry later than `expiry`."""
+        if namespace is None:
+            cur = self.db.execute(
+                "UPDATE messages SET expiry = ? WHERE pubkey = ? AND expiry > ? RETURNING namespace, hash",
+                (expiry, pubkey, expiry))
+        else:
+            cur = self.db.execute(
+                "UPDATE messages SET expiry = ? WHERE pubkey = ? AND namespace = ? AND expiry > ?"
+                " RETURNING namespace, hash", (expiry, pubkey, namespace, expiry))
+        return [(r[0], r[1]) for r in cur]
+
+    def _get_expiries(self, pubkey: str, hashes: Sequence[str] | None) -> dict[str, int]:
+        db = self.db
+        if hashes is None:
+            return {h: e for h, e in db.execute(
+                "SELECT hash, expiry FROM messages WHERE pubkey = ?", (pubkey,))}
+        out: dict[str, int] = {}
+        for chunk in _chunks(list(hashes)):
+            q = ",".join("?" * len(chunk))
+            for h, e in db.execute(f"SELECT hash, expiry FROM messages WHERE pubkey = ? AND hash IN ({q})",
+                                   (pubkey, *chunk)):
+                out[h] = e
+        return out
+
+    def _purge_expired(self, now_ms: int) -> int:
+        return self.db.execute("DELETE FROM messages WHERE expiry <= ?", (now_ms,)).rowcount
+
+    def _count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+
+    def _owners(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT DISTINCT pubkey FROM messages")]
+
+    def _messages_of(self, pubkeys: Sequence[str], now_ms: int) -> list[Message]:
+        out: list[Message] = []
+        for chunk in _chunks(list(pubkeys)):
+            q = ",".join("?" * len(chunk))
+            out += [Message(*r[:5], bytes(r[5])) for r in self.db.execute(
+                "SELECT pubkey, namespace, hash, timestamp, expiry, data FROM messages"
+                f" WHERE pubkey IN ({q}) AND expiry > ? ORDER BY id", (*chunk, now_ms))]
+        return out
+
+    def _all_messages(self, now_ms: int) -> list[Message]:
+        return [Message(*r[:5], bytes(r[5])) for r in self.db.execute(
+            "SELECT pubkey, namespace, hash, timestamp, expiry, data FROM messages"
+            " WHERE expiry > ? ORDER BY id", (now_ms,))]
+
+    def _delete_hashes(self, hashes: Sequence[str]) -> int:
+        n = 0
+        for chunk in _chunks(list(hashes)):
+            q = ",".join("?" * len(chunk))
+            n += self.db.execute(f"DELETE FROM messages WHERE hash IN ({q})", tuple(chunk)).rowcount
+        return n
+
+    # --- async API ------------------------------------------------------------------------------
+    async def store(self, m: Message) -> tuple[bool, int]:
+        return await self.run(self._store, m)
+
+    async def bulk_store(self, msgs: Sequence[Message]) -> int:
+        return await self.run(self._bulk_store, msgs)
+
+    async def retrieve(self, pubkey: str, namespace: int, last_hash: str | None, max_count: int | None,
+                       max_size: int | None, now_ms: int) -> tuple[list[Message], bool]:
+        return await self.run(self._retrieve, pubkey, namespace, last_hash, max_count, max_size, now_ms)
+
+    async def delete_by_hash(self, pubkey: str, hashes: Sequence[str]) -> list[str]:
+        return await self.run(self._delete_by_hash, pubkey, hashes)
+
+    async def delete_all(self, pubkey: str, namespace: int | None) -> list[tuple[int, str]]:
+        return await self.run(self._delete_all, pubkey, namespace)
+
+    async def delete_before(self, pubkey: str, namespace: int | None, before: int) -> list[tuple[int, str]]:
+        return await self.run(self._delete_before, pubkey, namespace, before)
+
+    async def update_expiry(self, pubkey: str, hashes: Sequence[str], expiries: Sequence[int],
+                            extend_only: bool, shorten_only: bool) -> list[tuple[str, int]]:
+        return await self.run(self._update_expiry, pubkey, hashes, expiries, extend_only, shorten_only)
+
+    async def update_all_expiries(self, pubkey: str, namespace: int | None, expiry: int) -> list[tuple[int, str]]:
+        return await self.run(self._update_all_expiries, pubkey, namespace, expiry)
+
+    async def get_expiries(self, pubkey: str, hashes: Sequence[str] | None) -> dict[str, int]:
+        return await self.run(self._get_expiries, pubkey, hashes)
+
+    async def purge_expired(self, now_ms: int) -> int:
+        return await self.run(self._purge_expired, now_ms)
+
+    async def count(self) -> int:
+        return await self.run(self._count)
+
+    async def owners(self) -> list[str]:
+        return await self.run(self._owners)
+
+    async def messages_of(self, pubkeys: Sequence[str], now_ms: int) -> list[Message]:
+        return await self.run(self._messages_of, pubkeys, now_ms)
+
+    async def all_messages(self, now_ms: int) -> list[Message]:
+        return await self.run(self._all_messages, now_ms)
+
+    async def delete_hashes(self, hashes: Sequence[str]) -> int:
+        return await self.run(self._delete_hashes, hashes)

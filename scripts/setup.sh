@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Set-up for session-testnet on a fresh machine: Python package, system tools, Docker engine,
+# node images. Safe to run again (every step checks before it acts).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
+
+PY=${PYTHON:-python3}
+"$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || die "Python >= 3.11 is required (found: $("$PY" --version 2>&1)); set PYTHON=/path/to/python3.11"
+
+say "installing session-testnet and its test dependencies"
+"$PY" -m pip install --disable-pip-version-check -q -e ".[test]"
+command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
+
+# mmdebstrap builds the node image's Debian base where no container registry can be reached.
+if ! command -v mmdebstrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  say "installing mmdebstrap (local Debian base image for offline image builds)"
+  as_root apt-get update -qq >/dev/null || say "apt-get update failed; trying to install anyway"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null \
+    || say "could not install mmdebstrap: image builds will need a reachable registry"
+fi
+
+if [ "${SESSION_TESTNET_SKIP_DOCKER:-0}" = 1 ]; then
+  say "SESSION_TESTNET_SKIP_DOCKER=1: skipping the Docker engine and images"
+  exit 0
+fi
+
+say "checking the Docker engine"
+if ! docker_ok=$("$PY" -c 'import docker; docker.from_env().ping(); print("ok")' 2>/dev/null); then
+  say "Docker engine not answering; trying to start it"
+  if command -v systemctl >/dev/null 2>&1 && systemctl list-unit-files docker.service >/dev/null 2>&1; then
+    as_root systemctl start docker || true
+  fi
+  if ! "$PY" -c 'import docker; docker.from_env().ping()' 2>/dev/null && command -v service >/dev/null; then
+    as_root service docker start >/dev/null 2>&1 || true
+  fi
+  if ! "$PY" -c 'import docker; docker.from_env().ping()' 2>/dev/null && command -v dockerd >/dev/null; then
+    as_root sh -c 'nohup dockerd >/var/log/dockerd-session-testnet.log 2>&1 &' || true
+  fi
+  for _ in $(seq 1 60); do
+    "$PY" -c 'import docker; docker.from_env().ping()' 2>/dev/null && break
+    sleep 1
+  done
+  "$PY" -c 'import docker; docker.from_env().ping()' 2>/dev/null \
+    || die "the Docker engine is not running and could not be started; start it (e.g. 'sudo systemctl start docker') and run this again, or set SESSION_TESTNET_SKIP_DOCKER=1 to use only the process backend"
+fi
+
+say "building the node images (only when nodes/ or dependencies changed)"
+"$PY" -m harness images build
+say "set-up complete: try 'testnet up --json'"
