@@ -4,6 +4,6 @@ Run with ``python -m nodes.seed``; the pure state machine is :class:`nodes.seed.
 the aiohttp application :class:`nodes.seed.app.SeedServer`.
 """
 
-from .registry import NodeRecord, RequestError, SeedConfig, SeedCore, proof_message
+from .registry import NodeRecord, RequestError, SeedConfig, SeedCore, build_proof, proof_message
 
-__all__ = ["NodeRecord", "RequestError", "SeedConfig", "SeedCore", "proof_message"]
+__all__ = ["NodeRecord", "RequestError", "SeedConfig", "SeedCore", "build_proof", "proof_message"]

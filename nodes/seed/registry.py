@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from nodes.protocol.constants import HARDFORK, STORAGE_SERVER_VERSION
-from nodes.protocol.keys import derive_seed, ed25519_pk_to_x25519, verify_ed25519
+from nodes.protocol.keys import Identity, derive_seed, ed25519_pk_to_x25519, verify_ed25519
 from nodes.protocol.swarm import UNASSIGNED_SWARM, SwarmParams, assign_swarms
 
 from .logs import NullLogger, SeedLogger
@@ -152,6 +152,17 @@ def _port(body: dict[str, Any], key: str, *, allow_zero: bool) -> int:
 def proof_message(pubkey_ed25519: str, public_ip: str, storage_port: int, timestamp_ms: int) -> bytes:
     """The bytes a node signs in a proof: ``"proof" ‖ pubkey_ed25519 ‖ public_ip ‖ port ‖ timestamp``."""
     return f"proof{pubkey_ed25519}{public_ip}{storage_port}{timestamp_ms}".encode("ascii")
+
+
+def build_proof(identity: Identity, *, public_ip: str, storage_port: int, storage_lmq_port: int,
+                admin_port: int, version: tuple[int, int, int] | list[int] = STORAGE_SERVER_VERSION,
+                timestamp_ms: int) -> dict[str, Any]:
+    """A signed body for ``POST /internal/v1/proof`` (what a storage node sends)."""
+    sig = identity.sign(proof_message(identity.ed25519_hex, public_ip, storage_port, timestamp_ms))
+    return {"pubkey_ed25519": identity.ed25519_hex, "pubkey_x25519": identity.x25519_hex,
+            "public_ip": public_ip, "storage_port": storage_port, "storage_lmq_port": storage_lmq_port,
+            "admin_port": admin_port, "version": list(version), "timestamp": timestamp_ms,
+            "signature": base64.b64encode(sig).decode("ascii")}
 
 
 def _decode_b64(v: Any) -> bytes:
