@@ -49,6 +49,7 @@ SIGNATURE_WINDOW_FORWARDED_MS = 70_000  # storage server SIGNATURE_TOLERANCE_FOR
 RETRIEVE_MAX_SIZE = 7_800_000
 BATCH_REQUEST_MAX = 20
 MIN_TIMESTAMP_MS = 1_000_000_000  # below this a "timestamp" was given in seconds
+MAX_INT64 = 2**63 - 1
 NAMESPACE_ALL = "all"
 
 _B64_RE = re.compile(r"^[A-Za-z0-9+/\-_]*={0,2}$")
@@ -56,6 +57,11 @@ _B64_RE = re.compile(r"^[A-Za-z0-9+/\-_]*={0,2}$")
 
 class ParseError(ValueError):
     """A request field is missing or invalid: 400 "invalid request: <reason>"."""
+
+
+class MissingSignature(ParseError):
+    """A method that always needs auth came without a signature: 401 (PROTOCOL.md §4 lists
+    "401 bad/missing signature"; the storage server itself answers 400 for these methods)."""
 
 
 @dataclass
@@ -134,7 +140,7 @@ def f_ts(p: Mapping[str, Any], name: str) -> int | None:
     v = _present(p, name)
     if v is None:
         return None
-    if not _is_int(v) or v < 0:
+    if not _is_int(v) or not 0 <= v <= MAX_INT64:
         raise _bad(name, "integer timestamp (in milliseconds)")
     return _check_ts(name, v)
 
@@ -145,10 +151,11 @@ def f_stringified(p: Mapping[str, Any], name: str, unsigned: bool) -> int | None
     if v is None:
         return None
     if isinstance(v, str):
-        if not re.fullmatch(r"-?[0-9]+", v) or (unsigned and v.startswith("-")):
+        if (not re.fullmatch(r"-?[0-9]{1,19}", v) or (unsigned and v.startswith("-"))
+                or abs(int(v)) > MAX_INT64):
             raise ParseError(f"Invalid value given for '{name}': {json.dumps(v)}")
         return int(v)
-    if not _is_int(v) or (unsigned and v < 0):
+    if not _is_int(v) or (unsigned and v < 0) or abs(v) > MAX_INT64:
         raise _bad(name, "positive integer" if unsigned else "integer")
     return v
 
@@ -184,7 +191,7 @@ def f_ts_list(p: Mapping[str, Any], name: str) -> list[int] | None:
     if v is None:
         return None
     vals = [v] if not isinstance(v, list) else v
-    if not all(_is_int(x) and x >= 0 for x in vals):
+    if not all(_is_int(x) and 0 <= x <= MAX_INT64 for x in vals):
         raise _bad(name, "timestamp array")
     return [int(x) for x in vals]
 
@@ -331,7 +338,7 @@ def _load_auth(p: Mapping[str, Any], pubkey: SessionID, required: bool = True) -
     pk_ed = f_str(p, "pubkey_ed25519")
     if sig is None:
         if required:
-            raise ParseError("Required field 'signature' missing")
+            raise MissingSignature("Required field 'signature' missing")
         return None
     try:
         if pk_ed:
@@ -493,7 +500,10 @@ def parse_batch(method: str, p: Mapping[str, Any]) -> BatchReq:
             raise ParseError(f'Invalid batch subrequest: invalid method "{m}"')
         if m in META_METHODS:
             raise ParseError("Invalid batch subrequest: subrequests may not contain meta-requests")
-        subs.append(PARSERS[m](m, sp))
+        try:
+            subs.append(PARSERS[m](m, sp))
+        except MissingSignature as e:  # the whole batch is rejected, as the storage server does
+            raise ParseError(f"{m}: {e}") from None
     return BatchReq(method, p, subrequests=subs)
 
 
@@ -611,6 +621,8 @@ class RpcHandler:
             return Response(400, "invalid request: received invalid forwarded non-forwardable request")
         try:
             req = parse_request(method, params)
+        except MissingSignature:
+            return Response(401, f"{method}: request signature required")
         except ParseError as e:
             return Response(400, f"invalid request: {e}")
         try:

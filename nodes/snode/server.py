@@ -1,0 +1,388 @@
+"""The storage node: wiring, the storage-port HTTPS app, background loops, startup/shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from nodes.protocol.constants import MAX_REQUEST_BODY, STORAGE_SERVER_VERSION
+from nodes.protocol.keys import Identity
+
+from .admin import Observations, make_admin_app
+from .behaviours import Behaviours
+from .clock import Clock
+from .config import Config
+from .fanout import SwarmFanout
+from .logs import JsonLogger
+from .onion_handler import OnionHandler
+from .peers import SWARM_PATH, PeerAuthError, PeerClient, verify_peer
+from .ratelimit import RateLimiter
+from .replication import Replicator
+from .rpc import RECURSIVE_METHODS, Response, RpcHandler, accounts_of
+from .seed_client import SeedClient, SeedError
+from .storage import Storage
+from .swarm_view import SwarmView, swarm_id_str
+from .tls import ensure_certificate, server_context
+
+
+class StartupError(Exception):
+    """The node cannot start; the message says what failed and what to do."""
+
+
+def _text(status: int, text: str) -> web.Response:
+    return web.Response(status=status, text=text, content_type="text/plain")
+
+
+def to_web(resp: Response) -> web.Response:
+    if resp.is_json:
+        return web.Response(status=resp.status, text=resp.body_text(), content_type="application/json")
+    return _text(resp.status, resp.body_text())
+
+
+class Node:
+    def __init__(self, cfg: Config, log: JsonLogger | None = None) -> None:
+        self.cfg = cfg
+        self.identity = Identity.from_seed_hex(cfg.key_seed_hex)
+        self.name = cfg.name or self.identity.ed25519_hex[:12]
+        self.log = log or JsonLogger(self.name, cfg.log_file, cfg.log_level)
+        self.clock = Clock()
+        self.behaviours = Behaviours()
+        self.observations = Observations()
+        self.view = SwarmView(my_pubkey=self.identity.ed25519_hex)
+        self.ratelimiter = RateLimiter(cfg.rate_limit)
+        self.storage: Storage | None = None
+        self.peers = PeerClient(self.identity)
+        self.seed = SeedClient(cfg.seed_url, self.identity, cfg.public_ip, cfg.port, cfg.lmq_port,
+                               cfg.admin_port, timeout=cfg.seed_timeout)
+        self.fanout = SwarmFanout(self.peers, cfg.fanout_timeout, self.log)
+        self._poll_now = asyncio.Event()
+        self._replicate_now = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._runners: list[web.AppRunner] = []
+        self._seed_ok: bool | None = None
+        self._proof_ok: bool | None = None
+        self.rpc: RpcHandler
+        self.onion: OnionHandler
+        self.replicator: Replicator
+
+    # --- view ----------------------------------------------------------------------------------
+    def get_view(self) -> SwarmView:
+        return self.view
+
+    def set_view(self, new: SwarmView) -> None:
+        old = self.view
+        self.view = new
+        changed = dict(old.swarms) != dict(new.swarms) or old.my_swarm_id != new.my_swarm_id
+        if old.ready != new.ready:
+            if new.ready:
+                self.log.info("ready", swarm_id=swarm_id_str(new.my_swarm_id or 0),
+                              members=list(new.swarms.get(new.my_swarm_id or 0, ())))
+            else:
+                self.log.warning("not_ready", reason=new.not_ready_reason())
+        if changed:
+            self.log.info("swarm_map_changed", height=new.height, my_swarm=(
+                swarm_id_str(new.my_swarm_id) if new.my_swarm_id is not None else None),
+                swarms={swarm_id_str(k): len(v) for k, v in new.swarms.items()})
+            self.replicator.on_view_change(old if old.nodes else None, new)
+            self._replicate_now.set()
+
+    def request_poll(self) -> None:
+        self._poll_now.set()
+
+    # --- startup -------------------------------------------------------------------------------
+    def _build_handlers(self) -> None:
+        assert self.storage is not None
+        self.rpc = RpcHandler(self.identity, self.storage, self.clock, self.get_view, self.fanout,
+                              self.seed.json_rpc, self.behaviours, self.log)
+        self.onion = OnionHandler(self.identity, self.get_view, self.rpc, self.peers, self.behaviours,
+                                  self.cfg.relay_timeout, self.log)
+        self.replicator = Replicator(self.storage, self.clock, self.peers, self.get_view, self.log,
+                                     on_stale_view=self.request_poll)
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        try:
+            cfg.data_dir.mkdir(parents=True, exist_ok=True)
+            cert, key = ensure_certificate(cfg.data_dir / "tls", cfg.public_ip, self.identity.ed25519_hex)
+            ctx = server_context(cert, key)
+        except (OSError, ssl.SSLError, ValueError) as e:
+            raise StartupError(f"cannot prepare TLS certificate in {cfg.data_dir / 'tls'}: {e}") from e
+        try:
+            self.storage = Storage(cfg.data_dir / "storage.db")
+        except Exception as e:  # noqa: BLE001 - sqlite3/OS errors: report and stop
+            raise StartupError(f"cannot open database {cfg.data_dir / 'storage.db'}: {e}") from e
+        self._build_handlers()
+        await self._listen(self.make_storage_app(), cfg.ip, cfg.port, ctx, "storage")
+        await self._listen(make_admin_app(self.admin_state, self.observations, self.behaviours,
+                                          self.clock, self.log), cfg.ip, cfg.admin_port, None, "admin")
+        self.log.info("started", ip=cfg.ip, public_ip=cfg.public_ip, port=cfg.port,
+                      admin_port=cfg.admin_port, pubkey_ed25519=self.identity.ed25519_hex,
+                      pubkey_x25519=self.identity.x25519_hex, seed_url=cfg.seed_url,
+                      messages=await self.storage.count())
+        for coro in (self._proof_loop(), self._poll_loop(), self._purge_loop(), self._replication_loop()):
+            self._tasks.append(asyncio.create_task(coro))
+
+    async def _listen(self, app: web.Application, ip: str, port: int, ctx: ssl.SSLContext | None,
+                      what: str) -> None:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+        await runner.setup()
+        site = web.TCPSite(runner, ip, port, ssl_context=ctx, backlog=512)
+        try:
+            await site.start()
+        except OSError as e:
+            await runner.cleanup()
+            if e.errno == errno.EADDRINUSE:
+                raise StartupError(f"{what} port {port} on {ip} in use: stop the other process or "
+                                   f"choose another port") from e
+            if e.errno == errno.EADDRNOTAVAIL:
+                raise StartupError(f"cannot bind {what} port {port}: address {ip} is not available "
+                                   f"on this host") from e
+            raise StartupError(f"cannot bind {what} port {port} on {ip}: {e}") from e
+        self._runners.append(runner)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        for r in reversed(self._runners):
+            await r.cleanup()
+        await self.peers.close()
+        await self.seed.close()
+        if self.storage is not None:
+            self.storage.close()
+        self.log.info("stopped")
+
+    # --- background loops ----------------------------------------------------------------------
+    async def _sleep(self, seconds: float, event: asyncio.Event | None = None) -> None:
+        waiters = [asyncio.ensure_future(self._stop.wait())]
+        if event is not None:
+            waiters.append(asyncio.ensure_future(event.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+        if event is not None:
+            event.clear()
+
+    async def _proof_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.seed.send_proof()
+                if self._proof_ok is not True:
+                    self.log.info("proof_accepted", seed_url=self.cfg.seed_url)
+                self._proof_ok = True
+            except SeedError as e:
+                if self._proof_ok is not False:
+                    self.log.warning("proof_failed", error=str(e), retry_in_s=self.cfg.proof_interval)
+                self._proof_ok = False
+            await self._sleep(self.cfg.proof_interval)
+
+    async def poll_once(self) -> None:
+        result = await self.seed.get_service_nodes()
+        self.set_view(SwarmView.build(self.identity.ed25519_hex, result["service_node_states"],
+                                      int(result.get("height") or 0), str(result.get("block_hash") or "")))
+
+    async def _poll_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.poll_once()
+                if self._seed_ok is not True:
+                    self.log.info("seed_poll_ok", nodes=len(self.view.nodes), swarms=len(self.view.swarms))
+                self._seed_ok = True
+            except SeedError as e:
+                if self._seed_ok is not False:
+                    self.log.warning("seed_poll_failed", error=str(e), retry_in_s=self.cfg.poll_interval)
+                self._seed_ok = False
+            except Exception as e:  # noqa: BLE001 - keep polling whatever the seed sends
+                self.log.error("seed_poll_error", error=repr(e))
+            await self._sleep(self.cfg.poll_interval, self._poll_now)
+
+    async def _purge_loop(self) -> None:
+        assert self.storage is not None
+        while not self._stop.is_set():
+            try:
+                n = await self.storage.purge_expired(self.clock.now_ms())
+                if n:
+                    self.log.info("purged_expired", messages=n)
+            except Exception as e:  # noqa: BLE001
+                self.log.error("purge_failed", error=repr(e))
+            await self._sleep(self.cfg.purge_interval)
+
+    async def _replication_loop(self) -> None:
+        while not self._stop.is_set():
+            await self._sleep(self.cfg.poll_interval, self._replicate_now)
+            if self._stop.is_set():
+                break
+            if self.replicator.has_work:
+                try:
+                    await self.replicator.sync_once()
+                except Exception as e:  # noqa: BLE001
+                    self.log.error("replication_failed", error=repr(e))
+
+    # --- admin ---------------------------------------------------------------------------------
+    async def admin_state(self) -> dict[str, Any]:
+        v = self.view
+        sid = v.my_swarm_id
+        assert self.storage is not None
+        return {
+            "name": self.name,
+            "pubkey_ed25519": self.identity.ed25519_hex,
+            "pubkey_x25519": self.identity.x25519_hex,
+            "public_ip": self.cfg.public_ip,
+            "storage_port": self.cfg.port,
+            "admin_port": self.cfg.admin_port,
+            "swarm_id": sid,
+            "swarm_members": list(v.swarms.get(sid, ())) if sid is not None else [],
+            "ready": v.ready,
+            "not_ready_reason": None if v.ready else v.not_ready_reason(),
+            "height": v.height,
+            "messages": await self.storage.count(),
+            "clock_offset_ms": self.clock.offset_ms,
+            "behaviours": self.behaviours.to_json(),
+            "version": list(STORAGE_SERVER_VERSION),
+        }
+
+    # --- storage-port app ----------------------------------------------------------------------
+    def make_storage_app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_REQUEST_BODY + 1024 * 1024,
+                              middlewares=[self._middleware])
+        app.router.add_post("/storage_rpc/v1", self.h_storage_rpc)
+        app.router.add_post("/onion_req/v2", self.h_onion)
+        app.router.add_post(SWARM_PATH, self.h_swarm)
+        app.router.add_get("/get_stats/v1", self.h_stats)
+        app.router.add_post("/ping_test/v1", self.h_ping)
+        return app
+
+    @web.middleware
+    async def _middleware(self, request: web.Request,
+                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        try:
+            resp = await handler(request)
+        except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+            resp = _text(404, f"{request.method} {request.path} Not Found")
+        except web.HTTPRequestEntityTooLarge:
+            resp = _text(413, "Request body too large")
+        delay = self.behaviours.delay_ms
+        if delay > 0:
+            await asyncio.sleep(delay / 1000)
+        return resp
+
+    def _not_ready(self) -> web.Response | None:
+        if self.view.ready:
+            return None
+        return _text(503, f"Service node is not ready: {self.view.not_ready_reason()}\n")
+
+    @staticmethod
+    def _too_large(request: web.Request) -> web.Response | None:
+        if request.content_length is not None and request.content_length > MAX_REQUEST_BODY:
+            return _text(413, "Request body too large")
+        return None
+
+    async def _read(self, request: web.Request) -> bytes | web.Response:
+        early = self._too_large(request)
+        if early is not None:
+            return early
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _text(413, "Request body too large")
+        if len(body) > MAX_REQUEST_BODY:
+            return _text(413, "Request body too large")
+        return body
+
+    async def h_storage_rpc(self, request: web.Request) -> web.Response:
+        remote = request.remote
+        resp = self._not_ready()
+        if resp is None and not self.ratelimiter.allow(remote or ""):
+            resp = _text(429, "Too Many Requests\n")
+        if resp is None and request.headers.get("X-Loki-Long-Poll"):
+            resp = _text(410, "long polling is no longer supported, client upgrade required")
+        if resp is not None:
+            self.observations.record(remote_addr=remote, channel="storage_rpc", status=resp.status)
+            return resp
+        body = await self._read(request)
+        if isinstance(body, web.Response):
+            self.observations.record(remote_addr=remote, channel="storage_rpc", status=body.status)
+            return body
+        r, method, accounts = await self.rpc.handle_body(body)
+        self.observations.record(remote_addr=remote, channel="storage_rpc", method=method,
+                                 accounts=accounts, status=r.status)
+        return to_web(r)
+
+    async def h_onion(self, request: web.Request) -> web.Response:
+        remote = request.remote
+        resp = self._not_ready()
+        if resp is None:
+            body = await self._read(request)
+            if isinstance(body, web.Response):
+                resp = body
+            else:
+                out = await self.onion.handle(body)
+                self.observations.record(
+                    remote_addr=remote, channel="onion", hop=out.hop, next_hop=out.next_hop,
+                    method=out.method, accounts=out.accounts,
+                    status=out.inner_status if out.hop == "destination" and out.inner_status else out.status)
+                return web.Response(status=out.status, body=out.body, content_type=out.content_type)
+        self.observations.record(remote_addr=remote, channel="onion", status=resp.status)
+        return resp
+
+    async def h_swarm(self, request: web.Request) -> web.Response:
+        remote = request.remote
+        body = await self._read(request)
+        if isinstance(body, web.Response):
+            self.observations.record(remote_addr=remote, channel="swarm", status=body.status)
+            return body
+        try:
+            sender = verify_peer(request.headers, body, self.view)
+        except PeerAuthError as e:
+            if "unknown sender" in str(e):
+                self.request_poll()
+            self.log.info("swarm_auth_rejected", remote=remote, reason=str(e))
+            self.observations.record(remote_addr=remote, channel="swarm", status=401)
+            return _text(401, f"Unauthorized: {e}")
+        method, params = None, None
+        try:
+            doc = json.loads(body)
+            method, params = doc.get("method"), doc.get("params")
+        except (ValueError, AttributeError):
+            pass
+        if not isinstance(method, str) or not isinstance(params, dict):
+            resp: web.Response = _text(400, "invalid swarm request: expected {\"method\", \"params\"}")
+        elif method == "push":
+            pr = await self.replicator.receive_push(params)
+            resp = to_web(Response(pr.status, pr.body))
+        elif method in RECURSIVE_METHODS:
+            resp = to_web(await self.rpc.handle(method, params, forwarded=True))
+        else:
+            resp = _text(400, f"invalid swarm request: unknown method {method!r}")
+        self.observations.record(remote_addr=remote, channel="swarm", method=method,
+                                 accounts=accounts_of(method, params), status=resp.status)
+        if resp.status >= 400:
+            self.log.debug("swarm_request_failed", sender=sender.pubkey_ed25519, method=method,
+                           status=resp.status)
+        return resp
+
+    async def h_stats(self, request: web.Request) -> web.Response:
+        return web.json_response({"version": ".".join(map(str, STORAGE_SERVER_VERSION))})
+
+    async def h_ping(self, request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    # --- run -----------------------------------------------------------------------------------
+    async def run_until_stopped(self) -> None:
+        await self._stop.wait()
+
+    def request_stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,59 @@
+"""Helpers for tests of the storage node: fake seed entries, views and accounts.
+
+Used by tests/unit/test_snode_*.py and tests/integration/test_snode_*.py; no network access.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from nodes.protocol.keys import Identity, derive_seed
+
+from .swarm_view import SwarmView
+
+
+def node_identity(name: str, seed: str = "unit") -> Identity:
+    return Identity.from_seed(derive_seed(seed, "node", name))
+
+
+def seed_entry(identity: Identity, ip: str, port: int, swarm_id: int, active: bool = True,
+               lmq_port: int = 22020) -> dict[str, Any]:
+    """One get_service_nodes entry the way the seed reports it."""
+    return {
+        "pubkey_ed25519": identity.ed25519_hex,
+        "pubkey_x25519": identity.x25519_hex,
+        "service_node_pubkey": identity.ed25519_hex,
+        "public_ip": ip,
+        "storage_port": port,
+        "storage_lmq_port": lmq_port,
+        "swarm_id": swarm_id,
+        "active": active,
+        "funded": True,
+        "storage_server_version": [2, 11, 3],
+    }
+
+
+def make_view(me: Identity, swarms: Mapping[int, Sequence[Identity]], port: int = 22021,
+              extra: Sequence[dict[str, Any]] = ()) -> SwarmView:
+    """A view where node k of the listing has ip 127.77.<k>.1."""
+    entries = []
+    k = 1
+    for sid, members in swarms.items():
+        for ident in members:
+            entries.append(seed_entry(ident, f"127.77.{k}.1", port, sid))
+            k += 1
+    entries.extend(extra)
+    return SwarmView.build(me.ed25519_hex, entries, height=1)
+
+
+def account_in_swarm(view: SwarmView, swarm_id: int, seed: str = "acct") -> Identity:
+    """A deterministic account identity whose Session ID maps to `swarm_id` in `view`."""
+    for i in itertools.count():
+        ident = Identity.from_seed(derive_seed(seed, "account", str(i)))
+        if view.swarm_of(ident.session_id) == swarm_id:
+            return ident
+        if i > 10_000:
+            raise RuntimeError(f"no account found for swarm {swarm_id:x}")
+    raise AssertionError("unreachable")

@@ -1,0 +1,382 @@
+"""The storage node's HTTP layer in-process: several Node objects on 127.0.0.1 test servers
+(plain HTTP instead of TLS), sharing a hand-made swarm view instead of a seed."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from nodes.protocol import onion, signing
+from nodes.protocol.constants import MAX_REQUEST_BODY
+from nodes.protocol.hashing import message_hash
+from nodes.protocol.keys import Identity
+from nodes.snode.admin import make_admin_app
+from nodes.snode.config import Config
+from nodes.snode.logs import JsonLogger
+from nodes.snode.peers import SWARM_PATH, auth_headers
+from nodes.snode.ratelimit import RateLimiter
+from nodes.snode.server import Node
+from nodes.snode.storage import Message, Storage
+from nodes.snode.swarm_view import SwarmView
+from nodes.snode.testing import account_in_swarm, node_identity, seed_entry
+
+pytestmark = pytest.mark.unit
+
+SWARM_A, SWARM_B = 0, 0x7FFFFFFFFFFFFFFF
+
+
+class Cluster:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.nodes: list[Node] = []
+        self.servers: list[TestServer] = []
+        self.session = aiohttp.ClientSession()
+
+    async def add(self, name: str) -> Node:
+        ident = node_identity(name)
+        cfg = Config(ip="127.0.0.1", public_ip="127.0.0.1", port=1, admin_port=1, lmq_port=22020,
+                     seed_url="http://127.0.0.1:9", data_dir=self.tmp / name, key_seed_hex=ident.seed_hex,
+                     fanout_timeout=2.0, relay_timeout=2.0)
+        node = Node(cfg, log=JsonLogger(name, stream=io.StringIO()))
+        node.storage = Storage(cfg.data_dir / "storage.db")
+        node.peers.scheme = "http"
+        node._build_handlers()
+        server = TestServer(node.make_storage_app(), host="127.0.0.1")
+        await server.start_server()
+        self.nodes.append(node)
+        self.servers.append(server)
+        return node
+
+    def port(self, node: Node) -> int:
+        return self.servers[self.nodes.index(node)].port
+
+    def url(self, node: Node, path: str) -> str:
+        return f"http://127.0.0.1:{self.port(node)}{path}"
+
+    def layout(self, swarms: dict[int, list[Node]], only: list[Node] | None = None) -> None:
+        entries = [seed_entry(n.identity, "127.0.0.1", self.port(n), sid)
+                   for sid, members in swarms.items() for n in members]
+        for n in only if only is not None else self.nodes:
+            n.set_view(SwarmView.build(n.identity.ed25519_hex, entries, height=1))
+
+    async def rpc(self, node: Node, method: str, params: dict[str, Any]) -> tuple[int, Any]:
+        async with self.session.post(self.url(node, "/storage_rpc/v1"),
+                                     json={"method": method, "params": params}) as r:
+            text = await r.text()
+            try:
+                return r.status, json.loads(text)
+            except ValueError:
+                return r.status, text
+
+    async def close(self) -> None:
+        await self.session.close()
+        for s in self.servers:
+            await s.close()
+        for n in self.nodes:
+            await n.peers.close()
+            n.storage.close()
+
+
+@pytest.fixture
+async def cluster(tmp_path):
+    c = Cluster(tmp_path)
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+@pytest.fixture
+async def four(cluster):
+    nodes = [await cluster.add(f"sn{i}") for i in range(4)]
+    cluster.layout({SWARM_A: nodes[:2], SWARM_B: nodes[2:]})
+    return nodes
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def store_params(acct: Identity, data: bytes, ttl: int = 60_000) -> dict[str, Any]:
+    return {"pubkey": acct.session_id, "timestamp": now_ms(), "ttl": ttl,
+            "data": base64.b64encode(data).decode()}
+
+
+def retrieve_params(acct: Identity) -> dict[str, Any]:
+    ts = now_ms()
+    return {"pubkey": acct.session_id, "timestamp": ts, "pubkey_ed25519": acct.ed25519_hex,
+            "signature": signing.sign_request(acct, signing.retrieve_message(0, ts))}
+
+
+def hop(n: Node) -> onion.OnionHop:
+    return onion.OnionHop(n.identity.ed25519_public, n.identity.x25519_public)
+
+
+# --- HTTP-level validation ------------------------------------------------------------------------
+
+async def test_not_ready_is_503_then_serves(cluster):
+    n = await cluster.add("lonely")
+    status, body = await cluster.rpc(n, "info", {})
+    assert status == 503 and body.startswith("Service node is not ready: ")
+    async with cluster.session.post(cluster.url(n, "/onion_req/v2"), data=b"x") as r:
+        assert r.status == 503
+    cluster.layout({SWARM_A: [n]})
+    status, body = await cluster.rpc(n, "info", {})
+    assert status == 200 and "t" in body and "hf" in body
+    assert [o["status"] for o in n.observations.since(0)] == [503, 503, 200]
+
+
+async def test_unknown_path_and_oversized_body(four, cluster):
+    s, base = cluster.session, cluster.url(four[0], "")
+    async with s.get(base + "/nope") as r:
+        assert r.status == 404 and await r.text() == "GET /nope Not Found"
+    async with s.get(base + "/storage_rpc/v1") as r:
+        assert r.status == 404
+    async with s.post(base + "/storage_rpc/v1", data=b"x" * (MAX_REQUEST_BODY + 1)) as r:
+        assert r.status == 413 and await r.text() == "Request body too large"
+    async with s.post(base + "/storage_rpc/v1", data=b"{bad") as r:  # node still serves
+        assert r.status == 400 and await r.text() == "invalid json"
+
+
+async def test_rate_limit_429(four, cluster):
+    n = four[0]
+    n.ratelimiter = RateLimiter(2.0)
+    codes = [(await cluster.rpc(n, "info", {}))[0] for _ in range(4)]
+    assert codes[:2] == [200, 200] and codes[2:] == [429, 429]
+    status, body = await cluster.rpc(four[1], "info", {})  # other nodes unaffected
+    assert status == 200
+
+
+async def test_delay_behaviour(four, cluster):
+    four[0].behaviours.delay_ms = 300
+    t0 = time.monotonic()
+    assert (await cluster.rpc(four[0], "info", {}))[0] == 200
+    assert time.monotonic() - t0 >= 0.3
+
+
+# --- fan-out over real HTTP ------------------------------------------------------------------------
+
+async def test_store_fans_out_and_other_member_serves_it(four, cluster):
+    acct = account_in_swarm(four[0].view, SWARM_A)
+    status, body = await cluster.rpc(four[0], "store", store_params(acct, b"fan"))
+    assert status == 200, body
+    h = message_hash(acct.session_id, 0, b"fan")
+    assert set(body["swarm"]) == {four[0].identity.ed25519_hex, four[1].identity.ed25519_hex}
+    peer = body["swarm"][four[1].identity.ed25519_hex]
+    assert peer["hash"] == h and "signature" in peer and "expiry" in peer
+    status, body = await cluster.rpc(four[1], "retrieve", retrieve_params(acct))
+    assert status == 200 and [m["hash"] for m in body["messages"]] == [h]
+    obs = four[1].observations.since(0)
+    assert any(o["channel"] == "swarm" and o["method"] == "store" and o["accounts"] == [acct.session_id]
+               for o in obs)
+    # 421 from the other swarm carries our swarm
+    status, body = await cluster.rpc(four[2], "store", store_params(acct, b"fan"))
+    assert status == 421 and body["swarm"] == "0"
+
+
+async def test_unreachable_peer_reported_failed(four, cluster):
+    acct = account_in_swarm(four[0].view, SWARM_A)
+    await cluster.servers[1].close()
+    status, body = await cluster.rpc(four[0], "store", store_params(acct, b"x"))
+    assert status == 200
+    assert body["swarm"][four[1].identity.ed25519_hex] == {"failed": True, "timeout": True}
+
+
+async def test_internal_endpoint_requires_registered_signed_sender(four, cluster):
+    n = four[0]
+    body = json.dumps({"method": "push", "params": {"messages": []}}).encode()
+    url = cluster.url(n, SWARM_PATH)
+    async with cluster.session.post(url, data=body) as r:
+        assert r.status == 401
+    async with cluster.session.post(url, data=body, headers=auth_headers(node_identity("stranger"), body)) as r:
+        assert r.status == 401 and "unknown sender" in await r.text()
+    hdrs = auth_headers(four[1].identity, body)
+    async with cluster.session.post(url, data=body + b" ", headers=hdrs) as r:
+        assert r.status == 401  # signature does not cover a modified body
+    async with cluster.session.post(url, data=body, headers=auth_headers(four[1].identity, body,
+                                                                          now_ms() - 600_000)) as r:
+        assert r.status == 401
+    async with cluster.session.post(url, data=body, headers=hdrs) as r:
+        assert r.status == 200 and (await r.json())["received"] == 0
+
+
+# --- onion requests ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("enc", ["aes-gcm", "xchacha20"])
+async def test_onion_three_relays_and_destination(four, cluster, enc):
+    guard, r2, r3, dest = four[2], four[3], four[1], four[0]
+    acct = account_in_swarm(dest.view, SWARM_A)
+    payload = json.dumps({"method": "store", "params": store_params(acct, b"onion")}).encode()
+    req = onion.build_onion_request([hop(guard), hop(r2), hop(r3)], hop(dest), payload, enc)
+    async with cluster.session.post(cluster.url(guard, "/onion_req/v2"), data=req.frame) as r:
+        assert r.status == 200
+        status, inner = onion.decrypt_onion_response(req, await r.read())
+    assert status == 200
+    assert json.loads(inner)["hash"] == message_hash(acct.session_id, 0, b"onion")
+    g = [o for o in guard.observations.since(0) if o["channel"] == "onion"][-1]
+    assert g["hop"] == "relay" and g["next_hop"] == r2.identity.ed25519_hex and g["accounts"] == []
+    d = [o for o in dest.observations.since(0) if o["channel"] == "onion"][-1]
+    assert d["hop"] == "destination" and d["method"] == "store" and d["accounts"] == [acct.session_id]
+
+
+async def test_onion_destination_error_is_encrypted(four, cluster):
+    dest = four[0]
+    req = onion.build_onion_request([], hop(dest), b'{"method": "nope", "params": {}}')
+    async with cluster.session.post(cluster.url(dest, "/onion_req/v2"), data=req.frame) as r:
+        assert r.status == 200
+        assert onion.decrypt_onion_response(req, await r.read()) == (400, "no method nope")
+
+
+async def test_onion_path_errors(four, cluster):
+    guard, dest = four[2], four[0]
+    url = cluster.url(guard, "/onion_req/v2")
+    payload = b'{"method": "info", "params": {}}'
+
+    async def post(data: bytes) -> tuple[int, str]:
+        async with cluster.session.post(url, data=data) as r:
+            return r.status, await r.text()
+
+    status, text = await post(b"\x01\x02")
+    assert status == 400 and text.startswith("Error parsing onion request")
+    status, text = await post(onion.encode_frame(b"\x00" * 64, {"ephemeral_key": "11" * 32}))
+    assert (status, text) == (400, "Invalid ciphertext")
+    stranger = node_identity("not-registered")
+    req = onion.build_onion_request([hop(guard)], onion.OnionHop(stranger.ed25519_public,
+                                                                 stranger.x25519_public), payload)
+    assert await post(req.frame) == (502, f"Next node not found: {stranger.ed25519_hex}")
+    blob, meta = onion.decode_frame(onion.build_onion_request([hop(guard)], hop(dest), payload).frame)
+    assert await post(onion.encode_frame(blob, {**meta, "hop_no": 16})) == (
+        400, "onion request max path length exceeded")
+    guard.behaviours.drop_relays = True
+    req = onion.build_onion_request([hop(guard)], hop(dest), payload)
+    assert await post(req.frame) == (504, "Request time out")
+    guard.behaviours.drop_relays = False
+    guard.behaviours.corrupt_relays = True
+    req = onion.build_onion_request([hop(guard)], hop(dest), payload)
+    assert await post(req.frame) == (400, "Invalid ciphertext")  # next hop's answer, passed back
+    guard.behaviours.corrupt_relays = False
+    req = onion.build_onion_request([hop(guard)], hop(dest), payload)
+    status, body = await post(req.frame)
+    assert status == 200 and onion.decrypt_onion_response(req, body)[0] == 200  # still serving
+
+
+async def test_onion_relay_timeout_is_504(four, cluster):
+    guard, dest = four[2], four[0]
+    guard.onion.relay_timeout = 0.5
+    dest.behaviours.delay_ms = 1500  # longer than the relay timeout
+    req = onion.build_onion_request([hop(guard)], hop(dest), b'{"method": "info", "params": {}}')
+    async with cluster.session.post(cluster.url(guard, "/onion_req/v2"), data=req.frame) as r:
+        assert (r.status, await r.text()) == (504, "Request time out")
+
+
+# --- replication and re-homing ------------------------------------------------------------------------
+
+async def test_new_member_gets_messages_and_split_rehomes(cluster):
+    a, b = await cluster.add("a"), await cluster.add("b")
+    cluster.layout({SWARM_A: [a]})
+    accts = [Identity.from_seed(bytes([i]) * 32) for i in range(1, 9)]
+    hashes = {}
+    for acct in accts:
+        status, body = await cluster.rpc(a, "store", store_params(acct, b"r" + bytes([accts.index(acct)])))
+        assert status == 200
+        hashes[acct.session_id] = body["hash"]
+    # b joins a's swarm: a pushes everything to b
+    cluster.layout({SWARM_A: [a, b]})
+    await a.replicator.sync_once()
+    assert await b.storage.count() == len(accts)
+    # split: b moves to a new swarm; each node keeps only what it owns
+    cluster.layout({SWARM_A: [a], SWARM_B: [b]})
+    b_owns = [x for x in accts if b.view.is_mine(x.session_id)]
+    a_owns = [x for x in accts if a.view.is_mine(x.session_id)]
+    assert b_owns and a_owns
+    await a.replicator.sync_once()
+    await b.replicator.sync_once()
+    assert sorted(await a.storage.owners()) == sorted(x.session_id for x in a_owns)
+    assert sorted(await b.storage.owners()) == sorted(x.session_id for x in b_owns)
+    for acct in accts:
+        owner = b if acct in b_owns else a
+        status, body = await cluster.rpc(owner, "retrieve", retrieve_params(acct))
+        assert [m["hash"] for m in body["messages"]] == [hashes[acct.session_id]]
+
+
+async def test_rehome_retries_members_with_stale_views(cluster):
+    a, b, c = await cluster.add("a"), await cluster.add("b"), await cluster.add("c")
+    cluster.layout({SWARM_A: [a, b]})  # c: registered later, not in a swarm yet in its own view
+    new = {SWARM_A: [a], SWARM_B: [b, c]}
+    cluster.layout(new, only=[a])
+    moving = account_in_swarm(a.view, SWARM_B)
+    status, body = await cluster.rpc(a, "store", store_params(moving, b"m"))
+    assert status == 421  # a already routes the account to the new swarm
+    await a.storage.store(Message(
+        moving.session_id, 0, message_hash(moving.session_id, 0, b"m"), now_ms(), now_ms() + 60_000, b"m"))
+    cluster.layout(new, only=[b])  # c has not seen the new map yet and refuses the push (421)
+    await a.replicator.sync_once()
+    assert await a.storage.count() == 0  # b acknowledged: deleted locally
+    assert await b.storage.count() == 1 and await c.storage.count() == 0
+    assert c.identity.ed25519_hex in a.replicator.pending_pushes
+    cluster.layout(new, only=[c])
+    await a.replicator.sync_once()
+    assert await c.storage.count() == 1 and a.replicator.pending_pushes == {}
+
+
+async def test_push_rejects_foreign_accounts_and_bad_hashes(cluster):
+    a, b = await cluster.add("a"), await cluster.add("b")
+    cluster.layout({SWARM_A: [a], SWARM_B: [b]})
+    foreign = account_in_swarm(a.view, SWARM_B)
+    mine = account_in_swarm(a.view, SWARM_A)
+
+    def m(acct: Identity, data: bytes, h: str | None = None) -> dict[str, Any]:
+        return {"pubkey": acct.session_id, "namespace": 0, "timestamp": now_ms(), "expiry": now_ms() + 60_000,
+                "data": base64.b64encode(data).decode(), "hash": h or message_hash(acct.session_id, 0, data)}
+
+    r = await a.replicator.receive_push({"messages": [m(foreign, b"x")]})
+    assert r.status == 421
+    r = await a.replicator.receive_push({"messages": [m(mine, b"x", h="A" * 43)]})
+    assert r.status == 400 and "does not match" in r.body
+    r = await a.replicator.receive_push({"messages": [m(mine, b"x")]})
+    assert r.status == 200 and r.body == {"received": 1, "stored": 1}
+
+
+# --- admin ----------------------------------------------------------------------------------------
+
+async def test_admin_interface(four, cluster):
+    n = four[0]
+    await cluster.rpc(n, "info", {})
+    app = make_admin_app(n.admin_state, n.observations, n.behaviours, n.clock, n.log)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        base = f"http://127.0.0.1:{server.port}/admin/v1"
+        s = cluster.session
+        async with s.get(base + "/state") as r:
+            st = await r.json()
+        assert st["pubkey_ed25519"] == n.identity.ed25519_hex and st["ready"] is True
+        assert st["swarm_id"] == SWARM_A and n.identity.ed25519_hex in st["swarm_members"]
+        assert st["messages"] == 0 and st["behaviours"]["drop_stores"] is False
+        async with s.get(base + "/observations?since=0") as r:
+            obs = await r.json()
+        assert obs["observations"][-1]["method"] == "info" and obs["next"] == obs["observations"][-1]["seq"] + 1
+        async with s.get(base + f"/observations?since={obs['next']}") as r:
+            assert (await r.json())["observations"] == []
+        async with s.delete(base + "/observations") as r:
+            assert r.status == 200
+        assert len(n.observations) == 0
+        async with s.put(base + "/behaviours", json={"drop_stores": "yes"}) as r:
+            assert r.status == 400
+        async with s.put(base + "/behaviours", json={"drop_relays": True, "delay_ms": 5}) as r:
+            assert (await r.json())["drop_relays"] is True
+        assert n.behaviours.delay_ms == 5
+        async with s.put(base + "/clock", json={"offset_ms": -120_000}) as r:
+            assert (await r.json())["offset_ms"] == -120_000
+        status, body = await cluster.rpc(n, "info", {})
+        assert now_ms() - body["t"] > 100_000
+    finally:
+        await server.close()

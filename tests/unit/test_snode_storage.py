@@ -1,0 +1,93 @@
+"""SQLite message store of the storage node: persistence, purge, paging, expiry updates."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from nodes.snode.storage import Message, Storage
+
+pytestmark = pytest.mark.unit
+
+PK = "05" + "ab" * 32
+OTHER = "03" + "cd" * 32
+
+
+def msg(i: int, pubkey: str = PK, ns: int = 0, ts: int = 1_700_000_000_000, expiry: int | None = None,
+        data: bytes | None = None) -> Message:
+    now = int(time.time() * 1000)
+    return Message(pubkey, ns, f"{i:043d}", ts + i, expiry if expiry is not None else now + 60_000,
+                   data if data is not None else f"data{i}".encode())
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Storage(tmp_path / "storage.db")
+    yield s
+    s.close()
+
+
+async def test_survives_restart(tmp_path):
+    path = tmp_path / "storage.db"
+    s = Storage(path)
+    await s.store(msg(1))
+    await s.bulk_store([msg(2), msg(3, pubkey=OTHER)])
+    s.close()
+    s2 = Storage(path)
+    try:
+        now = int(time.time() * 1000)
+        got, more = await s2.retrieve(PK, 0, None, None, None, now)
+        assert [m.hash for m in got] == [msg(1).hash, msg(2).hash] and not more
+        assert got[0].data == b"data1" and got[0].timestamp == msg(1).timestamp
+        assert await s2.count() == 3
+        assert s2.call(lambda: s2.db.execute("PRAGMA journal_mode").fetchone()[0]) == "wal"
+    finally:
+        s2.close()
+
+
+async def test_duplicate_store_keeps_message_and_extends_expiry(store):
+    m = msg(1)
+    assert await store.store(m) == (True, m.expiry)
+    longer = Message(m.pubkey, m.namespace, m.hash, m.timestamp, m.expiry + 5000, m.data)
+    assert await store.store(longer) == (False, m.expiry + 5000)
+    assert await store.store(m) == (False, m.expiry + 5000)
+    assert await store.count() == 1
+    assert await store.bulk_store([m, msg(2)]) == 1
+
+
+async def test_purge_expired(store):
+    now = int(time.time() * 1000)
+    await store.bulk_store([msg(1, expiry=now - 1), msg(2, expiry=now + 60_000)])
+    # an expired-but-unpurged message is not served
+    got, _ = await store.retrieve(PK, 0, None, None, None, now)
+    assert [m.hash for m in got] == [msg(2).hash]
+    assert await store.purge_expired(now) == 1
+    assert await store.count() == 1
+    assert await store.purge_expired(now + 120_000) == 1
+    assert await store.count() == 0
+
+
+async def test_retrieve_paging_by_count_and_size(store):
+    now = int(time.time() * 1000)
+    await store.bulk_store([msg(i, data=b"x" * 1000) for i in range(10)])
+    got, more = await store.retrieve(PK, 0, msg(3).hash, 4, None, now)
+    assert [m.hash for m in got] == [msg(i).hash for i in range(4, 8)] and more
+    got, more = await store.retrieve(PK, 0, None, None, 3000, now)
+    assert len(got) == 2 and more  # ~1.4 kB each once base64 + overhead is counted
+    got, more = await store.retrieve(PK, 0, None, None, 10, now)
+    assert len(got) == 1 and more  # always at least one message
+    got, _ = await store.retrieve(PK, 5, None, None, None, now)
+    assert got == []
+
+
+async def test_delete_and_expiry_updates(store):
+    now = int(time.time() * 1000)
+    await store.bulk_store([msg(1), msg(2, ns=5), msg(3, pubkey=OTHER)])
+    assert await store.delete_by_hash(PK, [msg(3).hash, msg(1).hash]) == [msg(1).hash]
+    assert await store.update_expiry(PK, [msg(2).hash], [now + 1000], False, True) == [(msg(2).hash, now + 1000)]
+    assert await store.update_expiry(PK, [msg(2).hash], [now + 500_000], False, True) == []
+    assert await store.get_expiries(PK, [msg(2).hash, "nope"]) == {msg(2).hash: now + 1000}
+    assert await store.update_all_expiries(PK, None, now + 100) == [(5, msg(2).hash)]
+    assert await store.delete_all(PK, None) == [(5, msg(2).hash)]
+    assert await store.owners() == [OTHER]
