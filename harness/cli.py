@@ -176,7 +176,7 @@ def _register_optional() -> None:
             if e.name and module.startswith(e.name):
                 continue
             raise
-        for cmd in getattr(mod, attr):
+        for cmd in getattr(mod, attr, []):
             main.add_command(cmd)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -96,6 +95,8 @@ class Testnet:
     """A handle on one testnet. Use :meth:`up` to create one, :meth:`attach` to find one by
     name; both work as context managers that tear the testnet down on exit."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
     def __init__(self, state: NetworkState, statedir: StateDir, backend: Backend) -> None:
         self.state = state
         self.statedir = statedir
@@ -134,7 +135,7 @@ class Testnet:
         except BaseException as e:
             artifacts = net.save_artifacts(reason=f"up failed: {e}")
             report(f"up failed; logs saved to {artifacts}")
-            net.down(keep_artifacts=True)
+            net.down()
             if isinstance(e, NotReadyError):
                 e.artifacts = artifacts
             raise
@@ -214,6 +215,7 @@ class Testnet:
             "--seed-url", st.extra.get("internal_seed_url", st.seed_url),
             "--data-dir", self.backend.data_dir(st, node.name),
             "--key-seed", ident.seed_hex,
+            "--name", node.name,
             "--proof-interval", str(t.proof_interval),
             "--poll-interval", str(t.poll_interval),
         ]
@@ -229,6 +231,12 @@ class Testnet:
         report(f"preparing {self.backend.kind} runtime for testnet {self.name!r}")
         self.backend.prepare(self.state, report)
         self._save()
+        if self.toxiproxy_url:
+            report("starting Toxiproxy")
+            self.backend.start_proxy(self.state)
+            self._save()
+            rpc.run_sync(self._wait_proxy_api(30.0))
+            rpc.run_sync(self._populate_proxies(self.state.nodes))
         report("starting seed")
         self.backend.start_seed(self.state, self.seed_argv())
         self._save()
@@ -239,15 +247,56 @@ class Testnet:
     def _save(self) -> None:
         self.statedir.save(self.state)
 
-    def down(self, *, keep_artifacts: bool = False) -> None:
+    # -- proxies -----------------------------------------------------------------------------
+    @property
+    def toxiproxy_url(self) -> str | None:
+        return self.state.extra.get("toxiproxy_url")
+
+    def runtime_targets(self) -> list[str]:
+        """Every runtime of the testnet: the seed, the Toxiproxy server (if any), the nodes."""
+        return (["seed"] + (["toxiproxy"] if self.toxiproxy_url else [])
+                + [n.name for n in self.state.nodes])
+
+    async def _wait_proxy_api(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"{self.toxiproxy_url}/version"
+        async with rpc.new_session(rpc.aiohttp.ClientTimeout(total=2)) as s:
+            while True:
+                try:
+                    async with s.get(url) as resp:
+                        if resp.status == 200:
+                            return
+                except (rpc.aiohttp.ClientError, TimeoutError):
+                    pass
+                if not self.backend.is_running(self.state, "toxiproxy"):
+                    raise NotReadyError(
+                        f"testnet {self.name!r}: the Toxiproxy server exited during start-up; "
+                        f"its log:\n{self.backend.read_log(self.state, 'toxiproxy', tail=20)}")
+                if time.monotonic() > deadline:
+                    raise NotReadyError(f"testnet {self.name!r}: Toxiproxy API {url} not answering "
+                                        f"after {timeout:.0f}s")
+                await asyncio.sleep(0.1)
+
+    async def _populate_proxies(self, nodes: list[NodeRecord]) -> None:
+        """Create (or replace) the proxy of each node: advertised address -> node process."""
+        body = [{"name": n.proxy, "listen": f"{n.public_ip}:{n.storage_port}",
+                 "upstream": f"{n.bind_ip}:{n.storage_port}", "enabled": True}
+                for n in nodes if n.proxy]
+        if not body:
+            return
+        url = f"{self.toxiproxy_url}/populate"
+        async with rpc.new_session() as s:
+            try:
+                async with s.post(url, json=body) as resp:
+                    if resp.status >= 300:
+                        raise BackendError(f"{url}: HTTP {resp.status}: {await resp.text()}")
+            except (rpc.aiohttp.ClientError, TimeoutError) as e:
+                raise BackendError(f"{url}: cannot create node proxies: {e!r}") from None
+
+    def down(self) -> None:
         """Stop and remove everything this testnet started. Idempotent."""
         with locked():
             self.backend.destroy(self.state)
-            artifacts = self.statedir.artifacts
-            if keep_artifacts and artifacts.exists() and any(artifacts.iterdir()):
-                keep = self.statedir.home / "artifacts" / f"{self.name}-{int(time.time())}"
-                keep.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(str(artifacts), str(keep))
             self.statedir.remove()
 
     # -- readiness ---------------------------------------------------------------------------
@@ -327,8 +376,7 @@ class Testnet:
                 await asyncio.sleep(poll)
 
     def _dead_runtimes(self) -> list[str]:
-        targets = ["seed"] + [n.name for n in self.state.nodes]
-        return [t for t in targets if not self.backend.is_running(self.state, t)]
+        return [t for t in self.runtime_targets() if not self.backend.is_running(self.state, t)]
 
     def _record_swarms(self, r: Readiness) -> None:
         for n in self.state.nodes:
@@ -377,6 +425,9 @@ class Testnet:
         out = self.to_dict()
         out["seed"] = {"url": self.seed_url, "answering": r.seed_ok, "height": r.height,
                        "running": self.backend.is_running(self.state, "seed")}
+        if self.toxiproxy_url:
+            out["toxiproxy"] = {"url": self.toxiproxy_url,
+                                "running": self.backend.is_running(self.state, "toxiproxy")}
         for node in out["nodes"]:
             nr = r.nodes[node["name"]]
             node["running"] = self.backend.is_running(self.state, node["name"])
@@ -386,11 +437,14 @@ class Testnet:
                 node["problem"] = nr.missing()
         return out
 
+    def _check_target(self, target: str) -> None:
+        if target not in ("seed", "toxiproxy") or target not in self.runtime_targets():
+            self.node(target)
+
     def logs(self, target: str | None = None, *, tail: int | None = None) -> str:
-        targets = [target] if target else ["seed"] + [n.name for n in self.state.nodes]
+        targets = [target] if target else self.runtime_targets()
         for t in targets:
-            if t != "seed":
-                self.node(t)
+            self._check_target(t)
         if target:
             return self.backend.read_log(self.state, target, tail=tail)
         parts = []
@@ -399,17 +453,17 @@ class Testnet:
         return "\n".join(parts)
 
     def follow_logs(self, target: str) -> Iterator[str]:
-        if target != "seed":
-            self.node(target)
+        self._check_target(target)
         return self.backend.follow_log(self.state, target)
 
     def save_artifacts(self, reason: str = "") -> Path:
-        """Copy every log into the artifacts folder; return it."""
-        folder = self.statedir.artifacts / time.strftime("%Y%m%d-%H%M%S")
+        """Copy every log (and the state) into a new folder under ``<state home>/artifacts``,
+        which outlives the testnet; return it."""
+        folder = self.statedir.home / "artifacts" / f"{self.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "REASON.txt").write_text(reason + "\n")
         (folder / "state.json").write_text(self.state.to_json())
-        for t in ["seed"] + [n.name for n in self.state.nodes]:
+        for t in self.runtime_targets():
             try:
                 text = self.backend.read_log(self.state, t)
             except Exception as e:
@@ -477,6 +531,8 @@ class Testnet:
         new = [self.backend.plan_node(self.state, node_name(i)) for i in range(start, start + count)]
         self.state.nodes.extend(new)
         self._save()
+        if self.toxiproxy_url:
+            rpc.run_sync(self._populate_proxies(new))
         self.backend.start_nodes(self.state, [(n, self.node_argv(n)) for n in new])
         self._save()
         self.wait_ready(timeout=timeout, report=report)

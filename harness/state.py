@@ -140,15 +140,11 @@ class StateDir:
     def data(self) -> Path:
         return self.path / "data"
 
-    @property
-    def artifacts(self) -> Path:
-        return self.path / "artifacts"
-
     def exists(self) -> bool:
         return self.state_file.exists()
 
     def create(self) -> None:
-        for d in (self.path, self.logs, self.data, self.artifacts):
+        for d in (self.path, self.logs, self.data):
             d.mkdir(parents=True, exist_ok=True)
 
     def load(self) -> NetworkState:

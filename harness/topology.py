@@ -40,6 +40,8 @@ class Topology:
     poll_interval: float = 1.0
     #: per-client-IP request rate limit on every node (requests/s); 0 = off
     rate_limit: float = 0.0
+    #: put a Toxiproxy proxy in front of every node's storage port (needed for network faults)
+    proxies: bool = True
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:

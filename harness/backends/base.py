@@ -62,6 +62,17 @@ class Backend(abc.ABC):
         """Start the seed with ``python -m nodes.seed`` arguments ``argv``."""
 
     @abc.abstractmethod
+    def start_proxy(self, state: NetworkState) -> None:
+        """Start the Toxiproxy server of the testnet (API at ``state.extra["toxiproxy_url"]``)."""
+
+    @abc.abstractmethod
+    def link_address(self, state: NetworkState, src: str, dst: str) -> str:
+        """The address of the dedicated proxy for traffic from node ``src`` to node ``dst``."""
+
+    def ensure_address(self, state: NetworkState, ip: str) -> None:  # noqa: B027 - optional hook
+        """Make ``ip`` an address of the proxy host (no-op where every address is local)."""
+
+    @abc.abstractmethod
     def start_node(self, state: NetworkState, node: NodeRecord, argv: list[str]) -> None:
         """Start (or restart after a stop/kill) node ``node`` with ``python -m nodes.snode`` args."""
 

@@ -1,8 +1,12 @@
 """Local processes: the embedded default that needs no Docker.
 
 Addressing: a testnet gets a free index X (1-254, allocated under the user's lock); the seed
-listens on ``127.X.0.1:22023`` (HTTPS on 22024), node ``i`` on ``127.X.i.1:22021`` (its own
-/24, so clients' subnet-diversity rules hold) with its admin interface on ``127.X.i.1:22030``.
+listens on ``127.X.0.1:22023`` (HTTPS on 22024) and the Toxiproxy API on ``127.X.0.1:8474``.
+Node ``i`` is advertised at ``127.X.i.1:22021`` (its own /24, so clients' subnet-diversity rules
+hold): that is its Toxiproxy proxy, whose upstream is the node process itself on
+``127.X.i.2:22021`` (admin interface on ``127.X.i.2:22030``). The dedicated proxy for traffic
+from node ``j`` to node ``i`` (single-link faults, partitions) listens on ``127.X.i.(j+2)``.
+Without proxies (``Topology.proxies=False``) node ``i`` listens on ``127.X.i.1`` itself.
 Linux routes all of 127.0.0.0/8 to the loopback interface, so no set-up is needed.
 
 Processes are started in their own session so they outlive the shell that ran ``testnet up``;
@@ -25,6 +29,8 @@ from harness.backends.base import Backend, BackendError, Reporter
 from harness.state import NetworkState, NodeRecord, StateDir, list_networks, locked
 from harness.topology import Topology, node_index
 from nodes.protocol.constants import ADMIN_PORT, SEED_HTTPS_PORT, SEED_PORT, STORAGE_PORT
+
+TOXIPROXY_PORT = 8474
 
 ENV_MARK = "SESSION_TESTNET_DIR"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -103,6 +109,8 @@ class ProcessBackend(Backend):
             admin_token=admin_token, net_index=x,
             seed_runtime={"ip": seed_ip, "port": SEED_PORT, "https_port": SEED_HTTPS_PORT},
         )
+        if topology.proxies:
+            state.extra["toxiproxy_url"] = f"http://{seed_ip}:{TOXIPROXY_PORT}"
         for name in topology.node_names():
             state.nodes.append(self._node_record(state, topology, name))
         return state
@@ -112,9 +120,18 @@ class ProcessBackend(Backend):
         if not 1 <= i <= 254:
             raise BackendError(f"node {name}: the process backend supports nodes sn01-sn254")
         ident = topology.node_identity(name)
-        return NodeRecord(name=name, public_ip=f"127.{state.net_index}.{i}.1",
+        prefix = f"127.{state.net_index}.{i}"
+        return NodeRecord(name=name, public_ip=f"{prefix}.1",
+                          bind_ip=f"{prefix}.2" if topology.proxies else None,
+                          proxy=name if topology.proxies else None,
                           storage_port=STORAGE_PORT, admin_port=ADMIN_PORT,
                           pubkey_ed25519=ident.ed25519_hex, pubkey_x25519=ident.x25519_hex)
+
+    def link_address(self, state: NetworkState, src: str, dst: str) -> str:
+        j, i = node_index(src), node_index(dst)
+        if j + 2 > 254:
+            raise BackendError(f"no link address for {src}->{dst}: source index above 252")
+        return f"127.{state.net_index}.{i}.{j + 2}"
 
     def plan_node(self, state: NetworkState, name: str) -> NodeRecord:
         return self._node_record(state, Topology.from_dict(state.topology), name)
@@ -152,6 +169,14 @@ class ProcessBackend(Backend):
                                "running there? ('testnet status', 'testnet clean')")
         state.seed_runtime["pid"] = self._spawn(state, "seed", argv)
 
+    def start_proxy(self, state: NetworkState) -> None:
+        ip = state.seed_runtime["ip"]
+        if not _bindable(ip, TOXIPROXY_PORT):
+            raise BackendError(f"Toxiproxy address {ip}:{TOXIPROXY_PORT} is in use: is another "
+                               "testnet running there? ('testnet status', 'testnet clean')")
+        argv = ["-m", "nodes.toxiproxy", "--host", ip, "--port", str(TOXIPROXY_PORT)]
+        state.extra["toxiproxy_pid"] = self._spawn(state, "toxiproxy", argv)
+
     def start_node(self, state: NetworkState, node: NodeRecord, argv: list[str]) -> None:
         if self.is_running(state, node.name):
             raise BackendError(f"node {node.name} of testnet {state.name!r} is already running "
@@ -160,8 +185,11 @@ class ProcessBackend(Backend):
         node.runtime.pop("paused", None)
 
     def _pid(self, state: NetworkState, target: str) -> int | None:
-        rt = state.seed_runtime if target == "seed" else state.node(target).runtime
-        pid = rt.get("pid")
+        if target == "toxiproxy":
+            pid = state.extra.get("toxiproxy_pid")
+        else:
+            rt = state.seed_runtime if target == "seed" else state.node(target).runtime
+            pid = rt.get("pid")
         return pid if pid and _is_ours(pid, str(self.statedir.path)) else None
 
     def _signal(self, pid: int, sig: signal.Signals) -> None:

@@ -1,0 +1,608 @@
+"""Containers: every testnet on its own user-defined bridge network (see docs/DESIGN.md,
+"Docker layout").
+
+Addressing: a testnet gets a free index X in 128-254, so its network is ``10.X.0.0/16`` (inside
+10.128.0.0/9, never overlapping another docker network, a host route or the host's resolver).
+Docker's own automatic addresses are confined to ``10.X.255.0/25`` (gateway ``10.X.255.254``), so
+every address below is fixed:
+
+- ``10.X.0.1``  the proxy host: owns the Toxiproxy listen addresses (NET_ADMIN), API on ``:8474``
+- ``10.X.0.2``  the seed (``:22023`` HTTP, ``:22024`` HTTPS)
+- ``10.X.i.2``  node ``i``'s container (storage ``:22021``, admin ``:22030``)
+- ``10.X.i.1``  node ``i``'s advertised address: its Toxiproxy proxy (upstream ``10.X.i.2``)
+- ``10.X.i.(j+2)`` the dedicated proxy for traffic from node ``j`` to node ``i`` (on demand)
+
+Without proxies (``Topology.proxies=False``) node ``i`` advertises ``10.X.i.2`` itself.
+
+Every container, network and volume carries the labels ``session-testnet=<name>``,
+``session-testnet.state=<state folder>``, ``session-testnet.owner-pid`` and
+``session-testnet.host``; ``destroy`` and the stale sweep find resources by these labels only.
+Node and seed data live on named volumes, so a restarted container keeps its messages. Logs are
+the containers' own (``docker logs``). The Docker CLI is never used: everything goes through the
+Docker SDK.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import re
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import docker.errors  # binds `docker` too (a plain `import docker` is misfiled next to docker/)
+import docker.types
+import requests.exceptions
+
+from harness.backends.base import Backend, BackendError, Reporter
+from harness.images import ImageError, ensure_images, toxiproxy_image
+from harness.state import NetworkState, NodeRecord, StateDir, StateError, locked, pid_alive
+from harness.topology import Topology, node_index
+from nodes.protocol.constants import ADMIN_PORT, SEED_HTTPS_PORT, SEED_PORT, STORAGE_PORT
+
+# testcontainers (used by some tests) must never try to pull and start its Ryuk reaper: there is
+# no registry here, and the harness cleans up by labels itself.
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
+LABEL = "session-testnet"
+LABEL_STATE = "session-testnet.state"
+LABEL_OWNER = "session-testnet.owner-pid"
+LABEL_HOST = "session-testnet.host"
+LABEL_ROLE = "session-testnet.role"
+LABEL_TARGET = "session-testnet.target"
+
+TOXIPROXY_PORT = 8474
+DATA_DIR = "/data"
+#: the second octet X of a testnet's 10.X.0.0/16
+NET_INDEXES = range(128, 255)
+#: attempts at creating the network when another engine user took the subnet meanwhile
+CREATE_ATTEMPTS = 6
+
+# Adds IPv4 addresses (/32) to the container's interface through rtnetlink, with the Python
+# standard library only (the official python image has no iproute2). Already present: fine.
+_ADD_ADDRESSES = r"""
+import socket, struct, sys
+names = [n for _, n in socket.if_nameindex() if n != "lo"]
+ifname = "eth0" if "eth0" in names else names[0]
+index = socket.if_nametoindex(ifname)
+def attr(kind, data):
+    size = 4 + len(data)
+    return struct.pack("=HH", size, kind) + data + b"\0" * (-size % 4)
+failed = []
+with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0) as s:
+    s.bind((0, 0))
+    for seq, ip in enumerate(sys.argv[1:], 1):
+        raw = socket.inet_aton(ip)
+        body = struct.pack("=BBBBI", socket.AF_INET, 32, 0, 0, index) + attr(2, raw) + attr(1, raw)
+        # RTM_NEWADDR; NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE
+        s.send(struct.pack("=IHHII", 16 + len(body), 20, 0x1 | 0x4 | 0x200 | 0x400, seq, 0) + body)
+        reply = s.recv(65536)
+        kind = struct.unpack("=H", reply[4:6])[0]
+        err = struct.unpack("=i", reply[16:20])[0] if kind == 2 else 0
+        if err not in (0, -17):  # 17 = EEXIST
+            failed.append(f"{ip}: errno {-err}")
+if failed:
+    sys.exit(f"adding addresses to {ifname} failed: " + "; ".join(failed))
+"""
+
+
+def connect() -> docker.DockerClient:
+    """A client for the engine of ``DOCKER_HOST`` (or the default socket), checked with a ping."""
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+        raise BackendError(
+            f"cannot reach the Docker engine ({e}): start it, check DOCKER_HOST and that this "
+            "user may use it ('docker info'), or use --backend process"
+        ) from None
+    return client
+
+
+def _host_networks() -> list[ipaddress.IPv4Network]:
+    """Networks the host already routes (besides the default route) and its resolvers: a testnet
+    subnet over one of them would cut the host off from it."""
+    out: list[ipaddress.IPv4Network] = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/route").read_text().splitlines()[1:]:
+            f = line.split()
+            if len(f) < 8:
+                continue
+            dest = ipaddress.IPv4Address(int(f[1], 16).to_bytes(4, "little"))
+            mask = ipaddress.IPv4Address(int(f[7], 16).to_bytes(4, "little"))
+            if int(mask) == 0:
+                continue
+            out.append(ipaddress.IPv4Network(f"{dest}/{mask}", strict=False))
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/resolv.conf").read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "nameserver":
+                with contextlib.suppress(ValueError):
+                    out.append(ipaddress.IPv4Network(f"{parts[1]}/32"))
+    return out
+
+
+def _docker_networks(client: docker.DockerClient) -> list[ipaddress.IPv4Network]:
+    out = []
+    for net in client.networks.list():
+        for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                sub = ipaddress.ip_network(cfg["Subnet"], strict=False)
+                if isinstance(sub, ipaddress.IPv4Network):
+                    out.append(sub)
+    return out
+
+
+def subnet_of(x: int) -> ipaddress.IPv4Network:
+    return ipaddress.IPv4Network(f"10.{x}.0.0/16")
+
+
+def free_net_index(client: docker.DockerClient, used: set[int]) -> int:
+    """The first X in :data:`NET_INDEXES` not in ``used`` whose 10.X.0.0/16 overlaps no docker
+    network, host route or resolver."""
+    taken = _docker_networks(client) + _host_networks()
+    for x in NET_INDEXES:
+        if x in used:
+            continue
+        sub = subnet_of(x)
+        if not any(sub.overlaps(t) for t in taken):
+            return x
+    raise BackendError("no free 10.X.0.0/16 subnet in 10.128.0.0/9 for a docker testnet: "
+                       "run 'testnet clean' or remove unused docker networks")
+
+
+def resource_prefix(name: str) -> str:
+    return f"st-{name}"
+
+
+class DockerBackend(Backend):
+    kind = "docker"
+
+    def __init__(self, statedir: StateDir, client: docker.DockerClient | None = None) -> None:
+        super().__init__(statedir)
+        self._client = client
+        self._client_lock = threading.Lock()
+
+    @property
+    def client(self) -> docker.DockerClient:
+        with self._client_lock:
+            if self._client is None:
+                self._client = connect()
+            return self._client
+
+    # -- names and labels --------------------------------------------------------------------
+    def container_name(self, state: NetworkState, target: str) -> str:
+        return f"{resource_prefix(state.name)}-{target}"
+
+    def network_name(self, state: NetworkState) -> str:
+        return resource_prefix(state.name)
+
+    def volume_name(self, state: NetworkState, target: str) -> str:
+        return f"{resource_prefix(state.name)}-{target}"
+
+    def labels(self, state: NetworkState, role: str | None = None,
+               target: str | None = None) -> dict[str, str]:
+        out = {LABEL: state.name, LABEL_STATE: str(self.statedir.path),
+               LABEL_OWNER: str(os.getpid()), LABEL_HOST: socket.gethostname()}
+        if role:
+            out[LABEL_ROLE] = role
+        if target:
+            out[LABEL_TARGET] = target
+        return out
+
+    def _filters(self, state: NetworkState) -> dict[str, Any]:
+        return {"label": [f"{LABEL}={state.name}", f"{LABEL_STATE}={self.statedir.path}"]}
+
+    # -- placement ---------------------------------------------------------------------------
+    def _used_indexes(self) -> set[int]:
+        from harness.state import list_networks
+
+        used = set()
+        for name in list_networks(self.statedir.home):
+            if name == self.statedir.name:
+                continue
+            with contextlib.suppress(StateError, OSError, TypeError, ValueError):
+                st = StateDir(name, self.statedir.home).load()
+                if st.backend == self.kind:
+                    used.add(st.net_index)
+        return used
+
+    def plan(self, topology: Topology, admin_token: str) -> NetworkState:
+        x = free_net_index(self.client, self._used_indexes())
+        state = NetworkState(name=topology.name, backend=self.kind, topology=topology.to_dict(),
+                             seed_url="", admin_token=admin_token, net_index=x,
+                             seed_runtime={"port": SEED_PORT, "https_port": SEED_HTTPS_PORT})
+        for name in topology.node_names():
+            state.nodes.append(self._node_record(topology, name))
+        self.assign_addresses(state)
+        return state
+
+    @staticmethod
+    def assign_addresses(state: NetworkState) -> None:
+        """(Re)derive every address of the testnet from ``state.net_index``."""
+        x = state.net_index
+        proxies = bool(state.topology.get("proxies", True))
+        seed_ip = f"10.{x}.0.2"
+        state.seed_runtime["ip"] = seed_ip
+        state.seed_url = f"http://{seed_ip}:{SEED_PORT}"
+        state.seed_https_url = f"https://{seed_ip}:{SEED_HTTPS_PORT}"
+        if proxies:
+            state.extra["toxiproxy_url"] = f"http://10.{x}.0.1:{TOXIPROXY_PORT}"
+        for node in state.nodes:
+            i = node_index(node.name)
+            node.public_ip = f"10.{x}.{i}.1" if proxies else f"10.{x}.{i}.2"
+            node.bind_ip = f"10.{x}.{i}.2" if proxies else None
+            node.proxy = node.name if proxies else None
+
+    def _node_record(self, topology: Topology, name: str) -> NodeRecord:
+        i = node_index(name)
+        if not 1 <= i <= 254:
+            raise BackendError(f"node {name}: the docker backend supports nodes sn01-sn254")
+        ident = topology.node_identity(name)
+        return NodeRecord(name=name, public_ip="", storage_port=STORAGE_PORT,
+                          admin_port=ADMIN_PORT, pubkey_ed25519=ident.ed25519_hex,
+                          pubkey_x25519=ident.x25519_hex)
+
+    def plan_node(self, state: NetworkState, name: str) -> NodeRecord:
+        node = self._node_record(Topology.from_dict(state.topology), name)
+        probe = NetworkState(name=state.name, backend=state.backend, topology=state.topology,
+                             seed_url="", admin_token="", net_index=state.net_index, nodes=[node])
+        self.assign_addresses(probe)
+        return node
+
+    def link_address(self, state: NetworkState, src: str, dst: str) -> str:
+        j, i = node_index(src), node_index(dst)
+        if j + 2 > 254:
+            raise BackendError(f"no link address for {src}->{dst}: source index above 252")
+        return f"10.{state.net_index}.{i}.{j + 2}"
+
+    def data_dir(self, state: NetworkState, target: str) -> str:
+        return DATA_DIR
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def prepare(self, state: NetworkState, report: Reporter) -> None:
+        if sys.platform != "linux":
+            raise BackendError(
+                "the docker backend needs the host to reach container addresses directly, which "
+                "only Linux engines offer; on this platform use --backend process"
+            )
+        try:
+            images = ensure_images(self.client, progress=report)
+        except ImageError as e:
+            raise BackendError(str(e)) from None
+        state.extra["image"] = images.node
+        if state.extra.get("toxiproxy_url"):
+            state.extra["toxiproxy_image"] = toxiproxy_image(self.client) or images.node
+        self._create_network(state, report)
+        for target in ["seed"] + [n.name for n in state.nodes]:
+            self._ensure_volume(state, target)
+
+    def _create_network(self, state: NetworkState, report: Reporter) -> None:
+        failed: set[int] = set()
+        for attempt in range(CREATE_ATTEMPTS):
+            x = state.net_index
+            sub = subnet_of(x)
+            pool = docker.types.IPAMPool(subnet=str(sub), iprange=f"10.{x}.255.0/25",
+                                         gateway=f"10.{x}.255.254")
+            try:
+                self.client.networks.create(self.network_name(state), driver="bridge",
+                                            ipam=docker.types.IPAMConfig(pool_configs=[pool]),
+                                            labels=self.labels(state, role="network"),
+                                            check_duplicate=True)
+                report(f"network {self.network_name(state)}: {sub}")
+                return
+            except docker.errors.APIError as e:
+                text = str(e.explanation or e)
+                if "overlap" not in text.lower() or attempt == CREATE_ATTEMPTS - 1:
+                    raise BackendError(f"cannot create network {self.network_name(state)} "
+                                       f"({sub}): {text}") from None
+                failed.add(x)
+                with locked(home=self.statedir.home):
+                    state.net_index = free_net_index(self.client, self._used_indexes() | failed)
+                    self.assign_addresses(state)
+                    self.statedir.save(state)
+                report(f"subnet {sub} was taken meanwhile; retrying with {subnet_of(state.net_index)}")
+
+    def _ensure_volume(self, state: NetworkState, target: str) -> str:
+        name = self.volume_name(state, target)
+        try:
+            self.client.volumes.get(name)
+        except docker.errors.NotFound:
+            self.client.volumes.create(name=name, labels=self.labels(state, role="data", target=target))
+        return name
+
+    def _run(self, state: NetworkState, target: str, image: str, command: list[str], *,
+             role: str, ip: str | None = None, volume: bool = True, user: str | None = None,
+             cap_add: list[str] | None = None, network_mode: str | None = None) -> str:
+        """Create and start one container; return its name."""
+        api = self.client.api
+        name = self.container_name(state, target)
+        mounts = []
+        if volume:
+            mounts.append(docker.types.Mount(target=DATA_DIR, type="volume",
+                                             source=self._ensure_volume(state, target)))
+        host_config = api.create_host_config(
+            init=True, mounts=mounts, cap_add=cap_add,
+            network_mode=network_mode or self.network_name(state),
+        )
+        networking = None
+        if network_mode is None:
+            endpoint = api.create_endpoint_config(ipv4_address=ip)
+            networking = api.create_networking_config({self.network_name(state): endpoint})
+        try:
+            created = api.create_container(
+                image, command=command, name=name, user=user,
+                hostname=None if network_mode else target,
+                labels=self.labels(state, role=role, target=target),
+                host_config=host_config, networking_config=networking,
+            )
+            api.start(created["Id"])
+        except docker.errors.APIError as e:
+            with contextlib.suppress(docker.errors.APIError):
+                api.remove_container(name, force=True)
+            raise BackendError(f"cannot start container {name} ({image}) of testnet "
+                               f"{state.name!r}: {e.explanation or e}") from None
+        return name
+
+    def start_seed(self, state: NetworkState, argv: list[str]) -> None:
+        state.seed_runtime["container"] = self._run(
+            state, "seed", state.extra["image"], ["python", *argv], role="seed",
+            ip=self.listen_ip(state, "seed"))
+
+    def start_proxy(self, state: NetworkState) -> None:
+        x = state.net_index
+        host = self._run(state, "proxyhost", state.extra["image"], ["sleep", "infinity"],
+                         role="proxyhost", ip=f"10.{x}.0.1", volume=False, user="0",
+                         cap_add=["NET_ADMIN"])
+        # every node's advertised address up front (sn01-sn254), so nodes that join later need
+        # nothing more; link addresses come one by one through ensure_address()
+        self._add_addresses(state, [f"10.{x}.{i}.1" for i in range(1, 255)])
+        image = state.extra.get("toxiproxy_image") or state.extra["image"]
+        if image == state.extra["image"]:
+            command = ["python", "-m", "nodes.toxiproxy", "--host", "0.0.0.0",
+                       "--port", str(TOXIPROXY_PORT)]
+        else:  # the official image: entrypoint /toxiproxy
+            command = ["-host=0.0.0.0", f"-port={TOXIPROXY_PORT}"]
+        host_id = self.client.containers.get(host).id
+        state.extra["toxiproxy_container"] = self._run(
+            state, "toxiproxy", image, command, role="toxiproxy", volume=False,
+            network_mode=f"container:{host_id}")
+
+    def _add_addresses(self, state: NetworkState, ips: list[str]) -> None:
+        sub = subnet_of(state.net_index)
+        for ip in ips:
+            if ipaddress.IPv4Address(ip) not in sub:
+                raise BackendError(f"{ip} is not in the subnet {sub} of testnet {state.name!r}")
+        name = self.container_name(state, "proxyhost")
+        try:
+            res = self.client.containers.get(name).exec_run(["python", "-c", _ADD_ADDRESSES, *ips],
+                                                            user="0")
+        except docker.errors.APIError as e:
+            raise BackendError(f"cannot add proxy addresses in {name}: {e.explanation or e}") from None
+        if res.exit_code != 0:
+            raise BackendError(f"cannot add proxy addresses in {name}: "
+                               f"{res.output.decode(errors='replace').strip()}")
+
+    def ensure_address(self, state: NetworkState, ip: str) -> None:
+        self._add_addresses(state, [ip])
+
+    def _container(self, state: NetworkState, target: str) -> Any | None:
+        try:
+            return self.client.containers.get(self.container_name(state, target))
+        except docker.errors.NotFound:
+            return None
+
+    def start_node(self, state: NetworkState, node: NodeRecord, argv: list[str]) -> None:
+        command = ["python", *argv]
+        existing = self._container(state, node.name)
+        if existing is not None:
+            st = existing.attrs["State"]
+            if st.get("Running"):
+                raise BackendError(f"node {node.name} of testnet {state.name!r} is already "
+                                   f"running (container {existing.name})")
+            if existing.attrs["Config"].get("Cmd") == command:
+                existing.start()  # same command line: keep the container and its log
+                node.runtime["container"] = existing.name
+                node.runtime.pop("paused", None)
+                return
+            existing.remove(force=True)
+        node.runtime["container"] = self._run(
+            state, node.name, state.extra["image"], command, role="node",
+            ip=self.listen_ip(state, node.name))
+        node.runtime.pop("paused", None)
+
+    def start_nodes(self, state: NetworkState, nodes: list[tuple[NodeRecord, list[str]]]) -> None:
+        if len(nodes) <= 1:
+            super().start_nodes(state, nodes)
+            return
+        _ = self.client  # connect once, before the threads
+        with ThreadPoolExecutor(max_workers=min(8, len(nodes))) as pool:
+            futures = [pool.submit(self.start_node, state, n, argv) for n, argv in nodes]
+            errors = [f.exception() for f in futures]
+        failed = [e for e in errors if e is not None]
+        if failed:
+            raise failed[0]
+
+    def stop_node(self, state: NetworkState, node: NodeRecord, *, kill: bool = False) -> None:
+        c = self._container(state, node.name)
+        if c is None or not c.attrs["State"].get("Running"):
+            return
+        try:
+            if c.attrs["State"].get("Paused"):
+                c.unpause()
+            if kill:
+                c.kill()
+                c.wait(timeout=30)
+            else:
+                c.stop(timeout=10)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as e:
+            if "is not running" not in str(e):
+                raise BackendError(f"cannot stop {c.name}: {e.explanation or e}") from None
+        node.runtime.pop("paused", None)
+
+    def pause_node(self, state: NetworkState, node: NodeRecord) -> None:
+        self._running_container(state, node).pause()
+        node.runtime["paused"] = True
+
+    def unpause_node(self, state: NetworkState, node: NodeRecord) -> None:
+        self._running_container(state, node).unpause()
+        node.runtime.pop("paused", None)
+
+    def _running_container(self, state: NetworkState, node: NodeRecord) -> Any:
+        c = self._container(state, node.name)
+        if c is None or not c.attrs["State"].get("Running"):
+            raise BackendError(f"node {node.name} of testnet {state.name!r} is not running")
+        return c
+
+    def destroy(self, state: NetworkState) -> None:
+        remove_resources(self.client, self._filters(state))
+
+    # -- inspection --------------------------------------------------------------------------
+    def is_running(self, state: NetworkState, target: str) -> bool:
+        c = self._container(state, target)
+        return c is not None and bool(c.attrs["State"].get("Running"))
+
+    def read_log(self, state: NetworkState, target: str, tail: int | None = None) -> str:
+        c = self._container(state, target)
+        if c is None:
+            raise BackendError(f"no container {self.container_name(state, target)}: "
+                               f"{target} of testnet {state.name!r} is not started or removed")
+        raw = c.logs(stdout=True, stderr=True, tail="all" if tail is None else tail)
+        text = raw.decode("utf-8", errors="replace")
+        return text if not text or text.endswith("\n") else text + "\n"
+
+    def follow_log(self, state: NetworkState, target: str) -> Iterator[str]:
+        c = self._container(state, target)
+        while c is None:  # not started yet (e.g. right after `up` began)
+            time.sleep(0.2)
+            c = self._container(state, target)
+        buf = b""
+        for chunk in c.logs(stdout=True, stderr=True, stream=True, follow=True):
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                yield line.decode("utf-8", errors="replace")
+        if buf:
+            yield buf.decode("utf-8", errors="replace")
+
+    # -- garbage collection ------------------------------------------------------------------
+    @classmethod
+    def sweep_stale(cls, report: Reporter) -> list[str]:
+        client = connect()
+        try:
+            return sweep(client, report)
+        finally:
+            client.close()
+
+
+def _list_labelled(client: docker.DockerClient, filters: dict[str, Any]) -> tuple[list, list, list]:
+    containers = client.containers.list(all=True, filters=filters, ignore_removed=True)
+    networks = client.networks.list(filters=filters)
+    volumes = client.volumes.list(filters=filters)
+    return containers, networks, volumes
+
+
+def remove_resources(client: docker.DockerClient, filters: dict[str, Any]) -> None:
+    """Remove every container, then network and volume matching ``filters``. Idempotent."""
+    containers, networks, volumes = _list_labelled(client, filters)
+    errors: list[str] = []
+
+    def rm_container(c: Any) -> None:
+        try:
+            c.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as e:
+            if "already in progress" not in str(e):
+                errors.append(f"container {c.name}: {e.explanation or e}")
+
+    if containers:
+        with ThreadPoolExecutor(max_workers=min(8, len(containers))) as pool:
+            list(pool.map(rm_container, containers))
+    for net in networks:
+        try:
+            net.remove()
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as e:
+            errors.append(f"network {net.name}: {e.explanation or e}")
+    for vol in volumes:
+        try:
+            vol.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as e:
+            errors.append(f"volume {vol.name}: {e.explanation or e}")
+    if errors:
+        raise BackendError("could not remove: " + "; ".join(errors)
+                           + " (retry 'testnet down' / 'testnet clean')")
+
+
+def _stale_reason(client: docker.DockerClient, labels: dict[str, str], home: Path) -> str | None:
+    """Why the testnet these labels belong to is stale, or None when it is alive (or not ours
+    to judge: created from another host)."""
+    from harness.network import is_stale
+
+    if labels.get(LABEL_HOST) != socket.gethostname():
+        return None
+    folder = Path(labels.get(LABEL_STATE, ""))
+    state_file = folder / "state.json"
+    if not state_file.exists():
+        owner = int(labels.get(LABEL_OWNER, "0") or 0)
+        if pid_alive(owner) and owner != os.getpid():
+            return None  # its harness still runs (e.g. `down` removing the state right now)
+        return "its state is gone"
+    try:
+        st = StateDir(folder.name, folder.parent.parent).load()
+    except StateError:
+        return None if folder.parent.parent != home else "its state is unreadable"
+    if st.backend != DockerBackend.kind:
+        return "its state belongs to another backend"
+    if is_stale(st):
+        return f"its harness (pid {st.owner_pid}) died before it was up"
+    if st.status == "up":
+        try:
+            seed = client.containers.get(f"{resource_prefix(st.name)}-seed")
+            running = bool(seed.attrs["State"].get("Running"))
+        except docker.errors.NotFound:
+            running = False
+        if not running:
+            return "its seed container is gone"
+    return None
+
+
+def sweep(client: docker.DockerClient, report: Reporter) -> list[str]:
+    """Remove docker resources of testnets whose harness is gone (state missing, ``up`` killed,
+    seed gone); return their names. Only resources created on this host are considered."""
+    from harness.state import state_home
+
+    home = state_home()
+    removed: list[str] = []
+    with locked(home=home):
+        containers, networks, volumes = _list_labelled(client, {"label": [LABEL_STATE]})
+        groups: dict[tuple[str, str], dict[str, str]] = {}
+        for res in [*containers, *networks, *volumes]:
+            labels = (res.attrs.get("Labels") or res.attrs.get("Config", {}).get("Labels") or {})
+            key = (labels.get(LABEL, ""), labels.get(LABEL_STATE, ""))
+            if key[0] and key[1]:
+                groups.setdefault(key, labels)
+        for (name, folder), labels in sorted(groups.items()):
+            reason = _stale_reason(client, labels, home)
+            if reason is None:
+                continue
+            report(f"removing stale docker testnet {name!r} ({reason})")
+            remove_resources(client, {"label": [f"{LABEL}={name}", f"{LABEL_STATE}={folder}"]})
+            path = Path(folder)
+            if path.parent.parent == home and re.fullmatch(r"[a-z0-9][a-z0-9_-]*", path.name):
+                StateDir(path.name, home).remove()
+            removed.append(name)
+    return removed

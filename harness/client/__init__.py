@@ -1,0 +1,51 @@
+"""Session client: production-like onion routing, swarms, 1-to-1 messages, operation records.
+
+    from harness.client import SessionClient, Account
+
+    async with SessionClient(seed_url, Account.generate(), sink=records) as alice:
+        rec = await alice.send(bob_session_id, "hello")
+        msgs = await alice.wait_for(count=1)
+
+``harness.client.sync.Client`` is the blocking version.  See docs/client.md.
+"""
+
+from .account import Account
+from .client import Received, SessionClient
+from .clock import NetworkClock
+from .config import POLL_ALL, POLL_ONE, ClientConfig
+from .errors import (
+    AccountError,
+    BootstrapError,
+    ClientError,
+    ClockError,
+    DestinationError,
+    NoPathError,
+    PathError,
+    RequestRejected,
+    RetrieveFailed,
+    StoreFailed,
+    StoreUnconfirmed,
+    SwarmError,
+    Timeout,
+)
+from .paths import OnionPath, PathSet, build_path
+from .pool import NodePool
+from .records import (
+    AttemptRecord,
+    OperationRecord,
+    ReceiveRecord,
+    RecordSink,
+    SendRecord,
+    record_from_dict,
+)
+from .snode import Snode
+from .sync import Client
+
+__all__ = [
+    "Account", "Client", "ClientConfig", "NetworkClock", "NodePool", "OnionPath", "PathSet",
+    "POLL_ALL", "POLL_ONE", "Received", "SessionClient", "Snode", "build_path",
+    "AttemptRecord", "OperationRecord", "ReceiveRecord", "RecordSink", "SendRecord", "record_from_dict",
+    "AccountError", "BootstrapError", "ClientError", "ClockError", "DestinationError", "NoPathError",
+    "PathError", "RequestRejected", "RetrieveFailed", "StoreFailed", "StoreUnconfirmed", "SwarmError",
+    "Timeout",
+]

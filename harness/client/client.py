@@ -1,0 +1,1111 @@
+"""The asyncio Session client.
+
+:class:`SessionClient` talks to a testnet (or any Session network) the way session-desktop and
+libsession-util do:
+
+* bootstrap: ``get_n_service_nodes`` (``active_only``) from a seed, kept as the node pool;
+* every storage RPC goes through an onion path (2 paths, 3 hops, distinct guards, /24
+  diversity, destination never on the path) — see :mod:`harness.client.paths`;
+* ``get_swarm`` (``get_snodes_for_pubkey``) to a random node, cached per account;
+* ``send``: a real Session 1-to-1 message stored in namespace 0 with a 14-day TTL on a random
+  member of the recipient's swarm;
+* ``receive``: signed ``retrieve`` with the last hash of each polled node, deduplicated by hash,
+  decrypted and verified (sender derived from the signature key);
+* failure handling (see docs/client.md for the table and sources): node / path failure
+  counters, ``Next node not found`` drops the node at once and repairs the path, 421 replaces the
+  cached swarm and retries, 406 re-reads the network time and retries once, timeouts and
+  connection failures strike the path, bounded retries with exponential backoff;
+* every operation produces an :class:`~harness.client.records.OperationRecord` for the sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nodes.protocol.hashing import message_hash
+from nodes.protocol.keys import PREFIX_X25519, Identity, SessionID, verify_ed25519
+from nodes.protocol.message import MessageError, decrypt_message, encrypt_message
+from nodes.protocol.onion import OnionError, build_onion_request, decrypt_onion_response, parse_enc_type
+from nodes.protocol.signing import retrieve_message, sign_request
+
+from . import transport as tr
+from .account import Account
+from .clock import NetworkClock
+from .config import POLL_ALL, ClientConfig
+from .errors import (
+    BootstrapError,
+    ClientError,
+    ClockError,
+    DestinationError,
+    NoPathError,
+    PathError,
+    RequestRejected,
+    RetrieveFailed,
+    StoreFailed,
+    StoreUnconfirmed,
+    SwarmError,
+    Timeout,
+    describe_node,
+)
+from .paths import OnionPath, PathSet
+from .pool import NodePool
+from .records import (
+    OUTCOME_ERROR,
+    OUTCOME_OK,
+    AttemptRecord,
+    OperationRecord,
+    ReceiveRecord,
+    RecordSink,
+    SendRecord,
+    emit,
+    new_op_id,
+)
+from .snode import Snode, parse_swarm_body
+from .transport import AiohttpTransport, Transport, TransportError
+
+SEED_FIELDS = ("public_ip", "storage_port", "pubkey_ed25519", "pubkey_x25519", "swarm_id",
+               "storage_server_version")
+NODE_NOT_FOUND_PREFIXES = ("Next node not found: ", "Next node is currently unreachable: ")
+SNODE_NOT_READY_PREFIX = "Snode not ready: "
+GET_SWARM_METHOD = "get_snodes_for_pubkey"  # session-desktop's name (alias of get_swarm)
+
+# outcome kinds of one attempt
+_OK = "ok"
+_RETRY_PATH = "retry_path"  # the path failed: retry on another path
+_RETRY_DEST = "retry_dest"  # the destination failed: retry on another destination
+_SWARM_MOVED = "swarm_moved"  # 421: swarm cache replaced, retry in the new swarm
+_CLOCK = "clock"  # 406/425: re-read network time and retry
+_FATAL = "fatal"  # the request itself was rejected: do not retry
+
+
+@dataclass
+class Received:
+    """A 1-to-1 message fetched from the own swarm, decrypted and verified."""
+
+    sender: str
+    body: str
+    hash: str
+    #: DataMessage timestamp (the sender's network time when sending)
+    timestamp_ms: int
+    envelope_timestamp_ms: int
+    display_name: str | None
+    namespace: int
+    #: storage expiry (ms) and the node it was fetched from
+    expiration_ms: int | None
+    node: str
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The CLI's JSON shape: {"from", "body", "hash", "timestamp"}."""
+        return {"from": self.sender, "body": self.body, "hash": self.hash, "timestamp": self.timestamp_ms}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sender": self.sender, "body": self.body, "hash": self.hash,
+            "timestamp_ms": self.timestamp_ms, "envelope_timestamp_ms": self.envelope_timestamp_ms,
+            "display_name": self.display_name, "namespace": self.namespace,
+            "expiration_ms": self.expiration_ms, "node": self.node,
+        }
+
+
+@dataclass
+class _SwarmEntry:
+    swarm_id: int | None
+    members: list[Snode]
+    fetched_at: float
+    fetched_size: int
+
+
+@dataclass
+class _Attempt:
+    kind: str
+    data: dict[str, Any] | None = None
+    error: ClientError | None = None
+
+
+class _Op:
+    """An operation in progress: its record plus per-operation retry state."""
+
+    def __init__(self, record: OperationRecord) -> None:
+        self.record = record
+        self.failed_paths: set[str] = set()
+        self.reported_421: set[tuple[str, str]] = set()
+
+    def attempt(self, method: str, path: OnionPath | None, dest: dict[str, Any] | None,
+                enc_type: str | None) -> AttemptRecord:
+        a = AttemptRecord(n=len(self.record.attempts) + 1, method=method,
+                          path=path.refs() if path else [], destination=dest, enc_type=enc_type,
+                          started_at=time.time())
+        self.record.attempts.append(a)
+        return a
+
+
+class _Target:
+    """Chooses the destination of each attempt of one request."""
+
+    def __init__(self, client: SessionClient, *, pubkey: str | None = None,
+                 fixed: Snode | None = None,
+                 prefer: Callable[[list[Snode]], list[Snode]] | None = None,
+                 enc_type: str | None = None) -> None:
+        self.client = client
+        self.enc_type = enc_type
+        self.pubkey = pubkey
+        self.fixed = fixed
+        self.prefer = prefer
+        self.excluded: set[str] = set()
+        self.refetched = False
+        self.members: list[Snode] = []
+
+    async def pick(self, op: _Op) -> Snode:
+        c = self.client
+        if self.fixed is not None:
+            if self.fixed.ed25519 in self.excluded:
+                raise DestinationError(self.fixed, None, "", detail="the polled node failed; not retrying it")
+            return self.fixed
+        if self.pubkey is None:  # any node (get_swarm, info)
+            in_use = c.paths.nodes_in_use()
+            nodes = [n for n in c.pool.nodes() if n.ed25519 not in self.excluded]
+            free = [n for n in nodes if n.ed25519 not in in_use]
+            choice = free or nodes
+            if not choice:
+                raise NoPathError(f"no node left to ask ({len(c.pool)} in pool, "
+                                  f"{len(self.excluded)} failed for this request)")
+            return c._rng.choice(choice)
+        while True:
+            self.members = await c._swarm_members(self.pubkey, op, refresh=False, enc_type=self.enc_type)
+            candidates = [m for m in self.members if m.ed25519 not in self.excluded]
+            if candidates:
+                break
+            if self.refetched:
+                raise SwarmError(
+                    f"no usable member left in the swarm of {self.pubkey} "
+                    f"(members {[str(m) for m in self.members]}, failed for this request: "
+                    f"{sorted(e[-8:] for e in self.excluded)})")
+            self.refetched = True
+            await c._swarm_members(self.pubkey, op, refresh=True, enc_type=self.enc_type)
+        if self.prefer is not None:
+            candidates = self.prefer(candidates) or candidates
+        # a destination on neither path can use any path
+        in_use = c.paths.nodes_in_use()
+        free = [m for m in candidates if m.ed25519 not in in_use]
+        return c._rng.choice(free or candidates)
+
+
+def _extract_pubkey(text: str, prefix: str) -> str | None:
+    pos = text.find(prefix)
+    if pos < 0:
+        return None
+    rest = text[pos + len(prefix):].strip().split()
+    if not rest:
+        return None
+    key = rest[0].strip().lower()
+    if len(key) != 64:
+        return None
+    try:
+        bytes.fromhex(key)
+    except ValueError:
+        return None
+    return key
+
+
+def _b64decode(s: str) -> bytes:
+    s = s.strip()
+    return base64.b64decode(s + "=" * (-len(s) % 4), validate=True)
+
+
+class SessionClient:
+    """A Session client bound to one account.  Use as ``async with SessionClient(...) as c:``.
+
+    ``seeds``: seed URL(s) (``http://127.X.0.1:22023``; ``/json_rpc`` is appended).
+    ``account``: an :class:`Account`, an :class:`Identity` or None (a new random account).
+    ``sink``: where finished operation records go (a list, or a callable).
+    ``transport`` / ``clock`` / ``rng``: injectable for tests (``local_now_ms`` skews the clock).
+    Settings: a :class:`ClientConfig` and/or keyword overrides (``enc_type="xchacha20"``, …).
+    """
+
+    def __init__(
+        self,
+        seeds: str | Sequence[str],
+        account: Account | Identity | None = None,
+        *,
+        config: ClientConfig | None = None,
+        sink: RecordSink | None = None,
+        transport: Transport | None = None,
+        clock: NetworkClock | None = None,
+        local_now_ms: Callable[[], int] | None = None,
+        rng: random.Random | None = None,
+        **overrides: Any,
+    ) -> None:
+        seed_list = [seeds] if isinstance(seeds, str) else list(seeds)
+        if not seed_list:
+            raise ValueError("at least one seed URL is needed")
+        self.seeds = [s.rstrip("/") for s in seed_list]
+        if account is None:
+            account = Account.generate()
+        elif isinstance(account, Identity):
+            account = Account(account)
+        self.account: Account = account
+        base = config or ClientConfig()
+        self.config = base.with_overrides(**overrides) if overrides else base
+        self.sink = sink
+        self._transport: Transport = transport or AiohttpTransport()
+        self.clock = clock or (NetworkClock(local_now_ms) if local_now_ms else NetworkClock())
+        self._rng = rng or random.Random()
+        cfg = self.config
+        self.pool = NodePool(cfg.node_failure_threshold, rng=self._rng)
+        self.paths = PathSet(count=cfg.path_count, hops=cfg.path_hops,
+                             failure_threshold=cfg.path_failure_threshold,
+                             subnet_diversity=cfg.subnet_diversity, rng=self._rng)
+        self._swarms: dict[str, _SwarmEntry] = {}
+        self._last_hash: dict[tuple[str, int], str] = {}
+        self._seen: set[str] = set()
+        self._path_lock = asyncio.Lock()
+        self._pool_lock = asyncio.Lock()
+        self._last_refresh_try = 0.0
+        self._quarantine: dict[str, float] = {}
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def __aenter__(self) -> SessionClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._transport.close()
+
+    # -- properties ---------------------------------------------------------------------------
+    @property
+    def identity(self) -> Identity:
+        return self.account.identity
+
+    @property
+    def session_id(self) -> str:
+        return self.account.session_id
+
+    def cached_swarm(self, session_id: str) -> list[Snode] | None:
+        entry = self._swarms.get(session_id)
+        return list(entry.members) if entry else None
+
+    def set_cached_swarm(self, session_id: str, members: Sequence[Snode], swarm_id: int | None = None) -> None:
+        """Put a swarm in the cache (tests use this to plant a stale swarm)."""
+        self._swarms[session_id] = _SwarmEntry(swarm_id, list(members), time.monotonic(), len(members))
+
+    # -- records ------------------------------------------------------------------------------
+    def _start(self, record: OperationRecord) -> _Op:
+        record.account = record.account or self.session_id
+        return _Op(record)
+
+    def _finish(self, op: _Op, error: BaseException | None = None) -> OperationRecord:
+        rec = op.record
+        rec.ended_at = time.time()
+        rec.clock_offset_ms = self.clock.offset_ms
+        if error is None:
+            rec.outcome = OUTCOME_OK
+        else:
+            rec.outcome = OUTCOME_ERROR
+            rec.error = str(error)
+            rec.error_type = type(error).__name__
+        emit(self.sink, rec)
+        return rec
+
+    # -- bootstrap / pool ---------------------------------------------------------------------
+    async def bootstrap(self) -> OperationRecord:
+        """Fetch the node pool from the seed(s) and build the onion paths."""
+        op = self._start(OperationRecord(op_id=new_op_id("bootstrap"), kind="bootstrap",
+                                         enc_type=self.config.enc_type))
+        try:
+            await self._refresh_pool(op)
+            await self._ensure_paths(op)
+        except ClientError as exc:
+            self._finish(op, exc)
+            exc.record = op.record
+            raise
+        op.record.details = {"pool_size": len(self.pool), "height": self.pool.height,
+                             "paths": [p.refs() for p in self.paths.paths]}
+        return self._finish(op)
+
+    async def _refresh_pool(self, op: _Op) -> None:
+        async with self._pool_lock:
+            self._last_refresh_try = time.monotonic()
+            failures: list[str] = []
+            seeds = list(self.seeds)
+            self._rng.shuffle(seeds)
+            for seed in seeds:
+                url = f"{seed}/json_rpc"
+                a = op.attempt("get_n_service_nodes", None, {"url": url}, None)
+                t0 = time.monotonic()
+                body = {"jsonrpc": "2.0", "id": 0, "method": "get_n_service_nodes",
+                        "params": {"active_only": True, "fields": {f: True for f in SEED_FIELDS}}}
+                try:
+                    res = await self._transport.post(url, json.dumps(body).encode(),
+                                                     timeout=self.config.seed_timeout,
+                                                     content_type="application/json")
+                except TransportError as exc:
+                    a.elapsed_ms = (time.monotonic() - t0) * 1000
+                    a.error_kind, a.error = "seed", str(exc)
+                    failures.append(f"{url}: {exc.kind}: {exc.detail}")
+                    continue
+                a.elapsed_ms = (time.monotonic() - t0) * 1000
+                a.http_status = res.status
+                nodes, height, problem = self._parse_seed(res)
+                if problem:
+                    a.error_kind, a.error = "seed", problem
+                    failures.append(f"{url}: {problem}")
+                    continue
+                a.ok = True
+                a.actions.append(f"pool:{len(nodes)}")
+                self.pool.replace(nodes, height=height)
+                self._after_pool_change(a)
+                return
+            raise BootstrapError("no seed returned a usable service node list: " + "; ".join(failures))
+
+    @staticmethod
+    def _parse_seed(res: tr.HttpResult) -> tuple[list[Snode], int | None, str | None]:
+        if res.status != 200:
+            return [], None, f"HTTP {res.status}: {res.text()[:200]!r}"
+        try:
+            data = json.loads(res.body)
+        except ValueError:
+            return [], None, f"not JSON: {res.text()[:200]!r}"
+        result = data.get("result") if isinstance(data, dict) else None
+        if not isinstance(result, dict):
+            err = data.get("error") if isinstance(data, dict) else None
+            return [], None, f"no result in answer (error: {err!r})"
+        states = result.get("service_node_states")
+        if not isinstance(states, list):
+            return [], None, "result has no service_node_states list"
+        nodes = [n for n in (Snode.from_seed_entry(e) for e in states) if n is not None]
+        if not nodes:
+            return [], None, f"no usable active node among {len(states)} entries"
+        height = result.get("height") if isinstance(result.get("height"), int) else None
+        return nodes, height, None
+
+    def _after_pool_change(self, a: AttemptRecord | None = None) -> None:
+        """Drop path hops and swarm members the new pool no longer lists."""
+        for ed in sorted(self.paths.nodes_in_use()):
+            if ed not in self.pool:
+                for path, what in self.paths.repair(ed, self.pool.nodes()):
+                    if a is not None:
+                        a.actions.append(f"path_{what}:{path.id}:{ed[-8:]}:not_listed")
+        for entry in self._swarms.values():
+            entry.members = [m for m in entry.members if m.ed25519 in self.pool]
+
+    def _pool_needs_refresh(self) -> bool:
+        cfg = self.config
+        if len(self.pool) == 0:
+            return True
+        age = self.pool.age()
+        if age is not None and age > cfg.pool_max_age:
+            return True
+        needed = cfg.path_hops + 1
+        return len(self.pool) < needed
+
+    async def _ensure_ready(self, op: _Op) -> None:
+        if self._closed:
+            raise ClientError("the client is closed")
+        if self._pool_needs_refresh():
+            since = time.monotonic() - self._last_refresh_try
+            if len(self.pool) == 0 or since >= self.config.pool_min_refresh_interval:
+                try:
+                    await self._refresh_pool(op)
+                except BootstrapError:
+                    if len(self.pool) == 0:
+                        raise
+        await self._ensure_paths(op)
+
+    # -- paths --------------------------------------------------------------------------------
+    async def _ensure_paths(self, op: _Op) -> None:
+        if not self.paths.missing():
+            return
+        async with self._path_lock:
+            refreshed = False
+            failed_guards: set[str] = set()
+            rounds = 0
+            while self.paths.missing():
+                rounds += 1
+                quarantined = self._quarantined()
+                try:
+                    try:
+                        path = self.paths.build(self.pool.nodes(), exclude=failed_guards | quarantined)
+                    except NoPathError:
+                        if not quarantined:
+                            raise
+                        path = self.paths.build(self.pool.nodes(), exclude=failed_guards)
+                except NoPathError:
+                    if not refreshed and time.monotonic() - self._last_refresh_try >= self.config.pool_min_refresh_interval:
+                        refreshed = True
+                        try:
+                            await self._refresh_pool(op)
+                        except BootstrapError:
+                            pass
+                        continue
+                    if len(self.paths) > 0:
+                        return  # run with fewer paths than wanted rather than not at all
+                    raise
+                if self.config.test_guards and rounds <= 6 + self.config.path_count:
+                    if not await self._test_guard(op, path.guard):
+                        failed_guards.add(path.guard.ed25519)
+                        continue
+                elif self.config.test_guards:
+                    raise NoPathError(f"no working guard found after {rounds - 1} guard tests "
+                                      f"(failed: {sorted(g[-8:] for g in failed_guards)})")
+                self.paths.add(path)
+
+    async def _test_guard(self, op: _Op, guard: Snode) -> bool:
+        """session-desktop testGuardNode: a direct storage RPC must answer 200."""
+        url = f"{guard.url}/storage_rpc/v1"
+        a = op.attempt("guard_test", None, guard.ref(), None)
+        t0 = time.monotonic()
+        try:
+            res = await self._transport.post(url, json.dumps({"method": "info", "params": {}}).encode(),
+                                             timeout=self.config.guard_test_timeout,
+                                             content_type="application/json")
+        except TransportError as exc:
+            a.elapsed_ms = (time.monotonic() - t0) * 1000
+            a.error_kind, a.error = exc.kind, f"guard candidate {guard} unreachable: {exc.detail}"
+            a.failed_node = guard.ref()
+            self._strike_node(guard, "guard test failed", a)
+            return False
+        a.elapsed_ms = (time.monotonic() - t0) * 1000
+        a.http_status = res.status
+        if res.status != 200:
+            a.error_kind, a.error = "destination", f"guard candidate {guard} answered {res.status}: {res.text()[:200]!r}"
+            a.failed_node = guard.ref()
+            self._strike_node(guard, "guard test failed", a)
+            return False
+        self._observe_time(guard, res.body)
+        a.ok = True
+        return True
+
+    # -- failure bookkeeping --------------------------------------------------------------------
+    def _quarantine_path(self, path: OnionPath) -> None:
+        """libsession rebuilds a failed path excluding that path's nodes; we keep them out of
+        new paths for ``path_quarantine`` seconds (unless no path can be built without them)."""
+        until = time.monotonic() + self.config.path_quarantine
+        for h in path.hops:
+            self._quarantine[h.ed25519] = until
+
+    def _quarantined(self) -> set[str]:
+        now = time.monotonic()
+        for ed in [e for e, t in self._quarantine.items() if t <= now]:
+            del self._quarantine[ed]
+        return set(self._quarantine)
+
+    def _forget_node(self, ed: str, a: AttemptRecord | None) -> None:
+        """After a node left the pool: remove it from swarm caches and repair the paths."""
+        for entry in self._swarms.values():
+            entry.members = [m for m in entry.members if m.ed25519 != ed]
+        for path, what in self.paths.repair(ed, self.pool.nodes(), exclude=self._quarantined()):
+            if a is not None:
+                a.actions.append(f"path_{what}:{path.id}")
+
+    def _drop_node(self, node_ed: str, reason: str, a: AttemptRecord | None) -> None:
+        self.pool.drop(node_ed, reason)
+        if a is not None:
+            a.actions.append(f"drop_node:{node_ed[-8:]}")
+        self._forget_node(node_ed, a)
+
+    def _strike_node(self, node: Snode | str, reason: str, a: AttemptRecord | None) -> None:
+        ed = node if isinstance(node, str) else node.ed25519
+        dropped = self.pool.strike(ed, reason)
+        if a is not None:
+            a.actions.append(f"strike_node:{ed[-8:]}")
+        if dropped:
+            if a is not None:
+                a.actions.append(f"drop_node:{ed[-8:]}")
+            self._forget_node(ed, a)
+
+    def _strike_path(self, path: OnionPath, a: AttemptRecord, skip: set[str] = frozenset()) -> None:
+        if self.paths.get(path.id) is None:
+            return
+        dropped = self.paths.strike(path)
+        a.actions.append(f"strike_path:{path.id}")
+        if dropped:
+            # libsession: a path over its strike threshold makes every node on it suspect
+            a.actions.append(f"drop_path:{path.id}")
+            self._quarantine_path(path)
+            for hop in path.hops:
+                if hop.ed25519 not in skip:
+                    self._strike_node(hop, "on a failed path", a)
+
+    def _retire_path(self, path: OnionPath, a: AttemptRecord) -> None:
+        if self.paths.remove(path):
+            a.actions.append(f"drop_path:{path.id}")
+            self._quarantine_path(path)
+
+    def _observe_time(self, node: Snode, body: bytes | str | dict[str, Any]) -> None:
+        data = body
+        if not isinstance(data, dict):
+            try:
+                data = json.loads(body)
+            except (ValueError, TypeError):
+                return
+        if isinstance(data, dict):
+            t = data.get("t", data.get("timestamp"))
+            self.clock.observe(node.ed25519, t)
+
+    # -- one onion request ----------------------------------------------------------------------
+    async def _attempt(self, op: _Op, *, method: str, params: dict[str, Any], dest: Snode,
+                       path: OnionPath, enc_type: str, associated_with: str | None) -> _Attempt:
+        a = op.attempt(method, path, dest.ref(), enc_type)
+        payload = json.dumps({"method": method, "params": params}, separators=(",", ":")).encode()
+        req = build_onion_request([h.hop() for h in path.hops], dest.hop(), payload, enc_type)
+        guard = path.guard
+        url = f"{guard.url}/onion_req/v2"
+        t0 = time.monotonic()
+        try:
+            res = await self._transport.post(url, req.frame, timeout=self.config.request_timeout)
+        except TransportError as exc:
+            a.elapsed_ms = (time.monotonic() - t0) * 1000
+            return self._transport_failure(a, exc, path, dest, method)
+        a.elapsed_ms = (time.monotonic() - t0) * 1000
+        a.http_status = res.status
+        if res.status != 200:
+            return self._path_status_failure(op, a, res, path, dest, method, associated_with)
+        try:
+            status, body = decrypt_onion_response(req, res.body)
+        except OnionError as exc:
+            err = PathError(guard, 200, res.text()[:200], hop=0, method=method,
+                            detail=f"answer not decryptable: {exc}")
+            a.error_kind, a.error = "decrypt", str(err)
+            self._strike_path(path, a)
+            return _Attempt(_RETRY_PATH, error=err)
+        a.status = status
+        data: Any = None
+        try:
+            data = json.loads(body) if body else None
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            self._observe_time(dest, data)
+        if 200 <= status < 300:
+            if not isinstance(data, dict):
+                err = DestinationError(dest, status, body[:200], method=method, detail="answer is not a JSON object")
+                a.error_kind, a.error = "destination", str(err)
+                a.failed_node = dest.ref()
+                self._strike_node(dest, "bad answer", a)
+                return _Attempt(_RETRY_DEST, error=err)
+            a.ok = True
+            return _Attempt(_OK, data=data)
+        return self._destination_failure(op, a, status, body, data, path, dest, method, associated_with)
+
+    def _transport_failure(self, a: AttemptRecord, exc: TransportError, path: OnionPath,
+                           dest: Snode, method: str) -> _Attempt:
+        guard = path.guard
+        a.error_kind = exc.kind
+        a.failed_node = guard.ref()
+        if exc.kind == tr.CONNECT:
+            # libsession: a connection failure to the edge node retires the path at once and
+            # records a failure for the edge node
+            err = PathError(guard, None, "", hop=0, method=method,
+                            detail=f"cannot connect to the guard: {exc.detail}")
+            self._retire_path(path, a)
+            self._strike_node(guard, "unreachable guard", a)
+        else:
+            err = PathError(guard, None, "", hop=0, method=method,
+                            detail=f"{exc.kind}: {exc.detail} (no answer through the path to {dest})")
+            self._strike_path(path, a)
+        a.error = str(err)
+        return _Attempt(_RETRY_PATH, error=err)
+
+    def _path_status_failure(self, op: _Op, a: AttemptRecord, res: tr.HttpResult, path: OnionPath,
+                             dest: Snode, method: str, associated_with: str | None) -> _Attempt:
+        status = res.status
+        text = res.text().strip()
+        guard = path.guard
+        # 421 / 406 can come back as a plain answer (session-desktop checks them on the path too)
+        if status == 421:
+            data = None
+            try:
+                data = json.loads(text)
+            except ValueError:
+                pass
+            return self._handle_421(op, a, data, text, dest, method, associated_with)
+        if status in (406, 425):
+            err = ClockError(f"{method}: the network says our clock is off (status {status} via "
+                             f"{describe_node(guard)}): {text[:200]!r}")
+            a.error_kind, a.error = "clock", str(err)
+            return _Attempt(_CLOCK, error=err)
+        for prefix in NODE_NOT_FOUND_PREFIXES:
+            missing = _extract_pubkey(text, prefix)
+            if missing is None:
+                continue
+            hop_idx = path.index_of(missing)
+            node = self.pool.get(missing) or (dest if missing == dest.ed25519 else None)
+            a.failed_node = node.ref() if node else {"ed25519": missing}
+            if missing == dest.ed25519:
+                err = PathError(dest, status, text, hop=len(path.hops), method=method,
+                                detail="the last hop cannot reach the destination")
+                a.error_kind, a.error = "destination", str(err)
+                self._drop_node(missing, "next node not found", a)
+                return _Attempt(_RETRY_DEST, error=err)
+            err = PathError(node, status, text, hop=hop_idx, method=method,
+                            detail="a relay cannot reach the next hop")
+            a.error_kind, a.error = "path", str(err)
+            self._drop_node(missing, "next node not found", a)
+            if self.paths.get(path.id) is not None:
+                self._strike_path(path, a, skip={missing})
+            return _Attempt(_RETRY_PATH, error=err)
+        if status == 503:
+            not_ready = _extract_pubkey(text, SNODE_NOT_READY_PREFIX)
+            culprit = self.pool.get(not_ready) if not_ready else guard
+            culprit = culprit or guard
+            err = PathError(culprit, status, text, hop=path.index_of(culprit.ed25519), method=method)
+            a.error_kind, a.error = "path", str(err)
+            a.failed_node = culprit.ref()
+            self._strike_node(culprit, "not ready", a)
+            if culprit.ed25519 == dest.ed25519:
+                return _Attempt(_RETRY_DEST, error=err)
+            return _Attempt(_RETRY_PATH, error=err)
+        err = PathError(guard, status, text, method=method,
+                        detail="error somewhere on the path (the guard relayed it)")
+        a.error_kind, a.error = "path", str(err)
+        if status in (400, 404):
+            # session-desktop: no path strike for 400/404 ("probably a dead sogs"), just retry
+            a.actions.append("retry_other_path")
+        else:
+            self._strike_path(path, a)
+        return _Attempt(_RETRY_PATH, error=err)
+
+    def _handle_421(self, op: _Op, a: AttemptRecord, data: Any, text: str, dest: Snode,
+                    method: str, associated_with: str | None) -> _Attempt:
+        err = DestinationError(dest, 421, text[:200], method=method, detail="not in the account's swarm")
+        a.error_kind, a.error = "swarm", str(err)
+        a.failed_node = dest.ref()
+        if associated_with is None:
+            self._strike_node(dest, "421 without an account", a)
+            return _Attempt(_RETRY_DEST, error=err)
+        key = (dest.ed25519, associated_with)
+        if key in op.reported_421:
+            # session-desktop PingPong421: a node that keeps reporting 421 is dropped
+            self._drop_node(dest.ed25519, "repeated 421", a)
+            return _Attempt(_RETRY_DEST, error=err)
+        op.reported_421.add(key)
+        swarm_id, members = parse_swarm_body(data)
+        members = [m for m in members if m.ed25519 not in self.pool.dropped]
+        if members:
+            for m in members:
+                self.pool.add(m)
+            self.set_cached_swarm(associated_with, members, swarm_id)
+            a.actions.append(f"swarm_replaced:{len(members)}")
+            return _Attempt(_SWARM_MOVED, error=err)
+        entry = self._swarms.get(associated_with)
+        if entry is not None:
+            entry.members = [m for m in entry.members if m.ed25519 != dest.ed25519]
+        a.actions.append("swarm_member_removed")
+        self._strike_node(dest, "421 without a swarm", a)
+        return _Attempt(_RETRY_DEST, error=err)
+
+    def _destination_failure(self, op: _Op, a: AttemptRecord, status: int, body: str, data: Any,
+                             path: OnionPath, dest: Snode, method: str,
+                             associated_with: str | None) -> _Attempt:
+        if status == 421:
+            return self._handle_421(op, a, data, body, dest, method, associated_with)
+        a.failed_node = dest.ref()
+        if status in (406, 425):
+            err = ClockError(f"{method}: destination {describe_node(dest)} rejects our timestamp "
+                             f"(status {status}): {body[:200]!r}")
+            a.error_kind, a.error = "clock", str(err)
+            return _Attempt(_CLOCK, error=err)
+        if status in (400, 401, 403, 413):
+            err = RequestRejected(dest, status, body, method=method)
+            a.error_kind, a.error = "rejected", str(err)
+            return _Attempt(_FATAL, error=err)
+        if status == 502:
+            missing = None
+            for prefix in NODE_NOT_FOUND_PREFIXES:
+                missing = missing or _extract_pubkey(body, prefix)
+            if missing is not None:
+                err = DestinationError(dest, status, body, method=method)
+                a.error_kind, a.error = "destination", str(err)
+                self._drop_node(missing, "next node not found", a)
+                return _Attempt(_RETRY_DEST, error=err)
+        err = DestinationError(dest, status, body, method=method)
+        a.error_kind, a.error = "destination", str(err)
+        if status == 429:
+            a.actions.append("rate_limited")
+            return _Attempt(_RETRY_DEST, error=err)
+        # session-desktop processAnyOtherErrorAtDestination: one strike for the destination
+        self._strike_node(dest, f"status {status}", a)
+        return _Attempt(_RETRY_DEST, error=err)
+
+    # -- a request with retries ---------------------------------------------------------------
+    def _backoff(self, retry: int) -> float:
+        cfg = self.config
+        return min(cfg.retry_backoff * (2 ** (retry - 1)), cfg.retry_backoff_max)
+
+    async def _call(
+        self,
+        op: _Op,
+        method: str,
+        make_params: Callable[[Snode], dict[str, Any]],
+        target: _Target,
+        *,
+        enc_type: str | None = None,
+        validate: Callable[[Snode, dict[str, Any], AttemptRecord], Awaitable[None] | None] | None = None,
+    ) -> tuple[Snode, dict[str, Any], OnionPath]:
+        """Send one storage RPC through an onion path, retrying per the failure rules."""
+        enc = parse_enc_type(enc_type or self.config.enc_type)
+        last: ClientError | None = None
+        clock_retried = False
+        for n in range(1, self.config.max_attempts + 1):
+            await self._ensure_ready(op)
+            dest = await target.pick(op)
+            path = self.paths.choose(dest.ed25519, avoid=op.failed_paths)
+            if path is None:
+                raise NoPathError(f"{method}: every onion path contains the destination {dest}; "
+                                  "the network is too small for a path that avoids it")
+            result = await self._attempt(op, method=method, params=make_params(dest), dest=dest,
+                                         path=path, enc_type=enc, associated_with=target.pubkey)
+            if result.kind == _OK:
+                assert result.data is not None
+                if validate is not None:
+                    a = op.record.attempts[-1]
+                    try:
+                        maybe = validate(dest, result.data, a)
+                        if maybe is not None:
+                            await maybe
+                    except DestinationError as exc:
+                        a.ok = False
+                        a.error_kind = "unconfirmed" if isinstance(exc, StoreUnconfirmed) else "destination"
+                        a.error = str(exc)
+                        a.failed_node = dest.ref()
+                        self._strike_node(dest, "unconfirmed store", a)
+                        target.excluded.add(dest.ed25519)
+                        last = exc
+                        if n < self.config.max_attempts:
+                            await asyncio.sleep(self._backoff(n))
+                        continue
+                return dest, result.data, path
+            last = result.error
+            if result.kind == _FATAL:
+                assert last is not None
+                raise last
+            if result.kind == _CLOCK:
+                if clock_retried:
+                    assert last is not None
+                    raise last
+                clock_retried = True
+                await self._resync_clock(op, dest, path, enc)
+                continue
+            if result.kind == _RETRY_PATH:
+                op.failed_paths.add(path.id)
+            elif result.kind in (_RETRY_DEST, _SWARM_MOVED):
+                target.excluded.add(dest.ed25519)
+                if result.kind == _SWARM_MOVED:
+                    continue
+            if n < self.config.max_attempts:
+                await asyncio.sleep(self._backoff(n))
+        assert last is not None
+        raise last
+
+    async def _resync_clock(self, op: _Op, dest: Snode, path: OnionPath, enc: str) -> None:
+        """session-desktop getNetworkTime: ``info`` to a node, take its time as network time."""
+        if self.paths.get(path.id) is None:
+            path = self.paths.choose(dest.ed25519) or path
+        before = self.clock.offset_ms
+        # the network rejected our time: start over from what this node says (desktop averages
+        # the last answers, which would keep stale samples from before a clock jump)
+        self.clock.reset()
+        await self._attempt(op, method="info", params={}, dest=dest, path=path, enc_type=enc,
+                            associated_with=None)
+        op.record.attempts[-1].actions.append(f"clock_offset:{before}->{self.clock.offset_ms}")
+
+    # -- swarms -------------------------------------------------------------------------------
+    async def get_swarm(self, session_id: str, *, refresh: bool = False,
+                        enc_type: str | None = None) -> list[Snode]:
+        """The swarm of an account (cached; ``refresh`` forces a network lookup)."""
+        SessionID.parse(session_id)
+        op = self._start(OperationRecord(op_id=new_op_id("get_swarm"), kind="get_swarm",
+                                         recipient=session_id, enc_type=enc_type or self.config.enc_type))
+        try:
+            members = await self._swarm_members(session_id, op, refresh=refresh, enc_type=enc_type)
+        except ClientError as exc:
+            failure = SwarmError(f"cannot find the swarm of {session_id}: {exc}", record=op.record)
+            op.record.details["cause"] = type(exc).__name__
+            self._finish(op, failure)
+            raise failure from exc
+        entry = self._swarms.get(session_id)
+        op.record.details = {"swarm_id": entry.swarm_id if entry else None,
+                             "members": [m.ref() for m in members]}
+        self._finish(op)
+        return members
+
+    async def _swarm_members(self, session_id: str, op: _Op, *, refresh: bool,
+                             enc_type: str | None = None) -> list[Snode]:
+        entry = self._swarms.get(session_id)
+        if entry is not None and not refresh:
+            fresh = time.monotonic() - entry.fetched_at < self.config.swarm_cache_ttl
+            # session-desktop refetches when fewer than min(3, swarm size) members are left
+            if fresh and entry.members and len(entry.members) >= min(3, entry.fetched_size):
+                return list(entry.members)
+        target = _Target(self)
+
+        def validate(dest: Snode, data: dict[str, Any], a: AttemptRecord) -> None:
+            _, members = parse_swarm_body(data)
+            if not members:
+                raise DestinationError(dest, 200, json.dumps(data)[:200], method=GET_SWARM_METHOD,
+                                       detail="get_swarm answer lists no usable node")
+
+        _, data, _ = await self._call(op, GET_SWARM_METHOD, lambda _d: {"pubKey": session_id}, target,
+                                      enc_type=enc_type, validate=validate)
+        swarm_id, members = parse_swarm_body(data)
+        usable = [m for m in members if m.ed25519 not in self.pool.dropped] or members
+        for m in usable:
+            self.pool.add(m)
+        self.set_cached_swarm(session_id, usable, swarm_id)
+        op.record.attempts[-1].actions.append(f"swarm_cached:{len(usable)}")
+        return list(usable)
+
+    # -- send ---------------------------------------------------------------------------------
+    def _required_confirmations(self, swarm_size: int) -> int:
+        if self.config.store_confirmations is not None:
+            return self.config.store_confirmations
+        return swarm_size // 2 + 1
+
+    async def send(self, to: str, body: str, *, enc_type: str | None = None,
+                   display_name: str | None = None, ttl_ms: int | None = None) -> SendRecord:
+        """Send a Session 1-to-1 message; returns the record once the swarm stored it.
+
+        Raises :class:`StoreFailed` (with ``.record``) if no attempt got the message stored.
+        """
+        enc = parse_enc_type(enc_type or self.config.enc_type)
+        ttl = ttl_ms if ttl_ms is not None else self.config.message_ttl_ms
+        rec = SendRecord(op_id=new_op_id("send"), kind="send", recipient=to, enc_type=enc,
+                         namespace=0, ttl_ms=ttl)
+        op = self._start(rec)
+        try:
+            sid = SessionID.parse(to)
+            if sid.prefix != PREFIX_X25519:
+                raise StoreFailed(f"cannot send to {to}: 1-to-1 messages need a 05 Session ID")
+            await self._ensure_ready(op)
+            ts = self.clock.now_ms()
+            try:
+                data = encrypt_message(self.identity, sid, body, timestamp_ms=ts, display_name=display_name)
+            except MessageError as exc:
+                raise StoreFailed(f"cannot build the message for {to}: {exc}") from exc
+            h = message_hash(sid, 0, data)
+            rec.message_hash, rec.timestamp_ms = h, ts
+            rec.details["data_bytes"] = len(data)
+            params = {"pubkey": to, "ttl": ttl, "timestamp": ts,
+                      "data": base64.b64encode(data).decode("ascii"), "namespace": 0}
+            target = _Target(self, pubkey=to, enc_type=enc)
+
+            def verify(dest: Snode, resp: dict[str, Any], a: AttemptRecord) -> None:
+                self._verify_store(rec, dest, resp, h, target.members, a)
+
+            dest, _resp, path = await self._call(op, "store", lambda _d: params, target,
+                                                 enc_type=enc, validate=verify if self.config.verify_store else None)
+            rec.destination, rec.path = dest.ref(), path.refs()
+        except ClientError as exc:
+            if isinstance(exc, StoreFailed):
+                exc.record = rec
+                self._finish(op, exc)
+                raise
+            failure = StoreFailed(f"message to {to} not stored after {len(rec.attempts)} attempt(s): {exc}",
+                                  record=rec)
+            rec.details["cause"] = type(exc).__name__
+            self._finish(op, failure)
+            raise failure from exc
+        self._finish(op)
+        return rec
+
+    def _verify_store(self, rec: SendRecord, dest: Snode, resp: dict[str, Any], expected_hash: str,
+                      members: list[Snode], a: AttemptRecord) -> None:
+        """Check the per-member results of a store: each member signs the message hash."""
+        known = {m.ed25519 for m in members} | {dest.ed25519}
+        swarm = resp.get("swarm")
+        results: dict[str, dict[str, Any]] = {}
+        confirmations = 0
+        if isinstance(swarm, dict):
+            for ed, r in swarm.items():
+                entry: dict[str, Any] = {"ok": False, "reason": None, "already": False}
+                if not isinstance(r, dict):
+                    entry["reason"] = "malformed result"
+                elif r.get("failed"):
+                    entry["reason"] = "timeout" if r.get("timeout") else f"code {r.get('code')}: {r.get('reason')}"
+                elif r.get("hash") != expected_hash:
+                    entry["reason"] = f"hash mismatch: {r.get('hash')!r}"
+                else:
+                    entry["already"] = bool(r.get("already"))
+                    sig = r.get("signature")
+                    ok = False
+                    if isinstance(sig, str):
+                        try:
+                            ok = verify_ed25519(bytes.fromhex(ed), expected_hash.encode("ascii"), _b64decode(sig))
+                        except (ValueError, binascii.Error):
+                            ok = False
+                    if not ok:
+                        entry["reason"] = "bad or missing signature"
+                    elif ed not in known:
+                        entry["reason"] = "not a known member of the swarm"
+                    else:
+                        entry["ok"] = True
+                        confirmations += 1
+                results[ed] = entry
+        rec.swarm_results = results
+        rec.confirmations = confirmations
+        required = self._required_confirmations(len(known))
+        rec.details["required_confirmations"] = required
+        a.actions.append(f"confirmations:{confirmations}/{required}")
+        if confirmations < required:
+            missing = sorted(m.ed25519[-8:] for m in members if not results.get(m.ed25519, {}).get("ok"))
+            raise StoreUnconfirmed(dest, 200, "", method="store",
+                                   detail=f"{confirmations} of {required} required swarm members confirmed "
+                                          f"hash {expected_hash} (unconfirmed: {missing})")
+
+    # -- receive ------------------------------------------------------------------------------
+    async def receive(self, *, namespaces: Sequence[int] | None = None, poll: str | None = None,
+                      enc_type: str | None = None) -> list[Received]:
+        """Poll the own swarm once; returns messages not returned before (oldest first)."""
+        enc = parse_enc_type(enc_type or self.config.enc_type)
+        nss = list(namespaces) if namespaces is not None else list(self.config.namespaces)
+        mode = poll or self.config.poll_mode
+        rec = ReceiveRecord(op_id=new_op_id("receive"), kind="receive", recipient=self.session_id,
+                            enc_type=enc, namespaces=nss)
+        op = self._start(rec)
+        out: list[Received] = []
+        try:
+            await self._ensure_ready(op)
+            if mode == POLL_ALL:
+                members = await self._swarm_members(self.session_id, op, refresh=False, enc_type=enc)
+                errors: list[ClientError] = []
+                for m in members:
+                    try:
+                        out.extend(await self._poll_node(
+                            op, _Target(self, pubkey=self.session_id, fixed=m, enc_type=enc), nss, enc))
+                    except ClientError as exc:
+                        errors.append(exc)
+                if errors and len(errors) == len(members):
+                    raise errors[-1]
+            else:
+                def prefer(cands: list[Snode]) -> list[Snode]:
+                    # session-desktop polls one node, preferably one it already has a last hash for
+                    return [c for c in cands if any((c.ed25519, ns) in self._last_hash for ns in nss)]
+
+                target = _Target(self, pubkey=self.session_id, prefer=prefer, enc_type=enc)
+                out.extend(await self._poll_node(op, target, nss, enc))
+        except ClientError as exc:
+            failure = RetrieveFailed(f"cannot retrieve messages of {self.session_id}: {exc}", record=rec)
+            rec.details["cause"] = type(exc).__name__
+            self._finish(op, failure)
+            raise failure from exc
+        out.sort(key=lambda m: m.timestamp_ms)  # stable: equal timestamps keep storage order
+        self._finish(op)
+        return out
+
+    async def _poll_node(self, op: _Op, target: _Target, namespaces: list[int], enc: str) -> list[Received]:
+        rec = op.record
+        assert isinstance(rec, ReceiveRecord)
+        found: list[Received] = []
+        for ns in namespaces:
+            for _page in range(self.config.max_retrieve_pages):
+                holder: dict[str, str] = {}
+
+                def params(dest: Snode, ns: int = ns, holder: dict[str, str] = holder) -> dict[str, Any]:
+                    ts = self.clock.now_ms()
+                    last = self._last_hash.get((dest.ed25519, ns), "")
+                    holder["last"] = last
+                    return {
+                        "pubkey": self.session_id, "namespace": ns, "last_hash": last, "timestamp": ts,
+                        "signature": sign_request(self.identity, retrieve_message(ns, ts)),
+                        "pubkey_ed25519": self.identity.ed25519_hex,
+                    }
+
+                dest, data, _path = await self._call(op, "retrieve", params, target, enc_type=enc)
+                target = _Target(self, pubkey=self.session_id, fixed=dest, enc_type=enc)  # pages / namespaces: same node
+                msgs = data.get("messages")
+                if not isinstance(msgs, list):
+                    msgs = []
+                poll = {**dest.ref(), "namespace": ns, "last_hash_before": holder.get("last", ""),
+                        "count": len(msgs)}
+                for m in msgs:
+                    item = self._accept(rec, dest, ns, m)
+                    if item is not None:
+                        found.append(item)
+                hashes = [m.get("hash") for m in msgs if isinstance(m, dict) and isinstance(m.get("hash"), str)]
+                if hashes:
+                    self._last_hash[(dest.ed25519, ns)] = hashes[-1]
+                poll["last_hash_after"] = self._last_hash.get((dest.ed25519, ns), "")
+                rec.polled.append(poll)
+                if rec.destination is None:
+                    rec.destination = dest.ref()
+                    rec.path = _path.refs()
+                if not (data.get("more") and hashes):
+                    break
+        return found
+
+    def _accept(self, rec: ReceiveRecord, dest: Snode, ns: int, m: Any) -> Received | None:
+        if not isinstance(m, dict) or not isinstance(m.get("hash"), str) or not isinstance(m.get("data"), str):
+            rec.undecryptable.append({"hash": str(m.get("hash") if isinstance(m, dict) else None),
+                                      "error": "malformed message entry"})
+            return None
+        h = m["hash"]
+        if h in self._seen:
+            rec.duplicate_hashes.append(h)
+            return None
+        self._seen.add(h)
+        rec.new_hashes.append(h)
+        try:
+            raw = _b64decode(m["data"])
+        except (ValueError, binascii.Error):
+            rec.undecryptable.append({"hash": h, "error": "data is not base64"})
+            return None
+        if message_hash(self.session_id, ns, raw) != h:
+            rec.undecryptable.append({"hash": h, "error": "hash does not match the data"})
+            return None
+        try:
+            msg = decrypt_message(self.identity, raw)
+        except MessageError as exc:
+            rec.undecryptable.append({"hash": h, "error": str(exc)})
+            return None
+        exp = m.get("expiration")
+        return Received(sender=msg.sender, body=msg.body, hash=h, timestamp_ms=msg.timestamp_ms,
+                        envelope_timestamp_ms=msg.envelope_timestamp_ms, display_name=msg.display_name,
+                        namespace=ns, expiration_ms=exp if isinstance(exp, int) else None,
+                        node=dest.ed25519)
+
+    async def wait_for(self, predicate: Callable[[list[Received]], bool] | None = None, *,
+                       count: int | None = None, timeout: float = 30.0,
+                       poll_interval: float | None = None) -> list[Received]:
+        """Poll until ``predicate(messages so far)`` holds or ``count`` messages arrived.
+
+        Without either, waits for one message.  Transient retrieve errors are retried until the
+        deadline.  Raises :class:`Timeout` naming what arrived and the last error.
+        """
+        if predicate is None and count is None:
+            count = 1
+        interval = poll_interval if poll_interval is not None else self.config.poll_interval
+        deadline = time.monotonic() + timeout
+        got: list[Received] = []
+        last_error: ClientError | None = None
+        polls = 0
+        while True:
+            polls += 1
+            try:
+                got.extend(await self.receive())
+                last_error = None
+            except RetrieveFailed as exc:
+                last_error = exc
+            if (count is not None and len(got) >= count) or (predicate is not None and predicate(got)):
+                return got
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                want = f"{count} message(s)" if count is not None else "the expected messages"
+                msg = (f"{self.session_id}: waited {timeout:g}s ({polls} polls) for {want}; got {len(got)}: "
+                       f"{[(r.sender[-8:], r.body[:40]) for r in got]}")
+                if last_error is not None:
+                    msg += f"; last error: {last_error}"
+                raise Timeout(msg)
+            await asyncio.sleep(min(interval, remaining))

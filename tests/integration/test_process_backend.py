@@ -1,0 +1,150 @@
+"""The process backend and the `testnet` CLI, end to end with real seed and node processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.backends.process import ENV_MARK, _all_marked
+from harness.network import Testnet, clean
+from harness.pytest_plugin import unique_name
+from harness.state import StateDir
+from harness.topology import Topology
+
+pytestmark = pytest.mark.integration
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
+                          text=True, timeout=timeout, env=os.environ.copy())
+
+
+def marked_pids(name: str) -> list[int]:
+    folder = str(StateDir(name).path)
+    return [pid for pid, mark in _all_marked().items() if mark == folder]
+
+
+def test_cli_up_status_logs_down():
+    name = unique_name("cli")
+    try:
+        t0 = time.monotonic()
+        up = cli("up", "--backend", "process", "--name", name, "--json")
+        elapsed = time.monotonic() - t0
+        assert up.returncode == 0, up.stderr
+        info = json.loads(up.stdout)
+        assert info["name"] == name and info["backend"] == "process"
+        assert info["seed_url"].startswith("http://127.")
+        nodes = info["nodes"]
+        assert len(nodes) == 6
+        for n in nodes:
+            assert set(n) >= {"name", "public_ip", "storage_port", "pubkey_ed25519",
+                              "pubkey_x25519", "swarm_id"}
+            assert n["storage_port"] == 22021
+            assert len(n["pubkey_ed25519"]) == 64 and len(n["pubkey_x25519"]) == 64
+        # every node in its own /24
+        assert len({n["public_ip"].rsplit(".", 1)[0] for n in nodes}) == 6
+        swarms = {n["swarm_id"] for n in nodes}
+        assert len(swarms) >= 2 and None not in swarms
+        assert elapsed < 60, f"up took {elapsed:.1f}s"
+
+        st = cli("status", "--name", name, "--json")
+        assert st.returncode == 0, st.stderr
+        status = json.loads(st.stdout)
+        assert all(n["ready"] and n["running"] for n in status["nodes"])
+        assert status["seed"]["answering"]
+
+        logs = cli("logs", "--name", name, "sn01", "--tail", "50")
+        assert logs.returncode == 0
+        lines = [json.loads(line) for line in logs.stdout.splitlines() if line.startswith("{")]
+        assert lines, "node log has no structured (JSON) lines"
+
+        assert len(marked_pids(name)) == 8  # seed + toxiproxy + 6 nodes
+    finally:
+        down = cli("down", "--name", name)
+    assert down.returncode == 0, down.stderr
+    assert marked_pids(name) == []
+    assert not StateDir(name).exists()
+
+
+def test_bad_input_gets_a_clear_error_and_loses_nothing(testnet):
+    again = cli("up", "--backend", "process", "--name", testnet.name)
+    assert again.returncode == 1
+    assert "already exists" in again.stderr
+    assert testnet.status()["nodes"][0]["ready"]  # the running testnet is untouched
+
+    bad = cli("up", "--backend", "process", "--name", "Bad Name!")
+    assert bad.returncode == 1 and "name" in bad.stderr
+    missing = cli("down", "--name", "no-such-net")
+    assert missing.returncode == 1 and "no testnet named" in missing.stderr
+    logs = cli("logs", "--name", testnet.name, "sn99")
+    assert logs.returncode == 1 and "no node 'sn99'" in logs.stderr
+
+
+def test_same_seed_same_keys_and_swarm_layout(testnet_factory):
+    a = testnet_factory(seed="layout-1")
+    b = testnet_factory(seed="layout-1")
+    c = testnet_factory(seed="layout-2")
+
+    def layout(net: Testnet) -> dict[str, int | None]:
+        return {n.pubkey_ed25519: n.swarm_id for n in net.nodes}
+
+    assert layout(a) == layout(b)
+    assert set(layout(a)) != set(layout(c))
+
+
+def test_sigkill_during_up_then_clean_leaves_nothing(tmp_path):
+    name = unique_name("kill")
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "up", "--backend", "process",
+                             "--name", name], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while len(marked_pids(name)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marked_pids(name), "up never started any process"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert StateDir(name).exists()
+    removed = clean()
+    assert name in removed
+    assert marked_pids(name) == []
+    assert not StateDir(name).exists()
+
+
+def test_failed_up_saves_logs_and_cleans_up(monkeypatch):
+    name = unique_name("fail")
+    # a node that cannot start: its command line has a flag the node rejects
+    from harness import network
+
+    real = network.Testnet.node_argv
+
+    def broken(self, node):
+        argv = real(self, node)
+        return argv + ["--no-such-flag"] if node.name == "sn02" else argv
+
+    monkeypatch.setattr(network.Testnet, "node_argv", broken)
+    with pytest.raises(network.NotReadyError) as err:
+        Testnet.up(Topology(name=name), backend="process", timeout=30)
+    msg = str(err.value)
+    assert "sn02" in msg and "exited" in msg
+    assert "--- last log lines of sn02 ---" in msg
+    assert err.value.artifacts is not None
+    saved = Path(err.value.artifacts)
+    assert (saved / "sn02.log").exists() and (saved / "seed.log").exists()
+    assert marked_pids(name) == []
+    assert not StateDir(name).exists()
+
+
+def test_processes_are_marked_with_their_state_folder(testnet):
+    pids = marked_pids(testnet.name)
+    assert len(pids) == 2 + len(testnet.nodes)  # seed, toxiproxy, nodes
+    env = Path(f"/proc/{pids[0]}/environ").read_bytes()
+    assert f"{ENV_MARK}={StateDir(testnet.name).path}".encode() in env
