@@ -2,8 +2,10 @@
 
 Run with ``python -m nodes.seed``; the pure state machine is :class:`nodes.seed.registry.SeedCore`,
 the aiohttp application :class:`nodes.seed.app.SeedServer`.
+
+The proof a node sends (message and signed body) is :mod:`nodes.common.proof`.
 """
 
-from .registry import NodeRecord, RequestError, SeedConfig, SeedCore, build_proof, proof_message
+from .registry import NodeRecord, RequestError, SeedConfig, SeedCore
 
-__all__ = ["NodeRecord", "RequestError", "SeedConfig", "SeedCore", "build_proof", "proof_message"]
+__all__ = ["NodeRecord", "RequestError", "SeedConfig", "SeedCore"]

@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
 from pathlib import Path
 
+from nodes.common.logs import JsonLogger
+from nodes.common.service import run_service
 from nodes.protocol.constants import SEED_HTTPS_PORT, SEED_PORT
 from nodes.protocol.swarm import PRODUCTION, SwarmParams
 
-from .app import build_server
-from .logs import SeedLogger
+from .app import SeedServer, build_server
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,27 +57,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def run(args: argparse.Namespace) -> int:
-    logger = SeedLogger(args.log_file, level=args.log_level)
+    logger = JsonLogger("seed", args.log_file, level=args.log_level)
+    server: SeedServer | None = None
+
+    async def start() -> None:
+        nonlocal server
+        server = build_server(host=args.host, port=args.port, https_port=args.https_port,
+                              data_dir=args.data_dir, testnet_seed=args.testnet_seed, expect=args.expect,
+                              params=args.params, block_interval=args.block_interval,
+                              proof_timeout=args.proof_timeout, admin_token=args.admin_token,
+                              logger=logger)
+        await server.start()
+
+    async def stop() -> None:
+        if server is not None:
+            await server.stop()
+
     try:
-        try:
-            server = build_server(host=args.host, port=args.port, https_port=args.https_port,
-                                  data_dir=args.data_dir, testnet_seed=args.testnet_seed, expect=args.expect,
-                                  params=args.params, block_interval=args.block_interval,
-                                  proof_timeout=args.proof_timeout, admin_token=args.admin_token,
-                                  logger=logger)
-            await server.start()
-        except (OSError, RuntimeError, ValueError) as exc:
-            logger.error("startup_failed", error=str(exc))
-            print(f"seed: cannot start: {exc}", file=sys.stderr)
-            return 1
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        logger.info("shutdown_requested")
-        await server.stop()
-        return 0
+        return await run_service("seed", logger, start, stop)
     finally:
         logger.close()
 

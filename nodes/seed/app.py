@@ -26,19 +26,25 @@ from typing import Any
 
 from aiohttp import web
 
+from nodes.common import jsonrpc
+from nodes.common.files import write_atomic
+from nodes.common.http import InvalidJson, json_error, read_json, start_site
+from nodes.common.jsonrpc import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+)
+from nodes.common.logs import JsonLogger
+from nodes.common.proof import PROOF_PATH
+from nodes.common.service import StartupError
+from nodes.common.tls import server_context_for
 from nodes.protocol.swarm import SwarmParams
 
-from .logs import SeedLogger
 from .registry import RPC_METHODS, InvalidParams, RequestError, SeedConfig, SeedCore
 
 STATE_FILE = "seed.json"
-
-# JSON-RPC 2.0 error codes
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
 
 
 @dataclass(frozen=True)
@@ -55,31 +61,15 @@ class ServerConfig:
             raise ValueError(f"block_interval must be > 0 seconds, got {self.block_interval}")
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message, "status": status}, status=status)
-
-
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write `data` as JSON to `path` atomically (tmp file + fsync + rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, sort_keys=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    with contextlib.suppress(OSError):  # make the rename durable where the platform allows it
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    write_atomic(path, (json.dumps(data, indent=1, sort_keys=False) + "\n").encode("utf-8"))
 
 
 class SeedServer:
     """Owns a :class:`SeedCore`, serves it, produces blocks and persists the state."""
 
-    def __init__(self, core: SeedCore, config: ServerConfig, logger: SeedLogger,
+    def __init__(self, core: SeedCore, config: ServerConfig, logger: JsonLogger,
                  rng_factory: Callable[[], random.Random] | None = None) -> None:
         self.core = core
         self.config = config
@@ -100,9 +90,12 @@ class SeedServer:
         try:
             data = json.loads(self.state_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
-            raise RuntimeError(f"cannot read seed state {self.state_path}: {exc}; "
+            raise StartupError(f"cannot read seed state {self.state_path}: {exc}; "
                                "fix or delete the file to start from an empty network") from exc
-        self.core.load_json(data)
+        try:
+            self.core.load_json(data)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StartupError(f"cannot load seed state {self.state_path}: {exc}") from exc
         self._saved_revision = self.core.revision
         self.log.info("state_loaded", path=str(self.state_path), height=self.core.height,
                       nodes=len(self.core.nodes), swarms=len(self.core.swarms()))
@@ -184,14 +177,14 @@ class SeedServer:
         except Exception as exc:  # noqa: BLE001 - reported to the caller and logged
             self.log.error("rpc_failed", method=method, error=repr(exc))
             return self._rpc_error(req_id, INTERNAL_ERROR, f"Internal error: {exc}")
-        return {"jsonrpc": "2.0", "id": req_id, "result": result}
+        return jsonrpc.result(req_id, result)
 
-    async def _json_body(self, request: web.Request) -> Any:
-        text = await request.text()
+    @staticmethod
+    async def _json_body(request: web.Request) -> Any:
         try:
-            return json.loads(text) if text.strip() else None
-        except json.JSONDecodeError as exc:
-            raise RequestError(400, f"body is not valid JSON: {exc}") from None
+            return await read_json(request)
+        except InvalidJson as exc:
+            raise RequestError(400, str(exc)) from None
 
     async def handle_proof(self, request: web.Request) -> web.Response:
         body: Any = None
@@ -202,7 +195,7 @@ class SeedServer:
             pk = body.get("pubkey_ed25519") if isinstance(body, dict) else None
             self.log.warning("proof_rejected", status=exc.status, error=exc.message, pubkey_ed25519=pk,
                              remote=request.remote)
-            return _error(exc.status, exc.message)
+            return json_error(exc.status, exc.message)
         self.persist()
         if self.core.height == 0 and self.core.ready_for_first_block():
             self._wake.set()
@@ -213,9 +206,9 @@ class SeedServer:
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
         if not token:
-            return _error(401, "admin interface disabled: start the seed with --admin-token")
+            return json_error(401, "admin interface disabled: start the seed with --admin-token")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            return _error(401, "missing or wrong admin token: send 'Authorization: Bearer <token>'")
+            return json_error(401, "missing or wrong admin token: send 'Authorization: Bearer <token>'")
         return None
 
     async def handle_block(self, request: web.Request) -> web.Response:
@@ -237,7 +230,7 @@ class SeedServer:
                 op = getattr(self.core, action)
                 result = op(body.get("pubkey_ed25519"))
             except RequestError as exc:
-                return _error(exc.status, exc.message)
+                return json_error(exc.status, exc.message)
             self.persist()
             return web.json_response(result)
         return handler
@@ -250,7 +243,7 @@ class SeedServer:
     def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/json_rpc", self.handle_json_rpc)
-        app.router.add_post("/internal/v1/proof", self.handle_proof)
+        app.router.add_post(PROOF_PATH, self.handle_proof)
         app.router.add_post("/internal/v1/block", self.handle_block)
         app.router.add_post("/internal/v1/decommission", self._admin_change("decommission"))
         app.router.add_post("/internal/v1/recommission", self._admin_change("recommission"))
@@ -260,26 +253,31 @@ class SeedServer:
 
     # --- lifecycle -----------------------------------------------------------------------------
     def _ssl_context(self) -> ssl.SSLContext:
-        from nodes.snode.tls import ensure_certificate, server_context
-
-        cert, key = ensure_certificate(self.config.data_dir / "tls", self.config.host, "session-testnet seed")
-        return server_context(cert, key)
+        tls_dir = self.config.data_dir / "tls"
+        try:
+            return server_context_for(tls_dir, self.config.host, "session-testnet seed")
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise StartupError(f"cannot prepare the TLS certificate in {tls_dir}: {exc}") from exc
 
     async def start(self) -> None:
-        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        """Listen on HTTP (and HTTPS) and start producing blocks; raises StartupError."""
+        try:
+            self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(f"cannot create the data directory {self.config.data_dir}: {exc}") from exc
+        listeners: list[tuple[int, ssl.SSLContext | None, str]] = [(self.config.port, None, "HTTP port")]
+        if self.config.https_port:
+            listeners.append((self.config.https_port, self._ssl_context(), "HTTPS port"))
         self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
         await self._runner.setup()
-        sites = [web.TCPSite(self._runner, self.config.host, self.config.port)]
-        self.urls = [f"http://{self.config.host}:{self.config.port}"]
-        if self.config.https_port:
-            sites.append(web.TCPSite(self._runner, self.config.host, self.config.https_port,
-                                     ssl_context=self._ssl_context()))
-            self.urls.append(f"https://{self.config.host}:{self.config.https_port}")
         try:
-            for site in sites:
-                await site.start()
-        except OSError:
+            for port, ctx, what in listeners:
+                await start_site(self._runner, self.config.host, port, what=what, ssl_context=ctx)
+                self.urls.append(f"{'https' if ctx else 'http'}://{self.config.host}:{port}")
+        except StartupError:
             await self._runner.cleanup()
+            self._runner = None
+            self.urls = []
             raise
         self.persist(force=True)
         self._block_task = asyncio.create_task(self._block_loop(), name="seed-blocks")
@@ -302,7 +300,7 @@ class SeedServer:
 
 def build_server(*, host: str, port: int, https_port: int, data_dir: Path, testnet_seed: str, expect: int,
                  params: SwarmParams, block_interval: float, proof_timeout: float, admin_token: str,
-                 logger: SeedLogger, clock: Callable[[], float] = time.time) -> SeedServer:
+                 logger: JsonLogger, clock: Callable[[], float] = time.time) -> SeedServer:
     core = SeedCore(SeedConfig(testnet_seed=testnet_seed, expect=expect, params=params,
                                proof_timeout=proof_timeout), clock=clock, logger=logger)
     server = SeedServer(core, ServerConfig(host=host, port=port, https_port=https_port, data_dir=data_dir,

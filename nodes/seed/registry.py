@@ -24,19 +24,19 @@ clients); ``service_node_pubkey`` (oxend's "legacy" key) is the node's Ed25519 k
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from nodes.common.logs import JsonLogger, NullLogger
+from nodes.common.proof import proof_message
+from nodes.common.values import is_int, parse_hex32
 from nodes.protocol.constants import HARDFORK, STORAGE_SERVER_VERSION
-from nodes.protocol.keys import Identity, derive_seed, ed25519_pk_to_x25519, verify_ed25519
+from nodes.protocol.keys import derive_seed, ed25519_pk_to_x25519, verify_ed25519
+from nodes.protocol.signing import SignatureError, decode_signature
 from nodes.protocol.swarm import UNASSIGNED_SWARM, SwarmParams, assign_swarms
-
-from .logs import NullLogger, SeedLogger
 
 PROOF_WINDOW_S = 60.0
 STATE_FORMAT = 1
@@ -126,55 +126,28 @@ class BlockResult:
 # validation helpers
 # --------------------------------------------------------------------------------------------
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _hex32(body: dict[str, Any], key: str) -> str:
     v = body.get(key)
-    if not isinstance(v, str) or len(v) != 64:
-        raise RequestError(400, f"`{key}` must be 64 hex characters (a 32-byte key), got {v!r}")
     try:
-        bytes.fromhex(v)
-    except ValueError:
-        raise RequestError(400, f"`{key}` is not valid hex: {v!r}") from None
+        parse_hex32(v)
+    except ValueError as exc:
+        raise RequestError(400, f"`{key}`: {exc}") from None
     return v.lower()
 
 
 def _port(body: dict[str, Any], key: str, *, allow_zero: bool) -> int:
     v = body.get(key)
     lo = 0 if allow_zero else 1
-    if not _is_int(v) or not lo <= v <= 65535:
+    if not is_int(v) or not lo <= v <= 65535:
         raise RequestError(400, f"`{key}` must be an integer port in [{lo}, 65535], got {v!r}")
     return v
 
 
-def proof_message(pubkey_ed25519: str, public_ip: str, storage_port: int, timestamp_ms: int) -> bytes:
-    """The bytes a node signs in a proof: ``"proof" ‖ pubkey_ed25519 ‖ public_ip ‖ port ‖ timestamp``."""
-    return f"proof{pubkey_ed25519}{public_ip}{storage_port}{timestamp_ms}".encode("ascii")
-
-
-def build_proof(identity: Identity, *, public_ip: str, storage_port: int, storage_lmq_port: int,
-                admin_port: int, version: tuple[int, int, int] | list[int] = STORAGE_SERVER_VERSION,
-                timestamp_ms: int) -> dict[str, Any]:
-    """A signed body for ``POST /internal/v1/proof`` (what a storage node sends)."""
-    sig = identity.sign(proof_message(identity.ed25519_hex, public_ip, storage_port, timestamp_ms))
-    return {"pubkey_ed25519": identity.ed25519_hex, "pubkey_x25519": identity.x25519_hex,
-            "public_ip": public_ip, "storage_port": storage_port, "storage_lmq_port": storage_lmq_port,
-            "admin_port": admin_port, "version": list(version), "timestamp": timestamp_ms,
-            "signature": base64.b64encode(sig).decode("ascii")}
-
-
-def _decode_b64(v: Any) -> bytes:
-    if not isinstance(v, str):
-        raise RequestError(400, f"`signature` must be a base64 string, got {type(v).__name__}")
-    s = v.strip()
+def _signature(v: Any) -> bytes:
     try:
-        if "-" in s or "_" in s:
-            return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
-        return base64.b64decode(s + "=" * (-len(s) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise RequestError(400, "`signature` is not valid base64") from None
+        return decode_signature(v)
+    except SignatureError as exc:
+        raise RequestError(400, f"`signature`: {exc.reason}") from None
 
 
 def parse_fields(raw: Any) -> set[str]:
@@ -215,10 +188,10 @@ class SeedCore:
     """Registry + block producer.  ``clock()`` returns unix time in seconds (float)."""
 
     def __init__(self, config: SeedConfig, clock: Callable[[], float],
-                 logger: SeedLogger | None = None) -> None:
+                 logger: JsonLogger | None = None) -> None:
         self.config = config
         self.clock = clock
-        self.log = logger or NullLogger()
+        self.log = logger or NullLogger("seed")
         self.nodes: dict[str, NodeRecord] = {}
         self.height = 0
         # active set the current swarm layout was computed for
@@ -277,20 +250,18 @@ class SeedCore:
         admin_port = _port(body, "admin_port", allow_zero=True)
         version_raw = body.get("version", list(STORAGE_SERVER_VERSION))
         if (not isinstance(version_raw, list) or len(version_raw) != 3
-                or not all(_is_int(v) and 0 <= v <= 65535 for v in version_raw)):
+                or not all(is_int(v) and 0 <= v <= 65535 for v in version_raw)):
             raise RequestError(400, f"`version` must be [major, minor, patch] (0-65535 each), got {version_raw!r}")
         version = (version_raw[0], version_raw[1], version_raw[2])
         ts = body.get("timestamp")
-        if not _is_int(ts):
+        if not is_int(ts):
             raise RequestError(400, f"`timestamp` must be an integer (unix milliseconds), got {ts!r}")
         now = self.clock()
         skew = ts / 1000.0 - now
         if abs(skew) > self.config.proof_window:
             raise RequestError(400, f"proof timestamp {ts} is {skew:+.1f} s from the seed's clock "
                                     f"(allowed ±{self.config.proof_window:.0f} s); check the node's clock")
-        sig = _decode_b64(body.get("signature"))
-        if len(sig) != 64:
-            raise RequestError(400, f"`signature` must decode to 64 bytes, got {len(sig)}")
+        sig = _signature(body.get("signature"))
         msg = proof_message(ed, str(addr), storage_port, ts)
         if not verify_ed25519(bytes.fromhex(ed), msg, sig):
             raise RequestError(401, "proof signature does not verify: sign "
@@ -435,7 +406,7 @@ class SeedCore:
         if not isinstance(active_only, bool):
             raise InvalidParams(f"`active_only` must be true/false, got {active_only!r}")
         limit = params.get("limit", 0)
-        if not _is_int(limit):
+        if not is_int(limit):
             raise InvalidParams(f"`limit` must be an integer, got {limit!r}")
         wanted = params.get("service_node_pubkeys")
         if wanted is not None:

@@ -4,15 +4,16 @@ Wire-compatible with the production Session storage server for everything a clie
 (storage RPC over HTTPS, onion requests); node<->node traffic, the seed protocol and the admin
 interface are the testnet's own (docs/DESIGN.md "Storage node").
 
+Logging, TLS, the proof, JSON-RPC and HTTP helpers and the process life cycle are shared with
+the seed in `nodes.common`.
+
 Modules:
   config        CLI flags -> Config
-  logs          JSON-lines structured logger
   clock         node clock with an admin-settable offset
-  tls           self-signed certificate kept in DATA_DIR/tls
   storage       SQLite message store (runs in one worker thread)
   swarm_view    service-node list from the seed -> swarms, peers, ownership
   seed_client   proofs + get_service_nodes polling
-  peers         authenticated node<->node HTTPS client and request verification
+  peers         authenticated node<->node HTTPS client, peer address overrides, verification
   rpc           storage RPC parsing/validation/handlers (PROTOCOL.md section 4)
   fanout        swarm fan-out of store/delete*/expire*
   replication   pushing messages to new swarm members and re-homing after splits

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 
+from nodes.common.service import StartupError, run_service
+
 from .config import ConfigError, parse_args
-from .server import Node, StartupError
+from .server import Node
 
 
 async def _main(argv: list[str] | None) -> int:
@@ -17,20 +18,18 @@ async def _main(argv: list[str] | None) -> int:
         print(f"snode: {e}", file=sys.stderr)
         return 2
     node = Node(cfg)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, node.request_stop)
+
+    async def start() -> None:
+        try:
+            await node.start()
+        except StartupError:
+            await node.stop()
+            raise
+
     try:
-        await node.start()
-    except StartupError as e:
-        node.log.error("startup_failed", error=str(e))
-        print(f"snode: {e}", file=sys.stderr)
-        await node.stop()
-        return 1
-    await node.run_until_stopped()
-    node.log.info("shutdown_requested")
-    await node.stop()
-    return 0
+        return await run_service("snode", node.log, start, node.stop)
+    finally:
+        node.log.close()
 
 
 def main(argv: list[str] | None = None) -> int:

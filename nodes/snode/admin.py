@@ -4,11 +4,11 @@ GET  /admin/v1/state
 GET  /admin/v1/observations?since=SEQ      DELETE /admin/v1/observations
 GET  /admin/v1/behaviours                  PUT    /admin/v1/behaviours
 GET  /admin/v1/clock                       PUT    /admin/v1/clock {"offset_ms": int}
+GET  /admin/v1/peer_overrides              PUT    /admin/v1/peer_overrides {"<ed25519 hex>": "ip:port" | null}
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -16,8 +16,12 @@ from typing import Any
 
 from aiohttp import web
 
+from nodes.common.http import InvalidJson, json_error, json_response, read_json
+from nodes.common.values import is_int
+
 from .behaviours import Behaviours
 from .clock import Clock
+from .peers import PeerOverrides
 
 OBSERVATIONS_MAX = 10_000
 
@@ -55,66 +59,68 @@ class Observations:
         return len(self._items)
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=json.dumps(data), content_type="application/json")
-
-
-def _error(status: int, message: str) -> web.Response:
-    return _json({"error": message}, status)
-
-
-async def _read_json(request: web.Request) -> Any:
-    try:
-        return await request.json(loads=json.loads)
-    except ValueError:
-        raise web.HTTPBadRequest(text=json.dumps({"error": "body is not valid JSON"}),
-                                 content_type="application/json") from None
-
-
 def make_admin_app(state: Callable[[], Awaitable[dict[str, Any]]], observations: Observations,
-                   behaviours: Behaviours, clock: Clock, log: Any = None) -> web.Application:
+                   behaviours: Behaviours, clock: Clock, peer_overrides: PeerOverrides,
+                   log: Any = None) -> web.Application:
+    """Every PUT answers 400 with {"error", "status"} for a body that is not valid JSON or not
+    what the endpoint expects, and changes nothing then."""
     app = web.Application()
 
     async def get_state(request: web.Request) -> web.Response:
-        return _json(await state())
+        return json_response(await state())
 
     async def get_observations(request: web.Request) -> web.Response:
         raw = request.query.get("since", "0")
         try:
             since = int(raw)
         except ValueError:
-            return _error(400, f"since must be an integer sequence number, got {raw!r}")
-        return _json({"next": observations.next_seq, "observations": observations.since(since)})
+            return json_error(400, f"since must be an integer sequence number, got {raw!r}")
+        return json_response({"next": observations.next_seq, "observations": observations.since(since)})
 
     async def delete_observations(request: web.Request) -> web.Response:
         observations.clear()
-        return _json({"cleared": True, "next": observations.next_seq})
+        return json_response({"cleared": True, "next": observations.next_seq})
 
     async def get_behaviours(request: web.Request) -> web.Response:
-        return _json(behaviours.to_json())
+        return json_response(behaviours.to_json())
 
     async def put_behaviours(request: web.Request) -> web.Response:
-        body = await _read_json(request)
         try:
-            behaviours.update(body)
-        except ValueError as e:
-            return _error(400, str(e))
+            behaviours.update(await read_json(request))
+        except ValueError as e:  # InvalidJson included
+            return json_error(400, str(e))
         if log:
             log.info("behaviours_changed", behaviours=behaviours.to_json())
-        return _json(behaviours.to_json())
+        return json_response(behaviours.to_json())
 
     async def get_clock(request: web.Request) -> web.Response:
-        return _json({"offset_ms": clock.offset_ms, "now_ms": clock.now_ms()})
+        return json_response({"offset_ms": clock.offset_ms, "now_ms": clock.now_ms()})
 
     async def put_clock(request: web.Request) -> web.Response:
-        body = await _read_json(request)
+        try:
+            body = await read_json(request)
+        except InvalidJson as e:
+            return json_error(400, str(e))
         off = body.get("offset_ms") if isinstance(body, dict) else None
-        if isinstance(off, bool) or not isinstance(off, int):
-            return _error(400, "expected {\"offset_ms\": <integer milliseconds>}")
+        if not is_int(off):
+            return json_error(400, "expected {\"offset_ms\": <integer milliseconds>}")
         clock.offset_ms = off
         if log:
             log.info("clock_offset_changed", offset_ms=off)
-        return _json({"offset_ms": clock.offset_ms, "now_ms": clock.now_ms()})
+        return json_response({"offset_ms": clock.offset_ms, "now_ms": clock.now_ms()})
+
+    async def get_peer_overrides(request: web.Request) -> web.Response:
+        return json_response(peer_overrides.to_json())
+
+    async def put_peer_overrides(request: web.Request) -> web.Response:
+        try:
+            body = await read_json(request)
+            peer_overrides.update(body)
+        except ValueError as e:  # InvalidJson included
+            return json_error(400, str(e))
+        if log:
+            log.info("peer_overrides_changed", changes=body, peer_overrides=peer_overrides.to_json())
+        return json_response(peer_overrides.to_json())
 
     app.router.add_get("/admin/v1/state", get_state)
     app.router.add_get("/admin/v1/observations", get_observations)
@@ -123,4 +129,6 @@ def make_admin_app(state: Callable[[], Awaitable[dict[str, Any]]], observations:
     app.router.add_put("/admin/v1/behaviours", put_behaviours)
     app.router.add_get("/admin/v1/clock", get_clock)
     app.router.add_put("/admin/v1/clock", put_clock)
+    app.router.add_get("/admin/v1/peer_overrides", get_peer_overrides)
+    app.router.add_put("/admin/v1/peer_overrides", put_peer_overrides)
     return app

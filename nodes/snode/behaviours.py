@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from nodes.common.values import is_int
+
 
 @dataclass
 class Behaviours:
@@ -25,7 +27,7 @@ class Behaviours:
             if key not in known:
                 raise ValueError(f"unknown behaviour {key!r}; known: {sorted(known)}")
             if key == "delay_ms":
-                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                if not is_int(value) or value < 0:
                     raise ValueError(f"delay_ms must be a non-negative integer, got {value!r}")
             elif not isinstance(value, bool):
                 raise ValueError(f"{key} must be true or false, got {value!r}")

@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 
+from nodes.common.values import is_int, parse_hex32
 from nodes.protocol import onion
 from nodes.protocol.keys import Identity
 
@@ -46,12 +47,6 @@ class OnionOutcome:
     inner_status: int | None = None  # destination: status of the storage RPC inside
 
 
-def _hex32(value: Any) -> bytes:
-    if not isinstance(value, str) or len(value) != 64:
-        raise ValueError("expected 64 hex characters")
-    return bytes.fromhex(value)
-
-
 def _plain(status: int, text: str, **kw: Any) -> OnionOutcome:
     return OnionOutcome(status, text.encode("utf-8"), **kw)
 
@@ -73,12 +68,12 @@ class OnionHandler:
         try:
             ciphertext, outer = onion.decode_frame(frame)
             try:
-                eph = _hex32(outer.get("ephemeral_key"))
+                eph = parse_hex32(outer.get("ephemeral_key"))
             except ValueError:
                 raise onion.OnionError("invalid ephemeral_key: expected 64 hex characters") from None
             enc_type = onion.parse_enc_type(outer.get("enc_type"))
             hop_no = outer.get("hop_no", 0)
-            if isinstance(hop_no, bool) or not isinstance(hop_no, int):
+            if not is_int(hop_no):
                 raise onion.OnionError("invalid hop_no: expected an integer")
             hop_no = max(0, hop_no)
         except onion.OnionError as e:
@@ -110,8 +105,8 @@ class OnionHandler:
             return encrypted(400, "Invalid url: the testnet does not proxy onion requests to servers",
                              "relay")
         try:
-            next_ed = _hex32(meta.get("destination")).hex()
-            next_eph = _hex32(meta.get("ephemeral_key")).hex()
+            next_ed = parse_hex32(meta.get("destination")).hex()
+            next_eph = parse_hex32(meta.get("ephemeral_key")).hex()
             next_enc = onion.parse_enc_type(meta.get("enc_type"))
         except (ValueError, onion.OnionError):
             return encrypted(400, "Invalid json", "relay")

@@ -5,6 +5,11 @@ Headers (docs/DESIGN.md "node<->node"):
   X-Snode-Timestamp  sender's time in ms (system clock, not the admin-skewed node clock)
   X-Snode-Signature  base64 Ed25519 signature over ``timestamp ‖ "\n" ‖ body``
 The receiver accepts only senders listed by the seed, within ±AUTH_WINDOW_MS.
+
+Every node→node connection (fan-out, replication and re-homing pushes, onion relays) goes through
+:class:`PeerClient`, which connects to a peer at its *peer override* (``PUT
+/admin/v1/peer_overrides``, used by link faults: a dedicated proxy per link) when one is set and
+at the address the seed lists otherwise.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ from typing import Any
 
 import aiohttp
 
+from nodes.common.http import ClientSessions
+from nodes.common.values import parse_hex32, parse_ipv4_port
 from nodes.protocol.keys import Identity, verify_ed25519
 
 from .swarm_view import NodeInfo, SwarmView
-from .tls import insecure_client_context
 
 SWARM_PATH = "/internal/v1/swarm"
 H_PUBKEY = "X-Snode-Pubkey"
@@ -82,28 +88,68 @@ class PeerReply:
         return json.loads(self.text)
 
 
+class PeerOverrides:
+    """Per-peer address overrides: ed25519 hex -> (ip, port), kept in memory only (a restarted
+    node has none; whoever set them sets them again)."""
+
+    def __init__(self) -> None:
+        self._map: dict[str, tuple[str, int]] = {}
+
+    def get(self, pubkey_ed25519: str) -> tuple[str, int] | None:
+        return self._map.get(pubkey_ed25519.lower())
+
+    def to_json(self) -> dict[str, str]:
+        return {pk: f"{ip}:{port}" for pk, (ip, port) in sorted(self._map.items())}
+
+    def update(self, changes: Any) -> None:
+        """Apply ``{"<ed25519 hex>": "ip:port" | null, ...}`` (null removes); validates every
+        entry before changing anything and raises ValueError naming the bad one."""
+        if not isinstance(changes, dict):
+            raise ValueError('expected a JSON object {"<peer ed25519 hex>": "ip:port" | null, ...}')
+        parsed: dict[str, tuple[str, int] | None] = {}
+        for key, value in changes.items():
+            try:
+                parse_hex32(key)
+            except ValueError as e:
+                raise ValueError(f"peer key {key!r}: {e}") from None
+            try:
+                parsed[key.lower()] = None if value is None else parse_ipv4_port(value)
+            except ValueError as e:
+                raise ValueError(f"override for {key}: {e}") from None
+        for pk, addr in parsed.items():
+            if addr is None:
+                self._map.pop(pk, None)
+            else:
+                self._map[pk] = addr
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+
 class PeerClient:
     """HTTPS client for other nodes (self-signed certificates are not verified)."""
 
-    def __init__(self, identity: Identity, scheme: str = "https") -> None:
+    def __init__(self, identity: Identity, scheme: str = "https",
+                 overrides: PeerOverrides | None = None) -> None:
         self.identity = identity
         self.scheme = scheme  # "http" only for in-process tests without TLS
-        self._session: aiohttp.ClientSession | None = None
+        self.overrides = overrides if overrides is not None else PeerOverrides()
+        self._sessions = ClientSessions(timeout=None, limit=256)
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=insecure_client_context(), limit=256),
-                timeout=aiohttp.ClientTimeout(total=None))
-        return self._session
+        return self._sessions.session
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._sessions.close()
+
+    def address(self, node: NodeInfo) -> tuple[str, int]:
+        """Where to connect to ``node``: its override if one is set, else the seed's address."""
+        return self.overrides.get(node.pubkey_ed25519) or (node.public_ip, node.storage_port)
 
     def url(self, node: NodeInfo, path: str) -> str:
-        return f"{self.scheme}://{node.public_ip}:{node.storage_port}{path}"
+        ip, port = self.address(node)
+        return f"{self.scheme}://{ip}:{port}{path}"
 
     async def swarm_request(self, node: NodeInfo, method: str, params: Mapping[str, Any],
                             timeout: float) -> PeerReply:

@@ -30,6 +30,7 @@ from typing import Any
 
 import aiohttp
 
+from nodes.common.values import is_int
 from nodes.protocol.hashing import message_hash
 from nodes.protocol.keys import SessionID
 
@@ -56,7 +57,7 @@ def message_from_json(d: Any) -> Message:
     sid = SessionID.parse(pk.lower() if isinstance(pk, str) else pk)
     ns, ts, exp, h, data = (d.get(k) for k in ("namespace", "timestamp", "expiry", "hash", "data"))
     for name, v in (("namespace", ns), ("timestamp", ts), ("expiry", exp)):
-        if isinstance(v, bool) or not isinstance(v, int):
+        if not is_int(v):
             raise ValueError(f"{name} must be an integer")
     if not isinstance(h, str) or not isinstance(data, str):
         raise ValueError("hash and data must be strings")

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from nodes.common.values import is_int
 from nodes.protocol import signing
 from nodes.protocol.constants import (
     CLOCK_TOLERANCE_MS,
@@ -95,10 +96,6 @@ def _present(params: Mapping[str, Any], name: str) -> Any:
     return params.get(name)
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _bad(name: str, desc: str) -> ParseError:
     return ParseError(f"Invalid value given for '{name}': expected {desc}")
 
@@ -125,7 +122,7 @@ def f_int(p: Mapping[str, Any], name: str) -> int | None:
     v = _present(p, name)
     if v is None:
         return None
-    if not _is_int(v):
+    if not is_int(v):
         raise _bad(name, "integer")
     return v
 
@@ -140,7 +137,7 @@ def f_ts(p: Mapping[str, Any], name: str) -> int | None:
     v = _present(p, name)
     if v is None:
         return None
-    if not _is_int(v) or not 0 <= v <= MAX_INT64:
+    if not is_int(v) or not 0 <= v <= MAX_INT64:
         raise _bad(name, "integer timestamp (in milliseconds)")
     return _check_ts(name, v)
 
@@ -155,7 +152,7 @@ def f_stringified(p: Mapping[str, Any], name: str, unsigned: bool) -> int | None
                 or abs(int(v)) > MAX_INT64):
             raise ParseError(f"Invalid value given for '{name}': {json.dumps(v)}")
         return int(v)
-    if not _is_int(v) or (unsigned and v < 0) or abs(v) > MAX_INT64:
+    if not is_int(v) or (unsigned and v < 0) or abs(v) > MAX_INT64:
         raise _bad(name, "positive integer" if unsigned else "integer")
     return v
 
@@ -164,7 +161,7 @@ def f_namespace(p: Mapping[str, Any], name: str = "namespace", allow_all: bool =
     v = _present(p, name)
     if v is None:
         return None
-    if _is_int(v):
+    if is_int(v):
         if not -32768 <= v <= 32767:
             raise ParseError(f"Invalid value given for '{name}': value out of range")
         return v
@@ -191,7 +188,7 @@ def f_ts_list(p: Mapping[str, Any], name: str) -> list[int] | None:
     if v is None:
         return None
     vals = [v] if not isinstance(v, list) else v
-    if not all(_is_int(x) and 0 <= x <= MAX_INT64 for x in vals):
+    if not all(is_int(x) and 0 <= x <= MAX_INT64 for x in vals):
         raise _bad(name, "timestamp array")
     return [int(x) for x in vals]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import json
 import ssl
 from collections.abc import Awaitable, Callable
@@ -12,6 +11,10 @@ from typing import Any
 
 from aiohttp import web
 
+from nodes.common.http import start_site
+from nodes.common.logs import JsonLogger
+from nodes.common.service import StartupError
+from nodes.common.tls import server_context_for
 from nodes.protocol.constants import MAX_REQUEST_BODY, STORAGE_SERVER_VERSION
 from nodes.protocol.keys import Identity
 
@@ -20,20 +23,16 @@ from .behaviours import Behaviours
 from .clock import Clock
 from .config import Config
 from .fanout import SwarmFanout
-from .logs import JsonLogger
 from .onion_handler import OnionHandler
-from .peers import SWARM_PATH, PeerAuthError, PeerClient, verify_peer
+from .peers import SWARM_PATH, PeerAuthError, PeerClient, PeerOverrides, verify_peer
 from .ratelimit import RateLimiter
 from .replication import Replicator
 from .rpc import RECURSIVE_METHODS, Response, RpcHandler, accounts_of
 from .seed_client import SeedClient, SeedError
 from .storage import Storage
 from .swarm_view import SwarmView, swarm_id_str
-from .tls import ensure_certificate, server_context
 
-
-class StartupError(Exception):
-    """The node cannot start; the message says what failed and what to do."""
+__all__ = ["Node", "StartupError", "to_web"]
 
 
 def _text(status: int, text: str) -> web.Response:
@@ -51,14 +50,15 @@ class Node:
         self.cfg = cfg
         self.identity = Identity.from_seed_hex(cfg.key_seed_hex)
         self.name = cfg.name or self.identity.ed25519_hex[:12]
-        self.log = log or JsonLogger(self.name, cfg.log_file, cfg.log_level)
+        self.log = log or JsonLogger(self.name, cfg.log_file, level=cfg.log_level)
         self.clock = Clock()
         self.behaviours = Behaviours()
         self.observations = Observations()
         self.view = SwarmView(my_pubkey=self.identity.ed25519_hex)
         self.ratelimiter = RateLimiter(cfg.rate_limit)
         self.storage: Storage | None = None
-        self.peers = PeerClient(self.identity)
+        self.peer_overrides = PeerOverrides()
+        self.peers = PeerClient(self.identity, overrides=self.peer_overrides)
         self.seed = SeedClient(cfg.seed_url, self.identity, cfg.public_ip, cfg.port, cfg.lmq_port,
                                cfg.admin_port, timeout=cfg.seed_timeout)
         self.fanout = SwarmFanout(self.peers, cfg.fanout_timeout, self.log)
@@ -111,8 +111,7 @@ class Node:
         cfg = self.cfg
         try:
             cfg.data_dir.mkdir(parents=True, exist_ok=True)
-            cert, key = ensure_certificate(cfg.data_dir / "tls", cfg.public_ip, self.identity.ed25519_hex)
-            ctx = server_context(cert, key)
+            ctx = server_context_for(cfg.data_dir / "tls", cfg.public_ip, self.identity.ed25519_hex)
         except (OSError, ssl.SSLError, ValueError) as e:
             raise StartupError(f"cannot prepare TLS certificate in {cfg.data_dir / 'tls'}: {e}") from e
         try:
@@ -122,7 +121,8 @@ class Node:
         self._build_handlers()
         await self._listen(self.make_storage_app(), cfg.ip, cfg.port, ctx, "storage")
         await self._listen(make_admin_app(self.admin_state, self.observations, self.behaviours,
-                                          self.clock, self.log), cfg.ip, cfg.admin_port, None, "admin")
+                                          self.clock, self.peer_overrides, self.log),
+                           cfg.ip, cfg.admin_port, None, "admin")
         self.log.info("started", ip=cfg.ip, public_ip=cfg.public_ip, port=cfg.port,
                       admin_port=cfg.admin_port, pubkey_ed25519=self.identity.ed25519_hex,
                       pubkey_x25519=self.identity.x25519_hex, seed_url=cfg.seed_url,
@@ -134,18 +134,11 @@ class Node:
                       what: str) -> None:
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()
-        site = web.TCPSite(runner, ip, port, ssl_context=ctx, backlog=512)
         try:
-            await site.start()
-        except OSError as e:
+            await start_site(runner, ip, port, what=f"{what} port", ssl_context=ctx)
+        except StartupError:
             await runner.cleanup()
-            if e.errno == errno.EADDRINUSE:
-                raise StartupError(f"{what} port {port} on {ip} in use: stop the other process or "
-                                   f"choose another port") from e
-            if e.errno == errno.EADDRNOTAVAIL:
-                raise StartupError(f"cannot bind {what} port {port}: address {ip} is not available "
-                                   f"on this host") from e
-            raise StartupError(f"cannot bind {what} port {port} on {ip}: {e}") from e
+            raise
         self._runners.append(runner)
 
     async def stop(self) -> None:
@@ -251,6 +244,7 @@ class Node:
             "messages": await self.storage.count(),
             "clock_offset_ms": self.clock.offset_ms,
             "behaviours": self.behaviours.to_json(),
+            "peer_overrides": self.peer_overrides.to_json(),
             "version": list(STORAGE_SERVER_VERSION),
         }
 
@@ -379,10 +373,3 @@ class Node:
 
     async def h_ping(self, request: web.Request) -> web.Response:
         return web.Response(status=200)
-
-    # --- run -----------------------------------------------------------------------------------
-    async def run_until_stopped(self) -> None:
-        await self._stop.wait()
-
-    def request_stop(self) -> None:
-        self._stop.set()

@@ -20,9 +20,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from nodes.common.proof import build_proof
 from nodes.protocol.keys import Identity, derive_seed
 from nodes.protocol.swarm import UNASSIGNED_SWARM
-from nodes.seed.registry import build_proof
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

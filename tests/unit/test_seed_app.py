@@ -5,10 +5,14 @@ from __future__ import annotations
 import io
 import json
 import random
+import socket
 from pathlib import Path
 
 import pytest
 
+from nodes.common.logs import JsonLogger
+from nodes.common.proof import build_proof
+from nodes.common.service import StartupError
 from nodes.protocol.constants import SEED_HTTPS_PORT, SEED_PORT
 from nodes.protocol.keys import Identity, derive_seed
 from nodes.protocol.swarm import PRODUCTION, SwarmParams
@@ -22,8 +26,7 @@ from nodes.seed.app import (
     ServerConfig,
     write_json_atomic,
 )
-from nodes.seed.logs import SeedLogger
-from nodes.seed.registry import SeedConfig, SeedCore, build_proof
+from nodes.seed.registry import SeedConfig, SeedCore
 
 pytestmark = pytest.mark.unit
 
@@ -45,7 +48,7 @@ def proof(identity: Identity, clock: FakeClock) -> dict:
 
 def make_server(tmp_path: Path, stream: io.StringIO | None = None) -> tuple[SeedServer, FakeClock]:
     clock = FakeClock()
-    logger = SeedLogger(stream=stream or io.StringIO())
+    logger = JsonLogger("seed", stream=stream or io.StringIO())
     core = SeedCore(SeedConfig(testnet_seed="unit", params=SMALL), clock=clock, logger=logger)
     server = SeedServer(core, ServerConfig(host="127.0.0.1", port=1, https_port=0, data_dir=tmp_path,
                                            admin_token="t"), logger,
@@ -114,13 +117,13 @@ def test_write_json_atomic_leaves_no_temp_files(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
 
 
-def test_logs_are_json_lines_with_component(tmp_path: Path) -> None:
+def test_logs_are_json_lines_named_seed(tmp_path: Path) -> None:
     stream = io.StringIO()
     server, clock = make_server(tmp_path, stream)
     server.core.accept_proof(proof(ident(1), clock))
     server.produce_block()
     recs = [json.loads(line) for line in stream.getvalue().splitlines()]
-    assert all(r["component"] == "seed" and {"ts", "level", "event"} <= set(r) for r in recs)
+    assert all(r["node"] == "seed" and {"ts", "level", "event"} <= set(r) for r in recs)
     block = next(r for r in recs if r["event"] == "block")
     assert block["height"] == 1 and block["active"] == 1 and block["swarm_sizes"] == {"0": 1}
     assert any(r["event"] == "registered" and r["pubkey_ed25519"] == ident(1).ed25519_hex for r in recs)
@@ -137,3 +140,17 @@ def test_cli_defaults_and_validation() -> None:
                 ["--port", "0"], ["--block-interval", "0"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
+
+
+async def test_busy_port_is_a_clear_startup_error(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        server, _ = make_server(tmp_path)
+        server.config = ServerConfig(host="127.0.0.1", port=port, https_port=0, data_dir=tmp_path,
+                                     admin_token="t")
+        with pytest.raises(StartupError, match=f"HTTP port {port} on 127.0.0.1 in use"):
+            await server.start()
+    assert server._runner is None and server.urls == []
+    assert not (tmp_path / STATE_FILE).exists()  # nothing persisted by a failed start

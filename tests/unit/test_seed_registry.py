@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from nodes.common.proof import build_proof
 from nodes.protocol.constants import HARDFORK
 from nodes.protocol.keys import Identity, derive_seed
 from nodes.protocol.swarm import UNASSIGNED_SWARM, SwarmParams, assign_swarms
@@ -18,7 +19,6 @@ from nodes.seed.registry import (
     RequestError,
     SeedConfig,
     SeedCore,
-    build_proof,
     parse_fields,
     requested,
 )

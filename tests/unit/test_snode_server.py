@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +16,14 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from nodes.common.logs import JsonLogger
 from nodes.protocol import onion, signing
 from nodes.protocol.constants import MAX_REQUEST_BODY
 from nodes.protocol.hashing import message_hash
 from nodes.protocol.keys import Identity
 from nodes.snode.admin import make_admin_app
 from nodes.snode.config import Config
-from nodes.snode.logs import JsonLogger
-from nodes.snode.peers import SWARM_PATH, auth_headers
+from nodes.snode.peers import SWARM_PATH, PeerOverrides, auth_headers
 from nodes.snode.ratelimit import RateLimiter
 from nodes.snode.server import Node
 from nodes.snode.storage import Message, Storage
@@ -61,8 +63,12 @@ class Cluster:
     def url(self, node: Node, path: str) -> str:
         return f"http://127.0.0.1:{self.port(node)}{path}"
 
-    def layout(self, swarms: dict[int, list[Node]], only: list[Node] | None = None) -> None:
-        entries = [seed_entry(n.identity, "127.0.0.1", self.port(n), sid)
+    def layout(self, swarms: dict[int, list[Node]], only: list[Node] | None = None,
+               listed: dict[Node, int] | None = None) -> None:
+        """Give nodes (all, or `only`) a seed view of `swarms`; `listed` makes the seed list a
+        node at another port than its server's."""
+        listed = listed or {}
+        entries = [seed_entry(n.identity, "127.0.0.1", listed.get(n, self.port(n)), sid)
                    for sid, members in swarms.items() for n in members]
         for n in only if only is not None else self.nodes:
             n.set_view(SwarmView.build(n.identity.ed25519_hex, entries, height=1))
@@ -92,6 +98,17 @@ async def cluster(tmp_path):
         yield c
     finally:
         await c.close()
+
+
+@pytest.fixture
+def dead_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that is bound but never listens: connections are refused."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    try:
+        yield s.getsockname()[1]
+    finally:
+        s.close()
 
 
 @pytest.fixture
@@ -350,7 +367,7 @@ async def test_push_rejects_foreign_accounts_and_bad_hashes(cluster):
 async def test_admin_interface(four, cluster):
     n = four[0]
     await cluster.rpc(n, "info", {})
-    app = make_admin_app(n.admin_state, n.observations, n.behaviours, n.clock, n.log)
+    app = make_admin_app(n.admin_state, n.observations, n.behaviours, n.clock, n.peer_overrides, n.log)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
@@ -378,5 +395,88 @@ async def test_admin_interface(four, cluster):
             assert (await r.json())["offset_ms"] == -120_000
         status, body = await cluster.rpc(n, "info", {})
         assert now_ms() - body["t"] > 100_000
+        # peer overrides: merge, null removes, bad bodies change nothing
+        peer, other = four[1].identity.ed25519_hex, four[2].identity.ed25519_hex
+        async with s.get(base + "/peer_overrides") as r:
+            assert r.status == 200 and await r.json() == {}
+        async with s.put(base + "/peer_overrides", json={peer: "127.9.2.3:22021"}) as r:
+            assert r.status == 200 and await r.json() == {peer: "127.9.2.3:22021"}
+        async with s.put(base + "/peer_overrides", json={other: "127.9.3.3:22021"}) as r:
+            assert await r.json() == {peer: "127.9.2.3:22021", other: "127.9.3.3:22021"}
+        for bad in (b"{nope", b'{"%s": "127.9.2.3"}' % peer.encode(), b'["x"]', b""):
+            async with s.put(base + "/peer_overrides", data=bad) as r:
+                assert r.status == 400 and (await r.json())["error"]
+        async with s.put(base + "/peer_overrides", json={peer: None}) as r:
+            assert await r.json() == {other: "127.9.3.3:22021"}
+        assert n.peers.address(four[2].view.me) == ("127.9.3.3", 22021)
+        assert n.peers.address(four[1].view.me) == ("127.0.0.1", cluster.port(four[1]))
+        async with s.get(base + "/state") as r:
+            assert (await r.json())["peer_overrides"] == {other: "127.9.3.3:22021"}
     finally:
         await server.close()
+
+
+# --- peer address overrides ----------------------------------------------------------------------
+
+def test_peer_overrides_validate_everything_before_changing_anything():
+    o = PeerOverrides()
+    pk, other = node_identity("x").ed25519_hex, node_identity("y").ed25519_hex
+    o.update({pk.upper(): "127.0.0.5:22021"})
+    assert o.get(pk) == ("127.0.0.5", 22021) and o.to_json() == {pk: "127.0.0.5:22021"}
+    for bad in ([pk], {"zz": "127.0.0.1:1"}, {pk: "127.0.0.1"}, {pk: "localhost:1"},
+                {pk: "127.0.0.1:0"}, {pk: "127.0.0.1:65536"}, {pk: 22021}, {pk: "0.0.0.0:22021"},
+                {other: "127.0.0.6:1", pk: "nope"}):
+        with pytest.raises(ValueError):
+            o.update(bad)
+    assert o.to_json() == {pk: "127.0.0.5:22021"}  # the valid half of the last update was not applied
+    o.update({other: "127.0.0.6:1"})
+    o.update({pk: None, "ab" * 32: None})  # null removes; removing an absent key is fine
+    assert o.to_json() == {other: "127.0.0.6:1"} and o.get(pk) is None
+
+
+async def test_fanout_connects_to_the_override(four, cluster, dead_port):
+    a, b = four[0], four[1]
+    b_pk = b.identity.ed25519_hex
+    acct = account_in_swarm(a.view, SWARM_A)
+    a.peer_overrides.update({b_pk: f"127.0.0.1:{dead_port}"})
+    status, body = await cluster.rpc(a, "store", store_params(acct, b"o1"))
+    assert status == 200 and body["swarm"][b_pk] == {"failed": True, "timeout": True}
+    # the seed lists b at the dead port: only the override reaches it
+    cluster.layout({SWARM_A: four[:2], SWARM_B: four[2:]}, listed={b: dead_port})
+    a.peer_overrides.update({b_pk: f"127.0.0.1:{cluster.port(b)}"})
+    status, body = await cluster.rpc(a, "store", store_params(acct, b"o2"))
+    assert status == 200 and body["swarm"][b_pk]["hash"] == message_hash(acct.session_id, 0, b"o2")
+    a.peer_overrides.update({b_pk: None})
+    status, body = await cluster.rpc(a, "store", store_params(acct, b"o3"))
+    assert body["swarm"][b_pk] == {"failed": True, "timeout": True}
+
+
+async def test_onion_relay_connects_to_the_override(four, cluster, dead_port):
+    guard, dest = four[2], four[0]
+    cluster.layout({SWARM_A: four[:2], SWARM_B: four[2:]}, listed={dest: dead_port})
+    url = cluster.url(guard, "/onion_req/v2")
+
+    async def relay() -> tuple[int, bytes, onion.OnionRequest]:
+        req = onion.build_onion_request([hop(guard)], hop(dest), b'{"method": "info", "params": {}}')
+        async with cluster.session.post(url, data=req.frame) as r:
+            return r.status, await r.read(), req
+
+    status, body, _ = await relay()
+    assert (status, body) == (504, b"Request time out")
+    guard.peer_overrides.update({dest.identity.ed25519_hex: f"127.0.0.1:{cluster.port(dest)}"})
+    status, body, req = await relay()
+    assert status == 200 and onion.decrypt_onion_response(req, body)[0] == 200
+    assert [o["hop"] for o in dest.observations.since(0) if o["channel"] == "onion"] == ["destination"]
+
+
+async def test_replication_push_connects_to_the_override(cluster, dead_port):
+    a, b = await cluster.add("a"), await cluster.add("b")
+    cluster.layout({SWARM_A: [a]})
+    acct = account_in_swarm(a.view, SWARM_A)
+    assert (await cluster.rpc(a, "store", store_params(acct, b"replicate me")))[0] == 200
+    cluster.layout({SWARM_A: [a, b]}, listed={b: dead_port})
+    await a.replicator.sync_once()
+    assert await b.storage.count() == 0 and b.identity.ed25519_hex in a.replicator.pending_members
+    a.peer_overrides.update({b.identity.ed25519_hex: f"127.0.0.1:{cluster.port(b)}"})
+    await a.replicator.sync_once()
+    assert await b.storage.count() == 1 and a.replicator.pending_members == set()

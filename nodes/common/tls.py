@@ -1,4 +1,9 @@
-"""Self-signed TLS certificate for the storage port, kept in DATA_DIR/tls/."""
+"""Self-signed TLS certificates (kept in ``DATA_DIR/tls/``) and the TLS contexts of the testnet.
+
+Storage nodes serve their storage port over HTTPS and the seed its JSON-RPC over HTTPS, both with
+a self-signed certificate; node→node and node→seed clients do not verify certificates (as Session
+clients do not verify service nodes' certificates).
+"""
 
 from __future__ import annotations
 
@@ -12,12 +17,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from .files import write_atomic
+
 CERT_FILE = "cert.pem"
 KEY_FILE = "key.pem"
 
 
 def ensure_certificate(tls_dir: Path, ip: str, common_name: str) -> tuple[Path, Path]:
-    """Return (cert, key) paths, creating a self-signed EC P-256 certificate on first use."""
+    """Return (cert, key) paths, creating a self-signed EC P-256 certificate for ``ip`` on first
+    use (and whenever one of the two files is missing)."""
     tls_dir.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = tls_dir / CERT_FILE, tls_dir / KEY_FILE
     if cert_path.exists() and key_path.exists():
@@ -37,15 +45,10 @@ def ensure_certificate(tls_dir: Path, ip: str, common_name: str) -> tuple[Path, 
                        critical=False)
         .sign(key, hashes.SHA256())
     )
-    tmp_key = key_path.with_suffix(".tmp")
-    tmp_key.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    tmp_key.chmod(0o600)
-    tmp_cert = cert_path.with_suffix(".tmp")
-    tmp_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    tmp_key.replace(key_path)
-    tmp_cert.replace(cert_path)
+    write_atomic(key_path, key.private_bytes(serialization.Encoding.PEM,
+                                             serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption()), mode=0o600)
+    write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path
 
 
@@ -55,8 +58,13 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     return ctx
 
 
+def server_context_for(tls_dir: Path, ip: str, common_name: str) -> ssl.SSLContext:
+    """:func:`ensure_certificate` + :func:`server_context`."""
+    return server_context(*ensure_certificate(tls_dir, ip, common_name))
+
+
 def insecure_client_context() -> ssl.SSLContext:
-    """Client context for node<->node and seed HTTPS: self-signed peers, no verification."""
+    """Client context for node→node and node→seed HTTPS: self-signed peers, no verification."""
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE

@@ -1,4 +1,8 @@
-"""Structured logs of the seed: one JSON object per line (ts, level, component, event, fields…)."""
+"""Structured logs: one JSON object per line, ``{"ts", "level", "node", "event", **fields}``.
+
+``node`` names the process that writes: a storage node's name (``sn01``) or ``seed``.  Fields
+never replace the four fixed keys.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +16,14 @@ from typing import Any, TextIO
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
 
-class SeedLogger:
-    """Writes ``{"ts", "level", "component": "seed", "event", **fields}`` lines to a file or stderr."""
+class JsonLogger:
+    """Writes JSON lines to ``path`` (appending, line-buffered) or to ``stream`` (default stderr)."""
 
-    def __init__(self, path: Path | None = None, *, level: str = "info", stream: TextIO | None = None,
-                 component: str = "seed") -> None:
+    def __init__(self, node: str, path: Path | None = None, *, level: str = "info",
+                 stream: TextIO | None = None) -> None:
         if level not in LEVELS:
             raise ValueError(f"unknown log level {level!r}; use one of {sorted(LEVELS)}")
-        self.component = component
+        self.node = node
         self._min = LEVELS[level]
         self._lock = threading.Lock()
         self._own = path is not None
@@ -30,10 +34,10 @@ class SeedLogger:
             self._out = stream if stream is not None else sys.stderr
 
     def log(self, level: str, event: str, **fields: Any) -> None:
-        if LEVELS.get(level, 20) < self._min:
+        if LEVELS.get(level, LEVELS["info"]) < self._min:
             return
-        rec: dict[str, Any] = {"ts": round(time.time(), 3), "level": level,
-                               "component": self.component, "event": event}
+        rec: dict[str, Any] = {"ts": round(time.time(), 3), "level": level, "node": self.node,
+                               "event": event}
         for k, v in fields.items():
             rec.setdefault(k, v)
         line = json.dumps(rec, default=str, separators=(",", ":"))
@@ -62,12 +66,13 @@ class SeedLogger:
                 self._out.close()
 
 
-class NullLogger(SeedLogger):
-    """Discards everything (default of the pure core)."""
+class NullLogger(JsonLogger):
+    """Discards everything (default of pure state machines and unit tests)."""
 
-    def __init__(self) -> None:  # noqa: D107 - no output stream
-        self.component = "seed"
+    def __init__(self, node: str = "null") -> None:  # noqa: D107 - no output stream
+        self.node = node
         self._min = 100
+        self._own = False
 
     def log(self, level: str, event: str, **fields: Any) -> None:
         return

@@ -1,0 +1,85 @@
+"""aiohttp helpers shared by the seed and the storage node.
+
+* JSON error answers ``{"error": message, "status": status}`` and strict JSON request bodies;
+* listening sockets whose failures say which address is busy or missing;
+* client sessions for the testnet's self-signed HTTPS peers.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import ssl
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from .service import StartupError
+from .tls import insecure_client_context
+
+
+class InvalidJson(ValueError):
+    """A request body is not valid JSON (answer 400 with this message)."""
+
+
+class ListenError(StartupError):
+    """A listening socket cannot be opened; the message names the address and what to do."""
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=json.dumps(data), content_type="application/json")
+
+
+def json_error(status: int, message: str) -> web.Response:
+    return json_response({"error": message, "status": status}, status)
+
+
+async def read_json(request: web.Request, *, empty: Any = None) -> Any:
+    """The request body as JSON (``empty`` for a blank body); raises :class:`InvalidJson`."""
+    text = await request.text()
+    if not text.strip():
+        return empty
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidJson(f"body is not valid JSON: {e}") from None
+
+
+async def start_site(runner: web.AppRunner, host: str, port: int, *, what: str,
+                     ssl_context: ssl.SSLContext | None = None, backlog: int = 512) -> web.TCPSite:
+    """Listen on ``host:port`` for ``runner``; raises :class:`ListenError` (``what`` names the
+    socket, e.g. "storage port") saying why the address cannot be used."""
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=backlog)
+    try:
+        await site.start()
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            msg = f"{what} {port} on {host} in use: stop the other process or choose another port"
+        elif e.errno == errno.EADDRNOTAVAIL:
+            msg = f"cannot bind {what} {port}: address {host} is not available on this host"
+        else:
+            msg = f"cannot bind {what} {port} on {host}: {e}"
+        raise ListenError(msg) from e
+    return site
+
+
+class ClientSessions:
+    """A lazily (re)created aiohttp session for HTTPS peers with self-signed certificates."""
+
+    def __init__(self, timeout: float | None = None, limit: int = 100) -> None:
+        self.timeout = timeout
+        self.limit = limit
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=insecure_client_context(), limit=self.limit),
+                timeout=aiohttp.ClientTimeout(total=self.timeout))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
