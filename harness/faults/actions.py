@@ -14,7 +14,7 @@ Everything a fault changes lives in Toxiproxy or in the nodes, never only in thi
 
 from __future__ import annotations
 
-import asyncio
+import concurrent.futures
 import inspect
 import random
 from collections.abc import Callable, Sequence
@@ -66,9 +66,10 @@ class FaultError(BackendError):
     cause (Toxiproxy, node admin or runtime error)."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Fault:
-    """A handle on one applied fault. ``remove()`` undoes it (once)."""
+    """A handle on one applied fault. ``remove()`` undoes it (once). Handles compare by
+    identity."""
 
     action: str
     target: str | None
@@ -137,14 +138,13 @@ class Faults:
                  *, guard_provider: GuardProvider | None = None,
                  toxiproxy: ToxiproxyClient | None = None,
                  view: Callable[[], NetworkView] | None = None,
-                 admin_timeout: float = 3.0, first_call: int = 0) -> None:
+                 first_call: int = 0) -> None:
         self.net = net
         self.timeline = timeline if timeline is not None else Timeline()
         self.seed = seed if seed is not None else str(net.state.topology.get("seed", "0"))
         self.guard_provider = guard_provider
         self._toxiproxy = toxiproxy
         self._view = view
-        self.admin_timeout = admin_timeout
         self.active: list[Fault] = []
         self._calls = first_call
 
@@ -152,8 +152,14 @@ class Faults:
     def __enter__(self) -> Faults:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.remove_all()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        try:
+            self.remove_all()
+        except FaultError:
+            if exc_type is None:
+                raise
+            # an exception is already on its way: do not hide it (the failures are on the
+            # timeline)
 
     @property
     def toxiproxy(self) -> ToxiproxyClient:
@@ -366,11 +372,12 @@ class Faults:
         by_src: dict[str, dict[str, None]] = {}
         for _name, (src, dst) in sorted(links.items()):
             by_src.setdefault(src, {})[self._node(dst).pubkey_ed25519] = None
+        # a stopped node has no overrides left (they live in its memory); a paused one is
+        # reset when Faults unpauses it (_restore_overrides)
         results = self._admin_many({src: ("peer_overrides", body, "PUT")
-                                    for src, body in by_src.items()})
+                                    for src, body in by_src.items() if self._reachable(src)})
         for src, res in results.items():
-            # a node that is not running has no overrides left (they live in its memory)
-            if isinstance(res, Exception) and self.net.backend.is_running(self.net.state, src):
+            if isinstance(res, Exception):
                 errors.append(f"{src}: removing peer overrides failed: {res}")
         for name in sorted(links):
             self.toxiproxy.delete_proxy(name, missing_ok=True)
@@ -414,7 +421,16 @@ class Faults:
         self._set_override(src, dst, listen_addr)
         return name
 
+    def _reachable(self, node: str) -> bool:
+        """Whether ``node``'s admin interface can answer (running and not paused)."""
+        return (self.net.backend.is_running(self.net.state, node)
+                and not self._node(node).runtime.get("paused"))
+
     def _set_override(self, src: str, dst: str, addr: str) -> None:
+        if not self._reachable(src):
+            # a stopped or paused node: start/unpause through Faults restores its overrides
+            # from the link proxies (see _restore_overrides)
+            return
         body = {self._node(dst).pubkey_ed25519: addr}
         try:
             self.net.node_admin(src, "peer_overrides", body, method="PUT")
@@ -435,34 +451,35 @@ class Faults:
 
     # -- admin helpers -----------------------------------------------------------------------
     def _admin_many(self, calls: dict[str, tuple[str, Any, str]]) -> dict[str, Any]:
-        """Node admin calls in parallel with a short timeout: node -> result or exception."""
-        async def run() -> dict[str, Any]:
-            timeout = rpc.aiohttp.ClientTimeout(total=self.admin_timeout)
-            async with rpc.new_session(timeout) as session:
-                async def one(node: str, path: str, body: Any, method: str) -> Any:
-                    try:
-                        url = self._node(node).admin_url
-                        return await rpc.node_admin(session, url, path, body, method)
-                    except (rpc.RpcError, StateError) as e:
-                        return e
-                names = sorted(calls)
-                res = await asyncio.gather(*(one(n, *calls[n]) for n in names))
-                return dict(zip(names, res, strict=True))
+        """Node admin calls (through ``Testnet.node_admin``) in parallel: node -> result or
+        the exception it raised."""
+        def one(node: str) -> Any:
+            path, body, method = calls[node]
+            try:
+                return self.net.node_admin(node, path, body, method=method)
+            except (rpc.RpcError, StateError) as e:
+                return e
 
-        return rpc.run_sync(run()) if calls else {}
+        if not calls:
+            return {}
+        names = sorted(calls)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(names))) as pool:
+            return dict(zip(names, pool.map(one, names), strict=True))
 
     def _churn_call(self, action: str, node: str) -> None:
         getattr(self.net, action)(node)
-        if action in ("start", "restart"):
-            self._restore_overrides(node)
+        if action in ("start", "restart", "unpause"):
+            self._restore_overrides(node, full=action == "unpause")
 
-    def _restore_overrides(self, node: str, timeout: float = 30.0) -> None:
-        """A restarted node forgot its peer overrides: point it at its link proxies again."""
+    def _restore_overrides(self, node: str, *, full: bool = False, timeout: float = 30.0) -> None:
+        """Point ``node`` at exactly the link proxies that exist for it: a restarted node forgot
+        its overrides; an unpaused one (``full``) may also keep overrides of links removed while
+        it was frozen, so every other peer's override is reset first."""
         if not self.net.state.extra.get("toxiproxy_url"):
             return
         proxies = self.toxiproxy.proxies()
         mine = [(name, dst) for name, (src, dst) in self._link_index().items() if src == node]
-        if not mine:
+        if not mine and not full:
             return
 
         def answering() -> bool:
@@ -470,7 +487,10 @@ class Faults:
                                   Exception)
 
         self.net.wait_for(answering, timeout=timeout, what=f"admin interface of {node}")
-        body = {self._node(dst).pubkey_ed25519: proxies[name].listen for name, dst in mine}
+        body: dict[str, str | None] = {}
+        if full:
+            body = {n.pubkey_ed25519: None for n in self.net.state.nodes if n.name != node}
+        body.update({self._node(dst).pubkey_ed25519: proxies[name].listen for name, dst in mine})
         self.net.node_admin(node, "peer_overrides", body, method="PUT")
 
     # -- network faults ----------------------------------------------------------------------
@@ -688,8 +708,7 @@ class Faults:
         return self._record(fault, "apply", result=result or None)
 
     def _reset_node_side(self, names: list[str]) -> list[str]:
-        running = [n for n in names if self.net.backend.is_running(self.net.state, n)
-                   and not self._node(n).runtime.get("paused")]
+        running = [n for n in names if self._reachable(n)]
         calls_clock = {n: ("clock", {"offset_ms": 0}, "PUT") for n in running}
         calls_beh = {n: ("behaviours", dict(DEFAULT_BEHAVIOURS), "PUT") for n in running}
         errors = []

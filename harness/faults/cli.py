@@ -41,13 +41,13 @@ def open_faults(name: str, seed: str | None = None) -> Faults:
     return Faults(net, Timeline(path), seed=seed, first_call=earlier)
 
 
-def _emit(ev: Event | None, as_json: bool) -> None:
+def _emit(ev: Event | None, as_json: bool, wall: bool = False) -> None:
     if ev is None:
         return
     if as_json:
         click.echo(json.dumps(ev.to_json(), sort_keys=True, default=str))
     else:
-        click.echo(ev.describe())
+        click.echo(ev.describe(wall=wall))
 
 
 def _hold(faults: Faults, fault: Fault, duration: float | None, as_json: bool) -> None:
@@ -311,7 +311,7 @@ def log_cmd(name: str, as_json: bool) -> None:
         click.echo("no faults recorded")
         return
     for ev in Timeline.load(path):
-        _emit(ev, as_json)
+        _emit(ev, as_json, wall=True)
 
 
 # -- partition / heal / churn -----------------------------------------------------------------

@@ -328,8 +328,9 @@ class Schedule:
               name: str = "churn") -> Schedule:
         """Every ``interval`` seconds take ``count`` nodes out with ``action`` (kill, stop,
         pause, decommission, down) and bring them back ``interval`` later (just before the next
-        round). With ``swarms`` (swarm id -> member names) at least one member of every swarm
-        stays up, so every account keeps a live swarm member."""
+        round); nodes of the previous round are only chosen again when no other will do. With
+        ``swarms`` (swarm id -> member names) at least one member of every swarm stays up, so
+        every account keeps a live swarm member."""
         if action not in EXCLUSIVE:
             raise ScheduleError(f"churn action must be one of {', '.join(sorted(EXCLUSIVE))}")
         if interval <= 0 or duration <= 0 or count < 1:
@@ -340,13 +341,16 @@ class Schedule:
         swarm_of = {n: sid for sid, members in (swarms or {}).items() for n in members}
         sizes = {sid: len(members) for sid, members in (swarms or {}).items()}
         rng = random.Random(f"{seed}/{name}")
-        steps = []
+        steps: list[Step] = []
+        previous: set[str] = set()
         t = 0.0
         while t < duration:
             dur = round(min(interval, duration - t), 3)
             chosen: list[str] = []
             out: dict[int, int] = {}
-            for n in rng.sample(pool, len(pool)):
+            # random order, but the nodes of the previous round (just back) come last
+            order = sorted(rng.sample(pool, len(pool)), key=lambda n: n in previous)
+            for n in order:
                 sid = swarm_of.get(n)
                 if sid is not None and out.get(sid, 0) + 1 >= sizes[sid]:
                     continue  # would take the last member of its swarm out
@@ -360,6 +364,7 @@ class Schedule:
                                     "every swarm up; lower the count")
             steps.append(Step(at=round(t, 3), action=action, target=",".join(sorted(chosen)),
                               duration=dur))
+            previous = set(chosen)
             t = round(t + interval, 3)
         return cls(steps=steps, seed=str(seed), name=name, duration=float(duration))
 

@@ -22,7 +22,6 @@ swarm ids, see :func:`live_view`).
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -35,7 +34,6 @@ from nodes.protocol.swarm import UNASSIGNED_SWARM, swarm_for, swarm_space
 GuardProvider = Callable[[], str]
 
 KINDS = ("nodes", "all", "random", "swarm", "swarm_of", "guard")
-_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 class TargetError(ValueError):
@@ -171,10 +169,6 @@ class Target:
 
     # -- constructors ------------------------------------------------------------------------
     @classmethod
-    def nodes_(cls, *names: str) -> Target:
-        return cls("nodes", names=tuple(names))
-
-    @classmethod
     def parse(cls, spec: str | Target | Sequence[str]) -> Target:
         """``Target`` from its string form (a Target is returned as is; a list of names is a
         ``nodes`` target)."""
@@ -289,14 +283,6 @@ class Target:
             raise TargetError(f"target {self} draws at random: pass a seeded random.Random")
         k = min(k, len(candidates))
         return sorted(rng.sample(sorted(candidates), k))
-
-
-def parse_targets(specs: str | Target | Sequence[str] | None) -> Target | None:
-    return None if specs is None else Target.parse(specs)
-
-
-def looks_like_key(text: str) -> bool:
-    return bool(_HEX64.match(text))
 
 
 __all__ = ["Target", "TargetError", "NetworkView", "NodeInfo", "GuardProvider", "live_view",

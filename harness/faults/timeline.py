@@ -63,11 +63,17 @@ class Event:
             d.pop(k, None)
         return d
 
-    def describe(self) -> str:
-        what = ", ".join(self.links) if self.links else ", ".join(self.nodes) or "-"
-        params = " ".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+    def describe(self, wall: bool = False) -> str:
+        """One line: time (offset, or local wall-clock time with ``wall``), phase, action,
+        nodes or links, parameters, outcome."""
+        what = ", ".join(self.nodes) or "-"
+        if self.links:
+            what += f" [{', '.join(self.links)}]"
+        params = " ".join(f"{k}={v}" for k, v in sorted(self.params.items()) if v is not None)
         status = "ok" if self.ok else f"FAILED: {self.error}"
-        return (f"[{self.offset:8.3f}s] {self.phase:<6} {self.action:<12} {what}"
+        when = (time.strftime("%H:%M:%S", time.localtime(self.wall)) + f".{int(self.wall % 1 * 1000):03d}"
+                if wall else f"{self.offset:8.3f}s")
+        return (f"[{when}] {self.phase:<6} {self.action:<12} {what}"
                 f"{'  ' + params if params else ''}  {status}")
 
 
