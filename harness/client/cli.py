@@ -141,6 +141,8 @@ def recv_cmd(name: str | None, seed_url: str | None, account_file: str, timeout:
 
 
 COMMANDS = (account_group, send_cmd, recv_cmd)
+#: what `testnet` (harness/cli.py) adds to its group
+commands = list(COMMANDS)
 
 
 def register(group: click.Group) -> None:

@@ -55,7 +55,7 @@ from .errors import (
     Timeout,
     describe_node,
 )
-from .paths import OnionPath, PathSet
+from .paths import OnionPath, PathSet, build_path
 from .pool import NodePool
 from .records import (
     OUTCOME_ERROR,
@@ -121,6 +121,8 @@ class _SwarmEntry:
     members: list[Snode]
     fetched_at: float
     fetched_size: int
+    #: the swarm as the network reported it (before dropping nodes we struck out)
+    reported: list[Snode]
 
 
 @dataclass
@@ -160,6 +162,9 @@ class _Target:
         self.fixed = fixed
         self.prefer = prefer
         self.excluded: set[str] = set()
+        #: destinations already tried by this request: others are preferred on a retry (a
+        #: timeout through a path may be the destination's fault as well as a relay's)
+        self.tried: set[str] = set()
         self.refetched = False
         self.members: list[Snode] = []
 
@@ -190,12 +195,15 @@ class _Target:
                     f"{sorted(e[-8:] for e in self.excluded)})")
             self.refetched = True
             await c._swarm_members(self.pubkey, op, refresh=True, enc_type=self.enc_type)
+        candidates = [m for m in candidates if m.ed25519 not in self.tried] or candidates
         if self.prefer is not None:
             candidates = self.prefer(candidates) or candidates
-        # a destination on neither path can use any path
+        # a destination on neither path can use any path; one on every path (possible when a
+        # small network made paths share hops) is only used if nothing else is left
         in_use = c.paths.nodes_in_use()
         free = [m for m in candidates if m.ed25519 not in in_use]
-        return c._rng.choice(free or candidates)
+        reachable = [m for m in candidates if c.paths.choose(m.ed25519) is not None]
+        return c._rng.choice(free or reachable or candidates)
 
 
 def _extract_pubkey(text: str, prefix: str) -> str | None:
@@ -297,9 +305,11 @@ class SessionClient:
         entry = self._swarms.get(session_id)
         return list(entry.members) if entry else None
 
-    def set_cached_swarm(self, session_id: str, members: Sequence[Snode], swarm_id: int | None = None) -> None:
+    def set_cached_swarm(self, session_id: str, members: Sequence[Snode], swarm_id: int | None = None,
+                         reported: Sequence[Snode] | None = None) -> None:
         """Put a swarm in the cache (tests use this to plant a stale swarm)."""
-        self._swarms[session_id] = _SwarmEntry(swarm_id, list(members), time.monotonic(), len(members))
+        self._swarms[session_id] = _SwarmEntry(swarm_id, list(members), time.monotonic(), len(members),
+                                               list(reported if reported is not None else members))
 
     # -- records ------------------------------------------------------------------------------
     def _start(self, record: OperationRecord) -> _Op:
@@ -462,6 +472,23 @@ class SessionClient:
                                       f"(failed: {sorted(g[-8:] for g in failed_guards)})")
                 self.paths.add(path)
 
+    def _one_off_path(self, dest: Snode, method: str) -> OnionPath:
+        """Every path contains ``dest``: build a path for this request only (libsession builds an
+        extra path when no path fits a destination)."""
+        exclude = {dest.ed25519}
+        try:
+            try:
+                return build_path(self.pool.nodes(), [], hops=self.config.path_hops,
+                                  subnet_diversity=self.config.subnet_diversity, rng=self._rng,
+                                  exclude=exclude | self._quarantined())
+            except NoPathError:
+                return build_path(self.pool.nodes(), [], hops=self.config.path_hops,
+                                  subnet_diversity=self.config.subnet_diversity, rng=self._rng,
+                                  exclude=exclude)
+        except NoPathError as exc:
+            raise NoPathError(f"{method}: every onion path contains the destination {dest} and no "
+                              f"other path can be built: {exc}") from None
+
     async def _test_guard(self, op: _Op, guard: Snode) -> bool:
         """session-desktop testGuardNode: a direct storage RPC must answer 200."""
         url = f"{guard.url}/storage_rpc/v1"
@@ -604,8 +631,8 @@ class SessionClient:
                            dest: Snode, method: str) -> _Attempt:
         guard = path.guard
         a.error_kind = exc.kind
-        a.failed_node = guard.ref()
         if exc.kind == tr.CONNECT:
+            a.failed_node = guard.ref()
             # libsession: a connection failure to the edge node retires the path at once and
             # records a failure for the edge node
             err = PathError(guard, None, "", hop=0, method=method,
@@ -692,12 +719,12 @@ class SessionClient:
             self._drop_node(dest.ed25519, "repeated 421", a)
             return _Attempt(_RETRY_DEST, error=err)
         op.reported_421.add(key)
-        swarm_id, members = parse_swarm_body(data)
-        members = [m for m in members if m.ed25519 not in self.pool.dropped]
+        swarm_id, reported = parse_swarm_body(data)
+        members = [m for m in reported if m.ed25519 not in self.pool.dropped]
         if members:
             for m in members:
                 self.pool.add(m)
-            self.set_cached_swarm(associated_with, members, swarm_id)
+            self.set_cached_swarm(associated_with, members, swarm_id, reported)
             a.actions.append(f"swarm_replaced:{len(members)}")
             return _Attempt(_SWARM_MOVED, error=err)
         entry = self._swarms.get(associated_with)
@@ -761,11 +788,15 @@ class SessionClient:
         clock_retried = False
         for n in range(1, self.config.max_attempts + 1):
             await self._ensure_ready(op)
-            dest = await target.pick(op)
+            try:
+                dest = await target.pick(op)
+            except (DestinationError, SwarmError, NoPathError):
+                if last is not None:  # no destination left: the last failure says why
+                    raise last from None
+                raise
             path = self.paths.choose(dest.ed25519, avoid=op.failed_paths)
             if path is None:
-                raise NoPathError(f"{method}: every onion path contains the destination {dest}; "
-                                  "the network is too small for a path that avoids it")
+                path = self._one_off_path(dest, method)
             result = await self._attempt(op, method=method, params=make_params(dest), dest=dest,
                                          path=path, enc_type=enc, associated_with=target.pubkey)
             if result.kind == _OK:
@@ -783,6 +814,7 @@ class SessionClient:
                         a.failed_node = dest.ref()
                         self._strike_node(dest, "unconfirmed store", a)
                         target.excluded.add(dest.ed25519)
+                        target.tried.add(dest.ed25519)
                         last = exc
                         if n < self.config.max_attempts:
                             await asyncio.sleep(self._backoff(n))
@@ -799,6 +831,7 @@ class SessionClient:
                 clock_retried = True
                 await self._resync_clock(op, dest, path, enc)
                 continue
+            target.tried.add(dest.ed25519)
             if result.kind == _RETRY_PATH:
                 op.failed_paths.add(path.id)
             elif result.kind in (_RETRY_DEST, _SWARM_MOVED):
@@ -826,7 +859,10 @@ class SessionClient:
     async def get_swarm(self, session_id: str, *, refresh: bool = False,
                         enc_type: str | None = None) -> list[Snode]:
         """The swarm of an account (cached; ``refresh`` forces a network lookup)."""
-        SessionID.parse(session_id)
+        try:
+            SessionID.parse(session_id)
+        except ValueError as exc:
+            raise SwarmError(f"cannot look up the swarm of {session_id!r}: {exc}") from None
         op = self._start(OperationRecord(op_id=new_op_id("get_swarm"), kind="get_swarm",
                                          recipient=session_id, enc_type=enc_type or self.config.enc_type))
         try:
@@ -864,7 +900,7 @@ class SessionClient:
         usable = [m for m in members if m.ed25519 not in self.pool.dropped] or members
         for m in usable:
             self.pool.add(m)
-        self.set_cached_swarm(session_id, usable, swarm_id)
+        self.set_cached_swarm(session_id, usable, swarm_id, members)
         op.record.attempts[-1].actions.append(f"swarm_cached:{len(usable)}")
         return list(usable)
 
@@ -886,27 +922,44 @@ class SessionClient:
                          namespace=0, ttl_ms=ttl)
         op = self._start(rec)
         try:
-            sid = SessionID.parse(to)
+            try:
+                sid = SessionID.parse(to)
+            except ValueError as exc:
+                raise StoreFailed(f"cannot send to {to!r}: {exc}") from None
             if sid.prefix != PREFIX_X25519:
                 raise StoreFailed(f"cannot send to {to}: 1-to-1 messages need a 05 Session ID")
             await self._ensure_ready(op)
-            ts = self.clock.now_ms()
-            try:
-                data = encrypt_message(self.identity, sid, body, timestamp_ms=ts, display_name=display_name)
-            except MessageError as exc:
-                raise StoreFailed(f"cannot build the message for {to}: {exc}") from exc
-            h = message_hash(sid, 0, data)
-            rec.message_hash, rec.timestamp_ms = h, ts
-            rec.details["data_bytes"] = len(data)
-            params = {"pubkey": to, "ttl": ttl, "timestamp": ts,
-                      "data": base64.b64encode(data).decode("ascii"), "namespace": 0}
+            built: dict[str, Any] = {}
+
+            def params(_dest: Snode) -> dict[str, Any]:
+                # (re)build the message when the network time changed (e.g. after a 406): the
+                # store timestamp and the message timestamp are the same network time
+                if built.get("offset") != self.clock.offset_ms:
+                    ts = self.clock.now_ms()
+                    try:
+                        data = encrypt_message(self.identity, sid, body, timestamp_ms=ts,
+                                               display_name=display_name)
+                    except MessageError as exc:
+                        raise StoreFailed(f"cannot build the message for {to}: {exc}") from exc
+                    if "offset" in built:
+                        rec.details.setdefault("rebuilt_for_clock", 0)
+                        rec.details["rebuilt_for_clock"] += 1
+                    built.update(offset=self.clock.offset_ms, params={
+                        "pubkey": to, "ttl": ttl, "timestamp": ts,
+                        "data": base64.b64encode(data).decode("ascii"), "namespace": 0})
+                    rec.message_hash, rec.timestamp_ms = message_hash(sid, 0, data), ts
+                    rec.details["data_bytes"] = len(data)
+                return built["params"]
+
+            params(None)  # type: ignore[arg-type]  # build now: a bad message fails before any request
             target = _Target(self, pubkey=to, enc_type=enc)
 
             def verify(dest: Snode, resp: dict[str, Any], a: AttemptRecord) -> None:
-                self._verify_store(rec, dest, resp, h, target.members, a)
+                assert rec.message_hash is not None
+                self._verify_store(rec, dest, resp, rec.message_hash, target.members, a)
 
-            dest, _resp, path = await self._call(op, "store", lambda _d: params, target,
-                                                 enc_type=enc, validate=verify if self.config.verify_store else None)
+            dest, _resp, path = await self._call(op, "store", params, target, enc_type=enc,
+                                                 validate=verify if self.config.verify_store else None)
             rec.destination, rec.path = dest.ref(), path.refs()
         except ClientError as exc:
             if isinstance(exc, StoreFailed):
@@ -924,7 +977,9 @@ class SessionClient:
     def _verify_store(self, rec: SendRecord, dest: Snode, resp: dict[str, Any], expected_hash: str,
                       members: list[Snode], a: AttemptRecord) -> None:
         """Check the per-member results of a store: each member signs the message hash."""
-        known = {m.ed25519 for m in members} | {dest.ed25519}
+        entry = self._swarms.get(rec.recipient or "")
+        reported = entry.reported if entry is not None else []
+        known = {m.ed25519 for m in members} | {m.ed25519 for m in reported} | {dest.ed25519}
         swarm = resp.get("swarm")
         results: dict[str, dict[str, Any]] = {}
         confirmations = 0
@@ -1023,7 +1078,15 @@ class SessionClient:
                         "pubkey_ed25519": self.identity.ed25519_hex,
                     }
 
-                dest, data, _path = await self._call(op, "retrieve", params, target, enc_type=enc)
+                try:
+                    dest, data, _path = await self._call(op, "retrieve", params, target, enc_type=enc)
+                except ClientError as exc:
+                    if not rec.polled:
+                        raise
+                    # a later page / namespace failed: keep what was already accepted (those
+                    # hashes are marked seen and would otherwise be lost)
+                    rec.details.setdefault("partial_errors", []).append(str(exc))
+                    return found
                 target = _Target(self, pubkey=self.session_id, fixed=dest, enc_type=enc)  # pages / namespaces: same node
                 msgs = data.get("messages")
                 if not isinstance(msgs, list):

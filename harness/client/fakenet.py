@@ -6,7 +6,7 @@ It implements the client-visible protocol with the real protocol library: the se
 hashes) and signed ``retrieve`` with ``last_hash``, 421 for the wrong swarm and 406 for clock
 errors.  It is *not* the testnet's storage node; integration tests run the real nodes.
 
-Knobs for failure tests: ``FakeNode.up`` (connection refused), ``clock_offset_ms``,
+Knobs for failure tests: ``FakeNode.up`` (connection refused), ``hang`` (timeout), ``clock_offset_ms``,
 ``drop_stores``, ``drop_relays`` (relays answer 504), ``hook`` (answer a storage RPC yourself),
 ``FakeNetwork.unlisted`` (nodes the relays no longer know: ``Next node not found``).
 """
@@ -29,7 +29,7 @@ from nodes.protocol.signing import SignatureError, retrieve_message, verify_requ
 from nodes.protocol.swarm import swarm_for, swarm_space
 
 from .snode import Snode
-from .transport import CONNECT, HttpResult, TransportError
+from .transport import CONNECT, TIMEOUT, HttpResult, TransportError
 
 Hook = Callable[["FakeNode", str, dict[str, Any]], "tuple[int, Any] | None"]
 
@@ -45,6 +45,8 @@ class FakeNode:
     clock_offset_ms: int = 0
     drop_stores: bool = False
     drop_relays: bool = False
+    #: requests sent to this node directly never get an answer (TransportError TIMEOUT)
+    hang: bool = False
     #: called for every storage RPC this node answers as destination; a (status, body) return
     #: value replaces the normal answer
     hook: Hook | None = None
@@ -123,6 +125,8 @@ class FakeNetwork:
         node = self._by_addr(u.hostname or "", u.port or 443)
         if node is None or not node.up:
             raise TransportError(CONNECT, url, "connection refused")
+        if node.hang:
+            raise TransportError(TIMEOUT, url, f"no answer within {timeout:g}s")
         if u.path == "/onion_req/v2":
             self.log.append(("onion", url))
             return self._onion(node, data, 0)
