@@ -101,6 +101,7 @@ class Testnet:
         self.state = state
         self.statedir = statedir
         self.backend = backend
+        self._state_mtime = self._mtime()
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -170,9 +171,11 @@ class Testnet:
 
     @property
     def nodes(self) -> list[NodeRecord]:
+        self.sync_state()
         return list(self.state.nodes)
 
     def node(self, name: str) -> NodeRecord:
+        self.sync_state()
         return self.state.node(name)
 
     def to_dict(self) -> dict[str, Any]:
@@ -246,6 +249,21 @@ class Testnet:
 
     def _save(self) -> None:
         self.statedir.save(self.state)
+        self._state_mtime = self._mtime()
+
+    def _mtime(self) -> float | None:
+        try:
+            return self.statedir.state_file.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    def sync_state(self) -> None:
+        """Re-read the state file if another process (e.g. a CLI churn command) changed it, so
+        runtime handles (pids, containers) and added nodes are current."""
+        mtime = self._mtime()
+        if mtime is not None and mtime != getattr(self, "_state_mtime", None):
+            self.state = self.statedir.load()
+            self._state_mtime = mtime
 
     # -- proxies -----------------------------------------------------------------------------
     @property
@@ -421,6 +439,7 @@ class Testnet:
         return r
 
     def status(self) -> dict[str, Any]:
+        self.sync_state()
         r = rpc.run_sync(self.readiness())
         out = self.to_dict()
         out["seed"] = {"url": self.seed_url, "answering": r.seed_ok, "height": r.height,
@@ -496,9 +515,11 @@ class Testnet:
     # -- churn -------------------------------------------------------------------------------
     def kill(self, node: str) -> None:
         self.backend.stop_node(self.state, self.node(node), kill=True)
+        self._save()
 
     def stop(self, node: str) -> None:
         self.backend.stop_node(self.state, self.node(node), kill=False)
+        self._save()
 
     def start(self, node: str) -> None:
         rec = self.node(node)
@@ -511,9 +532,11 @@ class Testnet:
 
     def pause(self, node: str) -> None:
         self.backend.pause_node(self.state, self.node(node))
+        self._save()
 
     def unpause(self, node: str) -> None:
         self.backend.unpause_node(self.state, self.node(node))
+        self._save()
 
     def decommission(self, node: str) -> None:
         self.seed_admin("decommission", {"pubkey_ed25519": self.node(node).pubkey_ed25519})
@@ -527,6 +550,7 @@ class Testnet:
         until the whole testnet, new nodes included, is ready again."""
         if count < 1:
             raise ValueError(f"count must be >= 1, got {count}")
+        self.sync_state()
         start = max((node_index(n.name) for n in self.state.nodes), default=0) + 1
         new = [self.backend.plan_node(self.state, node_name(i)) for i in range(start, start + count)]
         self.state.nodes.extend(new)

@@ -148,3 +148,12 @@ def test_processes_are_marked_with_their_state_folder(testnet):
     assert len(pids) == 2 + len(testnet.nodes)  # seed, toxiproxy, nodes
     env = Path(f"/proc/{pids[0]}/environ").read_bytes()
     assert f"{ENV_MARK}={StateDir(testnet.name).path}".encode() in env
+
+
+def test_churn_from_another_handle_is_seen(testnet):
+    other = Testnet.attach(testnet.name)
+    old_pid = testnet.node("sn03").runtime["pid"]
+    other.restart("sn03")
+    assert testnet.node("sn03").runtime["pid"] != old_pid  # re-read from the state file
+    assert testnet.backend.is_running(testnet.state, "sn03")
+    testnet.wait_ready(timeout=30)
