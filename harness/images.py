@@ -57,6 +57,8 @@ NODE_REQUIREMENTS: tuple[str, ...] = (
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 NODE_REPOSITORY = "session-testnet/node"
+#: moving tag of the node image last returned by ensure_images (used by compose/default.yml)
+NODE_LATEST = f"{NODE_REPOSITORY}:latest"
 BASE_REPOSITORY = "session-testnet/base"
 TOXIPROXY_REPOSITORY = "ghcr.io/shopify/toxiproxy"
 TOXIPROXY_TAG = "2.12.0"
@@ -582,6 +584,11 @@ def _build(client: docker.DockerClient, tag: str, base: str, wheels: Path, progr
     return img.id
 
 
+def _tag_latest(img: Any) -> None:
+    if NODE_LATEST not in img.tags:
+        img.tag(NODE_REPOSITORY, "latest")
+
+
 def _prune_old_node_images(client: docker.DockerClient, keep: str, progress: Progress) -> None:
     """Remove node images older than the newest few (never one a container still uses)."""
     images = client.images.list(name=NODE_REPOSITORY, filters={"label": f"{IMAGE_LABEL}=node"})
@@ -607,6 +614,7 @@ def ensure_images(client: docker.DockerClient, *, progress: Progress | None = No
         if not force:
             img = _image(client, tag)
             if img is not None:
+                _tag_latest(img)
                 return ImageSet(node=tag, node_id=img.id,
                                 base=img.labels.get("session-testnet.base", ""), built=False)
         cache = cache_dir or cache_home()
@@ -614,6 +622,7 @@ def ensure_images(client: docker.DockerClient, *, progress: Progress | None = No
             if not force:  # another process may have built it while we waited for the lock
                 img = _image(client, tag)
                 if img is not None:
+                    _tag_latest(img)
                     return ImageSet(node=tag, node_id=img.id,
                                     base=img.labels.get("session-testnet.base", ""), built=False)
             t0 = time.monotonic()
@@ -624,6 +633,7 @@ def ensure_images(client: docker.DockerClient, *, progress: Progress | None = No
             image_id = _build(client, tag, base, wheels, report, nocache=force)
             size = (_image(client, tag).attrs.get("Size") or 0) / 1e6  # type: ignore[union-attr]
             report(f"node image {tag}: built in {time.monotonic() - t0:.1f}s ({size:.0f} MB)")
+            _tag_latest(client.images.get(tag))
             _prune_old_node_images(client, tag, report)
             return ImageSet(node=tag, node_id=image_id, base=base, built=True)
     except (docker.errors.DockerException, requests.exceptions.RequestException) as e:

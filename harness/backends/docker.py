@@ -605,4 +605,19 @@ def sweep(client: docker.DockerClient, report: Reporter) -> list[str]:
             if path.parent.parent == home and re.fullmatch(r"[a-z0-9][a-z0-9_-]*", path.name):
                 StateDir(path.name, home).remove()
             removed.append(name)
+        # docker testnets of this home whose `up` died before it created anything
+        from harness.network import is_stale
+        from harness.state import list_networks
+
+        for name in list_networks(home):
+            sd = StateDir(name, home)
+            try:
+                st = sd.load()
+            except StateError:
+                continue
+            if st.backend == DockerBackend.kind and is_stale(st) and name not in removed:
+                report(f"removing stale docker testnet {name!r} (its harness died before it was up)")
+                remove_resources(client, {"label": [f"{LABEL}={name}", f"{LABEL_STATE}={sd.path}"]})
+                sd.remove()
+                removed.append(name)
     return removed
