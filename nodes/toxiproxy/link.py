@@ -340,28 +340,50 @@ class Link:
 
 class _SideProtocol(asyncio.Protocol):
     """Glue between one socket and its Connection. Reading starts paused; the Connection resumes
-    it once both links exist."""
+    it once both links exist.
 
-    __slots__ = ("conn", "side", "push", "transport")
+    Bytes (and an EOF) that arrive before the links exist are kept and handed over by
+    :meth:`attach`: pausing in ``connection_made`` is not reliable on every CPython (before
+    3.11.3 the selector transport re-adds its reader after ``connection_made``), and dropping
+    those bytes would silently lose the start of a request.
+    """
+
+    __slots__ = ("conn", "side", "push", "transport", "pending", "pending_eof")
 
     def __init__(self, conn: Connection | None, side: str) -> None:
         self.conn = conn
         self.side = side
         self.push: Callable[[bytes], None] | None = None
         self.transport: asyncio.Transport | None = None
+        self.pending: list[bytes] = []
+        self.pending_eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         transport.pause_reading()
 
+    def attach(self, push: Callable[[bytes], None]) -> None:
+        """Start forwarding to ``push``, first whatever arrived before."""
+        self.push = push
+        pending, self.pending = self.pending, []
+        for chunk in pending:
+            push(chunk)
+        if self.pending_eof and self.conn is not None:
+            self.pending_eof = False
+            self.conn.on_eof(self.side)
+
     def data_received(self, data: bytes) -> None:
         push = self.push
         if push is not None:
             push(data)
+        else:
+            self.pending.append(data)
 
     def eof_received(self) -> bool:
-        if self.conn is not None:
+        if self.push is None:
+            self.pending_eof = True
+        elif self.conn is not None:
             self.conn.on_eof(self.side)
         return True  # keep the transport: the other direction may still write to it
 
@@ -452,8 +474,8 @@ class Connection:
         toxics = proxy.toxics
         self.up = Link(self, UPSTREAM, self.client, transport, toxics.chain(UPSTREAM))
         self.down = Link(self, DOWNSTREAM, transport, self.client, toxics.chain(DOWNSTREAM))
-        self.client_proto.push = self.up.push
-        proto.push = self.down.push
+        self.client_proto.attach(self.up.push)
+        proto.attach(self.down.push)
         self.client.resume_reading()
         transport.resume_reading()
 
