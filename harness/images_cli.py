@@ -60,16 +60,17 @@ def compose() -> None:
 @click.argument("topology_file", required=False, type=click.Path(dir_okay=False))
 @click.option("--out", "-o", type=click.Path(dir_okay=False), default=None,
               help="Write to this file instead of standard output.")
-@click.option("--image", default=None, help="Node image [default: the current content tag].")
+@click.option("--image", default=None,
+              help="Node image [default: session-testnet/node:latest, which 'testnet images "
+                   "build' points at the current build].")
 @friendly_errors
 def compose_render(topology_file: str | None, out: str | None, image: str | None) -> None:
     """Write a docker-compose file (Compose v1 and v2) for TOPOLOGY_FILE or the default."""
     from harness.compose import render_compose
-    from harness.images import node_image_tag
     from harness.topology import Topology
 
     topology = Topology.load(topology_file) if topology_file else Topology()
-    text = render_compose(topology, image or node_image_tag())
+    text = render_compose(topology, image) if image else render_compose(topology)
     if out:
         Path(out).write_text(text)
         click.echo(f"wrote {out}", err=True)
