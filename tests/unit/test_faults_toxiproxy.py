@@ -1,5 +1,6 @@
-"""harness.faults.toxiproxy: the Toxiproxy API client, against an in-memory fake of the HTTP API
-and against ``python -m nodes.toxiproxy`` (a real server, when present).
+"""harness.faults.toxiproxy: the Toxiproxy API client (toxiproxy-python, bound per client),
+against an in-memory fake of the HTTP API and against ``python -m nodes.toxiproxy`` (a real
+server, when present).
 
 ``FakeToxiproxy`` is also used by the other test_faults_* unit tests: it models the API state
 (proxies, toxics, enabled flags, error answers) without carrying traffic.
@@ -22,7 +23,11 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
+import requests
+import toxiproxy.api as lib_api
 import toxiproxy.exceptions as lib_exc
+import toxiproxy.proxy as lib_proxy
+import toxiproxy.server as lib_server
 
 from harness.faults.toxiproxy import (
     Proxy,
@@ -47,6 +52,7 @@ class FakeToxiproxy:
         self.proxies: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str, Any]] = []
         self.fail_next: tuple[int, str] | None = None
+        self.answer_next: tuple[int, bytes] | None = None  # raw answer to the next request
         self.delay = 0.0
         self._lock = threading.Lock()
         fake = self
@@ -98,6 +104,9 @@ class FakeToxiproxy:
         return {**p, "toxics": list(p["toxics"].values())}
 
     def dispatch(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        if self.answer_next:
+            answer, self.answer_next = self.answer_next, None
+            return answer
         if self.fail_next:
             status, msg = self.fail_next
             self.fail_next = None
@@ -332,3 +341,175 @@ def test_rejects_bad_arguments_before_calling():
         c.add_toxic("p", "latency", stream="sideways")
     with pytest.raises(ValueError):
         c.add_toxic("p", "latency", toxicity=2)
+
+
+def _library_names() -> tuple[Any, ...]:
+    return (lib_server.APIConsumer, lib_proxy.APIConsumer, lib_server.can_connect_to,
+            lib_api.APIConsumer.host, lib_api.APIConsumer.port)
+
+
+def test_every_request_goes_through_bound_toxiproxy_python(fake: FakeToxiproxy,
+                                                           monkeypatch: pytest.MonkeyPatch):
+    library_ops = {lib_server.Toxiproxy: ("version", "reset", "proxies", "create", "get_proxy",
+                                          "destroy"),
+                   lib_proxy.Proxy: ("toxics", "add_toxic", "destroy_toxic", "enable",
+                                     "disable")}
+    used: list[str] = []
+
+    def spy(name: str, orig: Any) -> Any:
+        def wrapper(*a: Any, **k: Any) -> Any:
+            used.append(name)
+            return orig(*a, **k)
+        return wrapper
+
+    for cls, names in library_ops.items():
+        for name in names:
+            monkeypatch.setattr(cls, name, spy(name, getattr(cls, name)))
+    seen: list[tuple[str, str, Any, Any, Any]] = []
+    session_request = requests.Session.request
+
+    def request(self: requests.Session, method: str, url: str, *a: Any, **k: Any) -> Any:
+        seen.append((method, url, lib_server.APIConsumer, lib_proxy.APIConsumer, k.get("timeout")))
+        return session_request(self, method, url, *a, **k)
+
+    def unbound(*a: Any, **k: Any) -> Any:
+        raise AssertionError("toxiproxy-python's unbound requests.get/post/delete was used")
+
+    monkeypatch.setattr(requests.Session, "request", request)
+    for fn in ("get", "post", "delete"):
+        monkeypatch.setattr(lib_api.requests, fn, unbound)
+    before = _library_names()
+
+    with ToxiproxyClient(fake.url, timeout=3.0) as c:
+        assert c.version() == "2.5.0"
+        c.create_proxy("p", "127.0.0.1:1", "127.0.0.1:2")
+        c.add_toxic("p", "latency", {"latency": 10})
+        assert [t.name for t in c.toxics("p")] == ["latency_downstream"]
+        assert c.disable("p").enabled is False and c.enable("p").enabled is True
+        assert c.get_proxy("p").toxics[0].attributes == {"latency": 10}
+        c.update_toxic("p", "latency_downstream", {"latency": 20})  # not in the library
+        c.update_proxy("p", upstream="127.0.0.1:3")  # not in the library
+        c.populate([{"name": "q", "listen": "127.0.0.1:4", "upstream": "127.0.0.1:5"}])
+        assert c.remove_toxic("p", "latency_downstream") is True
+        c.reset()
+        assert set(c.proxies()) == {"p", "q"}
+        assert c.delete_proxy("q") is True
+
+    assert set(used) == {n for names in library_ops.values() for n in names}
+    # every request the server got was made while this client's consumer was installed in the
+    # library's modules, with the client's timeout
+    assert len(seen) == len(fake.requests) > 0
+    port = int(fake.url.rsplit(":", 1)[1])
+    for method, url, server_consumer, proxy_consumer, timeout in seen:
+        assert url.startswith(fake.url + "/"), url
+        assert server_consumer is proxy_consumer is not lib_api.APIConsumer
+        assert issubclass(server_consumer, lib_api.APIConsumer)
+        assert (server_consumer.host, server_consumer.port) == ("127.0.0.1", port)
+        assert timeout == 3.0, (method, url)
+    assert _library_names() == before  # the library's own names are back
+
+
+def test_library_names_are_restored_after_errors(fake: FakeToxiproxy,
+                                                 monkeypatch: pytest.MonkeyPatch):
+    other = FakeToxiproxy()
+    try:
+        before = _library_names()
+        with ToxiproxyClient(fake.url) as c:
+            fake.fail_next = (500, "boom")
+            with pytest.raises(ToxiproxyError):
+                c.delete_proxy("x")
+            with pytest.raises(ToxiproxyNotFound):
+                c.get_proxy("x")
+            assert _library_names() == before
+            # direct users of toxiproxy-python keep their own (global) server
+            monkeypatch.setattr(lib_api.APIConsumer, "host", "127.0.0.1")
+            monkeypatch.setattr(lib_api.APIConsumer, "port", int(other.url.rsplit(":", 1)[1]))
+            c.create_proxy("mine", "127.0.0.1:1", "127.0.0.1:2")
+            lib_server.Toxiproxy().create(upstream="127.0.0.1:2", name="theirs",
+                                          listen="127.0.0.1:3")
+            assert set(fake.proxies) == {"mine"} and set(other.proxies) == {"theirs"}
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("status", [401, 500, 503])
+@pytest.mark.parametrize("op", ["delete_proxy", "remove_toxic", "add_toxic", "enable", "toxics",
+                                "reset", "update_proxy"])
+def test_every_error_status_raises_with_details(fake: FakeToxiproxy, op: str, status: int):
+    """toxiproxy-python alone maps only 400/404/409; a 5xx would pass silently."""
+    with ToxiproxyClient(fake.url) as c:
+        c.create_proxy("p", "127.0.0.1:1", "127.0.0.1:2")
+        c.add_toxic("p", "noop", name="t")
+        calls = {"delete_proxy": lambda: c.delete_proxy("p"),
+                 "remove_toxic": lambda: c.remove_toxic("p", "t"),
+                 "add_toxic": lambda: c.add_toxic("p", "latency", {"latency": 1}),
+                 "enable": lambda: c.enable("p"), "toxics": lambda: c.toxics("p"),
+                 "reset": c.reset, "update_proxy": lambda: c.update_proxy("p", enabled=False)}
+        fake.fail_next = (status, f"failure {status}")
+        with pytest.raises(ToxiproxyError) as e:
+            calls[op]()
+        err = e.value
+        assert err.status == status and f"failure {status}" in str(err)
+        assert f"HTTP {status}" in str(err) and c.url in str(err)
+        assert err.proxy == (None if op == "reset" else "p")
+        assert not isinstance(err, (lib_exc.NotFound, lib_exc.ProxyExists, lib_exc.InvalidToxic))
+
+
+def test_unexpected_answer_is_a_toxiproxy_error(fake: FakeToxiproxy):
+    fake.answer_next = (200, b"<html>not toxiproxy</html>")
+    with ToxiproxyClient(fake.url) as c, pytest.raises(ToxiproxyError) as e:
+        c.proxies()
+    assert e.value.status == 200 and "unexpected answer" in str(e.value)
+
+
+def test_clients_on_threads_never_talk_to_each_others_server(fake: FakeToxiproxy):
+    """toxiproxy-python's server address is process-global; two clients used concurrently must
+    still each reach only their own server."""
+    other = FakeToxiproxy()
+    rounds = 25
+    try:
+        servers = {"a": fake, "b": other}
+        errors: list[BaseException] = []
+        start = threading.Barrier(2)
+
+        def work(tag: str) -> None:
+            try:
+                with ToxiproxyClient(servers[tag].url, timeout=5.0) as c:
+                    start.wait(timeout=5)
+                    for i in range(rounds):
+                        name = f"{tag}-{i}"
+                        assert c.create_proxy(name, f"127.0.0.1:{1000 + i}", "127.0.0.1:1").name == name
+                        c.add_toxic(name, "latency", {"latency": i})
+                        made = {f"{tag}-{j}" for j in range(i + 1)} | ({f"{tag}-pop"} if i else set())
+                        assert set(c.proxies()) == made
+                        assert c.get_proxy(name).toxics[0].attributes == {"latency": i}
+                        assert [t.name for t in c.toxics(name)] == ["latency_downstream"]
+                        assert c.disable(name).name == name
+                        c.update_toxic(name, "latency_downstream", {"latency": i + 1})
+                        c.populate([{"name": f"{tag}-pop", "listen": "127.0.0.1:9",
+                                     "upstream": f"127.0.0.1:{i + 1}"}])
+                        assert c.version() == "2.5.0"
+                    c.delete_proxy(f"{tag}-pop")
+            except BaseException as e:  # noqa: BLE001 - reported by the main thread
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(tag,)) for tag in servers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not any(t.is_alive() for t in threads)
+        assert not errors, errors
+        for tag, server in servers.items():
+            mine = {f"{tag}-{i}" for i in range(rounds)}
+            assert set(server.proxies) == mine
+            assert all(p["enabled"] is False for p in server.proxies.values())
+            assert all(p["toxics"]["latency_downstream"]["attributes"]["latency"] == int(n[2:]) + 1
+                       for n, p in server.proxies.items())
+            strangers = {t for t in servers if t != tag}
+            for method, path, body in server.requests:
+                text = path + json.dumps(body)
+                assert not any(f"{s}-" in text for s in strangers), (tag, method, path, body)
+        assert lib_server.APIConsumer is lib_proxy.APIConsumer is lib_api.APIConsumer
+    finally:
+        other.close()
