@@ -9,6 +9,9 @@ Fixtures:
 
 Options: ``--testnet-backend process|docker`` (default: process, or $SESSION_TESTNET_BACKEND),
 ``--testnet-artifacts DIR``.
+
+Marker ``@pytest.mark.backends("process", "docker")`` runs a test (module) once per backend;
+the docker variants are marked ``e2e``. An explicit ``--testnet-backend`` runs only that one.
 """
 
 from __future__ import annotations
@@ -38,6 +41,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="where logs of failed tests' testnets are saved")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "backends(*names): run once per testnet backend")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("backends")
+    if marker is None or "testnet_backend" not in metafunc.fixturenames:
+        return
+    if metafunc.config.getoption("--testnet-backend"):
+        return  # the user chose one backend
+    params = [pytest.param(b, id=b, marks=[pytest.mark.e2e] if b == "docker" else [])
+              for b in marker.args]
+    metafunc.parametrize("testnet_backend", params, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def testnet_backend(request: pytest.FixtureRequest) -> str:
+    """The backend testnet fixtures use: the ``backends`` marker's parameter, else the option."""
+    return getattr(request, "param", None) or _backend(request.config)
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
     report = yield
@@ -62,13 +86,14 @@ def unique_name(prefix: str = "t") -> str:
 class _Owner:
     """Starts testnets for one fixture scope and guarantees their teardown."""
 
-    def __init__(self, config: pytest.Config, label: str) -> None:
+    def __init__(self, config: pytest.Config, label: str, backend: str) -> None:
         self.config = config
         self.label = label
+        self.backend = backend
         self.nets: list[Testnet] = []
 
     def start(self, **kwargs: Any) -> Testnet:
-        backend = kwargs.pop("backend", None) or _backend(self.config)
+        backend = kwargs.pop("backend", None) or self.backend
         timeout = kwargs.pop("timeout", 90.0)
         kwargs.setdefault("name", unique_name())
         net = Testnet.up(Topology(**kwargs), backend=backend, timeout=timeout)
@@ -99,8 +124,9 @@ def _safe(label: str) -> str:
 
 
 @pytest.fixture
-def testnet_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Testnet]]:
-    owner = _Owner(request.config, request.node.nodeid)
+def testnet_factory(request: pytest.FixtureRequest,
+                    testnet_backend: str) -> Iterator[Callable[..., Testnet]]:
+    owner = _Owner(request.config, request.node.nodeid, testnet_backend)
     try:
         yield owner.start
     finally:
@@ -108,8 +134,8 @@ def testnet_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Te
 
 
 @pytest.fixture(scope="module")
-def testnet(request: pytest.FixtureRequest) -> Iterator[Testnet]:
-    owner = _Owner(request.config, request.node.nodeid)
+def testnet(request: pytest.FixtureRequest, testnet_backend: str) -> Iterator[Testnet]:
+    owner = _Owner(request.config, request.node.nodeid, testnet_backend)
     failed = False
     try:
         yield owner.start()

@@ -12,7 +12,7 @@ import pytest
 
 from harness.network import Testnet
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends("process", "docker")]
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,7 @@ from harness.client import Account, ReceiveRecord, SendRecord, SessionClient, Sn
 from harness.network import Testnet
 from nodes.protocol.onion import ENC_XCHACHA20
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends("process", "docker")]
 
 
 def client(net: Testnet, records: list, account: Account | None = None, **kw: Any) -> SessionClient:

@@ -25,7 +25,7 @@ from harness.state import NodeRecord
 from nodes.protocol.keys import Identity, derive_seed
 from nodes.protocol.swarm import swarm_for, swarm_space
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends("process", "docker")]
 
 
 # -- helpers ----------------------------------------------------------------------------------
