@@ -164,20 +164,15 @@ def clean_cmd() -> None:
     click.echo(f"removed: {', '.join(removed)}" if removed else "nothing to clean")
 
 
-def _register_optional() -> None:
-    """Command groups that live with their feature (client, images, compose, faults, bench)."""
-    import importlib
+def _register_feature_commands() -> None:
+    """Command groups that live with their feature (client, images/compose, faults, bench)."""
+    from harness import bench, images_cli
+    from harness.client import cli as client_cli
+    from harness.faults import cli as faults_cli
 
-    for module, attr in (("harness.client.cli", "commands"), ("harness.images_cli", "commands"),
-                         ("harness.faults.cli", "commands"), ("harness.bench", "commands")):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name and module.startswith(e.name):
-                continue
-            raise
-        for cmd in getattr(mod, attr, []):
+    for module in (client_cli, images_cli, faults_cli, bench):
+        for cmd in module.commands:
             main.add_command(cmd)
 
 
-_register_optional()
+_register_feature_commands()
