@@ -1,5 +1,8 @@
 """aiohttp helpers shared by the seed and the storage node.
 
+* responses with the exact Content-Type values production servers send (``application/json``,
+  ``text/plain``, ``application/octet-stream``, never with a ``; charset=...`` parameter:
+  session-desktop rejects a seed answer whose Content-Type is not exactly ``application/json``);
 * JSON error answers ``{"error": message, "status": status}`` and strict JSON request bodies;
 * listening sockets whose failures say which address is busy or missing;
 * client sessions for the testnet's self-signed HTTPS peers.
@@ -10,6 +13,7 @@ from __future__ import annotations
 import errno
 import json
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -27,8 +31,44 @@ class ListenError(StartupError):
     """A listening socket cannot be opened; the message names the address and what to do."""
 
 
+JSON_CONTENT_TYPE = "application/json"
+TEXT_CONTENT_TYPE = "text/plain"
+BINARY_CONTENT_TYPE = "application/octet-stream"
+
+
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=json.dumps(data), content_type="application/json")
+    """``data`` as JSON, labelled exactly ``application/json`` (no charset parameter)."""
+    return web.Response(status=status, body=json.dumps(data).encode("utf-8"),
+                        content_type=JSON_CONTENT_TYPE)
+
+
+def json_text_response(text: str, status: int = 200) -> web.Response:
+    """Already serialised JSON, labelled exactly ``application/json``."""
+    return web.Response(status=status, body=text.encode("utf-8"), content_type=JSON_CONTENT_TYPE)
+
+
+def text_response(status: int, text: str) -> web.Response:
+    """A plain-text answer (error strings), labelled exactly ``text/plain``."""
+    return web.Response(status=status, body=text.encode("utf-8"), content_type=TEXT_CONTENT_TYPE)
+
+
+def binary_response(data: bytes, status: int = 200) -> web.Response:
+    """Binary data, labelled ``application/octet-stream``."""
+    return web.Response(status=status, body=bytes(data), content_type=BINARY_CONTENT_TYPE)
+
+
+@web.middleware
+async def plain_http_errors(request: web.Request,
+                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                            ) -> web.StreamResponse:
+    """aiohttp's own error answers (unknown path, wrong method, body too large, …) as exact
+    ``text/plain`` instead of aiohttp's ``text/plain; charset=utf-8``."""
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return text_response(e.status, e.text or e.reason)
 
 
 def json_error(status: int, message: str) -> web.Response:

@@ -46,6 +46,16 @@ HARDFORK: tuple[int, int] = (21, 1)
 STORAGE_SERVER_VERSION: tuple[int, int, int] = (2, 11, 3)
 
 # --- namespaces --------------------------------------------------------------------------------
+# Rules of the storage server (oxenss/common/namespace.h, client_rpc_endpoints.h):
+#   * public inbox  (ns % 10 == 0, e.g. 0, 10, -20): anyone may store; every other operation,
+#     retrieval included, needs the owner's signature (except -10 and the public outboxes below);
+#   * every other namespace needs a signature for all operations, storing included;
+#   * -10 (legacy closed groups): no authentication at all;
+#   * public outbox, negative -(20n+1) (-1, -21, -41, …): storing needs the owner's signature
+#     (and a subaccount needs write *and* delete, as a store replaces the message held), anyone
+#     may retrieve without a signature; it holds a single message, the newest by timestamp;
+#   * unrevocable, negative ending in 11 (-11, -111, -211, …): a revoked (otherwise valid)
+#     subaccount may still retrieve from it (groups leave a "you were removed" note there).
 NAMESPACE_MIN = -32768
 NAMESPACE_MAX = 32767
 NAMESPACE_DEFAULT = 0
@@ -61,24 +71,50 @@ def validate_namespace(ns: int) -> int:
     return ns
 
 
-def is_public_namespace(ns: int) -> bool:
-    """Public namespaces (divisible by 10) accept unauthenticated stores."""
+def is_public_inbox_namespace(ns: int) -> bool:
+    """Public inboxes (divisible by 10) accept unauthenticated stores."""
     return ns % 10 == 0
 
 
+is_public_namespace = is_public_inbox_namespace  # the name used before outboxes existed
+
+
+def is_public_outbox_namespace(ns: int) -> bool:
+    """Negative namespaces of the form -(20n+1): -1, -21, -41, …"""
+    return ns < 0 and (-ns) % 20 == 1
+
+
+def is_noauth_retrieve_namespace(ns: int) -> bool:
+    """Namespaces anyone may retrieve from: -10 and the public outboxes."""
+    return ns == NAMESPACE_LEGACY_CLOSED_GROUP or is_public_outbox_namespace(ns)
+
+
+def is_unrevocable_namespace(ns: int) -> bool:
+    """Negative namespaces ending in 11 (-11, -111, -12311): revoked subaccounts may retrieve."""
+    return ns < 0 and (-ns) % 100 == 11
+
+
 def namespace_store_needs_auth(ns: int) -> bool:
-    """Does a `store` into `ns` need a signature?  No for ns % 10 == 0 and for -10."""
-    return not (ns % 10 == 0 or ns == NAMESPACE_LEGACY_CLOSED_GROUP)
+    """Does a `store` into `ns` need a signature?  Everywhere except the public inboxes
+    (ns % 10 == 0, which includes -10)."""
+    return not is_public_inbox_namespace(ns)
 
 
 def namespace_read_needs_auth(ns: int) -> bool:
-    """Does `retrieve` (and any other non-store op) on `ns` need a signature?  Only -10 is open.
+    """Does `retrieve` from `ns` need a signature?  Everywhere except -10 and the public outboxes
+    -(20n+1).  (Every other operation always needs one.)"""
+    return not is_noauth_retrieve_namespace(ns)
 
-    (Current storage servers additionally allow unauthenticated retrieval from "public outbox"
-    namespaces -(20n+1) such as -1 and -21; the testnet follows PROTOCOL.md and keeps those
-    authenticated.)
-    """
-    return ns != NAMESPACE_LEGACY_CLOSED_GROUP
+
+# --- group subaccounts -------------------------------------------------------------------------
+# A subaccount token (oxenss/common/subaccount_token.h) is 36 bytes: network prefix (1) ‖
+# permission flags (1) ‖ reserved (2) ‖ the subaccount's Ed25519 public key (32).
+SUBACCOUNT_TOKEN_LENGTH = 36
+SUBACCOUNT_READ = 0b0001  # retrieve, get_expiries (and related reads)
+SUBACCOUNT_WRITE = 0b0010  # store in any namespace, extend expiries
+SUBACCOUNT_DELETE = 0b0100  # delete*, expire_all, shorten expiries (and store to an outbox)
+SUBACCOUNT_ANY_PREFIX = 0b1000  # valid for the same key under any network prefix
+MAX_SUBACCOUNT_TOKENS = 50  # revoked tokens kept per account (the most recent ones)
 
 
 def max_ttl_ms(ns: int) -> int:
@@ -88,4 +124,4 @@ def max_ttl_ms(ns: int) -> int:
     TTL_MAXIMUM_PRIVATE (30 days) for private ones.  (The server also allows 30 days when an
     owner extends the expiry of an existing message in any namespace.)
     """
-    return TTL_MAX_PUBLIC_MS if is_public_namespace(ns) else TTL_MAX_PRIVATE_MS
+    return TTL_MAX_PUBLIC_MS if is_public_inbox_namespace(ns) else TTL_MAX_PRIVATE_MS

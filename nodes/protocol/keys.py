@@ -181,3 +181,27 @@ class SessionID:
 
     def __str__(self) -> str:
         return self.hex
+
+
+def load_user_pubkey(text: str, *, testnet: bool = True) -> SessionID:
+    """An account pubkey as the storage server reads it (``user_pubkey::load``, hex forms).
+
+    66 hex characters are a one-byte network prefix and the 32-byte key.  A storage server that
+    does not run on mainnet (``!is_mainnet``: a testnet, which is what this project runs) also
+    accepts the 64-hex key without a prefix and treats it as a ``05`` account.  Raises ValueError
+    for anything else.
+    """
+    if isinstance(text, str) and testnet and len(text) == SESSION_ID_HEX_LEN - 2:
+        try:
+            return SessionID(prefix=PREFIX_X25519, key=bytes.fromhex(text))
+        except ValueError:
+            raise ValueError(f"pubkey is not valid hex: {text!r}") from None
+    return SessionID.parse(text)
+
+
+def user_pubkey_hex(sid: SessionID, *, testnet: bool = True) -> str:
+    """The storage server's ``prefixed_hex()`` of an account (what it puts in the signatures of
+    its answers): prefix + key in hex, except that a testnet server omits a ``00`` prefix."""
+    if testnet and sid.prefix == 0:
+        return sid.key.hex()
+    return sid.hex

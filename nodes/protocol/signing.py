@@ -14,6 +14,9 @@ delete_before      ``"delete_before" ‖ ns ‖ before``
 expire_all         ``"expire_all" ‖ ns ‖ expiry``
 expire             ``"expire" ‖ ("" | "shorten" | "extend") ‖ expiry ‖ hash₁ …``
 get_expiries       ``"get_expiries" ‖ timestamp ‖ hash₁ …``
+revoke_subaccount  ``"revoke_subaccount" ‖ timestamp ‖ token₁ bytes …``
+unrevoke_subacc…   ``"unrevoke_subaccount" ‖ timestamp ‖ token₁ bytes …``
+revoked_subacc…    ``"revoked_subaccounts" ‖ timestamp``
 =================  ================================================================
 
 ``ns`` is "" for namespace 0, ``all`` for all namespaces, else the decimal namespace.  Integers are
@@ -22,7 +25,9 @@ decimal milliseconds.
 Verification (storage server ``load_pk_signature`` / ``verify_signature``):
 
 * ``signature`` in JSON is base64 of the 64-byte signature: 86 characters unpadded or 88 with
-  ``==``; oxenc's base64 decoder accepts the standard and the URL-safe alphabet.  Hex signatures
+  ``==``; oxenc's base64 decoder accepts the standard and the URL-safe alphabet.
+* with a group subaccount (``subaccount`` + ``subaccount_sig``) the request is signed by the
+  subaccount's key; see :mod:`nodes.protocol.subaccount`.  Hex signatures
   are *not* accepted by the storage server, so they are rejected here too.
 * ``pubkey_ed25519`` (64 hex) is only permitted for ``05`` pubkeys; its X25519 conversion must
   equal the account's key and the signature is verified with it.  Without it the signature is
@@ -40,6 +45,7 @@ from collections.abc import Iterable
 
 from .constants import validate_namespace
 from .keys import PREFIX_X25519, Identity, SessionID, ed25519_pk_to_x25519, verify_ed25519
+from .subaccount import SignedSubaccount, SubaccountError, SubaccountToken, is_base64_text
 
 EXPIRE_MODES = ("", "shorten", "extend")
 
@@ -122,6 +128,29 @@ def get_expiries_message(timestamp: int, hashes: Iterable[str] | str) -> bytes:
     return f"get_expiries{_int(timestamp, 'timestamp')}{_hashes(hashes)}".encode("ascii")
 
 
+def _tokens(tokens: Iterable[bytes | SubaccountToken] | bytes | SubaccountToken) -> bytes:
+    if isinstance(tokens, (bytes, bytearray, SubaccountToken)):
+        tokens = [tokens]
+    return b"".join(t.raw if isinstance(t, SubaccountToken) else bytes(t) for t in tokens)
+
+
+def revoke_subaccount_message(timestamp: int,
+                              tokens: Iterable[bytes | SubaccountToken] | bytes | SubaccountToken) -> bytes:
+    """``"revoke_subaccount" ‖ timestamp ‖ token bytes…`` (raw 36-byte tokens, request order)."""
+    return f"revoke_subaccount{_int(timestamp, 'timestamp')}".encode("ascii") + _tokens(tokens)
+
+
+def unrevoke_subaccount_message(timestamp: int,
+                                tokens: Iterable[bytes | SubaccountToken] | bytes | SubaccountToken) -> bytes:
+    """``"unrevoke_subaccount" ‖ timestamp ‖ token bytes…``."""
+    return f"unrevoke_subaccount{_int(timestamp, 'timestamp')}".encode("ascii") + _tokens(tokens)
+
+
+def revoked_subaccounts_message(timestamp: int) -> bytes:
+    """``"revoked_subaccounts" ‖ timestamp``."""
+    return f"revoked_subaccounts{_int(timestamp, 'timestamp')}".encode("ascii")
+
+
 # --- signing / verification --------------------------------------------------------------------
 
 def sign_request(identity: Identity, message: bytes) -> str:
@@ -132,62 +161,82 @@ def sign_request(identity: Identity, message: bytes) -> str:
 def decode_signature(signature_b64: str) -> bytes:
     """Decode a base64 (standard or URL-safe, padded or not) Ed25519 signature.
 
-    Raises SignatureError(status=400) unless it is exactly 64 bytes of valid base64.
+    Raises SignatureError(status=400) with the storage server's text unless it is 86 base64
+    characters (88 with ``==``).
     """
+    bad = "invalid signature: expected base64 encoded Ed25519 signature"
     if not isinstance(signature_b64, str):
-        raise SignatureError("invalid signature: expected base64 encoded Ed25519 signature", 400)
+        raise SignatureError(bad, 400)
     s = signature_b64
-    if len(s) == 88 and s.endswith("=="):
-        s = s[:86]
-    if len(s) != 86:
-        raise SignatureError(
-            "invalid signature: expected base64 encoded Ed25519 signature (86 characters, or 88 "
-            f"with == padding), got {len(signature_b64)} characters", 400)
-    s = s.replace("-", "+").replace("_", "/")
+    if not (len(s) == 86 or (len(s) == 88 and s.endswith("=="))) or not is_base64_text(s):
+        raise SignatureError(bad, 400)
+    s = s[:86].replace("-", "+").replace("_", "/")
     try:
         raw = base64.b64decode(s + "==", validate=True)
     except (binascii.Error, ValueError):
-        raise SignatureError("invalid signature: not base64", 400) from None
+        raise SignatureError(bad, 400) from None
     if len(raw) != 64:  # pragma: no cover - 86 valid chars always decode to 64 bytes
-        raise SignatureError("invalid signature: expected 64 bytes", 400)
+        raise SignatureError(bad, 400)
     return raw
 
 
-def decode_pubkey_ed25519(pubkey_ed25519_hex: str) -> bytes:
-    """Decode the 64-hex-character ``pubkey_ed25519`` field (SignatureError(400) otherwise)."""
-    if not isinstance(pubkey_ed25519_hex, str) or len(pubkey_ed25519_hex) != 64:
-        raise SignatureError("Invalid pubkey_ed25519: expected 64 hex char pubkey", 400)
-    try:
-        return bytes.fromhex(pubkey_ed25519_hex)
-    except ValueError:
-        raise SignatureError("invalid pubkey_ed25519: value is not hex", 400) from None
+def decode_pubkey_ed25519(pubkey_ed25519: str) -> bytes:
+    """Decode the ``pubkey_ed25519`` field: 64 hex characters (either case) or, as the storage
+    server also allows, a 32-byte string of the raw key.  SignatureError(400) with the storage
+    server's texts otherwise."""
+    if isinstance(pubkey_ed25519, str):
+        if len(pubkey_ed25519) == 64:
+            try:
+                return bytes.fromhex(pubkey_ed25519)
+            except ValueError:
+                raise SignatureError("invalid pubkey_ed25519: value is not hex", 400) from None
+        raw = pubkey_ed25519.encode("utf-8", "surrogatepass")
+        if len(raw) == 32:
+            return raw
+    raise SignatureError("Invalid pubkey_ed25519: expected 64 hex char or 32 byte pubkey", 400)
 
 
 def verify_request(
     pubkey: SessionID | str,
-    pubkey_ed25519_hex: str | None,
+    pubkey_ed25519_hex: str | bytes | None,
     message: bytes,
     signature_b64: str,
+    subaccount: SignedSubaccount | None = None,
+    required_access: int = 0,
 ) -> None:
-    """Check a request signature the way the storage server does; raise SignatureError if bad."""
+    """Check a request signature the way the storage server does; raise SignatureError if bad.
+
+    ``pubkey_ed25519_hex`` is the request's ``pubkey_ed25519`` (hex text or the decoded 32
+    bytes).  With ``subaccount`` the owner key (``pubkey_ed25519`` or the account key) must have
+    signed the token, the token must grant ``required_access`` (SUBACCOUNT_* flags) for this
+    account's prefix, and the request signature is checked with the token's key instead.
+    (Revocation is checked by the caller, which owns the revocation list.)
+    """
     sid = pubkey if isinstance(pubkey, SessionID) else SessionID.parse(pubkey)
     sig = decode_signature(signature_b64)
     if pubkey_ed25519_hex:
         if sid.prefix != PREFIX_X25519:
             raise SignatureError("pubkey_ed25519 is only permitted for 05[...] pubkeys", 400)
-        ed_pk = decode_pubkey_ed25519(pubkey_ed25519_hex)
+        ed_pk = (bytes(pubkey_ed25519_hex) if isinstance(pubkey_ed25519_hex, (bytes, bytearray))
+                 else decode_pubkey_ed25519(pubkey_ed25519_hex))
         try:
             x_pk = ed25519_pk_to_x25519(ed_pk)
         except ValueError:
             raise SignatureError("invalid pubkey_ed25519: not a valid Ed25519 public key") from None
         if x_pk != sid.key:
             raise SignatureError(
-                f"pubkey_ed25519 {pubkey_ed25519_hex} does not correspond to pubkey {sid.hex}")
+                f"pubkey_ed25519 {ed_pk.hex()} does not correspond to pubkey {sid.hex}")
         verify_key = ed_pk
     else:
         verify_key = sid.key
+    if subaccount is not None:
+        try:
+            subaccount.verify(sid.prefix, verify_key, required_access)
+        except SubaccountError as e:
+            raise SignatureError(e.reason) from None
+        verify_key = subaccount.token.pubkey
     if not verify_ed25519(verify_key, bytes(message), sig):
-        if sid.prefix == PREFIX_X25519 and not pubkey_ed25519_hex:
+        if sid.prefix == PREFIX_X25519 and not pubkey_ed25519_hex and subaccount is None:
             raise SignatureError(
                 f"signature verification failed: no pubkey_ed25519 given for 05 pubkey {sid.hex}, "
                 "so its key bytes were used as the Ed25519 key; a normal 05 account must send "

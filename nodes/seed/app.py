@@ -7,6 +7,9 @@ Routes (one app, served over HTTP on ``--port`` and HTTPS on ``--https-port``):
 * ``POST /internal/v1/proof`` — node registration / liveness (DESIGN.md "Seed").
 * admin, ``Authorization: Bearer TOKEN``: ``POST /internal/v1/block``, ``/decommission``,
   ``/recommission``, ``/deregister`` (body ``{"pubkey_ed25519": hex}``), ``GET /internal/v1/state``.
+
+Every answer is labelled exactly ``application/json`` (JSON) or ``text/plain`` (aiohttp's own
+errors), without a charset parameter: session-desktop rejects anything else from a seed.
 """
 
 from __future__ import annotations
@@ -28,7 +31,14 @@ from aiohttp import web
 
 from nodes.common import jsonrpc
 from nodes.common.files import write_atomic
-from nodes.common.http import InvalidJson, json_error, read_json, start_site
+from nodes.common.http import (
+    InvalidJson,
+    json_error,
+    json_response,
+    plain_http_errors,
+    read_json,
+    start_site,
+)
 from nodes.common.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -147,12 +157,12 @@ class SeedServer:
         try:
             body = json.loads(text)
         except json.JSONDecodeError as exc:
-            return web.json_response(self._rpc_error(None, PARSE_ERROR, f"Parse error: {exc}"))
+            return json_response(self._rpc_error(None, PARSE_ERROR, f"Parse error: {exc}"))
         if isinstance(body, list):
             if not body:
-                return web.json_response(self._rpc_error(None, INVALID_REQUEST, "Invalid Request: empty batch"))
-            return web.json_response([self._rpc_one(item) for item in body])
-        return web.json_response(self._rpc_one(body))
+                return json_response(self._rpc_error(None, INVALID_REQUEST, "Invalid Request: empty batch"))
+            return json_response([self._rpc_one(item) for item in body])
+        return json_response(self._rpc_one(body))
 
     @staticmethod
     def _rpc_error(req_id: Any, code: int, message: str) -> dict[str, Any]:
@@ -199,7 +209,7 @@ class SeedServer:
         self.persist()
         if self.core.height == 0 and self.core.ready_for_first_block():
             self._wake.set()
-        return web.json_response(result)
+        return json_response(result)
 
     def _authorized(self, request: web.Request) -> web.Response | None:
         token = self.config.admin_token
@@ -217,7 +227,7 @@ class SeedServer:
         result = self.produce_block()
         self._wake.set()
         self.log.info("admin_block", height=result["height"])
-        return web.json_response(result)
+        return json_response(result)
 
     def _admin_change(self, action: str) -> Callable[[web.Request], Any]:
         async def handler(request: web.Request) -> web.Response:
@@ -232,16 +242,16 @@ class SeedServer:
             except RequestError as exc:
                 return json_error(exc.status, exc.message)
             self.persist()
-            return web.json_response(result)
+            return json_response(result)
         return handler
 
     async def handle_state(self, request: web.Request) -> web.Response:
         if (denied := self._authorized(request)) is not None:
             return denied
-        return web.json_response(self.core.snapshot())
+        return json_response(self.core.snapshot())
 
     def make_app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[plain_http_errors])
         app.router.add_post("/json_rpc", self.handle_json_rpc)
         app.router.add_post(PROOF_PATH, self.handle_proof)
         app.router.add_post("/internal/v1/block", self.handle_block)

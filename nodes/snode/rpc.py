@@ -6,9 +6,22 @@ Behaviour, status codes and error strings follow the production storage server
 * the body is parsed first; any malformed field is ``400 "invalid request: <reason>"``;
 * then the swarm check (421 with the correct swarm), then TTL (403), clock (406) and the
   signature (401), then the operation;
-* store/delete*/expire* are "recursive": the entry node fans the request out to its swarm peers
-  and answers ``{"swarm": {ed25519_hex: result}}``; a peer runs the same handler with
-  ``forwarded=True`` and answers its own result at top level.
+* store/delete*/expire*/(un)revoke_subaccount are "recursive": the entry node fans the request
+  out to its swarm peers and answers ``{"swarm": {ed25519_hex: result}}``; a peer runs the same
+  handler with ``forwarded=True`` and answers its own result at top level;
+* group subaccounts (``subaccount`` / ``subaccount_sig``) authenticate every method that takes
+  them, with the permission the storage server requires (read: retrieve, get_expiries; write:
+  store, expire; delete: delete*, expire_all, shortening expiries, storing to a public outbox);
+  a revoked token fails with the method's usual 401 (except retrieve from -(100n+11));
+* pubkeys are read as a testnet storage server reads them: 66 hex, or 64 hex = a ``05`` account;
+* ``active_nodes_bin`` answers binary (``Response.body`` is bytes): octet-stream directly, base64
+  text inside batch / sequence / ifelse results and onion answers;
+* ``ifelse`` runs its "then" or "else" request depending on hf / version / height conditions;
+  the height is the seed's block height.
+
+Deviation kept on purpose (PROTOCOL.md §4 "401 bad/missing signature"): a method that requires a
+signature and gets none answers 401 with the storage server's text ``invalid request: Required
+field 'signature' missing`` (the storage server itself answers 400 there).
 
 Every JSON response carries "t" (node time, ms) and "hf".
 """
@@ -18,8 +31,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import ipaddress
 import json
 import re
+import struct
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -30,16 +45,25 @@ from nodes.protocol.constants import (
     CLOCK_TOLERANCE_MS,
     HARDFORK,
     MAX_MESSAGE_DATA,
+    MAX_SUBACCOUNT_TOKENS,
     SIGNATURE_WINDOW_MS,
     STORAGE_SERVER_VERSION,
+    SUBACCOUNT_DELETE,
+    SUBACCOUNT_READ,
+    SUBACCOUNT_WRITE,
     TTL_MAX_PRIVATE_MS,
     TTL_MIN_MS,
+    is_noauth_retrieve_namespace,
+    is_public_outbox_namespace,
+    is_unrevocable_namespace,
     max_ttl_ms,
     namespace_read_needs_auth,
     namespace_store_needs_auth,
 )
 from nodes.protocol.hashing import message_hash
-from nodes.protocol.keys import Identity, SessionID
+from nodes.protocol.keys import Identity, SessionID, load_user_pubkey, user_pubkey_hex
+from nodes.protocol.subaccount import SignedSubaccount, SubaccountError, SubaccountToken
+from nodes.protocol.swarm import UNASSIGNED_SWARM
 
 from .behaviours import Behaviours
 from .clock import Clock
@@ -61,21 +85,41 @@ class ParseError(ValueError):
 
 
 class MissingSignature(ParseError):
-    """A method that always needs auth came without a signature: 401 (PROTOCOL.md §4 lists
-    "401 bad/missing signature"; the storage server itself answers 400 for these methods)."""
+    """A request that needs a signature came without one.  The storage server answers 400
+    "invalid request: Required field 'signature' missing"; PROTOCOL.md §4 ("401 bad/missing
+    signature") makes it a 401 here, with the same text."""
+
+
+MISSING_SIGNATURE_TEXT = "invalid request: Required field 'signature' missing"
 
 
 @dataclass
 class Response:
+    """A storage RPC answer: JSON (dict), an error string (str) or binary data (bytes)."""
+
     status: int
-    body: dict[str, Any] | str
+    body: dict[str, Any] | str | bytes
 
     @property
     def is_json(self) -> bool:
         return isinstance(self.body, dict)
 
+    @property
+    def is_binary(self) -> bool:
+        return isinstance(self.body, (bytes, bytearray))
+
     def body_text(self) -> str:
-        return json.dumps(self.body, separators=(",", ":")) if isinstance(self.body, dict) else self.body
+        """The body as text; binary bodies become base64 (what the storage server does wherever
+        binary cannot travel: batch results, onion answers)."""
+        if isinstance(self.body, dict):
+            return json.dumps(self.body, separators=(",", ":"))
+        if isinstance(self.body, (bytes, bytearray)):
+            return b64(bytes(self.body))
+        return self.body
+
+    def json_value(self) -> Any:
+        """The body as it is embedded in a batch / sequence / ifelse result."""
+        return self.body if isinstance(self.body, dict) else self.body_text()
 
 
 class Forwarder(Protocol):
@@ -236,7 +280,8 @@ def ns_key(ns: int) -> str:
 @dataclass
 class Auth:
     signature: str
-    pubkey_ed25519: str | None
+    pubkey_ed25519: str | bytes | None  # lower-case hex, or the raw 32 bytes
+    subaccount: SignedSubaccount | None = None
 
 
 @dataclass
@@ -318,34 +363,123 @@ class BatchReq(Req):
     subrequests: list[Req] = field(default_factory=list)
 
 
-def _load_pubkey(p: Mapping[str, Any], alias_ok: bool = True) -> SessionID:
+@dataclass
+class RevokeReq(Req):
+    """revoke_subaccount / unrevoke_subaccount."""
+    pubkey: SessionID = None  # type: ignore[assignment]
+    auth: Auth = None  # type: ignore[assignment]
+    tokens: list[SubaccountToken] = field(default_factory=list)
+    timestamp: int = 0
+
+
+@dataclass
+class RevokedListReq(Req):
+    pubkey: SessionID = None  # type: ignore[assignment]
+    auth: Auth = None  # type: ignore[assignment]
+    timestamp: int = 0
+
+
+@dataclass
+class IfElseReq(Req):
+    hf_at_least: tuple[int, ...] | None = None
+    hf_before: tuple[int, ...] | None = None
+    v_at_least: tuple[int, ...] | None = None
+    v_before: tuple[int, ...] | None = None
+    height_at_least: int | None = None
+    height_before: int | None = None
+    then: Req | None = None
+    otherwise: Req | None = None
+
+    def condition(self, hf: Sequence[int], version: Sequence[int], height: int) -> bool:
+        """All given conditions hold (storage server load_condition: versions compared as
+        zero-padded fixed-size arrays)."""
+        hf_t, v_t = tuple(hf), tuple(version)
+        ok = True
+        if self.hf_at_least is not None:
+            ok &= hf_t >= self.hf_at_least
+        if self.hf_before is not None:
+            ok &= hf_t < self.hf_before
+        if self.v_at_least is not None:
+            ok &= v_t >= self.v_at_least
+        if self.v_before is not None:
+            ok &= v_t < self.v_before
+        if self.height_at_least is not None:
+            ok &= height >= self.height_at_least
+        if self.height_before is not None:
+            ok &= height < self.height_before
+        return ok
+
+
+def _load_pubkey(p: Mapping[str, Any], alias_ok: bool = False,
+                 bad_text: str = "Pubkey must be 66 hex digits (33 bytes) long") -> SessionID:
+    """``pubkey`` (``pubKey`` too for store, retrieve and get_swarm), read as a testnet storage
+    server reads it: 66 hex, or 64 hex without the prefix = a ``05`` account."""
     pk = f_str(p, "pubkey")
     alt = f_str(p, "pubKey") if alias_ok else None
     if pk is not None and alt is not None:
         raise ParseError("Cannot specify both 'pubkey' and 'pubKey'")
     value = require("pubkey", pk if pk is not None else alt)
     try:
-        return SessionID.parse(value.lower())
+        return load_user_pubkey(value.lower())
     except ValueError:
-        raise ParseError("Pubkey must be 66 hex digits (33 bytes) long") from None
+        raise ParseError(bad_text) from None
 
 
-def _load_auth(p: Mapping[str, Any], pubkey: SessionID, required: bool = True) -> Auth | None:
+def _load_subaccount(p: Mapping[str, Any]) -> SignedSubaccount | None:
+    """``subaccount`` (token, base64 or hex) + ``subaccount_sig`` (base64), as the storage
+    server's load_subaccount parses them; an absent or empty token means no subaccount."""
+    token_text = f_str(p, "subaccount")
+    sig_text = f_str(p, "subaccount_sig")
+    if not token_text:
+        return None
+    if sig_text is None:
+        raise ParseError("invalid subaccount: subaccount_sig is required when using subaccount")
+    try:
+        token = SubaccountToken.parse(token_text)
+    except SubaccountError:
+        raise ParseError("invalid subaccount: expected base64 or hex-encoded subaccount token") from None
+    try:
+        sig = signing.decode_signature(sig_text)
+    except signing.SignatureError:
+        raise ParseError(
+            "invalid subaccount signature: expected base64 encoded Ed25519 signature") from None
+    return SignedSubaccount(token, sig)
+
+
+def _load_auth(p: Mapping[str, Any], pubkey: SessionID, required: bool = True,
+               subaccount: bool = True) -> Auth | None:
+    """The storage server's load_pk_signature (+ load_subaccount when the method takes one)."""
     sig = f_str(p, "signature")
     pk_ed = f_str(p, "pubkey_ed25519")
     if sig is None:
         if required:
             raise MissingSignature("Required field 'signature' missing")
         return None
+    pk_value: str | bytes | None = None
     try:
-        if pk_ed:
+        if pk_ed is not None:
             if pubkey.prefix != 0x05:
                 raise ParseError("pubkey_ed25519 is only permitted for 05[...] pubkeys")
-            signing.decode_pubkey_ed25519(pk_ed)
+            raw = signing.decode_pubkey_ed25519(pk_ed)
+            pk_value = pk_ed.lower() if len(pk_ed) == 64 else raw
         signing.decode_signature(sig)
     except signing.SignatureError as e:
         raise ParseError(e.reason) from None
-    return Auth(signature=sig, pubkey_ed25519=pk_ed.lower() if pk_ed else None)
+    sub = _load_subaccount(p) if subaccount else None
+    return Auth(signature=sig, pubkey_ed25519=pk_value, subaccount=sub)
+
+
+def _parse_tokens(p: Mapping[str, Any], name: str, limit: int | None) -> list[SubaccountToken]:
+    values = require(name, f_str_list(p, name))
+    if limit is not None and len(values) > limit:
+        raise ParseError(f"invalid {name}: cannot revoke more than {limit} subaccounts at once")
+    out = []
+    for v in values:
+        try:
+            out.append(SubaccountToken.parse(v))
+        except SubaccountError:
+            raise ParseError(f"invalid {name}: expected base64 or hex-encoded subaccount tag") from None
+    return out
 
 
 def parse_store(method: str, p: Mapping[str, Any]) -> StoreReq:
@@ -360,7 +494,7 @@ def parse_store(method: str, p: Mapping[str, Any]) -> StoreReq:
         raise ParseError("Cannot specify both 'expiry' and 'ttl'")
     if expiry is None and ttl is None:
         raise ParseError("Required field 'expiry' or 'ttl' missing")
-    pubkey = _load_pubkey(p)
+    pubkey = _load_pubkey(p, alias_ok=True)
     auth = _load_auth(p, pubkey, required=False)
     require("data", data)
     if not is_base64(data):
@@ -383,8 +517,12 @@ def parse_retrieve(method: str, p: Mapping[str, Any]) -> RetrieveReq:
     max_size = f_int(p, "max_size")
     ns = f_namespace(p)
     ts = f_ts(p, "timestamp")
-    pubkey = _load_pubkey(p)
-    auth = _load_auth(p, pubkey, required=False)
+    pubkey = _load_pubkey(p, alias_ok=True)
+    # the storage server loads (and so requires) a signature as soon as any auth field or a
+    # namespace that is not anonymously readable is given
+    wants_auth = (p.get("pubkey_ed25519") is not None or p.get("signature") is not None
+                  or ts is not None or (ns is not None and not is_noauth_retrieve_namespace(int(ns))))
+    auth = _load_auth(p, pubkey, required=True) if wants_auth else None
     if auth is not None and ts is None:
         raise ParseError("Required field 'timestamp' missing")
     if last is not None and last_alt is not None:
@@ -437,8 +575,6 @@ def parse_expire(method: str, p: Mapping[str, Any]) -> ExpireReq:
     require("expiry", expiry)
     if not expiry:
         raise ParseError("'expiry' does not contain any expiration timestamps")
-    for e in expiry:
-        _check_ts("expiry", e)
     if shorten and extend:
         raise ParseError("cannot specify both 'shorten' and 'extend'")
     msgs = _parse_hashes(p)
@@ -460,7 +596,31 @@ def parse_get_expiries(method: str, p: Mapping[str, Any]) -> GetExpiriesReq:
 
 
 def parse_get_swarm(method: str, p: Mapping[str, Any]) -> PubkeyReq:
-    return PubkeyReq(method, p, pubkey=_load_pubkey(p))
+    return PubkeyReq(method, p, pubkey=_load_pubkey(p, alias_ok=True,
+                                                    bad_text="Pubkey must be 66 hex digits/33 bytes long"))
+
+
+def parse_revoke(method: str, p: Mapping[str, Any]) -> RevokeReq:
+    """revoke_subaccount (``revoke``, at most 50 tokens) / unrevoke_subaccount (``unrevoke``)."""
+    name = "revoke" if method == "revoke_subaccount" else "unrevoke"
+    f_str_list(p, name)
+    ts = f_ts(p, "timestamp")
+    pubkey = _load_pubkey(p)
+    auth = _load_auth(p, pubkey, subaccount=False)
+    if name == "revoke":
+        tokens = _parse_tokens(p, name, MAX_SUBACCOUNT_TOKENS)
+        require("timestamp", ts)
+    else:
+        require("timestamp", ts)
+        tokens = _parse_tokens(p, name, None)
+    return RevokeReq(method, p, pubkey=pubkey, auth=auth, tokens=tokens, timestamp=ts)
+
+
+def parse_revoked_subaccounts(method: str, p: Mapping[str, Any]) -> RevokedListReq:
+    ts = f_ts(p, "timestamp")
+    pubkey = _load_pubkey(p)
+    auth = _load_auth(p, pubkey, subaccount=False)
+    return RevokedListReq(method, p, pubkey=pubkey, auth=auth, timestamp=require("timestamp", ts))
 
 
 def parse_info(method: str, p: Mapping[str, Any]) -> Req:
@@ -495,13 +655,62 @@ def parse_batch(method: str, p: Mapping[str, Any]) -> BatchReq:
             raise ParseError("Invalid batch request: subrequests must have method/params keys")
         if m not in PARSERS:
             raise ParseError(f'Invalid batch subrequest: invalid method "{m}"')
+        # any sub-request that does not parse rejects the whole batch (storage server behaviour);
+        # a missing signature stays a MissingSignature (401, PROTOCOL.md)
+        sub = PARSERS[m](m, sp)
         if m in META_METHODS:
             raise ParseError("Invalid batch subrequest: subrequests may not contain meta-requests")
-        try:
-            subs.append(PARSERS[m](m, sp))
-        except MissingSignature as e:  # the whole batch is rejected, as the storage server does
-            raise ParseError(f"{m}: {e}") from None
+        subs.append(sub)
     return BatchReq(method, p, subrequests=subs)
+
+
+def _condition_ints(p: Mapping[str, Any], name: str, size: int) -> tuple[int, ...] | None:
+    """A version condition: an integer array (or one integer), zero-padded / cut to ``size``;
+    an empty array counts as absent."""
+    v = p.get(name)
+    if v is None:
+        return None
+    vals = v if isinstance(v, list) else [v]
+    if not all(is_int(x) for x in vals):
+        raise _bad(name, "integer array")
+    if not vals:
+        return None
+    return tuple((list(vals) + [0] * size)[:size])
+
+
+def _ifelse_branch(p: Mapping[str, Any], key: str) -> Req | None:
+    if key not in p:
+        return None
+    r = p[key]
+    if not isinstance(r, dict):
+        raise ParseError(f"Invalid ifelse request: {key} must be an object")
+    m = r.get("method")
+    if not isinstance(m, str) or "params" not in r:
+        raise ParseError(f"Invalid ifelse request: {key} must have method/params keys")
+    if m not in PARSERS:
+        raise ParseError(f'Invalid ifelse request method "{key}"')
+    sp = r["params"]
+    return PARSERS[m](m, sp if isinstance(sp, dict) else {})
+
+
+def parse_ifelse(method: str, p: Mapping[str, Any]) -> IfElseReq:
+    cond = p.get("if")
+    if not isinstance(cond, dict):
+        raise ParseError('Invalid ifelse request: no valid "if" field')
+    height_ge, height_lt = f_int(cond, "height_at_least"), f_int(cond, "height_before")
+    req = IfElseReq(method, p, height_at_least=height_ge, height_before=height_lt,
+                    hf_at_least=_condition_ints(cond, "hf_at_least", 2),
+                    hf_before=_condition_ints(cond, "hf_before", 2),
+                    v_at_least=_condition_ints(cond, "v_at_least", 3),
+                    v_before=_condition_ints(cond, "v_before", 3))
+    if all(x is None for x in (req.height_at_least, req.height_before, req.hf_at_least,
+                               req.hf_before, req.v_at_least, req.v_before)):
+        raise ParseError('Invalid ifelse request: must specify at least one "if" condition')
+    req.then = _ifelse_branch(p, "then")
+    req.otherwise = _ifelse_branch(p, "else")
+    if req.then is None and req.otherwise is None:
+        raise ParseError('Invalid ifelse request: at least one of "then"/"else" required')
+    return req
 
 
 PARSERS: dict[str, Callable[[str, Mapping[str, Any]], Req]] = {
@@ -517,11 +726,17 @@ PARSERS: dict[str, Callable[[str, Mapping[str, Any]], Req]] = {
     "get_snodes_for_pubkey": parse_get_swarm,
     "info": parse_info,
     "oxend_request": parse_oxend_request,
+    "active_nodes_bin": parse_info,
+    "revoke_subaccount": parse_revoke,
+    "unrevoke_subaccount": parse_revoke,
+    "revoked_subaccounts": parse_revoked_subaccounts,
     "batch": parse_batch,
     "sequence": parse_batch,
+    "ifelse": parse_ifelse,
 }
-META_METHODS = frozenset({"batch", "sequence"})
-RECURSIVE_METHODS = frozenset({"store", "delete", "delete_all", "delete_before", "expire", "expire_all"})
+META_METHODS = frozenset({"batch", "sequence", "ifelse"})
+RECURSIVE_METHODS = frozenset({"store", "delete", "delete_all", "delete_before", "expire", "expire_all",
+                               "revoke_subaccount", "unrevoke_subaccount"})
 
 
 def parse_request(method: str, params: Mapping[str, Any]) -> Req:
@@ -535,7 +750,8 @@ def accounts_of(method: str | None, params: Any) -> list[str]:
     if not isinstance(params, dict):
         return out
     if method in META_METHODS:
-        for r in params.get("requests") or []:
+        subs = params.get("requests") if method != "ifelse" else [params.get("then"), params.get("else")]
+        for r in subs if isinstance(subs, list) else []:
             if isinstance(r, dict):
                 for a in accounts_of(r.get("method"), r.get("params")):
                     if a not in out:
@@ -548,7 +764,10 @@ def accounts_of(method: str | None, params: Any) -> list[str]:
         return out
     pk = params.get("pubkey", params.get("pubKey"))
     if isinstance(pk, str):
-        out.append(pk.lower())
+        try:
+            out.append(load_user_pubkey(pk.lower()).hex)
+        except ValueError:
+            out.append(pk.lower())
     return out
 
 
@@ -580,16 +799,25 @@ class RpcHandler:
         return body
 
     def sign_b64(self, *parts: Any) -> str:
-        msg = "".join(str(x) for x in parts).encode("ascii")
+        """This node's signature over the concatenated parts (text as ASCII, bytes as is)."""
+        msg = b"".join(bytes(x) if isinstance(x, (bytes, bytearray)) else str(x).encode("ascii")
+                       for x in parts)
         return b64(self.identity.sign(msg))
 
     def wrong_swarm(self, view: SwarmView, pubkey: SessionID) -> Response:
         return Response(421, self.misc(view.swarm_json(pubkey)))
 
-    @staticmethod
-    def _verify(pubkey: SessionID, auth: Auth, message: bytes) -> bool:
+    async def _verify(self, pubkey: SessionID, auth: Auth, message: bytes, access: int = 0,
+                      skip_revoke: bool = False) -> bool:
+        """The storage server's verify_signature: a revoked subaccount token fails (unless
+        ``skip_revoke``), the token must grant ``access``, then the signature must verify."""
+        sub = auth.subaccount
+        if sub is not None and not skip_revoke and await self.storage.subaccount_revoked(
+                pubkey.hex, sub.token.raw):
+            return False
         try:
-            signing.verify_request(pubkey, auth.pubkey_ed25519, message, auth.signature)
+            signing.verify_request(pubkey, auth.pubkey_ed25519, message, auth.signature,
+                                   subaccount=sub, required_access=access)
             return True
         except signing.SignatureError:
             return False
@@ -619,9 +847,11 @@ class RpcHandler:
         try:
             req = parse_request(method, params)
         except MissingSignature:
-            return Response(401, f"{method}: request signature required")
+            return Response(401, MISSING_SIGNATURE_TEXT)
         except ParseError as e:
             return Response(400, f"invalid request: {e}")
+        except RecursionError:
+            return Response(400, "invalid request: requests are nested too deeply")
         try:
             return await self.process(req, forwarded=forwarded)
         except Exception as e:  # noqa: BLE001 - the client gets a generic 500, the log the cause
@@ -643,8 +873,13 @@ class RpcHandler:
             "get_snodes_for_pubkey": self.do_get_swarm,
             "info": self.do_info,
             "oxend_request": self.do_oxend,
+            "active_nodes_bin": self.do_active_nodes_bin,
+            "revoke_subaccount": self.do_revoke,
+            "unrevoke_subaccount": self.do_revoke,
+            "revoked_subaccounts": self.do_revoked_subaccounts,
             "batch": self.do_batch,
             "sequence": self.do_sequence,
+            "ifelse": self.do_ifelse,
         }[req.method]
         if req.method in RECURSIVE_METHODS:
             return await fn(req, forwarded)  # type: ignore[operator]
@@ -699,7 +934,10 @@ class RpcHandler:
             assert req.sig_ts is not None
             if abs(req.sig_ts - now) > SIGNATURE_WINDOW_MS:
                 return Response(406, "store signature timestamp too far from current time")
-            if not self._verify(req.pubkey, req.auth, signing.store_message(req.namespace, req.sig_ts)):
+            # a store replaces what a public outbox holds, so a subaccount also needs delete
+            access = SUBACCOUNT_WRITE | (SUBACCOUNT_DELETE if is_public_outbox_namespace(req.namespace) else 0)
+            if not await self._verify(req.pubkey, req.auth,
+                                      signing.store_message(req.namespace, req.sig_ts), access):
                 return Response(401, "store signature verification failed")
 
         h = message_hash(req.pubkey, req.namespace, req.data)
@@ -736,7 +974,9 @@ class RpcHandler:
             assert req.timestamp is not None
             if abs(req.timestamp - now) > SIGNATURE_WINDOW_MS:
                 return Response(406, "retrieve timestamp too far from current time")
-            if not self._verify(req.pubkey, req.auth, signing.retrieve_message(req.namespace, req.timestamp)):
+            if not await self._verify(req.pubkey, req.auth,
+                                      signing.retrieve_message(req.namespace, req.timestamp),
+                                      SUBACCOUNT_READ, skip_revoke=is_unrevocable_namespace(req.namespace)):
                 return Response(401, "retrieve signature verification failed")
         max_count = req.max_count or None
         max_size = req.max_size or None
@@ -761,13 +1001,14 @@ class RpcHandler:
         view = self.get_view()
         if not view.is_mine(req.pubkey):
             return self.wrong_swarm(view, req.pubkey)
-        if not self._verify(req.pubkey, req.auth, signing.delete_message(req.messages)):
+        if not await self._verify(req.pubkey, req.auth, signing.delete_message(req.messages),
+                                  SUBACCOUNT_DELETE):
             return Response(401, "delete_msgs signature verification failed")
         now = self.clock.now_ms()
 
         async def local() -> dict[str, Any]:
             deleted = sorted(await self.storage.delete_by_hash(req.pubkey.hex, req.messages))
-            sig = self.sign_b64(req.pubkey.hex, "".join(req.messages), "".join(deleted))
+            sig = self.sign_b64(user_pubkey_hex(req.pubkey), "".join(req.messages), "".join(deleted))
             return {"deleted": deleted, "signature": sig}
 
         res = await self.recurse(req, forwarded, now, local)
@@ -802,12 +1043,14 @@ class RpcHandler:
         tol = SIGNATURE_WINDOW_FORWARDED_MS if forwarded else SIGNATURE_WINDOW_MS
         if abs(req.when - now) > tol:
             return Response(406, "delete_all timestamp too far from current time")
-        if not self._verify(req.pubkey, req.auth, signing.delete_all_message(req.namespace, req.when)):
+        if not await self._verify(req.pubkey, req.auth,
+                                  signing.delete_all_message(req.namespace, req.when), SUBACCOUNT_DELETE):
             return Response(401, "delete_all signature verification failed")
 
         async def local() -> dict[str, Any]:
             affected = await self.storage.delete_all(req.pubkey.hex, self._ns_arg(req.namespace))
-            return self._ns_result("deleted", affected, req.namespace, (req.pubkey.hex, req.when))
+            return self._ns_result("deleted", affected, req.namespace,
+                                   (user_pubkey_hex(req.pubkey), req.when))
 
         return await self.recurse(req, forwarded, now, local)
 
@@ -818,12 +1061,14 @@ class RpcHandler:
         now = self.clock.now_ms()
         if req.when > now + 60_000:
             return Response(401, "delete_before timestamp too far in the future")
-        if not self._verify(req.pubkey, req.auth, signing.delete_before_message(req.namespace, req.when)):
+        if not await self._verify(req.pubkey, req.auth,
+                                  signing.delete_before_message(req.namespace, req.when), SUBACCOUNT_DELETE):
             return Response(401, "delete_before signature verification failed")
 
         async def local() -> dict[str, Any]:
             affected = await self.storage.delete_before(req.pubkey.hex, self._ns_arg(req.namespace), req.when)
-            return self._ns_result("deleted", affected, req.namespace, (req.pubkey.hex, req.when))
+            return self._ns_result("deleted", affected, req.namespace,
+                                   (user_pubkey_hex(req.pubkey), req.when))
 
         return await self.recurse(req, forwarded, now, local)
 
@@ -836,13 +1081,15 @@ class RpcHandler:
         tol = SIGNATURE_WINDOW_FORWARDED_MS if forwarded else SIGNATURE_WINDOW_MS
         if req.when < now - tol:
             return Response(406, "expire_all timestamp should be >= current time")
-        if not self._verify(req.pubkey, req.auth, signing.expire_all_message(req.namespace, req.when)):
+        if not await self._verify(req.pubkey, req.auth,
+                                  signing.expire_all_message(req.namespace, req.when), SUBACCOUNT_DELETE):
             return Response(401, "expire_all signature verification failed")
 
         async def local() -> dict[str, Any]:
             affected = await self.storage.update_all_expiries(
                 req.pubkey.hex, self._ns_arg(req.namespace), req.when)
-            return self._ns_result("updated", affected, req.namespace, (req.pubkey.hex, req.when))
+            return self._ns_result("updated", affected, req.namespace,
+                                   (user_pubkey_hex(req.pubkey), req.when))
 
         return await self.recurse(req, forwarded, now, local)
 
@@ -860,12 +1107,20 @@ class RpcHandler:
         signed = (f"expire{mode}" + "".join(str(e) for e in req.expiry) + "".join(req.messages)).encode("ascii")
         if len(req.expiry) == 1:
             signed = signing.expire_message(mode, req.expiry[0], req.messages)
-        if not self._verify(req.pubkey, req.auth, signed):
+        if not await self._verify(req.pubkey, req.auth, signed, SUBACCOUNT_WRITE):
             return Response(401, "expire: signature verification failed")
+        extend_only = req.extend
+        sub = req.auth.subaccount
+        if sub is not None and not sub.token.has(SUBACCOUNT_DELETE):
+            # write without delete: may extend, never shorten (shortening is almost deleting)
+            if req.shorten:
+                return Response(400, "expire: shorten parameter cannot be used with this subaccount "
+                                     "token (missing delete access)")
+            extend_only = True
 
         async def local() -> dict[str, Any]:
             updated = sorted(await self.storage.update_expiry(
-                req.pubkey.hex, req.messages, applied, req.extend, req.shorten))
+                req.pubkey.hex, req.messages, applied, extend_only, req.shorten))
             updated_hashes = [h for h, _ in updated]
             unchanged: dict[str, int] = {}
             if req.extend or req.shorten:
@@ -874,7 +1129,7 @@ class RpcHandler:
                     unchanged = await self.storage.get_expiries(req.pubkey.hex, rest)
             exp_part = "".join(str(e) for _, e in updated) if len(req.expiry) > 1 else str(applied[0])
             unchanged_part = "".join(f"{h}{unchanged[h]}" for h in sorted(unchanged))
-            sig = self.sign_b64(req.pubkey.hex, exp_part, "".join(req.messages),
+            sig = self.sign_b64(user_pubkey_hex(req.pubkey), exp_part, "".join(req.messages),
                                 "".join(updated_hashes), unchanged_part)
             mine: dict[str, Any] = {
                 "expiry": [e for _, e in updated] if len(req.expiry) > 1 else applied[0],
@@ -894,7 +1149,8 @@ class RpcHandler:
         now = self.clock.now_ms()
         if abs(req.timestamp - now) > SIGNATURE_WINDOW_MS:
             return Response(406, "get_expiries timestamp too far from current time")
-        if not self._verify(req.pubkey, req.auth, signing.get_expiries_message(req.timestamp, req.messages)):
+        if not await self._verify(req.pubkey, req.auth,
+                                  signing.get_expiries_message(req.timestamp, req.messages), SUBACCOUNT_READ):
             return Response(401, "get_expiries signature verification failed")
         hashes = None if req.messages == ["all"] else req.messages
         exp = await self.storage.get_expiries(req.pubkey.hex, hashes)
@@ -907,6 +1163,51 @@ class RpcHandler:
     async def do_info(self, req: Req) -> Response:
         now = self.clock.now_ms()
         return Response(200, self.misc({"version": list(STORAGE_SERVER_VERSION), "timestamp": now}, now))
+
+    async def do_active_nodes_bin(self, req: Req) -> Response:
+        return Response(200, active_nodes_blob(self.get_view()))
+
+    # --- subaccount revocation -----------------------------------------------------------------
+    async def do_revoke(self, req: RevokeReq, forwarded: bool) -> Response:
+        """revoke_subaccount / unrevoke_subaccount: owner-signed (no subaccount), recursive; each
+        member answers ``count`` and its signature of PUBKEY_HEX ‖ timestamp ‖ token bytes…"""
+        view = self.get_view()
+        if not view.is_mine(req.pubkey):
+            return self.wrong_swarm(view, req.pubkey)
+        revoke = req.method == "revoke_subaccount"
+        now = self.clock.now_ms()
+        if abs(req.timestamp - now) > SIGNATURE_WINDOW_MS:
+            return Response(406, f"{req.method} timestamp too far from current time")
+        message = (signing.revoke_subaccount_message if revoke
+                   else signing.unrevoke_subaccount_message)(req.timestamp, req.tokens)
+        if not await self._verify(req.pubkey, req.auth, message):
+            return Response(401, f"{req.method} signature verification failed")
+        raw = [t.raw for t in req.tokens]
+
+        async def local() -> dict[str, Any]:
+            if revoke:
+                count = await self.storage.revoke_subaccounts(req.pubkey.hex, raw, now)
+            else:
+                count = await self.storage.unrevoke_subaccounts(req.pubkey.hex, raw)
+            return {"count": count,
+                    "signature": self.sign_b64(user_pubkey_hex(req.pubkey), req.timestamp, *raw)}
+
+        return await self.recurse(req, forwarded, now, local)
+
+    async def do_revoked_subaccounts(self, req: RevokedListReq) -> Response:
+        """The revoked tokens (base64), signed by the account key itself: the storage server
+        ignores pubkey_ed25519 here and accepts no subaccount."""
+        view = self.get_view()
+        if not view.is_mine(req.pubkey):
+            return self.wrong_swarm(view, req.pubkey)
+        now = self.clock.now_ms()
+        if abs(req.timestamp - now) > SIGNATURE_WINDOW_MS:
+            return Response(406, "revoked_subaccounts timestamp too far from current time")
+        owner_only = Auth(signature=req.auth.signature, pubkey_ed25519=None)
+        if not await self._verify(req.pubkey, owner_only, signing.revoked_subaccounts_message(req.timestamp)):
+            return Response(401, "revoked_subaccounts signature verification failed")
+        tokens = await self.storage.revoked_subaccounts(req.pubkey.hex)
+        return Response(200, self.misc({"revoked_subaccounts": [b64(t) for t in tokens]}, now))
 
     async def do_oxend(self, req: OxendReq) -> Response:
         if self.oxend is None:
@@ -924,7 +1225,7 @@ class RpcHandler:
             if self.log:
                 self.log.error("rpc_exception", method=sub.method, error=repr(e))
             r = Response(500, "request failed")
-        return {"code": r.status, "body": r.body}
+        return {"code": r.status, "body": r.json_value()}
 
     async def do_batch(self, req: BatchReq) -> Response:
         results = await asyncio.gather(*(self._sub(s) for s in req.subrequests))
@@ -938,3 +1239,41 @@ class RpcHandler:
             if not 200 <= r["code"] <= 299:
                 break
         return Response(200, self.misc({"results": results}))
+
+    async def do_ifelse(self, req: IfElseReq) -> Response:
+        """``{"hf", "v", "height", "condition"[, "result": {"code", "body"}]}`` (+ "t"); the
+        height is the block height the seed reported with the node list."""
+        view = self.get_view()
+        cond = req.condition(HARDFORK, STORAGE_SERVER_VERSION, view.height)
+        body: dict[str, Any] = {"hf": list(HARDFORK), "v": list(STORAGE_SERVER_VERSION),
+                                "height": view.height, "condition": cond}
+        branch = req.then if cond else req.otherwise
+        if branch is not None:
+            body["result"] = await self._sub(branch)
+        return Response(200, self.misc(body))
+
+
+ACTIVE_NODE_RECORD = 51
+
+
+def active_nodes_blob(view: SwarmView) -> bytes:
+    """``active_nodes_bin``: one 51-byte record per active node in a swarm, ordered by swarm id
+    then legacy pubkey: Ed25519 key (32) ‖ swarm id (u64 BE) ‖ IPv4 (4) ‖ HTTPS port (u16 BE) ‖
+    OMQ/QUIC port (u16 BE) ‖ version (3 bytes, each capped at 255).  A node without a known
+    address is listed with zero ip/ports (storage server Network::all_nodes_blob)."""
+    out = bytearray()
+    nodes = sorted((n for n in view.nodes.values() if n.active and n.swarm_id != UNASSIGNED_SWARM),
+                   key=lambda n: (n.swarm_id, n.pubkey_legacy or n.pubkey_ed25519))
+    for n in nodes:
+        try:
+            ed = bytes.fromhex(n.pubkey_ed25519)
+            ip = ipaddress.IPv4Address(n.public_ip).packed if n.has_address else bytes(4)
+        except ValueError:
+            continue
+        if len(ed) != 32:
+            continue
+        https = n.storage_port if n.has_address else 0
+        omq = n.lmq_port if n.has_address else 0
+        version = bytes(min(max(v, 0), 255) for v in (tuple(n.version) + (0, 0, 0))[:3])
+        out += ed + struct.pack(">Q4sHH", n.swarm_id, ip, https & 0xFFFF, omq & 0xFFFF) + version
+    return bytes(out)

@@ -11,7 +11,13 @@ from typing import Any
 
 from aiohttp import web
 
-from nodes.common.http import start_site
+from nodes.common.http import (
+    binary_response,
+    json_response,
+    json_text_response,
+    start_site,
+    text_response,
+)
 from nodes.common.logs import JsonLogger
 from nodes.common.service import StartupError
 from nodes.common.tls import server_context_for
@@ -35,14 +41,17 @@ from .swarm_view import SwarmView, swarm_id_str
 __all__ = ["Node", "StartupError", "to_web"]
 
 
-def _text(status: int, text: str) -> web.Response:
-    return web.Response(status=status, text=text, content_type="text/plain")
+_text = text_response
 
 
 def to_web(resp: Response) -> web.Response:
+    """A storage RPC answer as the storage server renders it: exactly ``application/json``,
+    ``text/plain`` (error strings) or ``application/octet-stream`` (binary, active_nodes_bin)."""
     if resp.is_json:
-        return web.Response(status=resp.status, text=resp.body_text(), content_type="application/json")
-    return _text(resp.status, resp.body_text())
+        return json_text_response(resp.body_text(), resp.status)
+    if resp.is_binary:
+        return binary_response(bytes(resp.body), resp.status)  # type: ignore[arg-type]
+    return text_response(resp.status, resp.body_text())
 
 
 class Node:
@@ -369,7 +378,7 @@ class Node:
         return resp
 
     async def h_stats(self, request: web.Request) -> web.Response:
-        return web.json_response({"version": ".".join(map(str, STORAGE_SERVER_VERSION))})
+        return json_response({"version": ".".join(map(str, STORAGE_SERVER_VERSION))})
 
     async def h_ping(self, request: web.Request) -> web.Response:
         return web.Response(status=200)

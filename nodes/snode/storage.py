@@ -7,7 +7,10 @@ directly through :meth:`Storage.run`.
 
 Semantics follow the storage server's database layer: messages are unique by hash; storing a
 duplicate keeps the stored message and extends its expiry if the new one is later; retrieve pages
-by insertion order after ``last_hash`` (unknown hash -> from the start).
+by insertion order after ``last_hash`` (unknown hash -> from the start).  A public outbox
+namespace -(20n+1) holds one message per account: a newer one (by timestamp) replaces it, an
+older one is not kept.  Revoked group subaccount tokens are kept per account (the 50 most
+recent, as the storage server's ``revoked_autoclean`` trigger does).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+from nodes.protocol.constants import MAX_SUBACCOUNT_TOKENS, is_public_outbox_namespace
 
 T = TypeVar("T")
 
@@ -34,6 +39,12 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_owner ON messages(pubkey, namespace, id);
 CREATE INDEX IF NOT EXISTS messages_expiry ON messages(expiry);
+CREATE TABLE IF NOT EXISTS revoked_subaccounts (
+    pubkey    TEXT NOT NULL,
+    token     BLOB NOT NULL,
+    timestamp INTEGER NOT NULL,
+    PRIMARY KEY (pubkey, token)
+);
 """
 
 # Per-message allowance added to the data size when applying retrieve's max_size (hash, keys,
@@ -98,16 +109,18 @@ class Storage:
 
     # --- sync implementations (DB thread only) -------------------------------------------------
     def _store(self, m: Message) -> tuple[bool, int]:
-        """Insert; on a duplicate hash extend the expiry if later.  Returns (new, expiry)."""
+        """Insert; on a duplicate hash extend the expiry if later.  Returns (new, expiry), ``new``
+        meaning "not a duplicate hash".
+
+        In a public outbox a newer message replaces the one held and an older one is accepted
+        but not kept (still ``new``: its hash was not stored before).
+        """
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
             row = db.execute("SELECT id, expiry FROM messages WHERE hash = ?", (m.hash,)).fetchone()
             if row is None:
-                db.execute(
-                    "INSERT INTO messages (hash, pubkey, namespace, timestamp, expiry, data)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (m.hash, m.pubkey, m.namespace, m.timestamp, m.expiry, m.data))
+                self._insert_one(m)
                 result = (True, m.expiry)
             else:
                 mid, exp = row
@@ -121,21 +134,37 @@ class Storage:
             db.execute("ROLLBACK")
             raise
 
-    def _bulk_store(self, msgs: Sequence[Message]) -> int:
-        """Insert replicated messages keeping hash/timestamp/expiry; duplicates are ignored."""
+    def _insert_one(self, m: Message) -> bool:
+        """Insert a message whose hash is not stored (inside a transaction); False when it is an
+        outbox message older than the one the outbox holds."""
         db = self.db
-        before = db.total_changes
+        if is_public_outbox_namespace(m.namespace):
+            held = db.execute("SELECT id, timestamp FROM messages WHERE pubkey = ? AND namespace = ?",
+                              (m.pubkey, m.namespace)).fetchall()
+            if any(ts >= m.timestamp for _, ts in held):
+                return False
+            db.executemany("DELETE FROM messages WHERE id = ?", [(mid,) for mid, _ in held])
+        db.execute(
+            "INSERT INTO messages (hash, pubkey, namespace, timestamp, expiry, data)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (m.hash, m.pubkey, m.namespace, m.timestamp, m.expiry, m.data))
+        return True
+
+    def _bulk_store(self, msgs: Sequence[Message]) -> int:
+        """Insert replicated messages keeping hash/timestamp/expiry; duplicates are ignored (public
+        outboxes keep their newest message).  Returns how many were inserted."""
+        db = self.db
+        n = 0
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(
-                "INSERT INTO messages (hash, pubkey, namespace, timestamp, expiry, data)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(hash) DO NOTHING",
-                [(m.hash, m.pubkey, m.namespace, m.timestamp, m.expiry, m.data) for m in msgs])
+            for m in msgs:
+                if db.execute("SELECT 1 FROM messages WHERE hash = ?", (m.hash,)).fetchone() is None:
+                    n += self._insert_one(m)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        return db.total_changes - before
+        return n
 
     def _retrieve(self, pubkey: str, namespace: int, last_hash: str | None, max_count: int | None,
                   max_size: int | None, now_ms: int) -> tuple[list[Message], bool]:
@@ -245,6 +274,50 @@ class Storage:
                 out[h] = e
         return out
 
+    def _revoke_subaccounts(self, pubkey: str, tokens: Sequence[bytes], now_ms: int) -> int:
+        """Add tokens to the account's revocation list (a repeat refreshes its time); keeps the
+        MAX_SUBACCOUNT_TOKENS most recent.  Returns how many were not revoked before."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            added = 0
+            for t in tokens:
+                cur = db.execute("UPDATE revoked_subaccounts SET timestamp = ?"
+                                 " WHERE pubkey = ? AND token = ? AND timestamp < ?",
+                                 (now_ms, pubkey, t, now_ms))
+                exists = cur.rowcount > 0 or db.execute(
+                    "SELECT 1 FROM revoked_subaccounts WHERE pubkey = ? AND token = ?",
+                    (pubkey, t)).fetchone() is not None
+                if not exists:
+                    db.execute("INSERT INTO revoked_subaccounts (pubkey, token, timestamp)"
+                               " VALUES (?, ?, ?)", (pubkey, t, now_ms))
+                    added += 1
+            db.execute(
+                "DELETE FROM revoked_subaccounts WHERE pubkey = ? AND rowid NOT IN ("
+                " SELECT rowid FROM revoked_subaccounts WHERE pubkey = ?"
+                " ORDER BY timestamp DESC, rowid DESC LIMIT ?)",
+                (pubkey, pubkey, MAX_SUBACCOUNT_TOKENS))
+            db.execute("COMMIT")
+            return added
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _unrevoke_subaccounts(self, pubkey: str, tokens: Sequence[bytes]) -> int:
+        n = 0
+        for t in dict.fromkeys(tokens):
+            n += self.db.execute("DELETE FROM revoked_subaccounts WHERE pubkey = ? AND token = ?",
+                                 (pubkey, t)).rowcount
+        return n
+
+    def _subaccount_revoked(self, pubkey: str, token: bytes) -> bool:
+        return self.db.execute("SELECT 1 FROM revoked_subaccounts WHERE pubkey = ? AND token = ?",
+                               (pubkey, token)).fetchone() is not None
+
+    def _revoked_subaccounts(self, pubkey: str) -> list[bytes]:
+        return [bytes(r[0]) for r in self.db.execute(
+            "SELECT token FROM revoked_subaccounts WHERE pubkey = ? ORDER BY token", (pubkey,))]
+
     def _purge_expired(self, now_ms: int) -> int:
         return self.db.execute("DELETE FROM messages WHERE expiry <= ?", (now_ms,)).rowcount
 
@@ -304,6 +377,18 @@ class Storage:
 
     async def get_expiries(self, pubkey: str, hashes: Sequence[str] | None) -> dict[str, int]:
         return await self.run(self._get_expiries, pubkey, hashes)
+
+    async def revoke_subaccounts(self, pubkey: str, tokens: Sequence[bytes], now_ms: int) -> int:
+        return await self.run(self._revoke_subaccounts, pubkey, tokens, now_ms)
+
+    async def unrevoke_subaccounts(self, pubkey: str, tokens: Sequence[bytes]) -> int:
+        return await self.run(self._unrevoke_subaccounts, pubkey, tokens)
+
+    async def subaccount_revoked(self, pubkey: str, token: bytes) -> bool:
+        return await self.run(self._subaccount_revoked, pubkey, token)
+
+    async def revoked_subaccounts(self, pubkey: str) -> list[bytes]:
+        return await self.run(self._revoked_subaccounts, pubkey)
 
     async def purge_expired(self, now_ms: int) -> int:
         return await self.run(self._purge_expired, now_ms)

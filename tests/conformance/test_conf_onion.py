@@ -28,7 +28,7 @@ from .wire import (
     libsession_onion,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends("process", "docker")]
 
 
 def random_hop() -> OnionHop:

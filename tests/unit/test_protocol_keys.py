@@ -15,6 +15,8 @@ from nodes.protocol.keys import (
     SessionID,
     derive_seed,
     ed25519_pk_to_x25519,
+    load_user_pubkey,
+    user_pubkey_hex,
     verify_ed25519,
 )
 
@@ -201,13 +203,33 @@ def test_versions_are_accepted_by_current_clients():
         (2, True, True, c.TTL_MAX_PRIVATE_MS),
         (-42, True, True, c.TTL_MAX_PRIVATE_MS),
         (11, True, True, c.TTL_MAX_PRIVATE_MS),
-        (-1, True, True, c.TTL_MAX_PRIVATE_MS),
+        # public outboxes -(20n+1): signed stores, anonymous retrieval (namespace.h)
+        (-1, True, False, c.TTL_MAX_PRIVATE_MS),
+        (-21, True, False, c.TTL_MAX_PRIVATE_MS),
+        (-981, True, False, c.TTL_MAX_PRIVATE_MS),
+        (-41, True, False, c.TTL_MAX_PRIVATE_MS),
+        # close to outboxes but not of the form -(20n+1)
+        (1, True, True, c.TTL_MAX_PRIVATE_MS),
+        (21, True, True, c.TTL_MAX_PRIVATE_MS),
+        (-11, True, True, c.TTL_MAX_PRIVATE_MS),
+        (-19, True, True, c.TTL_MAX_PRIVATE_MS),
     ],
 )
 def test_namespace_rules(ns, store_auth, read_auth, ttl):
     assert c.namespace_store_needs_auth(ns) is store_auth
     assert c.namespace_read_needs_auth(ns) is read_auth
+    assert c.is_noauth_retrieve_namespace(ns) is (not read_auth)
     assert c.max_ttl_ms(ns) == ttl
+
+
+@pytest.mark.parametrize("ns,outbox,unrevocable", [
+    (-1, True, False), (-21, True, False), (-32761, True, False), (-20, False, False),
+    (1, False, False), (21, False, False), (-11, False, True), (-111, False, True),
+    (-12311, False, True), (11, False, False), (-211, False, True), (-10, False, False),
+])
+def test_outbox_and_unrevocable_namespaces(ns, outbox, unrevocable):
+    assert c.is_public_outbox_namespace(ns) is outbox
+    assert c.is_unrevocable_namespace(ns) is unrevocable
 
 
 @pytest.mark.parametrize("ns", [-32768, 0, 32767])
@@ -219,3 +241,23 @@ def test_validate_namespace_accepts_int16(ns):
 def test_validate_namespace_rejects(ns):
     with pytest.raises(ValueError):
         c.validate_namespace(ns)  # type: ignore[arg-type]
+
+
+# --- account pubkeys as a testnet storage server reads them (oxenss/common/pubkey.cpp) ---------
+
+def test_load_user_pubkey_accepts_unprefixed_keys_as_05_on_testnet():
+    key = "ab" * 32
+    assert load_user_pubkey(key) == SessionID(prefix=0x05, key=bytes.fromhex(key))
+    assert load_user_pubkey("03" + key) == SessionID(prefix=0x03, key=bytes.fromhex(key))
+    with pytest.raises(ValueError):
+        load_user_pubkey(key, testnet=False)  # mainnet needs the prefix
+    for bad in ("ab" * 31, "ab" * 33 + "a", "zz" * 32, "05" + "zz" * 32):
+        with pytest.raises(ValueError):
+            load_user_pubkey(bad)
+
+
+def test_user_pubkey_hex_omits_a_00_prefix_on_testnet():
+    key = bytes(range(32))
+    assert user_pubkey_hex(SessionID(0x05, key)) == "05" + key.hex()
+    assert user_pubkey_hex(SessionID(0x00, key)) == key.hex()
+    assert user_pubkey_hex(SessionID(0x00, key), testnet=False) == "00" + key.hex()

@@ -10,6 +10,7 @@ from nacl.signing import SigningKey
 from nodes.protocol.keys import Identity, SessionID
 from nodes.protocol.signing import (
     SignatureError,
+    decode_pubkey_ed25519,
     delete_all_message,
     delete_before_message,
     delete_message,
@@ -18,9 +19,22 @@ from nodes.protocol.signing import (
     get_expiries_message,
     namespace_str,
     retrieve_message,
+    revoke_subaccount_message,
+    revoked_subaccounts_message,
     sign_request,
     store_message,
+    unrevoke_subaccount_message,
     verify_request,
+)
+from nodes.protocol.subaccount import (
+    ANY_PREFIX,
+    DELETE,
+    READ,
+    WRITE,
+    SignedSubaccount,
+    SubaccountError,
+    SubaccountToken,
+    sign_token,
 )
 
 pytestmark = pytest.mark.unit
@@ -195,3 +209,112 @@ def test_pubkey_ed25519_only_permitted_for_05():
 
 def test_signature_error_is_value_error():
     assert issubclass(SignatureError, ValueError)
+
+
+# --- the storage server's error texts ---------------------------------------------------------
+
+@pytest.mark.parametrize("bad", ["AAAA", "!" * 86, "A" * 87, "A" * 86 + "=", "A" * 88])
+def test_malformed_signature_text_is_the_storage_servers(alice, bad):
+    with pytest.raises(SignatureError) as exc:
+        verify_request(alice.session_id, alice.ed25519_hex, b"x", bad)
+    assert exc.value.reason == "invalid signature: expected base64 encoded Ed25519 signature"
+
+
+@pytest.mark.parametrize("bad,text", [
+    ("00" * 31, "Invalid pubkey_ed25519: expected 64 hex char or 32 byte pubkey"),
+    ("00" * 33, "Invalid pubkey_ed25519: expected 64 hex char or 32 byte pubkey"),
+    ("zz" * 32, "invalid pubkey_ed25519: value is not hex"),
+])
+def test_malformed_pubkey_ed25519_texts_are_the_storage_servers(alice, bad, text):
+    with pytest.raises(SignatureError) as exc:
+        decode_pubkey_ed25519(bad)
+    assert (exc.value.status, exc.value.reason) == (400, text)
+
+
+def test_pubkey_ed25519_as_32_raw_bytes_is_accepted():
+    # client_rpc_endpoints.cpp load_pk_signature: "64 hex char or 32 byte pubkey"
+    raw = "A" * 32
+    assert decode_pubkey_ed25519(raw) == raw.encode()
+
+
+# --- group subaccounts -------------------------------------------------------------------------
+
+def make_sub(owner: Identity, flags: int, prefix: int = 0x03) -> tuple[Identity, SignedSubaccount]:
+    member = Identity.generate()
+    token = SubaccountToken.make(prefix, flags, member.ed25519_public)
+    return member, SignedSubaccount(token, sign_token(owner, token))
+
+
+def test_subaccount_token_layout_and_encodings():
+    member = Identity.generate()
+    token = SubaccountToken.make(0x03, READ | WRITE, member.ed25519_public)
+    assert token.raw == b"\x03\x03\x00\x00" + member.ed25519_public
+    assert (token.prefix, token.flags, token.pubkey) == (3, 3, member.ed25519_public)
+    assert SubaccountToken.parse(token.b64) == token == SubaccountToken.parse(token.raw.hex())
+    assert SubaccountToken.parse(base64.urlsafe_b64encode(token.raw).decode()) == token
+    for bad in ("", "zz" * 36, token.b64[:-4], token.raw.hex()[:-2], "!" * 48):
+        with pytest.raises(SubaccountError):
+            SubaccountToken.parse(bad)
+
+
+def test_subaccount_signs_requests_for_the_group():
+    group = Identity.generate()
+    sid = SessionID(prefix=0x03, key=group.ed25519_public)
+    member, sub = make_sub(group, READ | WRITE)
+    msg = retrieve_message(42, TS)
+    verify_request(sid, None, msg, sign_request(member, msg), subaccount=sub, required_access=READ)
+    # the owner's own signature is not what a subaccount request carries
+    with pytest.raises(SignatureError, match="verification failed"):
+        verify_request(sid, None, msg, sign_request(group, msg), subaccount=sub, required_access=READ)
+
+
+@pytest.mark.parametrize("flags,required,ok", [
+    (READ, READ, True), (READ, WRITE, False), (READ | WRITE, WRITE, True),
+    (WRITE, WRITE | DELETE, False), (READ | WRITE | DELETE, WRITE | DELETE, True), (0, 0, True),
+])
+def test_subaccount_permissions(flags, required, ok):
+    group = Identity.generate()
+    sid = SessionID(prefix=0x03, key=group.ed25519_public)
+    member, sub = make_sub(group, flags)
+    msg = store_message(11, TS)
+    if ok:
+        verify_request(sid, None, msg, sign_request(member, msg), subaccount=sub, required_access=required)
+    else:
+        with pytest.raises(SignatureError, match="missing the required permissions"):
+            verify_request(sid, None, msg, sign_request(member, msg), subaccount=sub,
+                           required_access=required)
+
+
+def test_subaccount_network_prefix_and_any_prefix():
+    owner = Identity.generate()
+    sid = SessionID(prefix=0x05, key=owner.ed25519_public)  # "ed05" style account
+    member, sub = make_sub(owner, READ, prefix=0x03)
+    msg = retrieve_message(0, TS)
+    with pytest.raises(SignatureError, match="prefix mismatch"):
+        verify_request(sid, None, msg, sign_request(member, msg), subaccount=sub, required_access=READ)
+    member, sub = make_sub(owner, READ | ANY_PREFIX, prefix=0x03)
+    verify_request(sid, None, msg, sign_request(member, msg), subaccount=sub, required_access=READ)
+
+
+def test_subaccount_token_must_be_signed_by_the_owner():
+    group, intruder = Identity.generate(), Identity.generate()
+    sid = SessionID(prefix=0x03, key=group.ed25519_public)
+    member, forged = make_sub(intruder, READ | WRITE | DELETE)
+    msg = delete_message([H1])
+    with pytest.raises(SignatureError, match="token signature"):
+        verify_request(sid, None, msg, sign_request(member, msg), subaccount=forged, required_access=DELETE)
+
+
+def test_subaccount_of_a_05_account_is_signed_with_pubkey_ed25519(alice):
+    member, sub = make_sub(alice, READ, prefix=0x05)
+    msg = retrieve_message(0, TS)
+    verify_request(alice.session_id, alice.ed25519_hex, msg, sign_request(member, msg), subaccount=sub,
+                   required_access=READ)
+
+
+def test_revocation_message_builders():
+    t1, t2 = bytes(range(36)), bytes(range(36, 72))
+    assert revoke_subaccount_message(TS, [t1, t2]) == b"revoke_subaccount1700000000123" + t1 + t2
+    assert revoke_subaccount_message(TS, SubaccountToken(t1)) == b"revoke_subaccount1700000000123" + t1
+    assert unrevoke_subaccount_message(TS, [t1]) == b"unrevoke_subaccount1700000000123" + t1
+    assert revoked_subaccounts_message(TS) == b"revoked_subaccounts1700000000123"

@@ -154,3 +154,32 @@ async def test_busy_port_is_a_clear_startup_error(tmp_path: Path) -> None:
             await server.start()
     assert server._runner is None and server.urls == []
     assert not (tmp_path / STATE_FILE).exists()  # nothing persisted by a failed start
+
+
+async def test_answers_are_labelled_exactly_application_json(tmp_path: Path) -> None:
+    """session-desktop (SeedNodeAPI.ts) rejects a seed answer whose Content-Type is not exactly
+    "application/json": no charset parameter, also for errors and the admin/proof endpoints."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    server, clock = make_server(tmp_path)
+    for i in range(1, 4):
+        server.core.accept_proof(proof(ident(i), clock))
+    server.produce_block()
+    async with TestClient(TestServer(server.make_app())) as client:
+        body = {"jsonrpc": "2.0", "id": 1, "method": "get_n_service_nodes",
+                "params": {"active_only": True, "fields": {"public_ip": True}}}
+        r = await client.post("/json_rpc", json=body)
+        assert r.status == 200 and r.headers["Content-Type"] == "application/json"
+        assert len((await r.json())["result"]["service_node_states"]) == 3
+        for data in (b"{broken", b"[]", json.dumps({"jsonrpc": "2.0", "id": 2, "method": "nope"}).encode()):
+            r = await client.post("/json_rpc", data=data)
+            assert r.headers["Content-Type"] == "application/json", data
+            assert "error" in await r.json()
+        r = await client.get("/internal/v1/state", headers={"Authorization": "Bearer t"})
+        assert r.status == 200 and r.headers["Content-Type"] == "application/json"
+        r = await client.get("/internal/v1/state")
+        assert r.status == 401 and r.headers["Content-Type"] == "application/json"
+        r = await client.post("/json_rpc/nope")
+        assert r.status == 404 and r.headers["Content-Type"] == "text/plain"
+        r = await client.get("/json_rpc")
+        assert r.status == 405 and r.headers["Content-Type"] == "text/plain"

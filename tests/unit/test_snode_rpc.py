@@ -345,9 +345,12 @@ async def test_delete_and_node_signature(handler, net, acct):
     r = await call(handler, "delete", {**auth(acct, signing.delete_message([missing])),
                                        "messages": [missing], "required": True})
     assert r.status == 404
+    # a missing signature: the storage server's text, PROTOCOL.md's 401
     r = await call(handler, "delete", {"pubkey": acct.session_id, "messages": [h1]})
-    assert (r.status, r.body) == (401, "delete: request signature required")
+    assert (r.status, r.body) == (401, "invalid request: Required field 'signature' missing")
     r = await call(handler, "retrieve", {"pubkey": acct.session_id, "namespace": 2})
+    assert (r.status, r.body) == (401, "invalid request: Required field 'signature' missing")
+    r = await call(handler, "retrieve", {"pubkey": acct.session_id})
     assert (r.status, r.body) == (401, "retrieve: request signature required")
 
 
@@ -422,8 +425,13 @@ async def test_batch_and_sequence(handler, acct, foreign):
     assert r.status == 400 and "requests" in r.body
     r = await call(handler, "batch", {"requests": [{"method": "info", "params": {}}] * 21})
     assert r.status == 400 and "limit exceeded" in r.body
+    nested = {"method": "batch", "params": {"requests": [{"method": "info", "params": {}}]}}
+    r = await call(handler, "batch", {"requests": [nested]})
+    assert (r.status, r.body) == (
+        400, "invalid request: Invalid batch subrequest: subrequests may not contain meta-requests")
+    # like the storage server, the nested request is parsed (and can fail) first
     r = await call(handler, "batch", {"requests": [{"method": "batch", "params": {"requests": []}}]})
-    assert r.status == 400 and "meta-requests" in r.body
+    assert (r.status, r.body) == (400, 'invalid request: Invalid batch request: no valid "requests" field')
     r = await call(handler, "batch", {"requests": [{"method": "store", "params": {"pubkey": "zz"}}]})
     assert r.status == 400  # subrequest parse errors fail the whole batch
 

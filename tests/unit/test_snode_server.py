@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import socket
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -480,3 +481,46 @@ async def test_replication_push_connects_to_the_override(cluster, dead_port):
     a.peer_overrides.update({b.identity.ed25519_hex: f"127.0.0.1:{cluster.port(b)}"})
     await a.replicator.sync_once()
     assert await b.storage.count() == 1 and a.replicator.pending_members == set()
+
+
+# --- production HTTP framing: exact Content-Type, binary answers ----------------------------------
+
+async def test_content_types_are_exact(four, cluster):
+    """The storage server labels bodies exactly application/json, text/plain (error strings) or
+    application/octet-stream (active_nodes_bin), never with a charset parameter."""
+    node = four[0]
+    acct = account_in_swarm(node.view, SWARM_A)
+    other = account_in_swarm(node.view, SWARM_B)
+    s, url = cluster.session, cluster.url(node, "/storage_rpc/v1")
+    cases = [
+        ({"method": "info", "params": {}}, 200, "application/json"),
+        ({"method": "retrieve", "params": {"pubkey": acct.session_id}}, 401, "text/plain"),
+        ({"method": "retrieve", "params": retrieve_params(other)}, 421, "application/json"),
+        ({"method": "nope", "params": {}}, 400, "text/plain"),
+        ({"method": "active_nodes_bin", "params": {}}, 200, "application/octet-stream"),
+    ]
+    for body, status, ctype in cases:
+        async with s.post(url, json=body) as r:
+            assert (r.status, r.headers["Content-Type"]) == (status, ctype), body
+    async with s.get(cluster.url(node, "/get_stats/v1")) as r:
+        assert r.headers["Content-Type"] == "application/json"
+    async with s.get(cluster.url(node, "/nope")) as r:
+        assert (r.status, r.headers["Content-Type"]) == (404, "text/plain")
+
+
+async def test_active_nodes_bin_over_http_and_through_an_onion(four, cluster):
+    node, guard = four[0], four[2]
+    async with cluster.session.post(cluster.url(node, "/storage_rpc/v1"),
+                                    json={"method": "active_nodes_bin", "params": {}}) as r:
+        blob = await r.read()
+    assert len(blob) == 51 * 4
+    assert {blob[i:i + 32] for i in range(0, len(blob), 51)} == {n.identity.ed25519_public for n in four}
+    port = struct.unpack(">H", blob[44:46])[0]
+    assert port in {cluster.port(n) for n in four}
+    # through an onion request the binary body comes back base64-encoded (request_handler
+    # wrap_proxy_response)
+    payload = b'{"method": "active_nodes_bin", "params": {}}'
+    req = onion.build_onion_request([hop(guard)], hop(node), payload)
+    async with cluster.session.post(cluster.url(guard, "/onion_req/v2"), data=req.frame) as r:
+        status, inner = onion.decrypt_onion_response(req, await r.read())
+    assert status == 200 and base64.b64decode(inner) == blob

@@ -91,3 +91,56 @@ async def test_delete_and_expiry_updates(store):
     assert await store.update_all_expiries(PK, None, now + 100) == [(5, msg(2).hash)]
     assert await store.delete_all(PK, None) == [(5, msg(2).hash)]
     assert await store.owners() == [OTHER]
+
+
+# --- public outboxes and subaccount revocations ----------------------------------------------
+
+async def test_public_outbox_keeps_only_the_newest_message(store):
+    now = int(time.time() * 1000)
+    first = msg(1, ns=-21, ts=now)
+    assert await store.store(first) == (True, first.expiry)
+    newer = msg(2, ns=-21, ts=now + 1000)
+    assert (await store.store(newer))[0] is True
+    got, _ = await store.retrieve(PK, -21, None, None, None, now)
+    assert [m.hash for m in got] == [newer.hash]
+    # an older message is accepted but not kept; the newest stays
+    older = msg(3, ns=-21, ts=now - 1000)
+    assert (await store.store(older))[0] is True
+    got, _ = await store.retrieve(PK, -21, None, None, None, now)
+    assert [m.hash for m in got] == [newer.hash]
+    # a duplicate of the held message is a duplicate
+    assert (await store.store(newer))[0] is False
+    # replicated messages follow the same rule; other namespaces and accounts are untouched
+    await store.store(msg(4, ns=-20, ts=now))
+    await store.store(msg(5, ns=-20, ts=now + 1))
+    n = await store.bulk_store([msg(6, ns=-21, ts=now + 5000), msg(7, ns=-21, ts=now + 2000),
+                               msg(8, pubkey=OTHER, ns=-21, ts=now)])
+    assert n == 2
+    got, _ = await store.retrieve(PK, -21, None, None, None, now)
+    assert [m.hash for m in got] == [msg(6).hash]
+    assert len((await store.retrieve(PK, -20, None, None, None, now))[0]) == 2
+    assert len((await store.retrieve(OTHER, -21, None, None, None, now))[0]) == 1
+
+
+async def test_subaccount_revocations(store):
+    t1, t2, t3 = (bytes([3, 1, 0, 0]) + bytes([i]) * 32 for i in range(3))
+    assert await store.revoke_subaccounts(PK, [t1, t2], 1000) == 2
+    assert await store.revoke_subaccounts(PK, [t2, t3], 2000) == 1  # t2 was already revoked
+    assert await store.subaccount_revoked(PK, t1) and not await store.subaccount_revoked(OTHER, t1)
+    assert await store.revoked_subaccounts(PK) == sorted([t1, t2, t3])
+    assert await store.unrevoke_subaccounts(PK, [t1, t1, bytes(36)]) == 1
+    assert not await store.subaccount_revoked(PK, t1)
+    assert await store.revoked_subaccounts(OTHER) == []
+
+
+async def test_revocation_list_keeps_the_50_most_recent(store):
+    tokens = [bytes([3, 1, 0, 0]) + i.to_bytes(32, "big") for i in range(60)]
+    for i, t in enumerate(tokens):
+        await store.revoke_subaccounts(PK, [t], 1000 + i)
+    kept = await store.revoked_subaccounts(PK)
+    assert len(kept) == 50 and set(kept) == set(tokens[10:])
+    # re-revoking an old token refreshes it
+    await store.revoke_subaccounts(PK, [tokens[10]], 5000)
+    await store.revoke_subaccounts(PK, [tokens[0]], 5001)
+    kept = set(await store.revoked_subaccounts(PK))
+    assert tokens[10] in kept and tokens[0] in kept and tokens[11] not in kept
