@@ -1,7 +1,8 @@
 """Structured logs: one JSON object per line, ``{"ts", "level", "node", "event", **fields}``.
 
-``node`` names the process that writes: a storage node's name (``sn01``) or ``seed``.  Fields
-never replace the four fixed keys.
+``node`` names the process that writes: a storage node's name (``sn01``), ``seed`` or
+``toxiproxy``.  Fields never replace the four fixed keys.  Level names include Toxiproxy's
+(``trace``, ``warn``, ``fatal``) so its server can keep its command-line levels.
 """
 
 from __future__ import annotations
@@ -13,18 +14,25 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+LEVELS = {"trace": 5, "debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40,
+          "fatal": 50, "panic": 50}
+
+
+def parse_level(name: str) -> int:
+    """The number of a level name (case-insensitive)."""
+    try:
+        return LEVELS[name.strip().lower()]
+    except KeyError:
+        raise ValueError(f"unknown log level {name!r}; use one of {', '.join(LEVELS)}") from None
 
 
 class JsonLogger:
     """Writes JSON lines to ``path`` (appending, line-buffered) or to ``stream`` (default stderr)."""
 
-    def __init__(self, node: str, path: Path | None = None, *, level: str = "info",
+    def __init__(self, node: str, path: Path | None = None, *, level: str | int = "info",
                  stream: TextIO | None = None) -> None:
-        if level not in LEVELS:
-            raise ValueError(f"unknown log level {level!r}; use one of {sorted(LEVELS)}")
         self.node = node
-        self._min = LEVELS[level]
+        self._min = level if isinstance(level, int) else parse_level(level)
         self._lock = threading.Lock()
         self._own = path is not None
         if path is not None:
@@ -45,8 +53,12 @@ class JsonLogger:
             try:
                 self._out.write(line + "\n")
                 self._out.flush()
-            except ValueError:  # stream closed during shutdown
+            except (OSError, ValueError):  # a closed/broken stream must never take a process down
                 pass
+
+    def enabled(self, level: int) -> bool:
+        """Whether a record of level number ``level`` would be written (skip costly fields)."""
+        return level >= self._min
 
     def debug(self, event: str, **fields: Any) -> None:
         self.log("debug", event, **fields)
@@ -56,6 +68,9 @@ class JsonLogger:
 
     def warning(self, event: str, **fields: Any) -> None:
         self.log("warning", event, **fields)
+
+    def warn(self, event: str, **fields: Any) -> None:
+        self.log("warn", event, **fields)
 
     def error(self, event: str, **fields: Any) -> None:
         self.log("error", event, **fields)

@@ -34,7 +34,7 @@ class ToxiproxyServer:
 
     host: str = "localhost"
     port: int = 8474
-    log: JsonLogger = field(default_factory=JsonLogger)
+    log: JsonLogger = field(default_factory=lambda: JsonLogger("toxiproxy"))
     seed: int | None = None
     version: str = VERSION
 
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    log = JsonLogger(level=level)
+    log = JsonLogger("toxiproxy", level=level)
     try:
         return asyncio.run(serve(args, log))
     except KeyboardInterrupt:

@@ -130,7 +130,7 @@ def test_closed_connections_release_their_state(own_server, upstream):
             await asyncio.sleep(0.01)
 
     async def main() -> None:
-        server = ToxiproxyServer(host="127.0.0.1", port=0, log=JsonLogger(level=50))
+        server = ToxiproxyServer(host="127.0.0.1", port=0, log=JsonLogger("toxiproxy", level=50))
         await server.start()
         try:
             proxy = await server.collection.add(
