@@ -19,7 +19,21 @@ Every container, network and volume carries the labels ``session-testnet=<name>`
 ``session-testnet.host``; ``destroy`` and the stale sweep find resources by these labels only.
 Node and seed data live on named volumes, so a restarted container keeps its messages. Logs are
 the containers' own (``docker logs``). The Docker CLI is never used: everything goes through the
-Docker SDK.
+Docker SDK, and containers are created and started through testcontainers' ``DockerClient``
+(see :class:`EngineClient`).
+
+testcontainers and its Ryuk reaper: Ryuk is started only by ``DockerContainer.start()``. The
+harness never calls it, so Ryuk (whose image would have to be pulled) never runs for a testnet and
+nothing of testcontainers' process-wide configuration is touched: no ``TESTCONTAINERS_RYUK_DISABLED``
+in ``os.environ`` (it would leak into the user's process and its children) and no write to the
+``testcontainers_config`` singleton (it would switch Ryuk off for the user's own containers too).
+Containers must outlive the process that ran ``up`` (the CLI exits; ``down``/``clean`` remove them
+by label), and testcontainers 4 removes a container only through ``DockerContainer.stop()``/its
+context manager or through Ryuk: it has no ``__del__`` and its only ``atexit`` hook stops Ryuk.
+One caveat: testcontainers labels every container it creates with the process's
+``org.testcontainers.session-id``; if the *user's own* code starts Ryuk in the same process
+(its testcontainers with Ryuk enabled), that Ryuk also removes the testnet's containers after the
+process exits. The CLI never does that.
 """
 
 from __future__ import annotations
@@ -40,16 +54,13 @@ from typing import Any
 import docker.errors  # binds `docker` too (a plain `import docker` is misfiled next to docker/)
 import docker.types
 import requests.exceptions
+from testcontainers.core.docker_client import DockerClient as TestcontainersClient
 
 from harness.backends.base import Backend, BackendError, Reporter
 from harness.images import ImageError, ensure_images, toxiproxy_image
 from harness.state import NetworkState, NodeRecord, StateDir, StateError, locked, pid_alive
 from harness.topology import Topology, node_index
 from nodes.protocol.constants import ADMIN_PORT, SEED_HTTPS_PORT, SEED_PORT, STORAGE_PORT
-
-# testcontainers (used by some tests) must never try to pull and start its Ryuk reaper: there is
-# no registry here, and the harness cleans up by labels itself.
-os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
 LABEL = "session-testnet"
 LABEL_STATE = "session-testnet.state"
@@ -104,6 +115,21 @@ def connect() -> docker.DockerClient:
             "user may use it ('docker info'), or use --backend process"
         ) from None
     return client
+
+
+class EngineClient(TestcontainersClient):
+    """testcontainers' ``DockerClient`` bound to an existing Docker SDK client (the one of
+    :func:`connect`), so containers are created on exactly the engine the rest of the backend
+    talks to, over the same connection pool.
+
+    ``super().__init__()`` is deliberately not called: it would open a second client on the
+    engine testcontainers picks by its own rules (``tc.host`` in ``~/.testcontainers.properties``,
+    the current docker context), write that choice into ``os.environ["DOCKER_HOST"]`` and log in
+    to the registries of ``DOCKER_AUTH_CONFIG``. The wrapper's only state is ``client``.
+    """
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self.client = client
 
 
 def _host_networks() -> list[ipaddress.IPv4Network]:
@@ -168,6 +194,7 @@ class DockerBackend(Backend):
     def __init__(self, statedir: StateDir, client: docker.DockerClient | None = None) -> None:
         super().__init__(statedir)
         self._client = client
+        self._tc: EngineClient | None = None
         self._client_lock = threading.Lock()
 
     @property
@@ -176,6 +203,15 @@ class DockerBackend(Backend):
             if self._client is None:
                 self._client = connect()
             return self._client
+
+    @property
+    def tc(self) -> EngineClient:
+        """testcontainers' client on the engine of :attr:`client` (creates the containers)."""
+        client = self.client
+        with self._client_lock:
+            if self._tc is None:
+                self._tc = EngineClient(client)
+            return self._tc
 
     # -- names and labels --------------------------------------------------------------------
     def container_name(self, state: NetworkState, target: str) -> str:
@@ -321,35 +357,59 @@ class DockerBackend(Backend):
     def _run(self, state: NetworkState, target: str, image: str, command: list[str], *,
              role: str, ip: str | None = None, volume: bool = True, user: str | None = None,
              cap_add: list[str] | None = None, network_mode: str | None = None) -> str:
-        """Create and start one container; return its name."""
-        api = self.client.api
+        """Create and start one container through testcontainers' client; return its name.
+
+        With ``network_mode`` (``container:<id>``) the container joins that namespace; otherwise
+        it is on the testnet's network at the fixed address ``ip`` with hostname ``target``.
+        """
         name = self.container_name(state, target)
-        mounts = []
+        kwargs: dict[str, Any] = {"name": name, "init": True, "user": user, "cap_add": cap_add}
         if volume:
-            mounts.append(docker.types.Mount(target=DATA_DIR, type="volume",
-                                             source=self._ensure_volume(state, target)))
-        host_config = api.create_host_config(
-            init=True, mounts=mounts, cap_add=cap_add,
-            network_mode=network_mode or self.network_name(state),
-        )
-        networking = None
+            kwargs["mounts"] = [docker.types.Mount(target=DATA_DIR, type="volume",
+                                                   source=self._ensure_volume(state, target))]
         if network_mode is None:
-            endpoint = api.create_endpoint_config(ipv4_address=ip)
-            networking = api.create_networking_config({self.network_name(state): endpoint})
+            net = self.network_name(state)
+            endpoint = self.client.api.create_endpoint_config(ipv4_address=ip)
+            kwargs.update(network=net, networking_config={net: endpoint}, hostname=target)
+        else:
+            # an explicit network=None also stops testcontainers from attaching the container
+            # to the network it guesses the caller runs in (its docker-in-docker heuristic)
+            kwargs.update(network=None, network_mode=network_mode)
+        labels = self.labels(state, role=role, target=target)
+        tc = self.tc
         try:
-            created = api.create_container(
-                image, command=command, name=name, user=user,
-                hostname=None if network_mode else target,
-                labels=self.labels(state, role=role, target=target),
-                host_config=host_config, networking_config=networking,
-            )
-            api.start(created["Id"])
-        except docker.errors.APIError as e:
-            with contextlib.suppress(docker.errors.APIError):
-                api.remove_container(name, force=True)
-            raise BackendError(f"cannot start container {name} ({image}) of testnet "
-                               f"{state.name!r}: {e.explanation or e}") from None
+            # pulls `image` only if absent; ours are built or checked by prepare()
+            container = tc.create(image, command=command, labels=labels, **kwargs)
+            tc.start(container)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+            self._remove_failed(name, labels)
+            why = _explain(e)
+            if self._image_missing(image):
+                why = (f"the image is not on the engine and could not be pulled ({why}); run "
+                       "'testnet up' again, which rebuilds or pulls it")
+            raise BackendError(f"cannot start container {name} ({image}) for {target} of testnet "
+                               f"{state.name!r}: {why}") from None
         return name
+
+    def _image_missing(self, image: str) -> bool:
+        try:
+            self.client.images.get(image)
+        except docker.errors.ImageNotFound:
+            return True
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            pass
+        return False
+
+    def _remove_failed(self, name: str, labels: dict[str, str]) -> None:
+        """Remove what a failed :meth:`_run` left behind: the container ``name`` if it is this
+        testnet's (a name conflict must not remove somebody else's container)."""
+        try:
+            c = self.client.containers.get(name)
+            own = c.labels or {}
+            if all(own.get(k) == labels[k] for k in (LABEL, LABEL_STATE, LABEL_TARGET)):
+                c.remove(force=True)
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            pass  # gone, or the engine is unreachable: down/clean find it by label later
 
     def start_seed(self, state: NetworkState, argv: list[str]) -> None:
         state.seed_runtime["container"] = self._run(
@@ -422,7 +482,7 @@ class DockerBackend(Backend):
         if len(nodes) <= 1:
             super().start_nodes(state, nodes)
             return
-        _ = self.client  # connect once, before the threads
+        _ = self.tc  # connect once, before the threads
         with ThreadPoolExecutor(max_workers=min(8, len(nodes))) as pool:
             futures = [pool.submit(self.start_node, state, n, argv) for n, argv in nodes]
             errors = [f.exception() for f in futures]
@@ -502,6 +562,19 @@ class DockerBackend(Backend):
             return sweep(client, report)
         finally:
             client.close()
+
+
+def _explain(e: Exception) -> str:
+    """What the engine said, plus what to do for the failures a user can fix. (``APIError`` is
+    a ``requests`` ``HTTPError`` too: the engine's answers are told apart from no answer.)"""
+    if isinstance(e, docker.errors.APIError):
+        text = str(e.explanation or e)
+        if e.status_code == 409:
+            return f"{text}; run 'testnet clean' (or remove that container) and retry"
+        return text
+    if isinstance(e, docker.errors.DockerException):
+        return str(e)
+    return f"the Docker engine did not answer ({e}); check that it runs ('docker info') and retry"
 
 
 def _list_labelled(client: docker.DockerClient, filters: dict[str, Any]) -> tuple[list, list, list]:
