@@ -27,7 +27,7 @@ from typing import Any
 
 import click
 
-from harness.cli import friendly_errors
+from harness.cliutil import friendly_errors
 from harness.network import BACKENDS, Testnet
 from harness.progress import progress
 from harness.pytest_plugin import unique_name

@@ -3,51 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from harness.backends.base import BackendError
-from harness.network import BACKENDS, NotReadyError, Testnet, clean
+from harness.cliutil import DEFAULT_NAME, default_backend, friendly_errors, name_option
+from harness.network import BACKENDS, Testnet, clean
 from harness.progress import progress
-from harness.rpc import RpcError
 from harness.state import StateDir, StateError, list_networks
-from harness.topology import Topology, TopologyError
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-DEFAULT_NAME = "default"
-
-
-def default_backend() -> str:
-    return os.environ.get("SESSION_TESTNET_BACKEND", "docker")
-
-
-def friendly_errors(fn: F) -> F:
-    """Turn the harness's typed errors into one clear message and exit status 1."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (BackendError, NotReadyError, StateError, TopologyError, RpcError, ValueError,
-                TimeoutError) as e:
-            click.echo(f"error: {e}", err=True)
-            artifacts = getattr(e, "artifacts", None)
-            if artifacts:
-                click.echo(f"logs of every node were saved to {artifacts}", err=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def name_option(fn: F) -> F:
-    return click.option("--name", "-n", default=DEFAULT_NAME, show_default=True,
-                        envvar="SESSION_TESTNET_NAME", help="Testnet name.")(fn)
+from harness.topology import Topology
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -176,3 +140,7 @@ def _register_feature_commands() -> None:
 
 
 _register_feature_commands()
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli import friendly_errors
+from harness.cliutil import friendly_errors
 from harness.progress import progress
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from harness.cli import friendly_errors, name_option
+from harness.cliutil import friendly_errors, name_option
 from harness.faults.actions import BEHAVIOURS, Fault, FaultError, Faults
 from harness.faults.schedule import DEFAULT_MIX, RealClock, Schedule, run
 from harness.faults.targets import Target, live_view

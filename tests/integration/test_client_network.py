@@ -117,7 +117,7 @@ async def test_killed_guard_path_is_rebuilt_and_message_delivered(testnet_factor
     net = testnet_factory(swarms=3, swarm_size=3)
     records: list = []
     bob_acct = Account.generate()
-    async with client(net, records, request_timeout=3.0) as alice:
+    async with client(net, records, request_timeout=5.0) as alice:
         await alice.bootstrap()
         victim_path = alice.paths.paths[0]
         victim = victim_path.guard
