@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nodes.protocol.encoding import b64decode_any
 from nodes.protocol.hashing import message_hash
 from nodes.protocol.keys import PREFIX_X25519, Identity, SessionID, verify_ed25519
 from nodes.protocol.message import MessageError, decrypt_message, encrypt_message
@@ -221,11 +222,6 @@ def _extract_pubkey(text: str, prefix: str) -> str | None:
     except ValueError:
         return None
     return key
-
-
-def _b64decode(s: str) -> bytes:
-    s = s.strip()
-    return base64.b64decode(s + "=" * (-len(s) % 4), validate=True)
 
 
 class SessionClient:
@@ -998,7 +994,7 @@ class SessionClient:
                     ok = False
                     if isinstance(sig, str):
                         try:
-                            ok = verify_ed25519(bytes.fromhex(ed), expected_hash.encode("ascii"), _b64decode(sig))
+                            ok = verify_ed25519(bytes.fromhex(ed), expected_hash.encode("ascii"), b64decode_any(sig.strip()))
                         except (ValueError, binascii.Error):
                             ok = False
                     if not ok:
@@ -1121,7 +1117,7 @@ class SessionClient:
         self._seen.add(h)
         rec.new_hashes.append(h)
         try:
-            raw = _b64decode(m["data"])
+            raw = b64decode_any(m["data"].strip())
         except (ValueError, binascii.Error):
             rec.undecryptable.append({"hash": h, "error": "data is not base64"})
             return None

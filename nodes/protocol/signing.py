@@ -44,8 +44,9 @@ import binascii
 from collections.abc import Iterable
 
 from .constants import validate_namespace
+from .encoding import is_base64
 from .keys import PREFIX_X25519, Identity, SessionID, ed25519_pk_to_x25519, verify_ed25519
-from .subaccount import SignedSubaccount, SubaccountError, SubaccountToken, is_base64_text
+from .subaccount import SignedSubaccount, SubaccountError, SubaccountToken
 
 EXPIRE_MODES = ("", "shorten", "extend")
 
@@ -168,7 +169,7 @@ def decode_signature(signature_b64: str) -> bytes:
     if not isinstance(signature_b64, str):
         raise SignatureError(bad, 400)
     s = signature_b64
-    if not (len(s) == 86 or (len(s) == 88 and s.endswith("=="))) or not is_base64_text(s):
+    if not (len(s) == 86 or (len(s) == 88 and s.endswith("=="))) or not is_base64(s):
         raise SignatureError(bad, 400)
     s = s[:86].replace("-", "+").replace("_", "/")
     try:

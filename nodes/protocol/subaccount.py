@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from dataclasses import dataclass
 
 from .constants import (
@@ -30,14 +29,14 @@ from .constants import (
     SUBACCOUNT_TOKEN_LENGTH,
     SUBACCOUNT_WRITE,
 )
+from .encoding import b64decode_any, is_base64
 from .keys import KEY_BYTES, SIGNATURE_BYTES, Identity, verify_ed25519
 
 __all__ = ["ANY_PREFIX", "DELETE", "READ", "WRITE", "SignedSubaccount", "SubaccountError",
-           "SubaccountToken", "is_base64_text", "sign_token"]
+           "SubaccountToken", "sign_token"]
 
 READ, WRITE, DELETE, ANY_PREFIX = SUBACCOUNT_READ, SUBACCOUNT_WRITE, SUBACCOUNT_DELETE, SUBACCOUNT_ANY_PREFIX
 
-_B64_CHARS = re.compile(r"^[A-Za-z0-9+/\-_]*={0,2}$")
 
 
 class SubaccountError(ValueError):
@@ -46,22 +45,6 @@ class SubaccountError(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def is_base64_text(s: str) -> bool:
-    """oxenc::is_base64: base64 characters (standard or URL-safe alphabet), at most two ``=`` of
-    padding that complete a 4-character group, and no length that cannot encode whole bytes."""
-    if not isinstance(s, str) or not _B64_CHARS.match(s):
-        return False
-    unpadded = s.rstrip("=")
-    if len(unpadded) != len(s) and len(s) % 4 != 0:
-        return False
-    return len(unpadded) % 4 != 1
-
-
-def _b64decode(s: str) -> bytes:
-    s = s.rstrip("=").replace("-", "+").replace("_", "/")
-    return base64.b64decode(s + "=" * (-len(s) % 4), validate=True)
 
 
 @dataclass(frozen=True)
@@ -87,9 +70,9 @@ class SubaccountToken:
         otherwise)."""
         if not isinstance(text, str):
             raise SubaccountError("expected a base64 or hex-encoded subaccount token string")
-        if len(text) == SUBACCOUNT_TOKEN_LENGTH * 4 // 3 and is_base64_text(text):
+        if len(text) == SUBACCOUNT_TOKEN_LENGTH * 4 // 3 and is_base64(text):
             try:
-                return cls(_b64decode(text))
+                return cls(b64decode_any(text))
             except (binascii.Error, ValueError):
                 pass
         if len(text) == SUBACCOUNT_TOKEN_LENGTH * 2:

@@ -60,6 +60,7 @@ from nodes.protocol.constants import (
     namespace_read_needs_auth,
     namespace_store_needs_auth,
 )
+from nodes.protocol.encoding import b64decode_any, is_base64
 from nodes.protocol.hashing import message_hash
 from nodes.protocol.keys import Identity, SessionID, load_user_pubkey, user_pubkey_hex
 from nodes.protocol.subaccount import SignedSubaccount, SubaccountError, SubaccountToken
@@ -77,7 +78,6 @@ MIN_TIMESTAMP_MS = 1_000_000_000  # below this a "timestamp" was given in second
 MAX_INT64 = 2**63 - 1
 NAMESPACE_ALL = "all"
 
-_B64_RE = re.compile(r"^[A-Za-z0-9+/\-_]*={0,2}$")
 
 
 class ParseError(ValueError):
@@ -241,20 +241,6 @@ def require(name: str, v: Any) -> Any:
     if v is None:
         raise ParseError(f"Required field '{name}' missing")
     return v
-
-
-def is_base64(s: str) -> bool:
-    if not _B64_RE.match(s):
-        return False
-    stripped = s.rstrip("=")
-    if len(s) != len(stripped) and len(s) % 4 != 0:
-        return False
-    return len(stripped) % 4 != 1
-
-
-def b64decode_any(s: str) -> bytes:
-    s = s.rstrip("=").replace("-", "+").replace("_", "/")
-    return base64.b64decode(s + "=" * (-len(s) % 4), validate=True)
 
 
 def b64(data: bytes) -> str:
