@@ -6,6 +6,10 @@ Fixtures:
   torn down after the test, and when the test failed every node's log is first copied to
   ``--testnet-artifacts`` (default ``./testnet-artifacts``).
 - ``testnet``: a default testnet (2 swarms × 3 nodes) shared by a test module.
+- ``history``: a :class:`harness.checks.recorder.HistoryRecorder` (clients, Faults timeline,
+  check results); when the test fails, ``report.md``/``report.json``/``history.json`` are written
+  to ``--testnet-artifacts/<test>/`` next to the saved logs. Request it after the testnet
+  fixtures (``def test(testnet, history)``) so it is torn down while the testnet still runs.
 
 Options: ``--testnet-backend process|docker`` (default: process, or $SESSION_TESTNET_BACKEND),
 ``--testnet-artifacts DIR``.
@@ -71,6 +75,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
 
 
 _FAILED = pytest.StashKey[bool]()
+#: testnet name -> folder its logs are saved to when its test fails
+_LOG_DIRS = pytest.StashKey[dict[str, Path]]()
 
 
 def _backend(config: pytest.Config) -> str:
@@ -98,7 +104,11 @@ class _Owner:
         kwargs.setdefault("name", unique_name())
         net = Testnet.up(Topology(**kwargs), backend=backend, timeout=timeout)
         self.nets.append(net)
+        self.config.stash.setdefault(_LOG_DIRS, {})[net.name] = self._dest(net)
         return net
+
+    def _dest(self, net: Testnet) -> Path:
+        return Path(self.config.getoption("--testnet-artifacts")) / _safe(self.label) / net.name
 
     def finish(self, failed: bool) -> None:
         errors = []
@@ -114,7 +124,7 @@ class _Owner:
 
     def _save(self, net: Testnet) -> None:
         folder = net.save_artifacts(reason=f"test failed: {self.label}")
-        dest = Path(self.config.getoption("--testnet-artifacts")) / _safe(self.label) / net.name
+        dest = self._dest(net)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(folder, dest, dirs_exist_ok=True)
 
@@ -142,3 +152,24 @@ def testnet(request: pytest.FixtureRequest, testnet_backend: str) -> Iterator[Te
         failed = request.session.testsfailed > 0
     finally:
         owner.finish(failed=failed)
+
+
+@pytest.fixture
+def history(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Records one test's history; writes the check report when the test fails."""
+    from harness.checks.recorder import HistoryRecorder
+
+    rec = HistoryRecorder(label=request.node.nodeid)
+    try:
+        yield rec
+    finally:
+        try:
+            if request.node.stash.get(_FAILED, False):
+                dirs = request.config.stash.get(_LOG_DIRS, {})
+                logs = {n: str(dirs[net.name] / f"{n}.log")
+                        for net in rec.nets if net.name in dirs for n in rec.history.nodes}
+                folder = Path(request.config.getoption("--testnet-artifacts")) / _safe(
+                    request.node.nodeid)
+                rec.write_report(folder, log_paths=logs)
+        finally:
+            rec.close()

@@ -1,0 +1,183 @@
+"""Metadata privacy: what each node could learn, from the nodes' own observations.
+
+Rules (each violation names the operation, attempt, node and observation):
+
+1. *path shape* — every onion-routed attempt used ``hops`` (3) distinct nodes in distinct /24s,
+   and the destination was not on its path;
+2. *relays learn no account* — no onion observation with ``hop == "relay"`` carries an account;
+3. *the guard sees the client but no account* — for every successful onion attempt the guard
+   observed it (relay hop, ``next_hop`` = the second hop, during the attempt) without accounts;
+4. *the destination sees accounts but only a node* — the destination observed it (destination
+   hop, same method) from an address that is not a client's, and so did the other relays;
+5. *no account next to a client address* — no observation anywhere pairs an account with a
+   client-only address, and no direct (non-onion) storage RPC named one of the history's
+   accounts.
+
+Client addresses are ``history.client_addresses`` plus what guards saw; node-side addresses are
+the nodes' own IPs plus the sources of authenticated node→node (``swarm``) requests. Behind the
+testnet's Toxiproxy every node sees the proxy's address, which may equal the client's (process
+backend): such addresses are reported as ambiguous and rules 3–4 then rest on the onion hop
+structure the nodes recorded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.checks.history import History
+from harness.checks.result import CheckResult
+from harness.client.records import AttemptRecord, OperationRecord
+
+
+def subnet24(ip: str) -> str:
+    return ip.rsplit(".", 1)[0] if "." in ip else ip
+
+
+def _matches(obs: list[dict[str, Any]], a: AttemptRecord, slack: float, *, hop: str,
+             next_hop: str | None = None, method: str | None = None) -> list[dict[str, Any]]:
+    lo = a.started_at - slack
+    hi = a.started_at + a.elapsed_ms / 1000.0 + slack
+    out = []
+    for o in obs:
+        if o.get("channel") != "onion" or o.get("hop") != hop:
+            continue
+        if not (lo <= float(o.get("ts", 0)) <= hi):
+            continue
+        if next_hop is not None and o.get("next_hop") != next_hop:
+            continue
+        if method is not None and o.get("method") != method:
+            continue
+        out.append(o)
+    return out
+
+
+def privacy(history: History, *, hops: int = 3, slack_s: float = 2.0,
+            require_evidence: bool = True) -> CheckResult:
+    onion_ops: list[tuple[OperationRecord, AttemptRecord]] = [
+        (r, a) for r in history.records for a in r.attempts if a.path]
+    accounts = {x for r in history.records for x in (r.account, r.recipient) if x}
+    violations: list[str] = []
+    bad_ops: list[str] = []
+
+    def violate(op: OperationRecord | None, text: str) -> None:
+        violations.append(text)
+        if op is not None:
+            bad_ops.append(op.op_id)
+
+    # 1. path shape
+    for r, a in onion_ops:
+        eds = [h.get("ed25519") for h in a.path]
+        nets = [subnet24(h.get("ip", "")) for h in a.path]
+        where = f"{r.kind} {r.op_id} attempt {a.n} ({a.method})"
+        route = " → ".join(history.label(h) for h in a.path)
+        if len(a.path) != hops:
+            violate(r, f"{where}: path has {len(a.path)} hops, not {hops}: {route}")
+        if len(set(eds)) != len(eds):
+            violate(r, f"{where}: a node appears twice on the path: {route}")
+        if len(set(nets)) != len(nets):
+            violate(r, f"{where}: two hops share a /24: {route}")
+        if a.destination and a.destination.get("ed25519") in eds:
+            violate(r, f"{where}: destination {history.label(a.destination)} is on its own path")
+
+    # node-side and client addresses
+    node_side: set[str] = set()
+    for info in history.nodes.values():
+        node_side.update(x for x in (info.get("public_ip"), info.get("bind_ip")) if x)
+    for obs in history.observations.values():
+        node_side.update(o["remote_addr"] for o in obs
+                         if o.get("channel") == "swarm" and o.get("remote_addr")
+                         and int(o.get("status") or 0) < 400)
+    client_seen = set(history.client_addresses)
+
+    # 2. relays carry no accounts
+    for name, obs in history.observations.items():
+        for o in obs:
+            if o.get("channel") == "onion" and o.get("hop") == "relay" and o.get("accounts"):
+                violate(None, f"{name} as a relay (seq {o.get('seq')}) saw accounts "
+                              f"{o['accounts']}")
+
+    # 3./4. per successful onion attempt
+    verified, unverified, checked = 0, [], 0
+    per_position: list[tuple[OperationRecord, AttemptRecord, int, dict[str, Any]]] = []
+    for r, a in onion_ops:
+        if not a.ok or len(a.path) != hops or not a.destination:
+            continue
+        checked += 1
+        chain = [*a.path, a.destination]
+        missing = []
+        for i, node in enumerate(chain):
+            name = history.node_name(node.get("ed25519"))
+            if name is None or name not in history.observations:
+                missing.append(f"{history.label(node)} (no observations collected)")
+                continue
+            obs = history.observations[name]
+            if i < len(chain) - 1:
+                found = _matches(obs, a, slack_s, hop="relay", next_hop=chain[i + 1].get("ed25519"))
+            else:
+                found = _matches(obs, a, slack_s, hop="destination", method=a.method)
+            if not found and i in (0, len(chain) - 1):
+                missing.append(f"{history.label(node)} ({'guard' if i == 0 else 'destination'})")
+            for o in found:
+                per_position.append((r, a, i, {**o, "node": name}))
+                if i == 0 and o.get("remote_addr"):
+                    client_seen.add(o["remote_addr"])
+        if missing:
+            unverified.append(f"{r.kind} {r.op_id} attempt {a.n}: no matching observation at "
+                              + ", ".join(missing))
+            if r.op_id not in bad_ops and require_evidence:
+                bad_ops.append(r.op_id)
+        else:
+            verified += 1
+
+    client_only = client_seen - node_side
+    ambiguous = client_seen & node_side
+    for r, a, i, o in per_position:
+        where = f"{r.kind} {r.op_id} attempt {a.n}"
+        if i == 0 and o.get("accounts"):
+            violate(r, f"{where}: guard {o['node']} saw accounts {o['accounts']} together with "
+                       f"the client's address {o.get('remote_addr')}")
+        if i > 0 and o.get("remote_addr") in client_only:
+            role = "destination" if i == hops else f"hop {i + 1}"
+            violate(r, f"{where}: {role} {o['node']} saw the client's address "
+                       f"{o['remote_addr']}" + (f" and accounts {o['accounts']}"
+                                                if o.get("accounts") else ""))
+
+    # 5. accounts next to client addresses anywhere; direct storage RPCs naming our accounts
+    starts = [r.started_at for r in history.records]
+    ends = [r.ended_at or r.started_at for r in history.records]
+    lo, hi = (min(starts) - slack_s, max(ends) + slack_s) if starts else (0.0, 0.0)
+    for name, obs in history.observations.items():
+        for o in obs:
+            acc = set(o.get("accounts") or [])
+            if not acc:
+                continue
+            if o.get("remote_addr") in client_only:
+                violate(None, f"{name} (seq {o.get('seq')}, {o.get('channel')} {o.get('method')}) "
+                              f"saw accounts {sorted(acc)} from client address {o['remote_addr']}")
+            elif (o.get("channel") == "storage_rpc" and acc & accounts
+                  and lo <= float(o.get("ts", 0)) <= hi):
+                violate(None, f"{name} (seq {o.get('seq')}) got a direct storage RPC "
+                              f"{o.get('method')} naming {sorted(acc & accounts)} (not onion-routed)")
+
+    details = list(violations)
+    if require_evidence:
+        details += unverified
+    else:
+        details += [f"note: {u}" for u in unverified]
+    if ambiguous:
+        details.append(f"note: address(es) {', '.join(sorted(ambiguous))} are used by clients and "
+                       "by node-side traffic alike (Toxiproxy in front of every node): rules 3-4 "
+                       "rest on the onion hop structure the nodes recorded")
+    ok = not violations and not (require_evidence and unverified)
+    summary = (f"{checked} successful onion requests checked, {verified} verified at guard and "
+               f"destination; {len(violations)} violations"
+               + (f"; {len(unverified)} without evidence" if unverified else ""))
+    return CheckResult("privacy", ok, summary, details, {
+        "violations": violations, "unverified": unverified, "checked": checked,
+        "verified": verified, "onion_attempts": len(onion_ops),
+        "client_addresses": sorted(client_seen), "node_side_addresses": sorted(node_side),
+        "ambiguous_addresses": sorted(ambiguous), "op_ids": list(dict.fromkeys(bad_ops)),
+    })
+
+
+__all__ = ["privacy", "subnet24"]

@@ -1,0 +1,58 @@
+"""Censorship checker: misbehaving nodes from the timeline, routes around them."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.checks import History, censorship, misbehaviours
+from harness.checks.synth import T0, attempt, directory, event, receive, send
+
+pytestmark = pytest.mark.unit
+
+A, B = "05" + "aa" * 32, "05" + "bb" * 32
+
+
+def scenario(final_dest: str = "sn04", deliver: bool = True) -> History:
+    nodes = directory()
+    h = History(nodes=nodes, events=[
+        event("misbehave", "apply", ["sn02"], T0, 0, drop_stores=True),
+        event("misbehave", "apply", ["sn05"], T0, 1, drop_relays=True),
+        event("misbehave", "remove", ["sn05"], T0 + 100, 2, drop_relays=True),
+    ])
+    a1 = attempt(nodes, 1, ["sn01", "sn05", "sn03"], "sn04", at=T0 + 1, ok=False,
+                 error_kind="path", status=None, actions=["strike_path:P1"])
+    a2 = attempt(nodes, 2, ["sn01", "sn03", "sn06"], "sn02", at=T0 + 2, ok=False,
+                 error_kind="unconfirmed", actions=["strike_node:sn02"])
+    a3 = attempt(nodes, 3, ["sn01", "sn03", "sn06"], final_dest, at=T0 + 3)
+    h.records.append(send("send-1", A, B, "H1", [a1, a2, a3]))
+    if deliver:
+        h.records.append(receive("r", B, ["H1"], at=T0 + 4))
+    return h
+
+
+def test_windows_from_timeline():
+    ms = misbehaviours(scenario())
+    assert [(m.node, m.behaviours, m.end) for m in ms] == [
+        ("sn02", ["drop_stores"], float("inf")), ("sn05", ["drop_relays"], T0 + 100)]
+
+
+def test_routed_around_and_delivered_passes_and_names_nodes():
+    r = censorship(scenario())
+    assert r.ok, r
+    assert "sn02 (drop_stores)" in r.summary and "sn05 (drop_relays)" in r.summary
+    assert r.evidence["avoided"]["sn02"]["failed_attempts"] == 1
+    assert r.evidence["avoided"]["sn05"]["failed_attempts"] == 1
+    assert r.evidence["avoided"]["sn05"]["routes_around"] == 1
+
+
+def test_success_through_censor_or_loss_fails():
+    r = censorship(scenario(final_dest="sn02"))
+    assert not r.ok and "through censoring node sn02" in r.details[0]
+    r = censorship(scenario(deliver=False))
+    assert not r.ok and r.evidence["op_ids"] == ["send-1"] and "not delivered" in r.details[0]
+
+
+def test_nothing_to_check_is_a_failure():
+    assert not censorship(History()).ok
+    assert censorship(scenario(), behaviours={"sn06": {"drop_relays": True}}).evidence[
+        "avoided"]["sn06"]["routes_around"] == 0

@@ -1,0 +1,72 @@
+"""Privacy checker on synthetic observations."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.checks import History, privacy
+from harness.checks.synth import T0, attempt, directory, observe, onion_obs, send
+
+pytestmark = pytest.mark.unit
+
+A, B = "05" + "aa" * 32, "05" + "bb" * 32
+CLIENT = "10.0.0.9"
+
+
+def base(path=("sn01", "sn03", "sn05"), dest="sn02", **obs_kw) -> History:
+    nodes = directory()
+    h = History(nodes=nodes, client_addresses=[CLIENT])
+    a = attempt(nodes, 1, list(path), dest, at=T0)
+    h.records.append(send("send-1", A, B, "H", [a]))
+    observe(h, a, B, **obs_kw)
+    # an authenticated node->node request: its source is a node-side address
+    h.observations.setdefault("sn04", []).append(
+        onion_obs(99, T0, hop_=None, channel="swarm", accounts=[B], remote="127.0.0.1"))
+    return h
+
+
+def test_clean_history_passes():
+    r = privacy(base())
+    assert r.ok, r
+    assert r.evidence["verified"] == 1 and r.evidence["checked"] == 1
+
+
+def test_guard_seeing_an_account_fails():
+    r = privacy(base(guard_accounts=[B]))
+    assert not r.ok
+    assert any("guard sn01" in v or "sn01 as a relay" in v for v in r.evidence["violations"])
+
+
+def test_destination_seeing_client_address_fails():
+    r = privacy(base(dest_remote=CLIENT))
+    assert not r.ok and r.evidence["op_ids"] == ["send-1"]
+    assert any("destination sn02 saw the client's address 10.0.0.9" in v
+               for v in r.evidence["violations"])
+
+
+def test_path_rules():
+    # two hops in one /24 and the destination on its own path
+    nodes = directory()
+    nodes["sn03"]["public_ip"] = "127.1.1.7"
+    h = History(nodes=nodes)
+    h.records.append(send("s", A, B, "H", [attempt(nodes, 1, ["sn01", "sn03", "sn02"], "sn02", at=T0)]))
+    r = privacy(h, require_evidence=False)
+    texts = " ".join(r.evidence["violations"])
+    assert not r.ok and "share a /24" in texts and "twice" not in texts
+    assert "destination sn02" in texts and "on its own path" in texts
+
+
+def test_missing_evidence_fails_unless_relaxed():
+    h = base()
+    h.observations.pop("sn02")  # the destination's buffer was not collected
+    assert not privacy(h).ok
+    r = privacy(h, require_evidence=False)
+    assert r.ok and r.evidence["unverified"]
+
+
+def test_direct_storage_rpc_naming_an_account_fails():
+    h = base()
+    h.observations["sn06"] = [onion_obs(1, T0 + 0.01, hop_=None, channel="storage_rpc",
+                                        method="retrieve", accounts=[B])]
+    r = privacy(h)
+    assert not r.ok and any("direct storage RPC retrieve" in v for v in r.evidence["violations"])
