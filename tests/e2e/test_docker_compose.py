@@ -75,11 +75,23 @@ def client():
         c.close()
 
 
-def compose(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def _compose_command() -> list[str] | None:
+    """Compose v1 (`docker-compose`) where installed, else the Compose v2 CLI plugin."""
     exe = shutil.which("docker-compose")
-    if exe is None:
-        pytest.skip("docker-compose is not installed")
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout)
+    if exe:
+        return [exe]
+    docker_cli = shutil.which("docker")
+    if docker_cli and subprocess.run([docker_cli, "compose", "version"], capture_output=True,
+                                     timeout=30).returncode == 0:
+        return [docker_cli, "compose"]
+    return None
+
+
+def compose(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    cmd = _compose_command()
+    if cmd is None:
+        pytest.skip("neither docker-compose (v1) nor the docker compose (v2) plugin is installed")
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout)
 
 
 async def _wait_ready(seed_url: str, expect: int, timeout: float) -> list[dict[str, Any]]:
