@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from harness.client import Account, ReceiveRecord, SendRecord, SessionClient, Snode
+from harness.client import Account, ReceiveRecord, SendRecord, SessionClient, Snode, StoreFailed
 from harness.network import Testnet
 from nodes.protocol.onion import ENC_XCHACHA20
 
@@ -127,14 +127,22 @@ async def test_killed_guard_path_is_rebuilt_and_message_delivered(testnet_factor
             return (a.method != "guard_test" and a.error_kind in ("connect", "timeout")
                     and bool(a.path) and a.path[0]["ed25519"] == victim.ed25519)
 
-        sends = []
+        sends, gave_up = [], []
         for i in range(20):  # paths are picked at random: send until the dead one is gone
-            sends.append(await alice.send(bob_acct.session_id, f"m{i}"))
-            if (any(through_victim(a) for s in sends for a in s.attempts)
+            try:
+                sends.append(await alice.send(bob_acct.session_id, f"m{i}"))
+            except StoreFailed as e:
+                # a silent dead node (containers) can be on both paths: each timeout costs a
+                # strike, so one send may run out of attempts before both paths are dropped;
+                # like a messenger app, resend once — the rebuilt paths must then deliver
+                gave_up.append(e.record)
+                sends.append(await alice.send(bob_acct.session_id, f"m{i} (resent)"))
+            if (any(through_victim(a) for s in sends + gave_up for a in s.attempts)
                     and all(p.guard.ed25519 != victim.ed25519 for p in alice.paths.paths)):
                 break
         assert all(s.ok for s in sends)
-        failures = [a for s in sends for a in s.attempts if through_victim(a)]
+        assert len(gave_up) <= 1, "more than one send failed after the paths were rebuilt"
+        failures = [a for s in gave_up + sends for a in s.attempts if through_victim(a)]
         assert failures, "no send was ever routed through the killed guard"
         first = failures[0]
         if first.error_kind == "connect":
@@ -152,8 +160,10 @@ async def test_killed_guard_path_is_rebuilt_and_message_delivered(testnet_factor
         assert len(alice.paths) == 2
         assert all(p.guard.ed25519 != victim.ed25519 for p in alice.paths.paths)
     async with client(net, records, bob_acct, poll_mode="all") as bob:
-        got = await bob.wait_for(count=len(sends), timeout=30)
-    assert sorted(m.hash for m in got) == sorted(s.message_hash for s in sends)
+        got = await bob.wait_for(
+            lambda ms: {s.message_hash for s in sends} <= {m.hash for m in ms}, timeout=30)
+    # every successful send arrived (a given-up send may have been stored too)
+    assert {s.message_hash for s in sends} <= {m.hash for m in got}
     check_records(records)
 
 
