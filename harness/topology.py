@@ -7,12 +7,12 @@ have the same keys and the same initial swarms.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from harness.jsonfile import load_json
 from nodes.protocol.keys import Identity, derive_seed
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,30}$")
@@ -111,12 +111,7 @@ class Topology:
     @classmethod
     def load(cls, path: str | Path) -> Topology:
         p = Path(path)
-        try:
-            data = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise TopologyError(f"topology file {p} does not exist") from None
-        except json.JSONDecodeError as e:
-            raise TopologyError(f"topology file {p} is not valid JSON: {e}") from None
+        data = load_json(p, "topology", TopologyError)
         if not isinstance(data, dict):
             raise TopologyError(f"topology file {p} must hold a JSON object")
         return cls.from_dict(data)

@@ -39,6 +39,7 @@ from harness.faults.actions import (
 )
 from harness.faults.targets import Target, TargetError
 from harness.faults.timeline import Event
+from harness.jsonfile import load_json
 
 FORMAT_VERSION = 1
 #: actions a step may name: every fault action plus heal / clear
@@ -221,12 +222,7 @@ class Schedule:
     @classmethod
     def load(cls, path: str | Path) -> Schedule:
         p = Path(path)
-        try:
-            data = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise ScheduleError(f"schedule file {p} does not exist") from None
-        except json.JSONDecodeError as e:
-            raise ScheduleError(f"schedule file {p} is not valid JSON: {e}") from None
+        data = load_json(p, "schedule", ScheduleError)
         try:
             return cls.from_json(data, default_name=p.stem)
         except ScheduleError as e:
