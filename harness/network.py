@@ -56,13 +56,17 @@ class NodeReadiness:
     active: bool = False
     swarm_id: int | None = None
     node_swarm_id: int | None = None
+    #: the swarm's members as the seed and as the node see them (ed25519 hex, sorted)
+    swarm_members: tuple[str, ...] = ()
+    node_swarm_members: tuple[str, ...] | None = None
     answering: bool = False
     error: str | None = None
 
     @property
     def ready(self) -> bool:
         return (self.registered and self.active and self.swarm_id is not None
-                and self.swarm_id == self.node_swarm_id and self.answering)
+                and self.swarm_id == self.node_swarm_id
+                and self.node_swarm_members == self.swarm_members and self.answering)
 
     def missing(self) -> str:
         if not self.registered:
@@ -74,6 +78,10 @@ class NodeReadiness:
         if self.node_swarm_id != self.swarm_id:
             return (f"seed assigned swarm {self.swarm_id:#x} but the node reports "
                     f"{self.node_swarm_id if self.node_swarm_id is None else hex(self.node_swarm_id)}")
+        if self.node_swarm_members != self.swarm_members:
+            return (f"the node's view of swarm {self.swarm_id:#x} "
+                    f"({len(self.node_swarm_members or ())} members) differs from the seed's "
+                    f"({len(self.swarm_members)} members): it has not fetched the latest block yet")
         if not self.answering:
             return f"not answering storage RPC 'info': {self.error or 'no answer'}"
         return "ready"
@@ -346,6 +354,15 @@ class Testnet:
                 nr.active = bool(sn.get("active"))
                 sid = sn.get("swarm_id")
                 nr.swarm_id = None if sid in (None, UNASSIGNED_SWARM) else int(sid)
+            members: dict[int, list[str]] = {}
+            for sn in res.get("service_node_states", []):
+                sid = sn.get("swarm_id")
+                if (sn.get("active") and sid not in (None, UNASSIGNED_SWARM)
+                        and isinstance(sn.get("pubkey_ed25519"), str)):
+                    members.setdefault(int(sid), []).append(sn["pubkey_ed25519"])
+            for nr in r.nodes.values():
+                if nr.swarm_id is not None:
+                    nr.swarm_members = tuple(sorted(members.get(nr.swarm_id, ())))
         except rpc.RpcError as e:
             r.seed_error = str(e)
 
@@ -355,6 +372,8 @@ class Testnet:
                 st = await rpc.node_admin(session, node.admin_url, "state")
                 sid = st.get("swarm_id")
                 nr.node_swarm_id = None if sid in (None, UNASSIGNED_SWARM) else int(sid)
+                sm = st.get("swarm_members")
+                nr.node_swarm_members = tuple(sorted(sm)) if isinstance(sm, list) else None
                 status, body = await rpc.storage_rpc(session, node.storage_url, "info", {})
                 nr.answering = status == 200
                 if status != 200:
