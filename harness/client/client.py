@@ -139,7 +139,11 @@ class _Op:
     def __init__(self, record: OperationRecord) -> None:
         self.record = record
         self.failed_paths: set[str] = set()
+        #: every hop of those paths (which hop failed is unknown: a relay answers 504 for any)
+        self.failed_hops: set[str] = set()
         self.reported_421: set[tuple[str, str]] = set()
+        #: times the network rejected our timestamp and the clock was re-read (406/425)
+        self.clock_resyncs = 0
 
     def attempt(self, method: str, path: OnionPath | None, dest: dict[str, Any] | None,
                 enc_type: str | None) -> AttemptRecord:
@@ -485,6 +489,19 @@ class SessionClient:
             raise NoPathError(f"{method}: every onion path contains the destination {dest} and no "
                               f"other path can be built: {exc}") from None
 
+    def _fresh_path_around(self, op: _Op, dest: Snode) -> OnionPath | None:
+        """A path for this request only that avoids the destination, quarantined nodes and every
+        node of the paths that already failed this operation; None if the pool has too few."""
+        try:
+            path = build_path(self.pool.nodes(), [], hops=self.config.path_hops,
+                              subnet_diversity=self.config.subnet_diversity, rng=self._rng,
+                              exclude={dest.ed25519} | self._quarantined() | op.failed_hops)
+        except NoPathError:
+            return None
+        op.record.details.setdefault("fresh_paths", 0)
+        op.record.details["fresh_paths"] += 1
+        return path
+
     async def _test_guard(self, op: _Op, guard: Snode) -> bool:
         """session-desktop testGuardNode: a direct storage RPC must answer 200."""
         url = f"{guard.url}/storage_rpc/v1"
@@ -793,6 +810,9 @@ class SessionClient:
             path = self.paths.choose(dest.ed25519, avoid=op.failed_paths)
             if path is None:
                 path = self._one_off_path(dest, method)
+            elif path.id in op.failed_paths:
+                # the only path that fits already failed this operation: go around its nodes
+                path = self._fresh_path_around(op, dest) or path
             result = await self._attempt(op, method=method, params=make_params(dest), dest=dest,
                                          path=path, enc_type=enc, associated_with=target.pubkey)
             if result.kind == _OK:
@@ -830,6 +850,7 @@ class SessionClient:
             target.tried.add(dest.ed25519)
             if result.kind == _RETRY_PATH:
                 op.failed_paths.add(path.id)
+                op.failed_hops.update(h.ed25519 for h in path.hops)
             elif result.kind in (_RETRY_DEST, _SWARM_MOVED):
                 target.excluded.add(dest.ed25519)
                 if result.kind == _SWARM_MOVED:
@@ -847,6 +868,7 @@ class SessionClient:
         # the network rejected our time: start over from what this node says (desktop averages
         # the last answers, which would keep stale samples from before a clock jump)
         self.clock.reset()
+        op.clock_resyncs += 1
         await self._attempt(op, method="info", params={}, dest=dest, path=path, enc_type=enc,
                             associated_with=None)
         op.record.attempts[-1].actions.append(f"clock_offset:{before}->{self.clock.offset_ms}")
@@ -928,19 +950,21 @@ class SessionClient:
             built: dict[str, Any] = {}
 
             def params(_dest: Snode) -> dict[str, Any]:
-                # (re)build the message when the network time changed (e.g. after a 406): the
-                # store timestamp and the message timestamp are the same network time
-                if built.get("offset") != self.clock.offset_ms:
+                # build once; rebuild only after the network rejected our timestamp (406/425)
+                # and the clock was re-read. The store timestamp and the message timestamp are
+                # the same network time. Every other retry stores the very same message (same
+                # hash): a member that already stored it answers "already", no duplicate appears
+                if built.get("resyncs") != op.clock_resyncs:
                     ts = self.clock.now_ms()
                     try:
                         data = encrypt_message(self.identity, sid, body, timestamp_ms=ts,
                                                display_name=display_name)
                     except MessageError as exc:
                         raise StoreFailed(f"cannot build the message for {to}: {exc}") from exc
-                    if "offset" in built:
+                    if "resyncs" in built:
                         rec.details.setdefault("rebuilt_for_clock", 0)
                         rec.details["rebuilt_for_clock"] += 1
-                    built.update(offset=self.clock.offset_ms, params={
+                    built.update(resyncs=op.clock_resyncs, params={
                         "pubkey": to, "ttl": ttl, "timestamp": ts,
                         "data": base64.b64encode(data).decode("ascii"), "namespace": 0})
                     rec.message_hash, rec.timestamp_ms = message_hash(sid, 0, data), ts

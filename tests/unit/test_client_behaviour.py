@@ -233,6 +233,23 @@ async def test_relay_timeouts_strike_the_path_until_dropped():
                 assert r.ok
 
 
+async def test_retry_goes_around_a_failed_path_when_no_other_fits():
+    # one path only: after it fails, the retry must not go through the same relays again
+    net = FakeNetwork(swarms=3)
+    records: list = []
+    async with make(net, records, seed=8, max_attempts=4, path_count=1) as alice:
+        await alice.bootstrap()
+        (bad,) = alice.paths.paths
+        net.node(bad.hops[1].ed25519).drop_relays = True  # 504 Request time out
+        bob = Account.generate()
+        rec = await alice.send(bob.session_id, "around")
+    first, second = rec.attempts[0], rec.attempts[1]  # (swarm lookup or store) then its retry
+    assert first.http_status == 504 and [h["ed25519"] for h in first.path] == [h.ed25519 for h in bad.hops]
+    assert second.ok and second.method == first.method
+    assert not {h.ed25519 for h in bad.hops} & {h["ed25519"] for h in second.path}
+    assert rec.ok and rec.details["fresh_paths"] >= 1 and len(rec.attempts) == 3
+
+
 async def test_skewed_network_clock_is_corrected_from_t():
     skew = 5 * 60 * 1000  # every node 5 minutes ahead: signatures outside ±60 s without correction
     net = FakeNetwork()
@@ -298,6 +315,25 @@ async def test_dropped_stores_are_detected_and_retried_elsewhere():
         assert s.destination["ed25519"] == swarm[2].ed25519
         # the good member fanned it out, so every member (droppers included) has it
         assert all(s.message_hash in net.stored(bob.session_id)[n.name] for n in swarm)
+
+
+async def test_retries_of_one_send_store_the_same_message():
+    # an unconfirmed attempt may still have stored the message on some members: the retry must
+    # carry the same data (same hash) even though answers in between moved the clock estimate
+    net = FakeNetwork()
+    records: list = []
+    bob = Account.generate()
+    swarm = net.swarm_of(bob.session_id)
+    for n in swarm[:2]:
+        n.drop_stores = True
+        n.clock_offset_ms = 3_000  # within tolerance: no 406, but the averaged offset moves
+    async with make(net, records, seed=21, max_attempts=4) as alice:
+        sends = [await alice.send(bob.session_id, f"m{i}") for i in range(5)]
+    assert any(a.error_kind == "unconfirmed" for s in sends for a in s.attempts)
+    stored_data = {p["data"] for n in net.nodes for (m, p) in n.requests if m == "store"}
+    assert len(stored_data) == len(sends)  # one message per send, however many attempts
+    assert set(net.stored(bob.session_id)[swarm[2].name]) == {s.message_hash for s in sends}
+    assert not any("rebuilt_for_clock" in s.details for s in sends)
 
 
 async def test_rejected_request_is_not_retried():
