@@ -28,7 +28,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from nodes.protocol.encoding import b64decode_any
 from nodes.protocol.hashing import message_hash
@@ -83,6 +83,7 @@ _OK = "ok"
 _RETRY_PATH = "retry_path"  # the path failed: retry on another path
 _RETRY_DEST = "retry_dest"  # the destination failed: retry on another destination
 _SWARM_MOVED = "swarm_moved"  # 421: swarm cache replaced, retry in the new swarm
+T = TypeVar("T")
 _CLOCK = "clock"  # 406/425: re-read network time and retry
 _FATAL = "fatal"  # the request itself was rejected: do not retry
 
@@ -144,6 +145,8 @@ class _Op:
         self.reported_421: set[tuple[str, str]] = set()
         #: times the network rejected our timestamp and the clock was re-read (406/425)
         self.clock_resyncs = 0
+        #: the pool was re-read from the seed because no path could be built
+        self.pool_refreshed = False
 
     def attempt(self, method: str, path: OnionPath | None, dest: dict[str, Any] | None,
                 enc_type: str | None) -> AttemptRecord:
@@ -278,6 +281,8 @@ class SessionClient:
         self._pool_lock = asyncio.Lock()
         self._last_refresh_try = 0.0
         self._quarantine: dict[str, float] = {}
+        #: nodes that refused or dropped a direct connection (failed guard test) -> until when
+        self._unreachable: dict[str, float] = {}
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -444,14 +449,9 @@ class SessionClient:
             rounds = 0
             while self.paths.missing():
                 rounds += 1
-                quarantined = self._quarantined()
                 try:
-                    try:
-                        path = self.paths.build(self.pool.nodes(), exclude=failed_guards | quarantined)
-                    except NoPathError:
-                        if not quarantined:
-                            raise
-                        path = self.paths.build(self.pool.nodes(), exclude=failed_guards)
+                    path = self._graded(lambda ex: self.paths.build(self.pool.nodes(),
+                                                                    exclude=failed_guards | ex))
                 except NoPathError:
                     if not refreshed and time.monotonic() - self._last_refresh_try >= self.config.pool_min_refresh_interval:
                         refreshed = True
@@ -472,30 +472,43 @@ class SessionClient:
                                       f"(failed: {sorted(g[-8:] for g in failed_guards)})")
                 self.paths.add(path)
 
+    def _graded(self, build: Callable[[set[str]], T]) -> T:
+        """Build while avoiding suspect nodes, relaxing step by step: first without quarantined
+        (failed-path) and unreachable (failed guard test) nodes, then without the unreachable
+        ones only, then with every node of the pool."""
+        unreachable = self._unreachable_nodes()
+        tiers = [self._quarantined() | unreachable, unreachable, set()]
+        last: NoPathError | None = None
+        for i, ex in enumerate(tiers):
+            if i and ex == tiers[i - 1]:
+                continue
+            try:
+                return build(ex)
+            except NoPathError as exc:
+                last = exc
+        assert last is not None
+        raise last
+
     def _one_off_path(self, dest: Snode, method: str) -> OnionPath:
         """Every path contains ``dest``: build a path for this request only (libsession builds an
         extra path when no path fits a destination)."""
-        exclude = {dest.ed25519}
         try:
-            try:
-                return build_path(self.pool.nodes(), [], hops=self.config.path_hops,
-                                  subnet_diversity=self.config.subnet_diversity, rng=self._rng,
-                                  exclude=exclude | self._quarantined())
-            except NoPathError:
-                return build_path(self.pool.nodes(), [], hops=self.config.path_hops,
-                                  subnet_diversity=self.config.subnet_diversity, rng=self._rng,
-                                  exclude=exclude)
+            return self._graded(lambda ex: build_path(
+                self.pool.nodes(), [], hops=self.config.path_hops,
+                subnet_diversity=self.config.subnet_diversity, rng=self._rng,
+                exclude={dest.ed25519} | ex))
         except NoPathError as exc:
             raise NoPathError(f"{method}: every onion path contains the destination {dest} and no "
-                              f"other path can be built: {exc}") from None
+                              f"other path can be built from {len(self.pool)} known nodes: {exc}") from None
 
     def _fresh_path_around(self, op: _Op, dest: Snode) -> OnionPath | None:
-        """A path for this request only that avoids the destination, quarantined nodes and every
+        """A path for this request only that avoids the destination, suspect nodes and every
         node of the paths that already failed this operation; None if the pool has too few."""
         try:
             path = build_path(self.pool.nodes(), [], hops=self.config.path_hops,
                               subnet_diversity=self.config.subnet_diversity, rng=self._rng,
-                              exclude={dest.ed25519} | self._quarantined() | op.failed_hops)
+                              exclude={dest.ed25519} | self._quarantined() | self._unreachable_nodes()
+                              | op.failed_hops)
         except NoPathError:
             return None
         op.record.details.setdefault("fresh_paths", 0)
@@ -515,6 +528,7 @@ class SessionClient:
             a.elapsed_ms = (time.monotonic() - t0) * 1000
             a.error_kind, a.error = exc.kind, f"guard candidate {guard} unreachable: {exc.detail}"
             a.failed_node = guard.ref()
+            self._unreachable[guard.ed25519] = time.monotonic() + self.config.path_quarantine
             self._strike_node(guard, "guard test failed", a)
             return False
         a.elapsed_ms = (time.monotonic() - t0) * 1000
@@ -541,6 +555,12 @@ class SessionClient:
         for ed in [e for e, t in self._quarantine.items() if t <= now]:
             del self._quarantine[ed]
         return set(self._quarantine)
+
+    def _unreachable_nodes(self) -> set[str]:
+        now = time.monotonic()
+        for ed in [e for e, t in self._unreachable.items() if t <= now]:
+            del self._unreachable[ed]
+        return set(self._unreachable)
 
     def _forget_node(self, ed: str, a: AttemptRecord | None) -> None:
         """After a node left the pool: remove it from swarm caches and repair the paths."""
@@ -809,7 +829,16 @@ class SessionClient:
                 raise
             path = self.paths.choose(dest.ed25519, avoid=op.failed_paths)
             if path is None:
-                path = self._one_off_path(dest, method)
+                try:
+                    path = self._one_off_path(dest, method)
+                except NoPathError:
+                    # struck-out nodes left too few for a path plus a destination: re-read the
+                    # network from the seed once (session-desktop refreshes a too-small pool)
+                    if op.pool_refreshed:
+                        raise
+                    op.pool_refreshed = True
+                    await self._refresh_pool(op)
+                    path = self.paths.choose(dest.ed25519) or self._one_off_path(dest, method)
             elif path.id in op.failed_paths:
                 # the only path that fits already failed this operation: go around its nodes
                 path = self._fresh_path_around(op, dest) or path

@@ -250,6 +250,44 @@ async def test_retry_goes_around_a_failed_path_when_no_other_fits():
     assert rec.ok and rec.details["fresh_paths"] >= 1 and len(rec.attempts) == 3
 
 
+async def test_node_that_fails_a_guard_test_stays_out_of_new_paths():
+    net = FakeNetwork(swarms=3)
+    records: list = []
+    async with make(net, records, seed=8) as alice:
+        await alice.bootstrap()
+        dead = alice.paths.paths[0].hops[1]
+        net.node(dead.ed25519).up = False
+        op = alice._start(OperationRecord(op_id="probe", kind="bootstrap"))
+        assert not await alice._test_guard(op, dead)  # as when the dead node was a guard candidate
+        for _ in range(10):  # new random paths, again and again: never through the dead node
+            for p in list(alice.paths.paths):
+                alice.paths.remove(p)
+            await alice._ensure_paths(op)
+            assert len(alice.paths.paths) == 2
+            assert all(dead.ed25519 not in {h.ed25519 for h in p.hops} for p in alice.paths.paths)
+        rec = await alice.send(Account.generate().session_id, "around the dead node")
+        assert rec.ok and all(dead.ed25519 not in {h["ed25519"] for h in a.path} for a in rec.attempts)
+
+
+async def test_too_small_pool_is_read_again_from_the_seed():
+    net = FakeNetwork(swarms=2)
+    records: list = []
+    bob = Account.generate()
+    async with make(net, records, seed=3) as alice:
+        await alice.bootstrap()
+        members = {n.ed25519 for n in net.swarm_of(bob.session_id)}
+        # strikes (as after a churn burst) left 3 nodes: no path of 3 plus a destination
+        keep = sorted(members)[:1] + sorted({n.ed25519 for n in net.nodes} - members)[:2]
+        for n in net.nodes:
+            if n.ed25519 not in keep:
+                alice._drop_node(n.ed25519, "struck out", None)  # as the failure rules do
+        assert len(alice.pool) == 3
+        rec = await alice.send(bob.session_id, "after a refresh")
+    assert rec.ok
+    assert [a.method for a in rec.attempts].count("get_n_service_nodes") == 1
+    assert len(alice.pool) == len(net.nodes)
+
+
 async def test_skewed_network_clock_is_corrected_from_t():
     skew = 5 * 60 * 1000  # every node 5 minutes ahead: signatures outside ±60 s without correction
     net = FakeNetwork()
