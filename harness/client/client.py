@@ -185,6 +185,8 @@ class _Target:
         if self.pubkey is None:  # any node (get_swarm, info)
             in_use = c.paths.nodes_in_use()
             nodes = [n for n in c.pool.nodes() if n.ed25519 not in self.excluded]
+            down = c._unreachable_nodes()
+            nodes = [n for n in nodes if n.ed25519 not in down] or nodes
             free = [n for n in nodes if n.ed25519 not in in_use]
             choice = free or nodes
             if not choice:
@@ -203,6 +205,8 @@ class _Target:
                     f"{sorted(e[-8:] for e in self.excluded)})")
             self.refetched = True
             await c._swarm_members(self.pubkey, op, refresh=True, enc_type=self.enc_type)
+        down = c._unreachable_nodes()
+        candidates = [m for m in candidates if m.ed25519 not in down] or candidates
         candidates = [m for m in candidates if m.ed25519 not in self.tried] or candidates
         if self.prefer is not None:
             candidates = self.prefer(candidates) or candidates
@@ -528,7 +532,7 @@ class SessionClient:
             a.elapsed_ms = (time.monotonic() - t0) * 1000
             a.error_kind, a.error = exc.kind, f"guard candidate {guard} unreachable: {exc.detail}"
             a.failed_node = guard.ref()
-            self._unreachable[guard.ed25519] = time.monotonic() + self.config.path_quarantine
+            self._mark_unreachable(guard)
             self._strike_node(guard, "guard test failed", a)
             return False
         a.elapsed_ms = (time.monotonic() - t0) * 1000
@@ -555,6 +559,11 @@ class SessionClient:
         for ed in [e for e, t in self._quarantine.items() if t <= now]:
             del self._quarantine[ed]
         return set(self._quarantine)
+
+    def _mark_unreachable(self, node: Snode) -> None:
+        """A direct connection to ``node`` failed: keep it out of new paths and prefer other
+        destinations for ``path_quarantine`` seconds (it is likely down)."""
+        self._unreachable[node.ed25519] = time.monotonic() + self.config.path_quarantine
 
     def _unreachable_nodes(self) -> set[str]:
         now = time.monotonic()
@@ -671,6 +680,7 @@ class SessionClient:
             err = PathError(guard, None, "", hop=0, method=method,
                             detail=f"cannot connect to the guard: {exc.detail}")
             self._retire_path(path, a)
+            self._mark_unreachable(guard)
             self._strike_node(guard, "unreachable guard", a)
         else:
             err = PathError(guard, None, "", hop=0, method=method,

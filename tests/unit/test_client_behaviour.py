@@ -269,6 +269,22 @@ async def test_node_that_fails_a_guard_test_stays_out_of_new_paths():
         assert rec.ok and all(dead.ed25519 not in {h["ed25519"] for h in a.path} for a in rec.attempts)
 
 
+async def test_unreachable_member_is_not_chosen_as_destination():
+    net = FakeNetwork(swarms=3)
+    records: list = []
+    bob = Account.generate()
+    async with make(net, records, seed=5) as alice:
+        await alice.bootstrap()
+        dead = net.swarm_of(bob.session_id)[0]
+        dead.up = False
+        snode = alice.pool.get(dead.ed25519)
+        op = alice._start(OperationRecord(op_id="probe", kind="bootstrap"))
+        assert not await alice._test_guard(op, snode)  # refused a direct connection
+        sends = [await alice.send(bob.session_id, f"m{i}") for i in range(8)]
+    dests = [a.destination["ed25519"] for s in sends for a in s.attempts if a.method == "store"]
+    assert len(dests) == 8 and dead.ed25519 not in dests  # no attempt wasted on it
+
+
 async def test_too_small_pool_is_read_again_from_the_seed():
     net = FakeNetwork(swarms=2)
     records: list = []
