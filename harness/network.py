@@ -597,8 +597,10 @@ class Testnet:
 
 def clean(report: Reporter = _quiet) -> list[str]:
     """Remove every testnet whose harness is gone (crashed/SIGKILLed ``up``, dead processes)
-    from every backend; return the names removed."""
+    from every backend; return the names removed. Raises :class:`BackendError` naming what
+    could not be removed (the other backends are still cleaned first)."""
     removed: list[str] = []
+    errors: list[str] = []
     for kind in BACKENDS:
         try:
             cls = backend_class(kind)
@@ -608,6 +610,10 @@ def clean(report: Reporter = _quiet) -> list[str]:
             removed += cls.sweep_stale(report)
         except BackendError as e:
             report(f"{kind}: {e}")
+            errors.append(f"{kind} backend: {e}")
+    if errors:  # after every backend had its turn; say what was removed all the same
+        done = f" (removed: {', '.join(sorted(set(removed)))})" if removed else ""
+        raise BackendError("clean failed: " + "; ".join(errors) + done)
     return sorted(set(removed))
 
 

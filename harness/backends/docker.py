@@ -557,7 +557,11 @@ class DockerBackend(Backend):
     # -- garbage collection ------------------------------------------------------------------
     @classmethod
     def sweep_stale(cls, report: Reporter) -> list[str]:
-        client = connect()
+        try:
+            client = connect()
+        except BackendError as e:  # no engine: nothing of ours can be running in it
+            report(f"docker: skipped ({e})")
+            return []
         try:
             return sweep(client, report)
         finally:
@@ -584,40 +588,63 @@ def _list_labelled(client: docker.DockerClient, filters: dict[str, Any]) -> tupl
     return containers, networks, volumes
 
 
-def remove_resources(client: docker.DockerClient, filters: dict[str, Any]) -> None:
-    """Remove every container, then network and volume matching ``filters``. Idempotent."""
-    containers, networks, volumes = _list_labelled(client, filters)
+def remove_resources(client: docker.DockerClient, filters: dict[str, Any], rounds: int = 5) -> None:
+    """Remove every container, then network and volume matching ``filters``. Idempotent.
+
+    Works in rounds until nothing matches: a harness killed in the middle of ``up`` may leave
+    requests the engine is still carrying out (a container created after the listing, a
+    removal in progress that keeps the network busy)."""
     errors: list[str] = []
+    for _ in range(rounds):
+        containers, networks, volumes = _list_labelled(client, filters)
+        if not (containers or networks or volumes):
+            return
+        errors = []
 
-    def rm_container(c: Any) -> None:
-        try:
-            c.remove(force=True)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as e:
-            if "already in progress" not in str(e):
-                errors.append(f"container {c.name}: {e.explanation or e}")
+        def rm_container(c: Any, errors: list[str] = errors) -> None:
+            try:
+                c.remove(force=True)
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as e:
+                if "already in progress" not in str(e):
+                    errors.append(f"container {c.name}: {e.explanation or e}")
+                    return
+            try:  # the network can only go once the container is really gone
+                c.wait(condition="removed", timeout=30)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as e:
+                if e.status_code != 404:
+                    errors.append(f"container {c.name}: {e.explanation or e}")
+            except Exception as e:  # e.g. the wait timed out
+                errors.append(f"container {c.name}: not removed ({e})")
 
-    if containers:
-        with ThreadPoolExecutor(max_workers=min(8, len(containers))) as pool:
-            list(pool.map(rm_container, containers))
-    for net in networks:
-        try:
-            net.remove()
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as e:
-            errors.append(f"network {net.name}: {e.explanation or e}")
-    for vol in volumes:
-        try:
-            vol.remove(force=True)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as e:
-            errors.append(f"volume {vol.name}: {e.explanation or e}")
-    if errors:
-        raise BackendError("could not remove: " + "; ".join(errors)
-                           + " (retry 'testnet down' / 'testnet clean')")
+        if containers:
+            with ThreadPoolExecutor(max_workers=min(8, len(containers))) as pool:
+                list(pool.map(rm_container, containers))
+        for net in networks:
+            try:
+                net.remove()
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as e:
+                errors.append(f"network {net.name}: {e.explanation or e}")
+        for vol in volumes:
+            try:
+                vol.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as e:
+                errors.append(f"volume {vol.name}: {e.explanation or e}")
+    left = _list_labelled(client, filters)
+    if not any(left):
+        return
+    what = [f"container {c.name}" for c in left[0]] + [f"network {n.name}" for n in left[1]] \
+        + [f"volume {v.name}" for v in left[2]]
+    raise BackendError(f"could not remove {', '.join(what)} after {rounds} rounds"
+                       + (f": {'; '.join(errors)}" if errors else "")
+                       + " (retry 'testnet down' / 'testnet clean')")
 
 
 def _stale_reason(client: docker.DockerClient, labels: dict[str, str], home: Path) -> str | None:
