@@ -83,9 +83,10 @@ _OK = "ok"
 _RETRY_PATH = "retry_path"  # the path failed: retry on another path
 _RETRY_DEST = "retry_dest"  # the destination failed: retry on another destination
 _SWARM_MOVED = "swarm_moved"  # 421: swarm cache replaced, retry in the new swarm
-T = TypeVar("T")
 _CLOCK = "clock"  # 406/425: re-read network time and retry
 _FATAL = "fatal"  # the request itself was rejected: do not retry
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -185,8 +186,7 @@ class _Target:
         if self.pubkey is None:  # any node (get_swarm, info)
             in_use = c.paths.nodes_in_use()
             nodes = [n for n in c.pool.nodes() if n.ed25519 not in self.excluded]
-            down = c._unreachable_nodes()
-            nodes = [n for n in nodes if n.ed25519 not in down] or nodes
+            nodes = c._prefer_reachable(nodes)
             free = [n for n in nodes if n.ed25519 not in in_use]
             choice = free or nodes
             if not choice:
@@ -205,8 +205,7 @@ class _Target:
                     f"{sorted(e[-8:] for e in self.excluded)})")
             self.refetched = True
             await c._swarm_members(self.pubkey, op, refresh=True, enc_type=self.enc_type)
-        down = c._unreachable_nodes()
-        candidates = [m for m in candidates if m.ed25519 not in down] or candidates
+        candidates = c._prefer_reachable(candidates)
         candidates = [m for m in candidates if m.ed25519 not in self.tried] or candidates
         if self.prefer is not None:
             candidates = self.prefer(candidates) or candidates
@@ -493,14 +492,17 @@ class SessionClient:
         assert last is not None
         raise last
 
+    def _request_path(self, exclude: set[str]) -> OnionPath:
+        """A path for one request only (not kept with the client's paths)."""
+        return build_path(self.pool.nodes(), [], hops=self.config.path_hops,
+                          subnet_diversity=self.config.subnet_diversity, rng=self._rng,
+                          exclude=exclude)
+
     def _one_off_path(self, dest: Snode, method: str) -> OnionPath:
         """Every path contains ``dest``: build a path for this request only (libsession builds an
         extra path when no path fits a destination)."""
         try:
-            return self._graded(lambda ex: build_path(
-                self.pool.nodes(), [], hops=self.config.path_hops,
-                subnet_diversity=self.config.subnet_diversity, rng=self._rng,
-                exclude={dest.ed25519} | ex))
+            return self._graded(lambda ex: self._request_path({dest.ed25519} | ex))
         except NoPathError as exc:
             raise NoPathError(f"{method}: every onion path contains the destination {dest} and no "
                               f"other path can be built from {len(self.pool)} known nodes: {exc}") from None
@@ -509,14 +511,11 @@ class SessionClient:
         """A path for this request only that avoids the destination, suspect nodes and every
         node of the paths that already failed this operation; None if the pool has too few."""
         try:
-            path = build_path(self.pool.nodes(), [], hops=self.config.path_hops,
-                              subnet_diversity=self.config.subnet_diversity, rng=self._rng,
-                              exclude={dest.ed25519} | self._quarantined() | self._unreachable_nodes()
-                              | op.failed_hops)
+            path = self._request_path({dest.ed25519} | self._quarantined() | self._unreachable_nodes()
+                                      | op.failed_hops)
         except NoPathError:
             return None
-        op.record.details.setdefault("fresh_paths", 0)
-        op.record.details["fresh_paths"] += 1
+        op.record.details["fresh_paths"] = op.record.details.get("fresh_paths", 0) + 1
         return path
 
     async def _test_guard(self, op: _Op, guard: Snode) -> bool:
@@ -564,6 +563,12 @@ class SessionClient:
         """A direct connection to ``node`` failed: keep it out of new paths and prefer other
         destinations for ``path_quarantine`` seconds (it is likely down)."""
         self._unreachable[node.ed25519] = time.monotonic() + self.config.path_quarantine
+
+    def _prefer_reachable(self, nodes: list[Snode]) -> list[Snode]:
+        """``nodes`` without the ones that recently refused a direct connection, unless that
+        leaves none."""
+        down = self._unreachable_nodes()
+        return [n for n in nodes if n.ed25519 not in down] or nodes
 
     def _unreachable_nodes(self) -> set[str]:
         now = time.monotonic()

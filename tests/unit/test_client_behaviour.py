@@ -282,7 +282,8 @@ async def test_unreachable_member_is_not_chosen_as_destination():
         assert not await alice._test_guard(op, snode)  # refused a direct connection
         sends = [await alice.send(bob.session_id, f"m{i}") for i in range(8)]
     dests = [a.destination["ed25519"] for s in sends for a in s.attempts if a.method == "store"]
-    assert len(dests) == 8 and dead.ed25519 not in dests  # no attempt wasted on it
+    # (a path built before it died may still relay through it: a retry, but never towards it)
+    assert all(s.ok for s in sends) and len(dests) >= 8 and dead.ed25519 not in dests
 
 
 async def test_too_small_pool_is_read_again_from_the_seed():
