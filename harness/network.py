@@ -345,21 +345,19 @@ class Testnet:
                                                  "active": True}})
             r.seed_ok = True
             r.height = res.get("height")
+            members: dict[int, list[str]] = {}  # swarm -> active members, as the nodes count them
             for sn in res.get("service_node_states", []):
+                sid = sn.get("swarm_id")
+                if (sn.get("active") and sid not in (None, UNASSIGNED_SWARM)
+                        and isinstance(sn.get("pubkey_ed25519"), str)):
+                    members.setdefault(int(sid), []).append(sn["pubkey_ed25519"])
                 node = by_key.get(sn.get("pubkey_ed25519"))
                 if node is None:
                     continue
                 nr = r.nodes[node.name]
                 nr.registered = True
                 nr.active = bool(sn.get("active"))
-                sid = sn.get("swarm_id")
                 nr.swarm_id = None if sid in (None, UNASSIGNED_SWARM) else int(sid)
-            members: dict[int, list[str]] = {}
-            for sn in res.get("service_node_states", []):
-                sid = sn.get("swarm_id")
-                if (sn.get("active") and sid not in (None, UNASSIGNED_SWARM)
-                        and isinstance(sn.get("pubkey_ed25519"), str)):
-                    members.setdefault(int(sid), []).append(sn["pubkey_ed25519"])
             for nr in r.nodes.values():
                 if nr.swarm_id is not None:
                     nr.swarm_members = tuple(sorted(members.get(nr.swarm_id, ())))

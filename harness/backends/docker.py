@@ -46,7 +46,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -588,6 +588,16 @@ def _list_labelled(client: docker.DockerClient, filters: dict[str, Any]) -> tupl
     return containers, networks, volumes
 
 
+def _remove(what: str, action: Callable[[], Any], errors: list[str]) -> None:
+    """Run one removal; a resource already gone is fine, any other engine error is noted."""
+    try:
+        action()
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as e:
+        errors.append(f"{what}: {e.explanation or e}")
+
+
 def remove_resources(client: docker.DockerClient, filters: dict[str, Any], rounds: int = 5) -> None:
     """Remove every container, then network and volume matching ``filters``. Idempotent.
 
@@ -599,9 +609,9 @@ def remove_resources(client: docker.DockerClient, filters: dict[str, Any], round
         containers, networks, volumes = _list_labelled(client, filters)
         if not (containers or networks or volumes):
             return
-        errors = []
+        errors.clear()
 
-        def rm_container(c: Any, errors: list[str] = errors) -> None:
+        def rm_container(c: Any) -> None:
             try:
                 c.remove(force=True)
             except docker.errors.NotFound:
@@ -610,13 +620,9 @@ def remove_resources(client: docker.DockerClient, filters: dict[str, Any], round
                 if "already in progress" not in str(e):
                     errors.append(f"container {c.name}: {e.explanation or e}")
                     return
-            try:  # the network can only go once the container is really gone
-                c.wait(condition="removed", timeout=30)
-            except docker.errors.NotFound:
-                pass
-            except docker.errors.APIError as e:
-                if e.status_code != 404:
-                    errors.append(f"container {c.name}: {e.explanation or e}")
+            # the network can only go once the container is really gone
+            try:
+                _remove(f"container {c.name}", lambda: c.wait(condition="removed", timeout=30), errors)
             except Exception as e:  # e.g. the wait timed out
                 errors.append(f"container {c.name}: not removed ({e})")
 
@@ -624,19 +630,9 @@ def remove_resources(client: docker.DockerClient, filters: dict[str, Any], round
             with ThreadPoolExecutor(max_workers=min(8, len(containers))) as pool:
                 list(pool.map(rm_container, containers))
         for net in networks:
-            try:
-                net.remove()
-            except docker.errors.NotFound:
-                pass
-            except docker.errors.APIError as e:
-                errors.append(f"network {net.name}: {e.explanation or e}")
+            _remove(f"network {net.name}", net.remove, errors)
         for vol in volumes:
-            try:
-                vol.remove(force=True)
-            except docker.errors.NotFound:
-                pass
-            except docker.errors.APIError as e:
-                errors.append(f"volume {vol.name}: {e.explanation or e}")
+            _remove(f"volume {vol.name}", lambda vol=vol: vol.remove(force=True), errors)
     left = _list_labelled(client, filters)
     if not any(left):
         return

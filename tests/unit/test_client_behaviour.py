@@ -250,15 +250,22 @@ async def test_retry_goes_around_a_failed_path_when_no_other_fits():
     assert rec.ok and rec.details["fresh_paths"] >= 1 and len(rec.attempts) == 3
 
 
+async def kill_and_fail_guard_test(net: FakeNetwork, client: SessionClient, ed25519: str):
+    """Take a node down and let the client learn it as it would from a guard candidate: a
+    refused direct connection. Returns the probe operation."""
+    net.node(ed25519).up = False
+    op = client._start(OperationRecord(op_id="probe", kind="bootstrap"))
+    assert not await client._test_guard(op, client.pool.get(ed25519))
+    return op
+
+
 async def test_node_that_fails_a_guard_test_stays_out_of_new_paths():
     net = FakeNetwork(swarms=3)
     records: list = []
     async with make(net, records, seed=8) as alice:
         await alice.bootstrap()
         dead = alice.paths.paths[0].hops[1]
-        net.node(dead.ed25519).up = False
-        op = alice._start(OperationRecord(op_id="probe", kind="bootstrap"))
-        assert not await alice._test_guard(op, dead)  # as when the dead node was a guard candidate
+        op = await kill_and_fail_guard_test(net, alice, dead.ed25519)
         for _ in range(10):  # new random paths, again and again: never through the dead node
             for p in list(alice.paths.paths):
                 alice.paths.remove(p)
@@ -276,10 +283,7 @@ async def test_unreachable_member_is_not_chosen_as_destination():
     async with make(net, records, seed=5) as alice:
         await alice.bootstrap()
         dead = net.swarm_of(bob.session_id)[0]
-        dead.up = False
-        snode = alice.pool.get(dead.ed25519)
-        op = alice._start(OperationRecord(op_id="probe", kind="bootstrap"))
-        assert not await alice._test_guard(op, snode)  # refused a direct connection
+        await kill_and_fail_guard_test(net, alice, dead.ed25519)
         sends = [await alice.send(bob.session_id, f"m{i}") for i in range(8)]
     dests = [a.destination["ed25519"] for s in sends for a in s.attempts if a.method == "store"]
     # (a path built before it died may still relay through it: a retry, but never towards it)
