@@ -27,10 +27,11 @@ from typing import Any
 
 import click
 
+from harness.backends.registry import BACKENDS, default_backend
 from harness.cliutil import friendly_errors
-from harness.network import BACKENDS, Testnet
+from harness.naming import unique_name
+from harness.network import Testnet
 from harness.progress import progress
-from harness.pytest_plugin import unique_name
 from harness.topology import Topology
 
 TARGETS = {"up_s": 15.0}
@@ -160,7 +161,8 @@ def run_bench(backend: str, topology: Topology, messages: int, report: Any) -> d
 
 
 @click.command("bench")
-@click.option("--backend", "-b", type=click.Choice(BACKENDS), default="process", show_default=True)
+@click.option("--backend", "-b", type=click.Choice(BACKENDS), default=default_backend,
+              show_default="process (env SESSION_TESTNET_BACKEND)")
 @click.option("--swarms", type=int, default=2, show_default=True)
 @click.option("--swarm-size", type=int, default=3, show_default=True)
 @click.option("--messages", type=int, default=30, show_default=True)

@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
-from harness.cliutil import DEFAULT_NAME, default_backend, friendly_errors, name_option
-from harness.network import BACKENDS, Testnet, clean
+from harness.backends.registry import BACKENDS, default_backend
+from harness.cliutil import DEFAULT_NAME, friendly_errors, name_option
+from harness.network import Testnet, clean
 from harness.progress import progress
 from harness.state import StateDir, StateError, list_networks
 from harness.topology import Topology
@@ -23,7 +24,7 @@ def main() -> None:
 @main.command()
 @name_option
 @click.option("--backend", "-b", type=click.Choice(BACKENDS), default=default_backend,
-              show_default="docker (env SESSION_TESTNET_BACKEND)")
+              show_default="process (env SESSION_TESTNET_BACKEND)")
 @click.option("--swarms", type=int, default=None, help="Number of swarms [default: 2].")
 @click.option("--swarm-size", type=int, default=None, help="Nodes per swarm [default: 3].")
 @click.option("--seed", "seed", default=None, help="Testnet seed: fixes keys and swarm layout.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -19,10 +18,6 @@ from harness.topology import TopologyError
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_NAME = "default"
-
-
-def default_backend() -> str:
-    return os.environ.get("SESSION_TESTNET_BACKEND", "docker")
 
 
 def friendly_errors(fn: F) -> F:

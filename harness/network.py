@@ -18,11 +18,10 @@ from typing import Any
 
 from harness import rpc
 from harness.backends.base import Backend, BackendError, Reporter
-from harness.state import NetworkState, NodeRecord, StateDir, StateError, locked, pid_alive
+from harness.backends.registry import BACKENDS, backend_class
+from harness.state import NetworkState, NodeRecord, StateDir, StateError, is_stale, locked
 from harness.topology import Topology, node_index, node_name
 from nodes.protocol.swarm import UNASSIGNED_SWARM
-
-BACKENDS = ("process", "docker")
 
 
 class NotReadyError(RuntimeError):
@@ -35,18 +34,6 @@ class NotReadyError(RuntimeError):
 
 def _quiet(_: str) -> None:
     pass
-
-
-def backend_class(kind: str) -> type[Backend]:
-    if kind == "process":
-        from harness.backends.process import ProcessBackend
-
-        return ProcessBackend
-    if kind == "docker":
-        from harness.backends.docker import DockerBackend
-
-        return DockerBackend
-    raise ValueError(f"unknown backend {kind!r}; choose one of {', '.join(BACKENDS)}")
 
 
 @dataclass
@@ -223,7 +210,7 @@ class Testnet:
             "--public-ip", node.public_ip,
             "--port", str(node.storage_port),
             "--admin-port", str(node.admin_port),
-            "--seed-url", st.extra.get("internal_seed_url", st.seed_url),
+            "--seed-url", st.seed_url,
             "--data-dir", self.backend.data_dir(st, node.name),
             "--key-seed", ident.seed_hex,
             "--name", node.name,
@@ -276,7 +263,7 @@ class Testnet:
     # -- proxies -----------------------------------------------------------------------------
     @property
     def toxiproxy_url(self) -> str | None:
-        return self.state.extra.get("toxiproxy_url")
+        return self.state.toxiproxy_url
 
     def runtime_targets(self) -> list[str]:
         """Every runtime of the testnet: the seed, the Toxiproxy server (if any), the nodes."""
@@ -613,11 +600,6 @@ def clean(report: Reporter = _quiet) -> list[str]:
         done = f" (removed: {', '.join(sorted(set(removed)))})" if removed else ""
         raise BackendError("clean failed: " + "; ".join(errors) + done)
     return sorted(set(removed))
-
-
-def is_stale(state: NetworkState) -> bool:
-    """A testnet is stale when its ``up`` never finished and the process running it is gone."""
-    return state.status != "up" and not pid_alive(state.owner_pid)
 
 
 __all__ = ["Testnet", "NotReadyError", "BackendError", "StateError", "clean", "is_stale",

@@ -20,9 +20,6 @@ the docker variants are marked ``e2e``. An explicit ``--testnet-backend`` runs o
 
 from __future__ import annotations
 
-import itertools
-import os
-import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,15 +27,15 @@ from typing import Any
 
 import pytest
 
+from harness.backends.registry import BACKENDS, default_backend
+from harness.naming import unique_name
 from harness.network import Testnet
 from harness.topology import Topology
-
-_counter = itertools.count(1)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("session-testnet")
-    group.addoption("--testnet-backend", default=None, choices=["process", "docker"],
+    group.addoption("--testnet-backend", default=None, choices=list(BACKENDS),
                     help="runtime for testnet fixtures (default: process, or "
                          "$SESSION_TESTNET_BACKEND)")
     group.addoption("--testnet-artifacts", default="testnet-artifacts",
@@ -80,13 +77,7 @@ _LOG_DIRS = pytest.StashKey[dict[str, Path]]()
 
 
 def _backend(config: pytest.Config) -> str:
-    return (config.getoption("--testnet-backend") or os.environ.get("SESSION_TESTNET_BACKEND")
-            or "process")
-
-
-def unique_name(prefix: str = "t") -> str:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    return f"{prefix}{worker}{next(_counter)}-{secrets.token_hex(2)}"
+    return config.getoption("--testnet-backend") or default_backend()
 
 
 class _Owner:

@@ -87,7 +87,14 @@ class NetworkState:
     seed_https_url: str | None = None
     seed_runtime: dict[str, Any] = field(default_factory=dict)
     nodes: list[NodeRecord] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: the testnet's Toxiproxy API (None: the testnet runs without proxies)
+    toxiproxy_url: str | None = None
+    #: process backend: pid of the Toxiproxy server
+    toxiproxy_pid: int | None = None
+    #: docker backend: the node image, the Toxiproxy image and the Toxiproxy container's id
+    image: str | None = None
+    toxiproxy_image: str | None = None
+    toxiproxy_container: str | None = None
 
     def node(self, name: str) -> NodeRecord:
         for n in self.nodes:
@@ -106,8 +113,8 @@ class NetworkState:
         }
         if self.seed_https_url:
             out["seed_https_url"] = self.seed_https_url
-        if "toxiproxy_url" in self.extra:
-            out["toxiproxy_url"] = self.extra["toxiproxy_url"]
+        if self.toxiproxy_url:
+            out["toxiproxy_url"] = self.toxiproxy_url
         return out
 
     def to_json(self) -> str:
@@ -117,6 +124,8 @@ class NetworkState:
     def from_json(cls, text: str) -> NetworkState:
         data = json.loads(text)
         nodes = [NodeRecord(**n) for n in data.pop("nodes", [])]
+        data.update(data.pop("extra", None) or {})  # state files written before typed fields
+        data.pop("internal_seed_url", None)
         return cls(nodes=nodes, **data)
 
 
@@ -202,3 +211,8 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def is_stale(state: NetworkState) -> bool:
+    """A testnet is stale when its ``up`` never finished and the process running it is gone."""
+    return state.status != "up" and not pid_alive(state.owner_pid)

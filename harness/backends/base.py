@@ -63,7 +63,7 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def start_proxy(self, state: NetworkState) -> None:
-        """Start the Toxiproxy server of the testnet (API at ``state.extra["toxiproxy_url"]``)."""
+        """Start the Toxiproxy server of the testnet (API at ``state.toxiproxy_url``)."""
 
     @abc.abstractmethod
     def link_address(self, state: NetworkState, src: str, dst: str) -> str:

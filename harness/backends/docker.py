@@ -58,7 +58,7 @@ from testcontainers.core.docker_client import DockerClient as TestcontainersClie
 
 from harness.backends.base import Backend, BackendError, Reporter
 from harness.images import ImageError, ensure_images, toxiproxy_image
-from harness.state import NetworkState, NodeRecord, StateDir, StateError, locked, pid_alive
+from harness.state import NetworkState, NodeRecord, StateDir, StateError, is_stale, locked, pid_alive
 from harness.topology import Topology, node_index
 from nodes.protocol.constants import ADMIN_PORT, SEED_HTTPS_PORT, SEED_PORT, STORAGE_PORT
 
@@ -166,6 +166,13 @@ def _docker_networks(client: docker.DockerClient) -> list[ipaddress.IPv4Network]
     return out
 
 
+def _image(state: NetworkState) -> str:
+    if not state.image:
+        raise BackendError(f"testnet {state.name!r} has no node image recorded in its state; "
+                           "bring it down ('testnet down') and up again")
+    return state.image
+
+
 def subnet_of(x: int) -> ipaddress.IPv4Network:
     return ipaddress.IPv4Network(f"10.{x}.0.0/16")
 
@@ -270,7 +277,7 @@ class DockerBackend(Backend):
         state.seed_url = f"http://{seed_ip}:{SEED_PORT}"
         state.seed_https_url = f"https://{seed_ip}:{SEED_HTTPS_PORT}"
         if proxies:
-            state.extra["toxiproxy_url"] = f"http://10.{x}.0.1:{TOXIPROXY_PORT}"
+            state.toxiproxy_url = f"http://10.{x}.0.1:{TOXIPROXY_PORT}"
         for node in state.nodes:
             i = node_index(node.name)
             node.public_ip = f"10.{x}.{i}.1" if proxies else f"10.{x}.{i}.2"
@@ -313,9 +320,9 @@ class DockerBackend(Backend):
             images = ensure_images(self.client, progress=report)
         except ImageError as e:
             raise BackendError(str(e)) from None
-        state.extra["image"] = images.node
-        if state.extra.get("toxiproxy_url"):
-            state.extra["toxiproxy_image"] = toxiproxy_image(self.client) or images.node
+        state.image = images.node
+        if state.toxiproxy_url:
+            state.toxiproxy_image = toxiproxy_image(self.client) or images.node
         self._create_network(state, report)
         for target in ["seed"] + [n.name for n in state.nodes]:
             self._ensure_volume(state, target)
@@ -413,25 +420,25 @@ class DockerBackend(Backend):
 
     def start_seed(self, state: NetworkState, argv: list[str]) -> None:
         state.seed_runtime["container"] = self._run(
-            state, "seed", state.extra["image"], ["python", *argv], role="seed",
+            state, "seed", _image(state), ["python", *argv], role="seed",
             ip=self.listen_ip(state, "seed"))
 
     def start_proxy(self, state: NetworkState) -> None:
         x = state.net_index
-        host = self._run(state, "proxyhost", state.extra["image"], ["sleep", "infinity"],
+        host = self._run(state, "proxyhost", _image(state), ["sleep", "infinity"],
                          role="proxyhost", ip=f"10.{x}.0.1", volume=False, user="0",
                          cap_add=["NET_ADMIN"])
         # every node's advertised address up front (sn01-sn254), so nodes that join later need
         # nothing more; link addresses come one by one through ensure_address()
         self._add_addresses(state, [f"10.{x}.{i}.1" for i in range(1, 255)])
-        image = state.extra.get("toxiproxy_image") or state.extra["image"]
-        if image == state.extra["image"]:
+        image = state.toxiproxy_image or state.image
+        if image == _image(state):
             command = ["python", "-m", "nodes.toxiproxy", "--host", "0.0.0.0",
                        "--port", str(TOXIPROXY_PORT)]
         else:  # the official image: entrypoint /toxiproxy
             command = ["-host=0.0.0.0", f"-port={TOXIPROXY_PORT}"]
         host_id = self.client.containers.get(host).id
-        state.extra["toxiproxy_container"] = self._run(
+        state.toxiproxy_container = self._run(
             state, "toxiproxy", image, command, role="toxiproxy", volume=False,
             network_mode=f"container:{host_id}")
 
@@ -474,7 +481,7 @@ class DockerBackend(Backend):
                 return
             existing.remove(force=True)
         node.runtime["container"] = self._run(
-            state, node.name, state.extra["image"], command, role="node",
+            state, node.name, _image(state), command, role="node",
             ip=self.listen_ip(state, node.name))
         node.runtime.pop("paused", None)
 
@@ -646,8 +653,6 @@ def remove_resources(client: docker.DockerClient, filters: dict[str, Any], round
 def _stale_reason(client: docker.DockerClient, labels: dict[str, str], home: Path) -> str | None:
     """Why the testnet these labels belong to is stale, or None when it is alive (or not ours
     to judge: created from another host)."""
-    from harness.network import is_stale
-
     if labels.get(LABEL_HOST) != socket.gethostname():
         return None
     folder = Path(labels.get(LABEL_STATE, ""))
@@ -702,7 +707,6 @@ def sweep(client: docker.DockerClient, report: Reporter) -> list[str]:
                 StateDir(path.name, home).remove()
             removed.append(name)
         # docker testnets of this home whose `up` died before it created anything
-        from harness.network import is_stale
         from harness.state import list_networks
 
         for name in list_networks(home):

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from harness.backends.base import Backend, BackendError, Reporter
-from harness.state import NetworkState, NodeRecord, StateDir, list_networks, locked
+from harness.state import NetworkState, NodeRecord, StateDir, is_stale, list_networks, locked
 from harness.topology import Topology, node_index
 from nodes.protocol.constants import ADMIN_PORT, SEED_HTTPS_PORT, SEED_PORT, STORAGE_PORT
 
@@ -110,7 +110,7 @@ class ProcessBackend(Backend):
             seed_runtime={"ip": seed_ip, "port": SEED_PORT, "https_port": SEED_HTTPS_PORT},
         )
         if topology.proxies:
-            state.extra["toxiproxy_url"] = f"http://{seed_ip}:{TOXIPROXY_PORT}"
+            state.toxiproxy_url = f"http://{seed_ip}:{TOXIPROXY_PORT}"
         for name in topology.node_names():
             state.nodes.append(self._node_record(state, topology, name))
         return state
@@ -175,7 +175,7 @@ class ProcessBackend(Backend):
             raise BackendError(f"Toxiproxy address {ip}:{TOXIPROXY_PORT} is in use: is another "
                                "testnet running there? ('testnet status', 'testnet clean')")
         argv = ["-m", "nodes.toxiproxy", "--host", ip, "--port", str(TOXIPROXY_PORT)]
-        state.extra["toxiproxy_pid"] = self._spawn(state, "toxiproxy", argv)
+        state.toxiproxy_pid = self._spawn(state, "toxiproxy", argv)
 
     def start_node(self, state: NetworkState, node: NodeRecord, argv: list[str]) -> None:
         if self.is_running(state, node.name):
@@ -186,7 +186,7 @@ class ProcessBackend(Backend):
 
     def _pid(self, state: NetworkState, target: str) -> int | None:
         if target == "toxiproxy":
-            pid = state.extra.get("toxiproxy_pid")
+            pid = state.toxiproxy_pid
         else:
             rt = state.seed_runtime if target == "seed" else state.node(target).runtime
             pid = rt.get("pid")
@@ -293,7 +293,6 @@ class ProcessBackend(Backend):
     # -- garbage collection ------------------------------------------------------------------
     @classmethod
     def sweep_stale(cls, report: Reporter) -> list[str]:
-        from harness.network import is_stale
 
         removed = []
         with locked():

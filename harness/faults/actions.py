@@ -164,7 +164,7 @@ class Faults:
     @property
     def toxiproxy(self) -> ToxiproxyClient:
         if self._toxiproxy is None:
-            url = self.net.state.extra.get("toxiproxy_url")
+            url = self.net.state.toxiproxy_url
             if not url:
                 raise FaultError(
                     f"testnet {self.net.name!r} has no Toxiproxy (state has no toxiproxy_url): "
@@ -475,7 +475,7 @@ class Faults:
         """Point ``node`` at exactly the link proxies that exist for it: a restarted node forgot
         its overrides; an unpaused one (``full``) may also keep overrides of links removed while
         it was frozen, so every other peer's override is reset first."""
-        if not self.net.state.extra.get("toxiproxy_url"):
+        if not self.net.state.toxiproxy_url:
             return
         proxies = self.toxiproxy.proxies()
         mine = [(name, dst) for name, (src, dst) in self._link_index().items() if src == node]

@@ -22,8 +22,8 @@ import pytest
 from harness import rpc
 from harness.backends.docker import LABEL, LABEL_HOST, LABEL_OWNER, LABEL_STATE, subnet_of
 from harness.images import ensure_images
+from harness.naming import unique_name
 from harness.network import NotReadyError, Testnet, clean
-from harness.pytest_plugin import unique_name
 from harness.state import StateDir
 from harness.topology import Topology
 

@@ -20,7 +20,7 @@ from harness import rpc
 from harness.backends.docker import free_net_index
 from harness.compose import COMPOSE_LABEL, DEFAULT_IMAGE, compose_dict, render_compose
 from harness.images import ensure_images
-from harness.pytest_plugin import unique_name
+from harness.naming import unique_name
 from harness.topology import Topology
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.backends("process", "docker")
 
 def proxied(factory: Callable[..., Testnet], **kw: Any) -> Testnet:
     net = factory(**kw)
-    assert net.state.extra.get("toxiproxy_url"), "testnet has no Toxiproxy (state.extra)"
+    assert net.state.toxiproxy_url, "testnet has no Toxiproxy (state.toxiproxy_url)"
     assert all(n.proxy and n.bind_ip for n in net.nodes)
     return net
 

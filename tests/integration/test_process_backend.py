@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from harness.backends.process import ENV_MARK, _all_marked
+from harness.naming import unique_name
 from harness.network import Testnet, clean
-from harness.pytest_plugin import unique_name
 from harness.state import StateDir
 from harness.topology import Topology
 

@@ -44,7 +44,7 @@ class FakeNet:
         self.state = NetworkState(name="fake", backend="fake", topology=topo.to_dict(),
                                   seed_url="http://127.0.0.1:9", admin_token="t", net_index=250)
         if toxiproxy_url:
-            self.state.extra["toxiproxy_url"] = toxiproxy_url
+            self.state.toxiproxy_url = toxiproxy_url
         self.backend = FakeBackend()
         self.calls: list[tuple[str, str]] = []
         self.admin: dict[str, dict[str, Any]] = {}
