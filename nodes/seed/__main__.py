@@ -15,6 +15,7 @@ from nodes.protocol.swarm import PRODUCTION, SwarmParams
 
 from .app import SeedServer, build_server
 from .omq import ENV_NODES_FILE, OxenMQConfigError, load_real_nodes
+from .omq.commands import SERVER_BOOTSTRAP_THRESHOLD
 from .registry import MIN_HARDFORK
 
 
@@ -57,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--oxenmq-timeout", type=float, default=90.0,
                    help="deregister a real node silent on OxenMQ for this many seconds (default %(default)s; "
                         "real servers ping every 30 s)")
+    p.add_argument("--oxenmq-min-nodes", type=int, default=SERVER_BOOTSTRAP_THRESHOLD,
+                   help="hold a real server's first node list until the seed lists this many nodes (default "
+                        "%(default)s: with fewer the server asks public seed nodes; 0 disables the guard)")
     p.add_argument("--hardfork", default=f"{HARDFORK[0]}.{HARDFORK[1]}",
                    help="[hardfork].[snode revision] the chain reports, >= 19.3 (default %(default)s)")
     p.add_argument("--log-file", type=Path, default=None, help="JSON-lines log file (default stderr)")
@@ -68,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be a port number, got {v}")
     if args.expect < 0:
         p.error("--expect must be >= 0")
+    if args.oxenmq_min_nodes < 0:
+        p.error("--oxenmq-min-nodes must be >= 0")
     if args.block_interval <= 0 or args.proof_timeout <= 0 or args.oxenmq_timeout <= 0:
         p.error("--block-interval, --proof-timeout and --oxenmq-timeout must be > 0")
     try:
@@ -99,7 +105,7 @@ async def run(args: argparse.Namespace) -> int:
                               params=args.params, block_interval=args.block_interval,
                               proof_timeout=args.proof_timeout, admin_token=args.admin_token,
                               logger=logger, real_nodes=args.real_nodes, hardfork=args.hardfork,
-                              oxenmq_timeout=args.oxenmq_timeout)
+                              oxenmq_timeout=args.oxenmq_timeout, oxenmq_min_nodes=args.oxenmq_min_nodes)
         await server.start()
 
     async def stop() -> None:

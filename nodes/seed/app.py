@@ -58,6 +58,7 @@ from nodes.protocol.constants import HARDFORK
 from nodes.protocol.swarm import SwarmParams
 
 from .omq import OxendCommands, OxendServer, RealNodeSpec
+from .omq.commands import SERVER_BOOTSTRAP_THRESHOLD
 from .registry import RPC_METHODS, InvalidParams, RequestError, SeedConfig, SeedCore
 
 STATE_FILE = "seed.json"
@@ -340,7 +341,7 @@ def build_server(*, host: str, port: int, https_port: int, data_dir: Path, testn
                  params: SwarmParams, block_interval: float, proof_timeout: float, admin_token: str,
                  logger: JsonLogger, clock: Callable[[], float] = time.time,
                  real_nodes: list[RealNodeSpec] | None = None, hardfork: tuple[int, int] = HARDFORK,
-                 oxenmq_timeout: float = 90.0) -> SeedServer:
+                 oxenmq_timeout: float = 90.0, oxenmq_min_nodes: int = SERVER_BOOTSTRAP_THRESHOLD) -> SeedServer:
     core = SeedCore(SeedConfig(testnet_seed=testnet_seed, expect=expect, params=params,
                                proof_timeout=proof_timeout, hardfork=hardfork, oxenmq_timeout=oxenmq_timeout),
                     clock=clock, logger=logger)
@@ -348,5 +349,6 @@ def build_server(*, host: str, port: int, https_port: int, data_dir: Path, testn
                                            admin_token=admin_token, block_interval=block_interval), logger)
     server.load_state()
     if real_nodes:
-        server.oxend = OxendServer(OxendCommands(core, real_nodes, testnet_seed), logger)
+        server.oxend = OxendServer(OxendCommands(core, real_nodes, testnet_seed, min_first_list=oxenmq_min_nodes),
+                                   logger)
     return server

@@ -10,6 +10,7 @@ import asyncio
 import io
 import json
 import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import zmq
 import zmq.asyncio
 
 from nodes.common.logs import JsonLogger
+from nodes.common.proof import PROOF_PATH, build_proof
 from nodes.protocol.keys import Identity, derive_seed
 from nodes.protocol.swarm import SwarmParams
 from nodes.seed.app import SeedServer, build_server
@@ -71,19 +73,28 @@ class Dealer:
         return json.loads(answer[1])
 
 
-@pytest.fixture
-async def seed(tmp_path: Path) -> AsyncIterator[tuple[SeedServer, dict[str, str], str]]:
-    specs = [RealNodeSpec(name=f"sn{i:02d}", endpoint=f"ipc://{tmp_path}/sn{i:02d}.sock",
-                          public_ip=f"127.61.0.{i}", storage_port=22021, storage_lmq_port=23000 + i)
-             for i in range(1, 6)]
+def specs(tmp_path: Path, n: int) -> list[RealNodeSpec]:
+    return [RealNodeSpec(name=f"sn{i:02d}", endpoint=f"ipc://{tmp_path}/sn{i:02d}.sock",
+                         public_ip=f"127.61.0.{i}", storage_port=22021, storage_lmq_port=23000 + i)
+            for i in range(1, n + 1)]
+
+
+async def start_seed(tmp_path: Path, nodes: list[RealNodeSpec], min_nodes: int) -> tuple[SeedServer, str]:
     port = free_port()
     server = build_server(host=HOST, port=port, https_port=0, data_dir=tmp_path / "data", testnet_seed=SEED,
-                          expect=5, params=SwarmParams(3, 0, 3), block_interval=3600, proof_timeout=6,
-                          admin_token=TOKEN, logger=JsonLogger("seed", stream=io.StringIO()), real_nodes=specs,
-                          hardfork=(19, 4))
+                          expect=len(nodes), params=SwarmParams(3, 0, 3), block_interval=3600, proof_timeout=60,
+                          admin_token=TOKEN, logger=JsonLogger("seed", stream=io.StringIO()), real_nodes=nodes,
+                          hardfork=(19, 4), oxenmq_min_nodes=min_nodes)
     await server.start()
+    return server, f"http://{HOST}:{port}"
+
+
+@pytest.fixture
+async def seed(tmp_path: Path) -> AsyncIterator[tuple[SeedServer, dict[str, str], str]]:
+    nodes = specs(tmp_path, 5)
+    server, http = await start_seed(tmp_path, nodes, min_nodes=5)
     try:
-        yield server, {s.name: s.endpoint for s in specs}, f"http://{HOST}:{port}"
+        yield server, {s.name: s.endpoint for s in nodes}, http
     finally:
         await server.stop()
 
@@ -175,6 +186,36 @@ async def test_pings_and_reports_show_in_the_admin_view(seed: tuple[SeedServer, 
     state = await admin(http, "GET", "/internal/v1/state")
     by_key = {n["pubkey_ed25519"]: n for n in state["nodes"]}
     assert by_key[me.ed25519_hex]["version"] == [2, 8, 0] and by_key[me.ed25519_hex]["liveness"] == "oxenmq"
+
+
+async def test_first_list_waits_for_enough_nodes(tmp_path: Path, ctx: zmq.asyncio.Context) -> None:
+    """A server's first list (no poll hash) is held while fewer than --oxenmq-min-nodes are listed."""
+    nodes = specs(tmp_path, 3)
+    server, http = await start_seed(tmp_path, nodes, min_nodes=5)
+    try:
+        client = Dealer(ctx, nodes[0].endpoint)
+        await client.hello()
+        await client.sock.send_multipart([b"rpc.get_service_nodes", b"first", b'{"active_only":false}'])
+        with pytest.raises(TimeoutError):
+            await client.recv(timeout=0.5)
+        # a poll (the server has had its first list) is answered at once
+        polled = await client.rpc("rpc.get_service_nodes", {"poll_block_hash": "00" * 32})
+        assert len(polled["service_node_states"]) == 3
+        async with aiohttp.ClientSession() as s:
+            for i in (1, 2):  # two of our nodes register over HTTP: 5 listed
+                ident = Identity.from_seed(derive_seed(SEED, "node", f"py{i}"))
+                body = build_proof(ident, public_ip=f"127.62.0.{i}", storage_port=22021, storage_lmq_port=0,
+                                   admin_port=0, timestamp_ms=int(time.time() * 1000))
+                async with s.post(f"{http}{PROOF_PATH}", json=body) as r:
+                    assert r.status == 200, await r.text()
+        await admin(http, "POST", "/internal/v1/block")
+        answer = await client.recv()
+        assert answer[:3] == [b"REPLY", b"first", b"200"]
+        assert len(json.loads(answer[3])["service_node_states"]) == 5
+        view = await admin(http, "GET", "/internal/v1/oxend")
+        assert {n["name"]: n["first_list_held"] for n in view["nodes"]}["sn01"] == 1
+    finally:
+        await server.stop()
 
 
 async def test_busy_endpoint_is_a_clear_startup_error(tmp_path: Path) -> None:

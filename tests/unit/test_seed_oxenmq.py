@@ -107,14 +107,17 @@ def test_cli_options(tmp_path: Path) -> None:
     path.write_text(json.dumps({"nodes": [spec(1)]}))
     args = parse_args(["--oxenmq-nodes", str(path), "--hardfork", "19.4", "--oxenmq-timeout", "60"])
     assert [s.name for s in args.real_nodes] == ["sn01"] and args.hardfork == (19, 4)
-    assert args.oxenmq_timeout == 60
+    assert args.oxenmq_timeout == 60 and args.oxenmq_min_nodes == 10
+    assert parse_args(["--oxenmq-min-nodes", "0"]).oxenmq_min_nodes == 0
     assert parse_args([]).real_nodes == []
     assert parse_hardfork("21.1") == (21, 1)
     for bad in ("19.2", "19", "x.y", "18.9"):
         with pytest.raises(ValueError, match="hardfork"):
             parse_hardfork(bad)
-    with pytest.raises(SystemExit):
-        parse_args(["--oxenmq-nodes", str(tmp_path / "missing.json")])
+    for bad_args in (["--oxenmq-nodes", str(tmp_path / "missing.json")], ["--oxenmq-min-nodes", "-1"],
+                     ["--hardfork", "19.2"], ["--oxenmq-timeout", "0"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad_args)
 
 
 def test_env_names_the_real_node_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -276,6 +279,18 @@ def test_silent_real_node_is_deregistered_and_comes_back() -> None:
     # it speaks again: listed again, and the listing it gets already holds it
     res = ok_json(call(cmds, "sn04", "rpc.get_service_nodes", {}))
     assert ident("sn04").ed25519_hex in {s["service_node_pubkey"] for s in res["service_node_states"]}
+
+
+def test_first_list_is_held_below_the_bootstrap_threshold() -> None:
+    cmds, _ = make(4)  # min_first_list defaults to 10, the server's testnet threshold
+    first = [json.dumps({"active_only": False}).encode()]
+    assert cmds.first_list_held("rpc.get_service_nodes", first) is not None
+    assert cmds.first_list_held("rpc.get_service_nodes", []) is not None
+    polled = [json.dumps({"poll_block_hash": "ab" * 32}).encode()]
+    assert cmds.first_list_held("rpc.get_service_nodes", polled) is None
+    assert cmds.first_list_held("sub.block", []) is None
+    cmds.min_first_list = 4
+    assert cmds.first_list_held("rpc.get_service_nodes", first) is None
 
 
 def test_hardfork_below_19_3_is_refused() -> None:

@@ -16,6 +16,11 @@ the sockets are :mod:`nodes.seed.omq.server`.  Bodies (from the server's source,
 
 Every command from a node's endpoint is a sign of life: it registers the node (if it was
 deregistered) or refreshes it (docs/nodes.md, "Real storage servers").
+
+The first-list guard: a server whose *first* node list (a request without ``poll_block_hash``)
+holds fewer than 10 nodes on testnet asks hard-coded public seed nodes for help.  The seed holds
+such a request unanswered (:meth:`OxendCommands.first_list_held`) until the list is long enough, so
+a real server never has a reason to reach outside the testnet.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ COMMANDS = (GET_PRIVKEY, GET_SERVICE_NODES, GET_BLOCK_HASH, STORAGE_SERVER_PING,
 
 OK = b"200"
 BAD_REQUEST = b"400"
+# the 2.8.0 server falls back to public bootstrap nodes when its first list holds fewer (testnet)
+SERVER_BOOTSTRAP_THRESHOLD = 10
 
 
 def _json(value: Any) -> bytes:
@@ -70,8 +77,12 @@ class OxendCommands:
 
     def __init__(self, core: SeedCore, specs: list[RealNodeSpec], testnet_seed: str,
                  observations: Observations | None = None,
-                 rng_factory: Callable[[], random.Random] | None = None) -> None:
+                 rng_factory: Callable[[], random.Random] | None = None,
+                 min_first_list: int = SERVER_BOOTSTRAP_THRESHOLD) -> None:
+        if min_first_list < 0:
+            raise ValueError(f"min_first_list must be >= 0, got {min_first_list}")
         self.core = core
+        self.min_first_list = min_first_list
         self.specs = {s.name: s for s in specs}
         self.identities: dict[str, Identity] = {s.name: node_identity(testnet_seed, s.name) for s in specs}
         self.observations = observations or Observations()
@@ -96,6 +107,22 @@ class OxendCommands:
             self.contact(name)
 
     # --- dispatch --------------------------------------------------------------------------
+    def first_list_held(self, command: str, data: list[bytes]) -> str | None:
+        """Why a request must wait for a longer node list (None: answer it now).
+
+        Only a server's first ``rpc.get_service_nodes`` (no ``poll_block_hash``) is held, while
+        the seed lists fewer than ``min_first_list`` nodes."""
+        if command != GET_SERVICE_NODES or len(self.core.nodes) >= self.min_first_list:
+            return None
+        try:
+            body = _body(data, command)
+        except ValueError:
+            return None  # answered (with its error) at once
+        if isinstance(body, dict) and body.get("poll_block_hash"):
+            return None
+        return (f"first node list held: {len(self.core.nodes)} node(s) listed, a real server asks public "
+                f"bootstrap nodes below {self.min_first_list}")
+
     def handle(self, name: str, route: bytes, command: str, data: list[bytes]) -> list[bytes] | None:
         """The reply frames (after ``REPLY, TAG``) to ``command`` from node ``name``'s endpoint,
         or None if the command is unknown (→ ``UNKNOWNCOMMAND``)."""

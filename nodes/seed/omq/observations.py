@@ -41,6 +41,7 @@ class NodeObservations:
     first_ping: float | None = None
     last_ping: float | None = None
     last_ping_body: dict[str, Any] | None = None
+    held: int = 0  # first node-list requests held back (too few nodes listed)
     reports_sent: dict[str, Tally] = field(default_factory=dict)  # subject pubkey -> tally
 
 
@@ -88,6 +89,7 @@ class Observations:
         return {
             "commands": dict(sorted(obs.commands.items())),
             "last_contact_age": None if obs.last_contact is None else round(now - obs.last_contact, 3),
+            "first_list_held": obs.held,
             "pings": {"count": obs.pings,
                       "last_age": None if obs.last_ping is None else round(now - obs.last_ping, 3),
                       "last": obs.last_ping_body},

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import zmq
@@ -19,6 +21,17 @@ from nodes.common.service import StartupError
 
 from . import framing
 from .commands import COMMANDS, NOTIFY_BLOCK, OxendCommands
+
+HOLD_LIMIT_S = 20.0  # a held request is forgotten after this (the server's own timeout is 15 s)
+
+
+@dataclass
+class HeldRequest:
+    name: str
+    route: bytes
+    command: str
+    rest: list[bytes]  # tag, data...
+    since: float
 
 
 class OxendServer:
@@ -31,6 +44,7 @@ class OxendServer:
         self._sockets: dict[str, zmq.asyncio.Socket] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._new_block = asyncio.Event()
+        self._held: list[HeldRequest] = []
 
     @property
     def endpoints(self) -> dict[str, str]:
@@ -102,6 +116,7 @@ class OxendServer:
                 continue
             if out is not None:
                 await self._send(name, sock, out)
+            await self._release_held()
 
     def _answer(self, name: str, frames: list[bytes]) -> list[bytes] | None:
         """The frames to send back for one received message (None: nothing)."""
@@ -117,6 +132,13 @@ class OxendServer:
         if msg.command in COMMANDS and not msg.rest:
             self.log.warning("oxend_request_without_tag", node=name, command=msg.command)
             return None
+        if (reason := self.commands.first_list_held(msg.command, msg.rest[1:])) is not None:
+            if not any(h.name == name for h in self._held):
+                self.log.info("oxend_first_list_held", node=name, reason=reason)
+            self.commands.observations.node(name).held += 1
+            self.commands.contact(name)  # waiting is a sign of life too
+            self._held.append(HeldRequest(name, msg.route, msg.command, msg.rest, time.monotonic()))
+            return None
         answer = self.commands.handle(name, msg.route, msg.command, msg.rest[1:])
         if answer is None:
             self.log.warning("oxend_unknown_command", node=name, command=msg.command)
@@ -124,10 +146,30 @@ class OxendServer:
         self.log.debug("oxend_request", node=name, command=msg.command, status=answer[0][:8].decode())
         return framing.reply(msg.route, msg.rest[0], answer)
 
+    async def _release_held(self) -> None:
+        """Answer held first-list requests once the list is long enough; forget stale ones."""
+        if not self._held:
+            return
+        now = time.monotonic()
+        keep: list[HeldRequest] = []
+        for held in self._held:
+            sock = self._sockets.get(held.name)
+            if sock is None or now - held.since > HOLD_LIMIT_S:
+                continue
+            if self.commands.first_list_held(held.command, held.rest[1:]) is not None:
+                keep.append(held)
+                continue
+            answer = self.commands.handle(held.name, held.route, held.command, held.rest[1:])
+            if answer is not None:
+                self.log.info("oxend_first_list_released", node=held.name, waited=round(now - held.since, 3))
+                await self._send(held.name, sock, framing.reply(held.route, held.rest[0], answer))
+        self._held = keep
+
     async def _push_blocks(self) -> None:
         while True:
             await self._new_block.wait()
             self._new_block.clear()
+            await self._release_held()
             data = self.commands.block_notification()
             for name, sock in self._sockets.items():
                 for route in sorted(self.commands.subscribers[name]):
