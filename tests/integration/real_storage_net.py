@@ -1,13 +1,17 @@
 """A testnet of real storage servers behind our seed, measured from inside a network namespace.
 
 Run by tests/integration/test_real_storage_server.py as
-``unshare --net --pid --fork --kill-child --mount-proc python3 real_storage_net.py BINARY WORKDIR``:
+``unshare --net --pid --fork --kill-child --mount-proc python3 real_storage_net.py BINARY WORKDIR [MODE]``:
 it only runs where nothing can leave the machine (it refuses to start if the namespace has any
 interface but ``lo``).  It starts our seed (``python -m nodes.seed`` with a real-node list) and N
 real ``oxen-storage`` servers, waits for them to become active, talks to them (``info``,
 ``get_swarm``, a store on one swarm member and a signed retrieve from another), collects what the
 seed observed, and writes every fact to WORKDIR/report.json for the test to assert on.  It stops
 everything it started; the PID namespace kills whatever would survive it.
+
+MODE ``guard``: only GUARD_REAL real servers, so the seed holds their first node list (fewer than
+10 listed); after GUARD_WAIT_S seconds GUARD_PROOFS of our (simulated) nodes register over HTTP
+and the servers must then become active, never having asked public bootstrap nodes.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from nodes.common.proof import PROOF_PATH, build_proof  # noqa: E402
 from nodes.protocol.keys import Identity, derive_seed  # noqa: E402
 from nodes.protocol.signing import retrieve_message, sign_request  # noqa: E402
 from nodes.protocol.swarm import swarm_for, swarm_space  # noqa: E402
@@ -41,6 +46,9 @@ HARDFORK = "19.4"
 ACTIVE_LINE = "Storage server is now active"
 ACTIVE_TIMEOUT = float(os.environ.get("REAL_ACTIVE_TIMEOUT", "180"))
 OBSERVE_TIMEOUT = 90.0
+GUARD_REAL = 3
+GUARD_PROOFS = 7
+GUARD_WAIT_S = 8.0
 
 
 def node_ip(i: int) -> str:
@@ -61,12 +69,12 @@ def loopback_only() -> list[str]:
 
 
 class Net:
-    def __init__(self, binary: Path, work: Path) -> None:
+    def __init__(self, binary: Path, work: Path, nodes: int) -> None:
         self.binary = binary
         self.work = work
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.token = base64.b16encode(os.urandom(16)).decode().lower()
-        self.names = [f"sn{i:02d}" for i in range(1, NODES + 1)]
+        self.names = [f"sn{i:02d}" for i in range(1, nodes + 1)]
 
     # --- start ---------------------------------------------------------------------------------
     def start_seed(self) -> None:
@@ -76,8 +84,8 @@ class Net:
         (self.work / "real-nodes.json").write_text(json.dumps(spec, indent=1))
         argv = [sys.executable, "-m", "nodes.seed", "--host", "127.0.0.1", "--port", str(SEED_PORT),
                 "--https-port", "0", "--data-dir", str(self.work / "seed"), "--testnet-seed", TESTNET_SEED,
-                "--expect", str(NODES), "--min-swarm-size", "3", "--new-swarm-size", "3",
-                "--ideal-swarm-margin", "0", "--block-interval", "2", "--hardfork", HARDFORK,
+                "--expect", str(len(self.names)), "--min-swarm-size", "3", "--new-swarm-size", "3",
+                "--ideal-swarm-margin", "0", "--block-interval", "2", "--hardfork", HARDFORK, "--proof-timeout", "600",
                 "--oxenmq-nodes", str(self.work / "real-nodes.json"), "--log-file", str(self.work / "seed.log")]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "SESSION_TESTNET_ADMIN_TOKEN": self.token}
         self.procs["seed"] = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
@@ -135,7 +143,7 @@ class Net:
 async def wait_active(net: Net) -> dict[str, float]:
     start = time.monotonic()
     active: dict[str, float] = {}
-    while time.monotonic() - start < ACTIVE_TIMEOUT and len(active) < NODES:
+    while time.monotonic() - start < ACTIVE_TIMEOUT and len(active) < len(net.names):
         for name in net.names:
             if name not in active and ACTIVE_LINE in net.log_of(name):
                 active[name] = round(time.monotonic() - start, 2)
@@ -210,8 +218,31 @@ async def exercise(net: Net, report: dict[str, Any]) -> None:
         report["observe_seconds"] = round(OBSERVE_TIMEOUT - (deadline - time.monotonic()), 1)
 
 
-async def main(binary: Path, work: Path) -> int:
-    report: dict[str, Any] = {"nodes": NODES}
+async def guard(net: Net, report: dict[str, Any]) -> None:
+    """Too few nodes: the first lists are held; once our nodes register, the servers go active."""
+    await asyncio.sleep(GUARD_WAIT_S)
+    async with aiohttp.ClientSession() as session:
+        report["held_phase"] = {
+            "oxend": await net.seed_get(session, "/internal/v1/oxend"),
+            "active": [name for name in net.names if ACTIVE_LINE in net.log_of(name)],
+            "logs": {name: interesting_lines(net.log_of(name)) for name in net.names},
+        }
+        for i in range(1, GUARD_PROOFS + 1):
+            ident = Identity.from_seed(derive_seed(TESTNET_SEED, "node", f"py{i:02d}"))
+            # a node without an OxenMQ port counts as "missing contact info" and sends the real
+            # servers to public bootstrap nodes: our nodes must advertise one in a mixed testnet
+            body = build_proof(ident, public_ip=f"127.61.0.{i}", storage_port=HTTPS_PORT, storage_lmq_port=22020,
+                               admin_port=0, timestamp_ms=int(time.time() * 1000))
+            async with session.post(f"http://127.0.0.1:{SEED_PORT}{PROOF_PATH}", json=body) as r:
+                r.raise_for_status()
+    t0 = time.monotonic()
+    report["active_after_s"] = await wait_active(net)
+    report["released_after_s"] = round(time.monotonic() - t0, 2)
+
+
+async def main(binary: Path, work: Path, mode: str) -> int:
+    nodes = GUARD_REAL if mode == "guard" else NODES
+    report: dict[str, Any] = {"nodes": nodes, "mode": mode}
     links = loopback_only()
     report["links"] = links
     if links != ["lo"]:
@@ -222,16 +253,19 @@ async def main(binary: Path, work: Path) -> int:
     dh_pem = work / "dh.pem"  # RFC 7919 ffdhe2048: no generation (the server spends 5-130 s on its own)
     subprocess.run(["openssl", "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", "group:ffdhe2048",
                     "-out", str(dh_pem)], check=True, capture_output=True)
-    net = Net(binary, work)
+    net = Net(binary, work, nodes)
     try:
         net.start_seed()
         t0 = time.monotonic()
         net.start_servers(dh_pem)
-        active = await wait_active(net)
-        report["active_after_s"] = active
-        report["bring_up_s"] = round(time.monotonic() - t0, 2)
-        if len(active) == NODES:
-            await exercise(net, report)
+        if mode == "guard":
+            await guard(net, report)
+        else:
+            active = await wait_active(net)
+            report["active_after_s"] = active
+            report["bring_up_s"] = round(time.monotonic() - t0, 2)
+            if len(active) == nodes:
+                await exercise(net, report)
     except Exception as exc:  # noqa: BLE001 - reported to the test with the logs
         report["error"] = repr(exc)
     finally:
@@ -244,4 +278,4 @@ async def main(binary: Path, work: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(Path(sys.argv[1]), Path(sys.argv[2]))))
+    sys.exit(asyncio.run(main(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "full")))

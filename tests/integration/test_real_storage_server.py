@@ -86,15 +86,14 @@ def test_namespace_is_loopback_only() -> None:
     assert out[-1] == "ERRNO 101", f"a non-loopback address must be unreachable (ENETUNREACH), got {out[-1]}"
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Run real_storage_net.py in the namespace once; its report.json holds what it saw."""
+def run_payload(tmp_path_factory: pytest.TempPathFactory, mode: str) -> dict[str, Any]:
+    """Run real_storage_net.py in the namespace; its report.json holds what it saw."""
     binary = find_binary()
     require_namespace()
-    work = tmp_path_factory.mktemp("real-storage")
+    work = tmp_path_factory.mktemp(f"real-storage-{mode}")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "REAL_NODES": str(NODES)}
     try:
-        proc = subprocess.run([*NAMESPACE, sys.executable, str(PAYLOAD), str(binary), str(work)], cwd=ROOT,
+        proc = subprocess.run([*NAMESPACE, sys.executable, str(PAYLOAD), str(binary), str(work), mode], cwd=ROOT,
                               env=env, capture_output=True, text=True, timeout=420)
     except subprocess.TimeoutExpired as exc:  # unshare was killed: the PID namespace takes its children
         pytest.fail(f"the real-server testnet did not finish in {exc.timeout}s; logs in {work}")
@@ -103,8 +102,18 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         pytest.fail(f"payload exited {proc.returncode} without a report; stderr:\n{proc.stderr[-3000:]}")
     data: dict[str, Any] = json.loads(path.read_text())
     data["_work"] = str(work)
-    assert "error" not in data, f"payload failed: {data['error']}; seed log tail: {data.get('seed_log_tail')}"
+    assert data.get("error") is None, f"payload failed: {data['error']}; seed log tail: {data.get('seed_log_tail')}"
     return data
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return run_payload(tmp_path_factory, "full")
+
+
+@pytest.fixture(scope="module")
+def guard_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return run_payload(tmp_path_factory, "guard")
 
 
 def node_pubkeys() -> dict[str, str]:
@@ -176,3 +185,16 @@ def test_seed_recorded_pings_and_peer_reports(report: dict[str, Any]) -> None:
         sent = node["peer_reports_sent"]
         assert sent["passed"] >= 1, f"{name} reported no passed reachability test: {node}"
         assert set(sent["by_subject"]) <= set(keys.values()) - {keys[name]}
+
+
+def test_seed_holds_a_short_first_list_so_no_server_asks_public_nodes(guard_report: dict[str, Any]) -> None:
+    """3 real servers and nothing else listed: the seed holds their first node list (the server
+    would ask public bootstrap nodes); once 7 of our nodes register, all 3 go active."""
+    held = guard_report["held_phase"]
+    assert held["active"] == [], f"no server may be active on a held list: {held['active']}"
+    assert all(n["first_list_held"] >= 1 for n in held["oxend"]["nodes"]), held["oxend"]["nodes"]
+    assert sorted(guard_report["active_after_s"]) == ["sn01", "sn02", "sn03"], guard_report["logs"]
+    for name, lines in guard_report["logs"].items():
+        text = "\n".join(lines)
+        assert "bootstrap node" not in text, f"{name} tried public bootstrap nodes: {lines}"
+        assert "Initialized from oxend with 10/10" in text, f"{name}: {lines}"

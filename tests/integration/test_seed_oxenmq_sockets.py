@@ -204,7 +204,7 @@ async def test_first_list_waits_for_enough_nodes(tmp_path: Path, ctx: zmq.asynci
         async with aiohttp.ClientSession() as s:
             for i in (1, 2):  # two of our nodes register over HTTP: 5 listed
                 ident = Identity.from_seed(derive_seed(SEED, "node", f"py{i}"))
-                body = build_proof(ident, public_ip=f"127.62.0.{i}", storage_port=22021, storage_lmq_port=0,
+                body = build_proof(ident, public_ip=f"127.62.0.{i}", storage_port=22021, storage_lmq_port=22020,
                                    admin_port=0, timestamp_ms=int(time.time() * 1000))
                 async with s.post(f"{http}{PROOF_PATH}", json=body) as r:
                     assert r.status == 200, await r.text()

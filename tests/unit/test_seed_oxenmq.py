@@ -291,6 +291,14 @@ def test_first_list_is_held_below_the_bootstrap_threshold() -> None:
     assert cmds.first_list_held("sub.block", []) is None
     cmds.min_first_list = 4
     assert cmds.first_list_held("rpc.get_service_nodes", first) is None
+    # a listed node without an OxenMQ port is "missing contact info" for the server (> 3 % of 5)
+    python_node = Identity.from_seed(derive_seed(SEED, "node", "py01"))
+    cmds.core.accept_proof(build_proof(python_node, public_ip="127.0.9.1", storage_port=22021, storage_lmq_port=0,
+                                       admin_port=22030, timestamp_ms=int(cmds.core.clock() * 1000)))
+    held = cmds.first_list_held("rpc.get_service_nodes", first)
+    assert held is not None and "1 without contact info" in held
+    cmds.min_first_list = 0  # the guard is off
+    assert cmds.first_list_held("rpc.get_service_nodes", first) is None
 
 
 def test_hardfork_below_19_3_is_refused() -> None:

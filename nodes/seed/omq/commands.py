@@ -34,7 +34,7 @@ from typing import Any
 from nodes.common.values import is_int
 from nodes.protocol.keys import Identity
 
-from ..registry import InvalidParams, SeedCore
+from ..registry import InvalidParams, NodeRecord, SeedCore
 from .config import RealNodeSpec, node_identity, oxend_privkeys
 from .observations import Observations
 
@@ -49,8 +49,15 @@ COMMANDS = (GET_PRIVKEY, GET_SERVICE_NODES, GET_BLOCK_HASH, STORAGE_SERVER_PING,
 
 OK = b"200"
 BAD_REQUEST = b"400"
-# the 2.8.0 server falls back to public bootstrap nodes when its first list holds fewer (testnet)
+# the 2.8.0 server falls back to public bootstrap nodes when its first list holds fewer nodes
+# (testnet) or more than 3 % of them lack contact information
 SERVER_BOOTSTRAP_THRESHOLD = 10
+MISSING_CONTACT_PERCENT = 3
+
+
+def contactable(node: NodeRecord) -> bool:
+    """Does the listing give the server all it needs to reach ``node`` (its ``contact`` is valid)?"""
+    return node.public_ip != "0.0.0.0" and node.storage_port > 0 and node.storage_lmq_port > 0
 
 
 def _json(value: Any) -> bytes:
@@ -110,9 +117,15 @@ class OxendCommands:
     def first_list_held(self, command: str, data: list[bytes]) -> str | None:
         """Why a request must wait for a longer node list (None: answer it now).
 
-        Only a server's first ``rpc.get_service_nodes`` (no ``poll_block_hash``) is held, while
-        the seed lists fewer than ``min_first_list`` nodes."""
-        if command != GET_SERVICE_NODES or len(self.core.nodes) >= self.min_first_list:
+        Only a server's first ``rpc.get_service_nodes`` (no ``poll_block_hash``) is held, while the
+        list would make the server fall back to public bootstrap nodes: fewer than
+        ``min_first_list`` nodes, or more than 3 % of them without contact information (IP, HTTPS
+        port, OxenMQ port; 2.8.0 ``process_snodes_update``)."""
+        if command != GET_SERVICE_NODES or self.min_first_list == 0:
+            return None
+        total = len(self.core.nodes)
+        missing = sum(1 for n in self.core.nodes.values() if not contactable(n))
+        if total >= self.min_first_list and missing <= MISSING_CONTACT_PERCENT * total // 100:
             return None
         try:
             body = _body(data, command)
@@ -120,8 +133,8 @@ class OxendCommands:
             return None  # answered (with its error) at once
         if isinstance(body, dict) and body.get("poll_block_hash"):
             return None
-        return (f"first node list held: {len(self.core.nodes)} node(s) listed, a real server asks public "
-                f"bootstrap nodes below {self.min_first_list}")
+        return (f"first node list held: {total} node(s) listed, {missing} without contact info; a real server "
+                f"asks public bootstrap nodes below {self.min_first_list} or above {MISSING_CONTACT_PERCENT}% missing")
 
     def handle(self, name: str, route: bytes, command: str, data: list[bytes]) -> list[bytes] | None:
         """The reply frames (after ``REPLY, TAG``) to ``command`` from node ``name``'s endpoint,
