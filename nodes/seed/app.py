@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -57,9 +57,12 @@ from nodes.common.tls import server_context_for
 from nodes.protocol.constants import HARDFORK
 from nodes.protocol.swarm import SwarmParams
 
-from .omq import OxendCommands, OxendServer, RealNodeSpec
+from .omq import OxendCommands, RealNodeSpec
 from .omq.commands import SERVER_BOOTSTRAP_THRESHOLD
 from .registry import RPC_METHODS, InvalidParams, RequestError, SeedConfig, SeedCore
+
+if TYPE_CHECKING:
+    from .omq.server import OxendServer
 
 STATE_FILE = "seed.json"
 
@@ -349,6 +352,11 @@ def build_server(*, host: str, port: int, https_port: int, data_dir: Path, testn
                                            admin_token=admin_token, block_interval=block_interval), logger)
     server.load_state()
     if real_nodes:
+        try:  # pyzmq: only a seed with real nodes needs it
+            from .omq.server import OxendServer
+        except ImportError as exc:
+            raise StartupError(f"serving real storage servers over OxenMQ needs pyzmq ({exc}): "
+                               "pip install 'pyzmq>=25'") from exc
         server.oxend = OxendServer(OxendCommands(core, real_nodes, testnet_seed, min_first_list=oxenmq_min_nodes),
                                    logger)
     return server

@@ -7,11 +7,13 @@
 * :mod:`.server` — one ROUTER socket per real node, ``notify.block`` pushes.
 
 See docs/nodes.md ("Real storage servers") for the contract.
+
+Only :mod:`.server` needs pyzmq; it is imported where real nodes are configured, so a seed without
+real nodes runs where pyzmq is not installed.
 """
 
 from .commands import COMMANDS, OxendCommands
 from .config import ENV_NODES_FILE, OxenMQConfigError, RealNodeSpec, load_real_nodes, oxend_privkeys
-from .server import OxendServer
 
-__all__ = ["COMMANDS", "ENV_NODES_FILE", "OxenMQConfigError", "OxendCommands", "OxendServer", "RealNodeSpec",
+__all__ = ["COMMANDS", "ENV_NODES_FILE", "OxenMQConfigError", "OxendCommands", "RealNodeSpec",
            "load_real_nodes", "oxend_privkeys"]
