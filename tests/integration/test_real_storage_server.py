@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,34 +87,40 @@ def test_namespace_is_loopback_only() -> None:
     assert out[-1] == "ERRNO 101", f"a non-loopback address must be unreachable (ENETUNREACH), got {out[-1]}"
 
 
-def run_payload(tmp_path_factory: pytest.TempPathFactory, mode: str) -> dict[str, Any]:
+def run_payload(work: Path, mode: str) -> dict[str, Any]:
     """Run real_storage_net.py in the namespace; its report.json holds what it saw."""
     binary = find_binary()
     require_namespace()
-    work = tmp_path_factory.mktemp(f"real-storage-{mode}")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "REAL_NODES": str(NODES)}
     try:
         proc = subprocess.run([*NAMESPACE, sys.executable, str(PAYLOAD), str(binary), str(work), mode], cwd=ROOT,
                               env=env, capture_output=True, text=True, timeout=420)
     except subprocess.TimeoutExpired as exc:  # unshare was killed: the PID namespace takes its children
-        pytest.fail(f"the real-server testnet did not finish in {exc.timeout}s; logs in {work}")
+        pytest.fail(f"the real-server testnet did not finish in {exc.timeout}s; stderr: {exc.stderr!r}")
     path = work / "report.json"
     if not path.exists():
         pytest.fail(f"payload exited {proc.returncode} without a report; stderr:\n{proc.stderr[-3000:]}")
     data: dict[str, Any] = json.loads(path.read_text())
-    data["_work"] = str(work)
     assert data.get("error") is None, f"payload failed: {data['error']}; seed log tail: {data.get('seed_log_tail')}"
     return data
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return run_payload(tmp_path_factory, "full")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    work = tmp_path_factory.mktemp("real-storage-full")
+    try:
+        yield run_payload(work, "full")
+    finally:  # the report carries the log lines that matter; data dirs go
+        shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def guard_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return run_payload(tmp_path_factory, "guard")
+def guard_report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    work = tmp_path_factory.mktemp("real-storage-guard")
+    try:
+        yield run_payload(work, "guard")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def node_pubkeys() -> dict[str, str]:
