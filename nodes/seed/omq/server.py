@@ -152,7 +152,8 @@ class OxendServer:
             return
         now = time.monotonic()
         keep: list[HeldRequest] = []
-        for held in self._held:
+        pending, self._held = self._held, []  # requests held while this awaits go to the new list
+        for held in pending:
             sock = self._sockets.get(held.name)
             if sock is None or now - held.since > HOLD_LIMIT_S:
                 continue
@@ -163,7 +164,7 @@ class OxendServer:
             if answer is not None:
                 self.log.info("oxend_first_list_released", node=held.name, waited=round(now - held.since, 3))
                 await self._send(held.name, sock, framing.reply(held.route, held.rest[0], answer))
-        self._held = keep
+        self._held.extend(keep)
 
     async def _push_blocks(self) -> None:
         while True:
