@@ -41,7 +41,9 @@ RUNTIME_PACKAGES = {
     "libspdlog.so.1.10": "libspdlog1.10", "libfmt.so.9": "libfmt9", "libsqlite3.so.0": "libsqlite3-0",
     "libstdc++.so.6": "libstdc++6",
 }
-NAMESPACE = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
+NAMESPACE_OPTIONS = ["--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
+# as root; else in a user namespace (unprivileged, e.g. CI runners)
+NAMESPACE_CANDIDATES = (["unshare", *NAMESPACE_OPTIONS], ["unshare", "--user", "--map-root-user", *NAMESPACE_OPTIONS])
 
 
 def find_binary() -> Path:
@@ -59,18 +61,22 @@ def find_binary() -> Path:
     return path
 
 
-def require_namespace() -> None:
+def namespace() -> list[str]:
+    """The unshare command line that gives a loopback-only network namespace here (else skip)."""
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         pytest.skip("needs unshare (util-linux) and ip (iproute2) for a loopback-only network namespace")
-    probe = subprocess.run([*NAMESPACE, "ip", "link", "set", "lo", "up"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        pytest.skip(f"cannot create a loopback-only network namespace (needs root or user namespaces): "
-                    f"{probe.stderr.strip()}")
+    errors = []
+    for argv in NAMESPACE_CANDIDATES:
+        probe = subprocess.run([*argv, "ip", "link", "set", "lo", "up"], capture_output=True, text=True)
+        if probe.returncode == 0:
+            return argv
+        errors.append(probe.stderr.strip())
+    pytest.skip(f"cannot create a loopback-only network namespace (needs root or user namespaces): {errors}")
 
 
 def test_namespace_is_loopback_only() -> None:
     """What the real servers run in: only `lo`, and no route to any other address."""
-    require_namespace()
+    ns = namespace()
     script = ("import socket, subprocess\n"
               "subprocess.run(['ip', 'link', 'set', 'lo', 'up'], check=True)\n"
               "print(subprocess.run(['ip', '-o', 'link'], capture_output=True, text=True).stdout, end='')\n"
@@ -80,7 +86,7 @@ def test_namespace_is_loopback_only() -> None:
               "    print('CONNECTED')\n"
               "except OSError as e:\n"
               "    print('ERRNO', e.errno)\n")
-    out = subprocess.run([*NAMESPACE, sys.executable, "-c", script], capture_output=True, text=True,
+    out = subprocess.run([*ns, sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=30, check=True).stdout.splitlines()
     links = [line.split(":")[1].strip() for line in out if re.match(r"^\d+:", line)]
     assert links == ["lo"], f"the namespace must hold only lo, got {out}"
@@ -90,10 +96,10 @@ def test_namespace_is_loopback_only() -> None:
 def run_payload(work: Path, mode: str) -> dict[str, Any]:
     """Run real_storage_net.py in the namespace; its report.json holds what it saw."""
     binary = find_binary()
-    require_namespace()
+    ns = namespace()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "REAL_NODES": str(NODES)}
     try:
-        proc = subprocess.run([*NAMESPACE, sys.executable, str(PAYLOAD), str(binary), str(work), mode], cwd=ROOT,
+        proc = subprocess.run([*ns, sys.executable, str(PAYLOAD), str(binary), str(work), mode], cwd=ROOT,
                               env=env, capture_output=True, text=True, timeout=420)
     except subprocess.TimeoutExpired as exc:  # unshare was killed: the PID namespace takes its children
         pytest.fail(f"the real-server testnet did not finish in {exc.timeout}s; stderr: {exc.stderr!r}")
