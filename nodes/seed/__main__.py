@@ -10,10 +10,25 @@ from pathlib import Path
 
 from nodes.common.logs import JsonLogger
 from nodes.common.service import run_service
-from nodes.protocol.constants import SEED_HTTPS_PORT, SEED_PORT
+from nodes.protocol.constants import HARDFORK, SEED_HTTPS_PORT, SEED_PORT
 from nodes.protocol.swarm import PRODUCTION, SwarmParams
 
 from .app import SeedServer, build_server
+from .omq import ENV_NODES_FILE, OxenMQConfigError, load_real_nodes
+from .omq.commands import SERVER_BOOTSTRAP_THRESHOLD
+from .registry import MIN_HARDFORK
+
+
+def parse_hardfork(text: str) -> tuple[int, int]:
+    """``"19.4"`` → (19, 4); raises ValueError."""
+    major, sep, minor = text.strip().partition(".")
+    if not sep or not major.isdigit() or not minor.isdigit():
+        raise ValueError(f"--hardfork must be MAJOR.REVISION like 19.4, got {text!r}")
+    hf = (int(major), int(minor))
+    if hf < MIN_HARDFORK:
+        raise ValueError(f"--hardfork must be at least {MIN_HARDFORK[0]}.{MIN_HARDFORK[1]} (the real storage "
+                         f"server is never ready below it), got {text}")
+    return hf
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,6 +52,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--admin-token", default=os.environ.get("SESSION_TESTNET_ADMIN_TOKEN", ""),
                    help="bearer token of the admin endpoints (default $SESSION_TESTNET_ADMIN_TOKEN; "
                         "empty disables them)")
+    p.add_argument("--oxenmq-nodes", type=Path, default=os.environ.get(ENV_NODES_FILE) or None,
+                   help="JSON file listing the real storage servers this seed serves as their oxend over "
+                        f"OxenMQ (default ${ENV_NODES_FILE}; none: no OxenMQ endpoints); see docs/nodes.md")
+    p.add_argument("--oxenmq-timeout", type=float, default=90.0,
+                   help="deregister a real node silent on OxenMQ for this many seconds (default %(default)s; "
+                        "real servers ping every 30 s)")
+    p.add_argument("--oxenmq-min-nodes", type=int, default=SERVER_BOOTSTRAP_THRESHOLD,
+                   help="hold a real server's first node list until the seed lists this many nodes (default "
+                        "%(default)s: with fewer the server asks public seed nodes; 0 disables the guard)")
+    p.add_argument("--hardfork", default=f"{HARDFORK[0]}.{HARDFORK[1]}",
+                   help="[hardfork].[snode revision] the chain reports, >= 19.3 (default %(default)s)")
     p.add_argument("--log-file", type=Path, default=None, help="JSON-lines log file (default stderr)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = p.parse_args(argv)
@@ -46,8 +72,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be a port number, got {v}")
     if args.expect < 0:
         p.error("--expect must be >= 0")
-    if args.block_interval <= 0 or args.proof_timeout <= 0:
-        p.error("--block-interval and --proof-timeout must be > 0")
+    if args.oxenmq_min_nodes < 0:
+        p.error("--oxenmq-min-nodes must be >= 0")
+    if args.block_interval <= 0 or args.proof_timeout <= 0 or args.oxenmq_timeout <= 0:
+        p.error("--block-interval, --proof-timeout and --oxenmq-timeout must be > 0")
+    try:
+        args.hardfork = parse_hardfork(args.hardfork)
+    except ValueError as exc:
+        p.error(str(exc))
+    args.real_nodes = []
+    if args.oxenmq_nodes is not None:
+        try:
+            args.real_nodes = load_real_nodes(Path(args.oxenmq_nodes))
+        except OxenMQConfigError as exc:
+            p.error(str(exc))
     try:
         args.params = SwarmParams(min_swarm_size=args.min_swarm_size, ideal_swarm_margin=args.ideal_swarm_margin,
                                   new_swarm_size=args.new_swarm_size)
@@ -66,7 +104,8 @@ async def run(args: argparse.Namespace) -> int:
                               data_dir=args.data_dir, testnet_seed=args.testnet_seed, expect=args.expect,
                               params=args.params, block_interval=args.block_interval,
                               proof_timeout=args.proof_timeout, admin_token=args.admin_token,
-                              logger=logger)
+                              logger=logger, real_nodes=args.real_nodes, hardfork=args.hardfork,
+                              oxenmq_timeout=args.oxenmq_timeout, oxenmq_min_nodes=args.oxenmq_min_nodes)
         await server.start()
 
     async def stop() -> None:

@@ -6,7 +6,11 @@ Routes (one app, served over HTTP on ``--port`` and HTTPS on ``--https-port``):
   ``get_all_service_nodes`` (PROTOCOL.md §3; see :mod:`nodes.seed.registry` for the oxend facts).
 * ``POST /internal/v1/proof`` — node registration / liveness (DESIGN.md "Seed").
 * admin, ``Authorization: Bearer TOKEN``: ``POST /internal/v1/block``, ``/decommission``,
-  ``/recommission``, ``/deregister`` (body ``{"pubkey_ed25519": hex}``), ``GET /internal/v1/state``.
+  ``/recommission``, ``/deregister`` (body ``{"pubkey_ed25519": hex}``), ``GET /internal/v1/state``,
+  ``GET /internal/v1/oxend`` (real storage servers served over OxenMQ: status, pings, peer reports).
+
+With real nodes configured, the seed also serves them as their oxend over OxenMQ
+(:mod:`nodes.seed.omq`): one chain, one node list, one swarm assignment for both kinds of node.
 
 Every answer is labelled exactly ``application/json`` (JSON) or ``text/plain`` (aiohttp's own
 errors), without a charset parameter: session-desktop rejects anything else from a seed.
@@ -25,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -50,9 +54,15 @@ from nodes.common.logs import JsonLogger
 from nodes.common.proof import PROOF_PATH
 from nodes.common.service import StartupError
 from nodes.common.tls import server_context_for
+from nodes.protocol.constants import HARDFORK
 from nodes.protocol.swarm import SwarmParams
 
+from .omq import OxendCommands, RealNodeSpec
+from .omq.commands import SERVER_BOOTSTRAP_THRESHOLD
 from .registry import RPC_METHODS, InvalidParams, RequestError, SeedConfig, SeedCore
+
+if TYPE_CHECKING:
+    from .omq.server import OxendServer
 
 STATE_FILE = "seed.json"
 
@@ -91,6 +101,7 @@ class SeedServer:
         self._saved_revision = -1
         self.state_path = config.data_dir / STATE_FILE
         self.urls: list[str] = []
+        self.oxend: OxendServer | None = None  # set by build_server when real nodes are configured
 
     # --- persistence ---------------------------------------------------------------------------
     def load_state(self) -> bool:
@@ -122,6 +133,8 @@ class SeedServer:
     def produce_block(self) -> dict[str, Any]:
         result = self.core.produce_block()
         self.persist()
+        if self.oxend is not None:
+            self.oxend.notify_block()
         return {"height": result.height, "block_hash": result.block_hash, "recomputed": result.recomputed,
                 "deregistered": result.deregistered, "active": result.active,
                 "swarms": [{"swarm_id": sid, "size": n} for sid, n in result.swarm_sizes.items()]}
@@ -250,6 +263,14 @@ class SeedServer:
             return denied
         return json_response(self.core.snapshot())
 
+    async def handle_oxend(self, request: web.Request) -> web.Response:
+        if (denied := self._authorized(request)) is not None:
+            return denied
+        if self.oxend is None:
+            return json_response({"hardfork": list(self.core.config.hardfork), "height": self.core.height,
+                                  "nodes": []})
+        return json_response(self.oxend.snapshot())
+
     def make_app(self) -> web.Application:
         app = web.Application(middlewares=[plain_http_errors])
         app.router.add_post("/json_rpc", self.handle_json_rpc)
@@ -259,6 +280,7 @@ class SeedServer:
         app.router.add_post("/internal/v1/recommission", self._admin_change("recommission"))
         app.router.add_post("/internal/v1/deregister", self._admin_change("deregister"))
         app.router.add_get("/internal/v1/state", self.handle_state)
+        app.router.add_get("/internal/v1/oxend", self.handle_oxend)
         return app
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -289,6 +311,14 @@ class SeedServer:
             self._runner = None
             self.urls = []
             raise
+        if self.oxend is not None:
+            try:
+                await self.oxend.start()
+            except StartupError:
+                await self._runner.cleanup()
+                self._runner = None
+                self.urls = []
+                raise
         self.persist(force=True)
         self._block_task = asyncio.create_task(self._block_loop(), name="seed-blocks")
         self.log.info("listening", urls=self.urls, height=self.core.height, expect=self.core.config.expect,
@@ -301,6 +331,8 @@ class SeedServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._block_task
             self._block_task = None
+        if self.oxend is not None:
+            await self.oxend.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -310,10 +342,21 @@ class SeedServer:
 
 def build_server(*, host: str, port: int, https_port: int, data_dir: Path, testnet_seed: str, expect: int,
                  params: SwarmParams, block_interval: float, proof_timeout: float, admin_token: str,
-                 logger: JsonLogger, clock: Callable[[], float] = time.time) -> SeedServer:
+                 logger: JsonLogger, clock: Callable[[], float] = time.time,
+                 real_nodes: list[RealNodeSpec] | None = None, hardfork: tuple[int, int] = HARDFORK,
+                 oxenmq_timeout: float = 90.0, oxenmq_min_nodes: int = SERVER_BOOTSTRAP_THRESHOLD) -> SeedServer:
     core = SeedCore(SeedConfig(testnet_seed=testnet_seed, expect=expect, params=params,
-                               proof_timeout=proof_timeout), clock=clock, logger=logger)
+                               proof_timeout=proof_timeout, hardfork=hardfork, oxenmq_timeout=oxenmq_timeout),
+                    clock=clock, logger=logger)
     server = SeedServer(core, ServerConfig(host=host, port=port, https_port=https_port, data_dir=data_dir,
                                            admin_token=admin_token, block_interval=block_interval), logger)
     server.load_state()
+    if real_nodes:
+        try:  # pyzmq: only a seed with real nodes needs it
+            from .omq.server import OxendServer
+        except ImportError as exc:
+            raise StartupError(f"serving real storage servers over OxenMQ needs pyzmq ({exc}): "
+                               "pip install 'pyzmq>=25'") from exc
+        server.oxend = OxendServer(OxendCommands(core, real_nodes, testnet_seed, min_first_list=oxenmq_min_nodes),
+                                   logger)
     return server

@@ -38,18 +38,21 @@ from nodes.protocol.keys import derive_seed, ed25519_pk_to_x25519, verify_ed2551
 from nodes.protocol.signing import SignatureError, decode_signature
 from nodes.protocol.swarm import UNASSIGNED_SWARM, SwarmParams, assign_swarms
 
+from .listing import NODE_FIELDS, InvalidParams, ListingParams, parse_fields, requested
+
+__all__ = ["NODE_FIELDS", "InvalidParams", "ListingParams", "parse_fields", "requested", "RequestError",
+           "SeedConfig", "NodeRecord", "SeedCore", "BlockResult", "LIVENESS_PROOF", "LIVENESS_OXENMQ",
+           "MIN_HARDFORK", "RPC_METHODS"]
+
 PROOF_WINDOW_S = 60.0
 STATE_FORMAT = 1
 RPC_METHODS = ("get_service_nodes", "get_n_service_nodes", "get_all_service_nodes")
-
-# the per-node fields this seed can produce (the order is the order in the JSON object)
-NODE_FIELDS = (
-    "service_node_pubkey", "registration_height", "registration_hf_version",
-    "requested_unlock_height", "active", "funded", "state_height", "decommission_count",
-    "swarm_id", "swarm", "last_uptime_proof", "storage_server_version", "public_ip",
-    "storage_port", "storage_lmq_port", "pubkey_ed25519", "pubkey_x25519",
-)
-
+# how a node shows it is alive: signed HTTP proofs (our nodes) or its OxenMQ contact with the
+# seed as its oxend (real storage servers; see nodes.seed.omq and docs/nodes.md)
+LIVENESS_PROOF = "proof"
+LIVENESS_OXENMQ = "oxenmq"
+# the real storage server stays "not ready" below hardfork 19.3 (STORAGE_SERVER_HARDFORK)
+MIN_HARDFORK: tuple[int, int] = (19, 3)
 
 class RequestError(Exception):
     """A request the seed refuses; ``status`` is the HTTP status to answer with."""
@@ -60,10 +63,6 @@ class RequestError(Exception):
         self.message = message
 
 
-class InvalidParams(ValueError):
-    """Bad JSON-RPC params (JSON-RPC error -32602)."""
-
-
 @dataclass(frozen=True)
 class SeedConfig:
     testnet_seed: str
@@ -71,8 +70,17 @@ class SeedConfig:
     params: SwarmParams = field(default_factory=SwarmParams)
     proof_timeout: float = 6.0
     proof_window: float = PROOF_WINDOW_S
+    # silence after which a node served over OxenMQ is deregistered: the real storage server
+    # pings every 30 s, so this must cover a few pings
+    oxenmq_timeout: float = 90.0
+    hardfork: tuple[int, int] = HARDFORK  # [hardfork, snode_revision] the chain reports
 
     def __post_init__(self) -> None:
+        if self.oxenmq_timeout <= 0:
+            raise ValueError(f"oxenmq_timeout must be > 0 seconds, got {self.oxenmq_timeout}")
+        if tuple(self.hardfork) < MIN_HARDFORK:
+            raise ValueError(f"hardfork must be at least {MIN_HARDFORK[0]}.{MIN_HARDFORK[1]} (the real storage "
+                             f"server is never ready below it), got {self.hardfork[0]}.{self.hardfork[1]}")
         if self.expect < 0:
             raise ValueError(f"expect must be >= 0, got {self.expect}")
         if self.proof_timeout <= 0:
@@ -95,6 +103,7 @@ class NodeRecord:
     active: bool = True
     swarm_id: int = UNASSIGNED_SWARM
     decommission_count: int = 0
+    liveness: str = LIVENESS_PROOF
 
     @property
     def status(self) -> str:
@@ -132,7 +141,7 @@ def _hex32(body: dict[str, Any], key: str) -> str:
         parse_hex32(v)
     except ValueError as exc:
         raise RequestError(400, f"`{key}`: {exc}") from None
-    return v.lower()
+    return str(v).lower()
 
 
 def _port(body: dict[str, Any], key: str, *, allow_zero: bool) -> int:
@@ -148,36 +157,6 @@ def _signature(v: Any) -> bytes:
         return decode_signature(v)
     except SignatureError as exc:
         raise RequestError(400, f"`signature`: {exc.reason}") from None
-
-
-def parse_fields(raw: Any) -> set[str]:
-    """oxend's `fields` parsing; the empty set means "all fields"."""
-    if raw is None:
-        return set()
-    if isinstance(raw, dict):
-        out: set[str] = set()
-        for k, v in raw.items():
-            if not isinstance(v, bool):
-                raise InvalidParams(f"`fields` dict values must be true/false, got {k!r}: {v!r}")
-            if v:
-                if k == "all":
-                    return set()
-                out.add(k)
-        return out
-    if isinstance(raw, list):
-        if not all(isinstance(x, str) for x in raw):
-            raise InvalidParams("`fields` list must contain only field-name strings")
-        out = set(raw)
-        return set() if out == {"all"} else out
-    raise InvalidParams(f"`fields` must be a list of names or a {{name: true}} dict, got {type(raw).__name__}")
-
-
-def requested(fields: set[str], key: str) -> bool:
-    if not fields:
-        return True
-    if "all" in fields:
-        return f"-{key}" not in fields
-    return key in fields
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,6 +269,35 @@ class SeedCore:
                               storage_port=storage_port, version=list(version))
         return {"height": self.height, "registered": True}
 
+    def oxenmq_contact(self, *, pubkey_ed25519: str, pubkey_x25519: str, public_ip: str, storage_port: int,
+                       storage_lmq_port: int, version: tuple[int, int, int] | None = None) -> NodeRecord:
+        """A node served over OxenMQ (nodes.seed.omq) showed life: register it or refresh it.
+
+        Such a node sends no signed proof: its contact with the seed as its oxend is the proof,
+        and its advertised addresses come from the seed's configuration, not from the node.
+        ``version`` (from its ``admin.storage_server_ping``) updates the listed version.
+        """
+        now = self.clock()
+        node = self.nodes.get(pubkey_ed25519)
+        if node is None:
+            node = NodeRecord(pubkey_ed25519=pubkey_ed25519, pubkey_x25519=pubkey_x25519, public_ip=public_ip,
+                              storage_port=storage_port, storage_lmq_port=storage_lmq_port, admin_port=0,
+                              version=version or (0, 0, 0), registration_height=self.height,
+                              state_height=self.height, last_proof=now, proof_timestamp_ms=int(now * 1000),
+                              liveness=LIVENESS_OXENMQ)
+            self.nodes[pubkey_ed25519] = node
+            self._changed()
+            self.log.info("registered", pubkey_ed25519=pubkey_ed25519, public_ip=public_ip,
+                          storage_port=storage_port, liveness=LIVENESS_OXENMQ, height=self.height,
+                          nodes=len(self.nodes))
+            return node
+        node.last_proof, node.proof_timestamp_ms = now, int(now * 1000)
+        if version is not None and version != node.version:
+            node.version = version
+            self._changed()
+            self.log.info("node_updated", pubkey_ed25519=pubkey_ed25519, version=list(version))
+        return node
+
     # --- admin state changes -------------------------------------------------------------------
     def _get(self, pubkey: Any) -> NodeRecord:
         if not isinstance(pubkey, str):
@@ -346,7 +354,8 @@ class SeedCore:
         for pk in sorted(self.nodes):
             node = self.nodes[pk]
             age = now - node.last_proof
-            if age > self.config.proof_timeout:
+            timeout = self.config.oxenmq_timeout if node.liveness == LIVENESS_OXENMQ else self.config.proof_timeout
+            if age > timeout:
                 self._remove(node, "proof_timeout", last_proof_age=round(age, 3))
                 gone.append(pk)
 
@@ -377,7 +386,7 @@ class SeedCore:
         values: dict[str, Any] = {
             "service_node_pubkey": node.pubkey_ed25519,
             "registration_height": node.registration_height,
-            "registration_hf_version": HARDFORK[0],
+            "registration_hf_version": self.config.hardfork[0],
             "requested_unlock_height": 0,
             "active": node.active,
             "funded": True,
@@ -397,44 +406,28 @@ class SeedCore:
 
     def get_service_nodes(self, params: Any, rng: random.Random) -> dict[str, Any]:
         """oxend GET_SERVICE_NODES; raises InvalidParams for malformed params."""
-        if params is None:
-            params = {}
-        if not isinstance(params, dict):
-            raise InvalidParams("params must be an object, e.g. {\"active_only\": true, \"fields\": [...]}")
-        fields = parse_fields(params.get("fields"))
-        active_only = params.get("active_only", False)
-        if not isinstance(active_only, bool):
-            raise InvalidParams(f"`active_only` must be true/false, got {active_only!r}")
-        limit = params.get("limit", 0)
-        if not is_int(limit):
-            raise InvalidParams(f"`limit` must be an integer, got {limit!r}")
-        wanted = params.get("service_node_pubkeys")
-        if wanted is not None:
-            if not isinstance(wanted, list) or not all(isinstance(k, str) for k in wanted):
-                raise InvalidParams("`service_node_pubkeys` must be a list of hex pubkeys")
-            wanted_set = {k.lower() for k in wanted}
-        poll = params.get("poll_block_hash")
-        if poll is not None and not isinstance(poll, str):
-            raise InvalidParams("`poll_block_hash` must be a hex string")
-
+        req = ListingParams.parse(params)
+        fields = req.fields
         top_hash = self.block_hash
-        res: dict[str, Any] = {"height": self.height, "block_hash": top_hash, "hardfork": HARDFORK[0]}
+        hf, revision = self.config.hardfork
+        res: dict[str, Any] = {"height": self.height, "block_hash": top_hash, "hardfork": hf}
         if requested(fields, "target_height"):
             res["target_height"] = self.height
         if requested(fields, "snode_revision"):
-            res["snode_revision"] = HARDFORK[1]
+            res["snode_revision"] = revision
         res["status"] = "OK"
-        if poll:
-            unchanged = poll.lower() == top_hash
+        if req.poll_block_hash:
+            unchanged = req.poll_block_hash == top_hash
             res["unchanged"] = unchanged
             if unchanged:
                 return res
 
         nodes = [self.nodes[pk] for pk in sorted(self.nodes)]
-        if wanted is not None:
-            nodes = [n for n in nodes if n.pubkey_ed25519 in wanted_set]
-        if active_only:
+        if req.pubkeys is not None:
+            nodes = [n for n in nodes if n.pubkey_ed25519 in req.pubkeys]
+        if req.active_only:
             nodes = [n for n in nodes if n.active]
+        limit = req.limit
         if limit < 0 or limit > len(nodes) - 1:
             if limit != 0:
                 rng.shuffle(nodes)
@@ -454,6 +447,8 @@ class SeedCore:
             "first_block": self.height > 0,
             "params": asdict(self.config.params),
             "proof_timeout": self.config.proof_timeout,
+            "oxenmq_timeout": self.config.oxenmq_timeout,
+            "hardfork": list(self.config.hardfork),
             "nodes": [
                 {**{k: v for k, v in n.to_json().items() if k not in ("last_proof", "active")},
                  "status": n.status,

@@ -1,0 +1,94 @@
+"""oxend ``get_service_nodes`` request parsing (shared by the JSON-RPC and the OxenMQ front ends).
+
+Facts mirrored from oxend (``core_rpc_server_commands_defs.h``, ``GET_SERVICE_NODES``): ``fields``
+is a list of names (``"all"`` = everything, ``"-name"`` removes a name after ``"all"``) or the
+deprecated dict ``{"name": true}`` (``"all": true`` = everything); no/empty fields = all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from nodes.common.values import is_int
+
+# the per-node fields this seed can produce (the order is the order in the JSON object)
+NODE_FIELDS = (
+    "service_node_pubkey", "registration_height", "registration_hf_version",
+    "requested_unlock_height", "active", "funded", "state_height", "decommission_count",
+    "swarm_id", "swarm", "last_uptime_proof", "storage_server_version", "public_ip",
+    "storage_port", "storage_lmq_port", "pubkey_ed25519", "pubkey_x25519",
+)
+
+
+
+
+class InvalidParams(ValueError):
+    """Bad JSON-RPC params (JSON-RPC error -32602)."""
+
+
+def parse_fields(raw: Any) -> set[str]:
+    """oxend's `fields` parsing; the empty set means "all fields"."""
+    if raw is None:
+        return set()
+    if isinstance(raw, dict):
+        out: set[str] = set()
+        for k, v in raw.items():
+            if not isinstance(v, bool):
+                raise InvalidParams(f"`fields` dict values must be true/false, got {k!r}: {v!r}")
+            if v:
+                if k == "all":
+                    return set()
+                out.add(k)
+        return out
+    if isinstance(raw, list):
+        if not all(isinstance(x, str) for x in raw):
+            raise InvalidParams("`fields` list must contain only field-name strings")
+        out = set(raw)
+        return set() if out == {"all"} else out
+    raise InvalidParams(f"`fields` must be a list of names or a {{name: true}} dict, got {type(raw).__name__}")
+
+
+def requested(fields: set[str], key: str) -> bool:
+    if not fields:
+        return True
+    if "all" in fields:
+        return f"-{key}" not in fields
+    return key in fields
+
+
+@dataclass(frozen=True)
+class ListingParams:
+    """Validated ``get_service_nodes`` params."""
+
+    fields: set[str]
+    active_only: bool
+    limit: int
+    pubkeys: frozenset[str] | None  # service_node_pubkeys filter, lower-case hex
+    poll_block_hash: str | None
+
+    @classmethod
+    def parse(cls, params: Any) -> ListingParams:
+        """Raises InvalidParams for malformed params."""
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            raise InvalidParams("params must be an object, e.g. {\"active_only\": true, \"fields\": [...]}")
+        fields = parse_fields(params.get("fields"))
+        active_only = params.get("active_only", False)
+        if not isinstance(active_only, bool):
+            raise InvalidParams(f"`active_only` must be true/false, got {active_only!r}")
+        limit = params.get("limit", 0)
+        if not is_int(limit):
+            raise InvalidParams(f"`limit` must be an integer, got {limit!r}")
+        wanted = params.get("service_node_pubkeys")
+        pubkeys: frozenset[str] | None = None
+        if wanted is not None:
+            if not isinstance(wanted, list) or not all(isinstance(k, str) for k in wanted):
+                raise InvalidParams("`service_node_pubkeys` must be a list of hex pubkeys")
+            pubkeys = frozenset(k.lower() for k in wanted)
+        poll = params.get("poll_block_hash")
+        if poll is not None and not isinstance(poll, str):
+            raise InvalidParams("`poll_block_hash` must be a hex string")
+        return cls(fields=fields, active_only=active_only, limit=limit, pubkeys=pubkeys,
+                   poll_block_hash=poll.lower() if poll else None)
