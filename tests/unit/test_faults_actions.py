@@ -11,7 +11,8 @@ import pytest
 from test_faults_toxiproxy import FakeToxiproxy
 
 from harness.faults import FaultError, Faults, NetworkView, Target, TargetError, Timeline
-from harness.faults.actions import DEFAULT_BEHAVIOURS, action_parameters
+from harness.faults.families import DEFAULT_REGISTRY
+from harness.faults.families.behaviours import DEFAULT_BEHAVIOURS
 from harness.rpc import RpcError
 from harness.state import NetworkState, NodeRecord
 from harness.topology import Topology, node_index
@@ -415,7 +416,8 @@ def test_apply_dispatch_checks_parameters(net: FakeNet, tp: FakeToxiproxy):
         f.apply("explode", "sn01")
     p = f.apply("partition", "sn01", **{"from": "sn02"})
     assert sorted(p.link_names()) == ["sn01->sn02", "sn02->sn01"]
-    assert set(action_parameters("latency")) == {"ms", "jitter", "link", "stream"}
+    assert {p.name for p in DEFAULT_REGISTRY.get("latency").params} == {
+        "ms", "jitter", "link", "stream"}
 
 
 def test_without_toxiproxy_network_faults_say_what_is_missing():
