@@ -50,6 +50,8 @@ class FakeNet:
         self.calls: list[tuple[str, str]] = []
         self.admin: dict[str, dict[str, Any]] = {}
         self.fail_admin: set[str] = set()
+        self.decommissioned: set[str] = set()
+        self.fail_churn: set[str] = set()
         for name in topo.node_names():
             self._add(name)
 
@@ -102,6 +104,8 @@ class FakeNet:
 
     def _churn(self, op: str, node: str) -> None:
         name = self.state.node(node).name
+        if name in self.fail_churn:
+            raise RuntimeError(f"cannot {op} {name}")
         self.calls.append((op, name))
         if op in ("kill", "stop"):
             self.backend.stopped.add(name)
@@ -110,6 +114,10 @@ class FakeNet:
             self.state.node(name).runtime["paused"] = True
         if op == "unpause":
             self.state.node(name).runtime.pop("paused", None)
+        if op == "decommission":
+            self.decommissioned.add(name)
+        if op == "recommission":
+            self.decommissioned.discard(name)
         if op in ("start", "restart"):
             self.backend.stopped.discard(name)
             if op == "restart":
