@@ -84,8 +84,6 @@ def kind_command(kind: FaultKind) -> click.Command:
         hold(faults, faults.apply_kind(kind, target, params), duration, as_json)
 
     fn: Callable[..., Any] = friendly_errors(command)
-    for p in reversed(kind.params):
-        fn = _option(p)(fn)
     fn = click.option("--json", "as_json", is_flag=True, help=EVENTS_JSON_HELP)(fn)
     if targeted:
         fn = click.option("--seed", default=None,
@@ -94,6 +92,8 @@ def kind_command(kind: FaultKind) -> click.Command:
         fn = click.option("--duration", type=float, default=None,
                           help="Remove the fault after this many seconds (default: keep it "
                                "until removed, e.g. by 'testnet fault clear').")(fn)
+    for p in reversed(kind.params):
+        fn = _option(p)(fn)
     if targeted:
         required = kind.target == "required" and not kind.cli_target_optional
         metavar = kind.cli_target_name if required else f"[{kind.cli_target_name}]"

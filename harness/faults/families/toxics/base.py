@@ -20,7 +20,8 @@ from harness.faults.toxiproxy import STREAMS
 #: parameters every toxic takes after its own
 LINK_PARAMS = (
     Param("link", Target, None,
-          "Only traffic from NODE to this target (A:B or A->B on the CLI: A's traffic to B)."),
+          "Only NODE's traffic to this target; or A:B (A->B when a side has colons): only A's "
+          "traffic to B, NODE being A, B or left out."),
     Param("stream", str, "downstream", "downstream: data from the node; upstream: data to it.",
           choices=(*STREAMS, "both")),
 )
