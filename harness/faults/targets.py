@@ -237,7 +237,9 @@ class Target:
                 guard_provider: GuardProvider | None = None,
                 exclude: Iterable[str] = ()) -> list[str]:
         """The node names this target selects now, sorted. ``exclude`` removes nodes from the
-        candidates of random draws (explicit names are never excluded)."""
+        candidates of random draws (explicit names are never excluded); a draw then takes as
+        many as are left. Impossible targets raise :class:`TargetError`: unknown names, more
+        nodes than the testnet has (``random:9`` of 6), more members than the swarm has."""
         if self.kind == "nodes":
             return sorted({view.name_of(n) for n in self.names})
         if self.kind == "all":
@@ -255,6 +257,11 @@ class Target:
         if self.kind == "random":
             candidates = [n for n in view.names if n not in excluded]
             if self.count is not None:
+                if self.count > len(view.names):
+                    raise TargetError(
+                        f"target {self}: asks for {self.count} nodes but the testnet has "
+                        f"{len(view.names)} ({', '.join(view.names) or 'none'}); give a count "
+                        f"of at most {len(view.names)}, a percentage or 'all'")
                 k = self.count
             else:
                 k = max(1, round(len(view.names) * (self.percent or 0) / 100))
@@ -274,6 +281,10 @@ class Target:
             members = swarms[sid]
         if self.count is None:
             return sorted(members)
+        if self.count > len(members):
+            raise TargetError(f"target {self}: asks for {self.count} members but the swarm has "
+                              f"{len(members)} active ({', '.join(members)}); give a count of "
+                              f"at most {len(members)} or leave it out for all members")
         return self._draw([m for m in members if m not in excluded], self.count, rng)
 
     def _draw(self, candidates: list[str], k: int, rng: random.Random | None) -> list[str]:

@@ -177,13 +177,13 @@ def _installed(consumer: type[_lib_api.APIConsumer],
         saved_probe = _lib_server.can_connect_to
         try:
             for m, _ in saved:
-                m.APIConsumer = consumer
+                setattr(m, "APIConsumer", consumer)  # noqa: B010 (the library's name)
             _lib_server.can_connect_to = probe
             yield
         finally:
             _lib_server.can_connect_to = saved_probe
             for m, old in saved:
-                m.APIConsumer = old
+                setattr(m, "APIConsumer", old)  # noqa: B010 (the library's name)
 
 
 @dataclass

@@ -18,8 +18,7 @@ import pytest
 
 from harness import rpc
 from harness.client import Account, SessionClient
-from harness.faults import Faults, Schedule, Timeline, run
-from harness.faults.schedule import RealClock
+from harness.faults import Faults, RealClock, Schedule, Timeline, run
 from harness.network import Testnet
 from harness.state import NodeRecord
 from nodes.protocol.keys import Identity, derive_seed
@@ -157,6 +156,13 @@ def test_cli_faults_persist_and_clear_from_fresh_processes(testnet_factory: Call
         ("latency", "apply"), ("down", "apply"), ("clear", "apply")]
     bad = cli("fault", "latency", "sn99", "--ms", "1", "--name", net.name)
     assert bad.returncode == 1 and "sn99" in bad.stderr and "Traceback" not in bad.stderr
+    n = len(net.nodes)
+    bad = cli("fault", "kill", f"random:{n + 3}", "--name", net.name)
+    assert bad.returncode == 1, bad.stderr
+    assert f"asks for {n + 3} nodes but the testnet has {n}" in bad.stderr
+    assert all(net.backend.is_running(net.state, x.name) for x in net.nodes)
+    missing = cli("fault", "log", "--name", f"{net.name}-nonexistent")
+    assert missing.returncode == 1 and "no testnet named" in missing.stderr
 
 
 # -- link faults and partitions ---------------------------------------------------------------
@@ -179,6 +185,16 @@ def test_link_latency_slows_only_that_link(testnet_factory: Callable[..., Testne
     took, status, body = store(net.node(a), acct)
     assert status == 200 and took < 0.3
     assert not [p for p in Faults(net).toxiproxy.proxies() if "->" in p]
+    # the README's command: NODE is the destination, --link A:B is "A's traffic to B"
+    r = cli("fault", "latency", b, "--ms", "600", "--link", f"{a}:{b}", "--name", net.name)
+    assert r.returncode == 0, r.stderr
+    took, status, body = store(net.node(a), acct)
+    assert status == 200 and took >= 0.55, (took, body)
+    took, status, body = store(net.node(c), acct)
+    assert status == 200 and took < 0.4, (took, body)
+    assert cli("fault", "clear", "--name", net.name).returncode == 0
+    took, status, body = store(net.node(a), acct)
+    assert status == 200 and took < 0.3
 
 
 def test_partition_and_heal(testnet_factory: Callable[..., Testnet]):
@@ -298,15 +314,19 @@ def test_cli_partition_heal_schedule_and_churn(testnet_factory: Callable[..., Te
         assert r.returncode == 0, r.stderr
     assert files[0].read_text() == files[1].read_text()
     steps = json.loads(files[0].read_text())["steps"]
-    r = cli("schedule", "run", str(files[0]), "--name", net.name, "--json")
+    ran = tmp_path / "events.jsonl"
+    r = cli("schedule", "run", str(files[0]), "--name", net.name, "--json", "-o", str(ran))
     assert r.returncode == 0, r.stderr
     events = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [json.loads(line) for line in ran.read_text().splitlines()] == events
     assert len([e for e in events if e["phase"] == "apply"]) == len(steps)
     assert all(e["error"] is None for e in events)
 
+    saved = tmp_path / "churn.json"
     r = cli("churn", "--kill", "1", "--interval", "1", "--duration", "2", "--name", net.name,
-            "--json")
+            "--json", "-o", str(saved))
     assert r.returncode == 0, r.stderr
+    assert [s["action"] for s in json.loads(saved.read_text())["steps"]] == ["kill", "kill"]
     events = [json.loads(line) for line in r.stdout.splitlines()]
     assert [(e["action"], e["phase"]) for e in events] == [("kill", "apply"), ("kill", "remove")] * 2
     assert events[0]["nodes"] != events[2]["nodes"]  # the node just back is not taken again

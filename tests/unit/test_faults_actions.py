@@ -11,7 +11,8 @@ import pytest
 from test_faults_toxiproxy import FakeToxiproxy
 
 from harness.faults import FaultError, Faults, NetworkView, Target, TargetError, Timeline
-from harness.faults.actions import DEFAULT_BEHAVIOURS, action_parameters
+from harness.faults.families import DEFAULT_REGISTRY
+from harness.faults.families.behaviours import DEFAULT_BEHAVIOURS
 from harness.rpc import RpcError
 from harness.state import NetworkState, NodeRecord
 from harness.topology import Topology, node_index
@@ -49,6 +50,8 @@ class FakeNet:
         self.calls: list[tuple[str, str]] = []
         self.admin: dict[str, dict[str, Any]] = {}
         self.fail_admin: set[str] = set()
+        self.decommissioned: set[str] = set()
+        self.fail_churn: set[str] = set()
         for name in topo.node_names():
             self._add(name)
 
@@ -101,6 +104,8 @@ class FakeNet:
 
     def _churn(self, op: str, node: str) -> None:
         name = self.state.node(node).name
+        if name in self.fail_churn:
+            raise RuntimeError(f"cannot {op} {name}")
         self.calls.append((op, name))
         if op in ("kill", "stop"):
             self.backend.stopped.add(name)
@@ -109,6 +114,10 @@ class FakeNet:
             self.state.node(name).runtime["paused"] = True
         if op == "unpause":
             self.state.node(name).runtime.pop("paused", None)
+        if op == "decommission":
+            self.decommissioned.add(name)
+        if op == "recommission":
+            self.decommissioned.discard(name)
         if op in ("start", "restart"):
             self.backend.stopped.discard(name)
             if op == "restart":
@@ -415,7 +424,8 @@ def test_apply_dispatch_checks_parameters(net: FakeNet, tp: FakeToxiproxy):
         f.apply("explode", "sn01")
     p = f.apply("partition", "sn01", **{"from": "sn02"})
     assert sorted(p.link_names()) == ["sn01->sn02", "sn02->sn01"]
-    assert set(action_parameters("latency")) == {"ms", "jitter", "link", "stream"}
+    assert {p.name for p in DEFAULT_REGISTRY.get("latency").params} == {
+        "ms", "jitter", "link", "stream"}
 
 
 def test_without_toxiproxy_network_faults_say_what_is_missing():
