@@ -81,7 +81,7 @@ def try_pull(client: docker.DockerClient, ref: str, progress: Progress = quiet,
 # -- the local Debian base ------------------------------------------------------------------------
 
 def _os_release() -> dict[str, str]:
-    out = {}
+    out: dict[str, str] = {}
     try:
         text = Path("/etc/os-release").read_text()
     except OSError:
@@ -106,7 +106,9 @@ def debian_suite() -> str:
 
 
 def _deb822_stanzas(text: str) -> list[dict[str, str]]:
-    stanzas, cur, key = [], {}, None
+    stanzas: list[dict[str, str]] = []
+    cur: dict[str, str] = {}
+    key: str | None = None
     for line in text.splitlines():
         if line.startswith("#"):
             continue

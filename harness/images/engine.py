@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -53,9 +54,9 @@ def file_lock(path: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def api_timeout(client: docker.DockerClient, seconds: float) -> Iterator[None]:
     """Temporarily change the socket timeout of the client's API calls (pulls must fail fast,
-    builds may be silent for longer than the default 60 s)."""
+    builds may be silent for longer than the default 60 s); whole seconds, rounded up."""
     old = client.api.timeout
-    client.api.timeout = seconds
+    client.api.timeout = math.ceil(seconds)
     try:
         yield
     finally:

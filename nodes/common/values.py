@@ -6,10 +6,10 @@ JSON ``true``/``false`` are Python bools, which are ints: every integer check he
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import Any, TypeGuard
 
 
-def is_int(value: Any) -> bool:
+def is_int(value: Any) -> TypeGuard[int]:
     """A JSON integer (not a bool, not a float)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
