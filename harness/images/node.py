@@ -95,8 +95,14 @@ def build_context(wheels: Path, out: IO[bytes], sources: NodeSources | None = No
             _add_bytes(tar, arcname, entry.read_bytes())
 
 
-def _build(client: docker.DockerClient, tag: str, base: str, wheels: Path, sources: NodeSources,
-           progress: Progress, nocache: bool) -> str:
+def build_image(client: docker.DockerClient, tag: str, base: str, wheels: Path, *,
+                sources: NodeSources | None = None, progress: Progress = quiet,
+                nocache: bool = False) -> str:
+    """Build the node image as ``tag`` on ``base`` with the prepared ``wheels``; return its id.
+
+    Only the build: :func:`ensure_images` is the usual entry (it also chooses the base, prepares
+    the wheels, moves ``:latest`` and prunes old node images)."""
+    sources = sources or NodeSources.installed()
     # labels (session-testnet.image=node, .base) are set in the Dockerfile: the API's `labels`
     # parameter would add one uncached build step per label
     log: list[str] = []
@@ -184,7 +190,8 @@ def ensure_images(client: docker.DockerClient, *, progress: Progress | None = No
             base = choose_base(client, base_image, report, cache)
             info = python_info(client, base)
             wheels = prepare_wheels(info, sources.requirements(), report, cache)
-            image_id = _build(client, tag, base, wheels, sources, report, nocache=force)
+            image_id = build_image(client, tag, base, wheels, sources=sources, progress=report,
+                                   nocache=force)
             img = client.images.get(tag)
             size = float(img.attrs.get("Size") or 0) / 1e6
             report(f"node image {tag}: built in {time.monotonic() - t0:.1f}s ({size:.0f} MB)")
