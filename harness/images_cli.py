@@ -59,8 +59,9 @@ def images() -> None:
               help='Print {"node": TAG, "node_id": ID, "base": IMAGE, "built": BOOL}.')
 @friendly_errors
 def images_build(force: bool, base_image: str | None, as_json: bool) -> None:
-    """Build the node image if the installed nodes package or its dependencies changed (works
-    offline: see docs/DESIGN.md, "Docker layout")."""
+    """Build the node image if the installed nodes package or its dependencies changed. Works
+    without a registry: the base is then bootstrapped with mmdebstrap and the dependencies are
+    prepared as wheels on the host."""
     from dataclasses import asdict
 
     from harness.images import ImageError, ensure_images
