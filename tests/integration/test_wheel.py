@@ -132,6 +132,14 @@ def venv(dist: Dist, workdir: Path) -> Venv:
     return Venv(path=path, env=env, cwd=cwd, install_seconds=seconds)
 
 
+def _down(venv: Venv, name: str) -> subprocess.CompletedProcess[str]:
+    """``testnet down``; when it fails, ``testnet clean`` still removes what is left."""
+    down = venv.testnet("down", "--name", name, check=False, timeout=600)
+    if down.returncode != 0:
+        venv.testnet("clean", check=False, timeout=600)
+    return down
+
+
 def _requirements(name: str) -> tuple[str, ...]:
     return parse_requirements((ROOT / name).read_text(), name)
 
@@ -209,7 +217,7 @@ def test_process_testnet_from_the_wheel(venv: Venv):
                                       "--timeout", "20", "--json").stdout)
         assert [(m["from"], m["body"]) for m in got] == [(accounts["alice"]["session_id"], body)]
     finally:
-        down = venv.testnet("down", "--name", name, check=False)
+        down = _down(venv, name)
     assert down.returncode == 0, down.stderr
     status = venv.testnet("status", "--json", check=False)
     assert name not in status.stdout
@@ -297,5 +305,5 @@ def test_docker_testnet_from_the_wheel(venv: Venv, docker_client: Any):
         status = venv.testnet("status", "--json", "--name", name).stdout
         assert name in status and up["nodes"][0]["pubkey_ed25519"] in status
     finally:
-        down = venv.testnet("down", "--name", name, check=False)
+        down = _down(venv, name)
     assert down.returncode == 0, down.stderr
