@@ -14,7 +14,9 @@ advertise their container address ``10.X.i.2``; the seed is at ``10.X.0.2:22023`
 
 The image is ``${SESSION_TESTNET_IMAGE:-<image>}``: set SESSION_TESTNET_IMAGE to run another
 build without re-rendering. ``harness.images`` tags every node image it returns as
-``session-testnet/node:latest`` too, which the checked-in ``compose/default.yml`` uses.
+``session-testnet/node:latest`` too, which the checked-in ``compose/default.yml`` (this module's
+output for the default topology) uses. The file is rendered from code, not from a template, so an
+installed package needs no data file for it.
 """
 
 from __future__ import annotations

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from harness.cliutil import friendly_errors
 from harness.progress import progress
 
+if TYPE_CHECKING:
+    import docker
+
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 class DockerUnavailable(click.ClickException):
-    pass
+    """The Docker engine cannot be reached."""
 
 
-def _client():  # type: ignore[no-untyped-def]
+class ImageBuildError(click.ClickException):
+    """The node image could not be found or built (the message says why and what to do)."""
+
+
+def _client() -> docker.DockerClient:
     import docker
 
     try:
@@ -23,8 +35,16 @@ def _client():  # type: ignore[no-untyped-def]
     except Exception as e:
         raise DockerUnavailable(
             f"the Docker engine is not reachable ({e}); start it (e.g. 'sudo systemctl start "
-            "docker') or run 'bash scripts/setup.sh'") from None
+            "docker') and check DOCKER_HOST, or use the process backend (--backend process)"
+        ) from None
     return client
+
+
+def _base_image_option(fn: F) -> F:
+    return click.option(
+        "--base-image", default=None,
+        help="Base image [default: $SESSION_TESTNET_BASE_IMAGE, $BASE_IMAGE, else python:3.11-slim "
+             "if present or pullable, else a local Debian base built with mmdebstrap].")(fn)
 
 
 @click.group("images")
@@ -34,21 +54,73 @@ def images() -> None:
 
 @images.command("build")
 @click.option("--force", is_flag=True, help="Rebuild even if the content-addressed tag exists.")
-@click.option("--base-image", default=None, envvar="BASE_IMAGE",
-              help="Base image [default: python:3.11-slim if present or pullable, else a local "
-                   "Debian base built with mmdebstrap].")
+@_base_image_option
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"node": TAG, "node_id": ID, "base": IMAGE, "built": BOOL}.')
 @friendly_errors
-def images_build(force: bool, base_image: str | None) -> None:
-    """Build the node image if nodes/ or the dependencies changed (offline-capable)."""
+def images_build(force: bool, base_image: str | None, as_json: bool) -> None:
+    """Build the node image if the installed nodes package or its dependencies changed. Works
+    without a registry: the base is then bootstrapped with mmdebstrap and the dependencies are
+    prepared as wheels on the host."""
+    from dataclasses import asdict
+
     from harness.images import ImageError, ensure_images
 
     client = _client()
-    with progress() as report:
-        try:
+    try:
+        with progress() as report:
             result = ensure_images(client, progress=report, force=force, base_image=base_image)
-        except ImageError as e:
-            raise click.ClickException(str(e)) from None
-    click.echo(f"{result.node} ({'built' if result.built else 'up to date'}, base {result.base})")
+    except ImageError as e:
+        raise ImageBuildError(str(e)) from None
+    finally:
+        client.close()
+    if as_json:
+        click.echo(json.dumps(asdict(result)))
+    else:
+        click.echo(f"{result.node} ({'built' if result.built else 'up to date'}, base {result.base})")
+
+
+@images.command("tag")
+@_base_image_option
+@click.option("--json", "as_json", is_flag=True, help='Print {"node": TAG, "base": IMAGE}.')
+@friendly_errors
+def images_tag(base_image: str | None, as_json: bool) -> None:
+    """Print the content-addressed tag the installed nodes package builds to (no engine needed)."""
+    from harness.images import ImageError, node_image_tag, requested_base_image
+
+    try:
+        tag = node_image_tag(base_image)
+    except ImageError as e:
+        raise ImageBuildError(str(e)) from None
+    if as_json:
+        click.echo(json.dumps({"node": tag, "base": requested_base_image(base_image)}))
+    else:
+        click.echo(tag)
+
+
+@images.command("toxiproxy")
+@click.option("--pull/--no-pull", default=True, show_default=True,
+              help="Pull the official image when no Toxiproxy 2.x image is present.")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"toxiproxy_image": REF} (null: nodes.toxiproxy runs from the node image).')
+@friendly_errors
+def images_toxiproxy(pull: bool, as_json: bool) -> None:
+    """Print the Toxiproxy image a docker testnet runs (the official one if present or pullable;
+    otherwise nothing, and the node image runs the project's own Toxiproxy)."""
+    from harness.images import toxiproxy_image
+
+    client = _client()
+    try:
+        with progress() as report:
+            ref = toxiproxy_image(client, pull=pull, progress=report)
+    finally:
+        client.close()
+    if as_json:
+        click.echo(json.dumps({"toxiproxy_image": ref}))
+    elif ref:
+        click.echo(ref)
+    else:
+        click.echo("no Toxiproxy image: the node image runs nodes.toxiproxy instead", err=True)
 
 
 @click.group("compose")
@@ -58,22 +130,29 @@ def compose() -> None:
 
 @compose.command("render")
 @click.argument("topology_file", required=False, type=click.Path(dir_okay=False))
-@click.option("--out", "-o", type=click.Path(dir_okay=False), default=None,
-              help="Write to this file instead of standard output.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Write to FILE instead of standard output.")
 @click.option("--image", default=None,
               help="Node image [default: session-testnet/node:latest, which 'testnet images "
                    "build' points at the current build].")
+@click.option("--json", "as_json", is_flag=True,
+              help="Write the Compose document as JSON (Compose reads it as well) instead of YAML.")
 @friendly_errors
-def compose_render(topology_file: str | None, out: str | None, image: str | None) -> None:
+def compose_render(topology_file: str | None, output: str | None, image: str | None,
+                   as_json: bool) -> None:
     """Write a docker-compose file (Compose v1 and v2) for TOPOLOGY_FILE or the default."""
-    from harness.compose import render_compose
+    from harness.compose import DEFAULT_IMAGE, compose_dict, render_compose
     from harness.topology import Topology
 
     topology = Topology.load(topology_file) if topology_file else Topology()
-    text = render_compose(topology, image) if image else render_compose(topology)
-    if out:
-        Path(out).write_text(text)
-        click.echo(f"wrote {out}", err=True)
+    node_image = image or DEFAULT_IMAGE
+    if as_json:
+        text = json.dumps(compose_dict(topology, node_image), indent=2) + "\n"
+    else:
+        text = render_compose(topology, node_image)
+    if output:
+        Path(output).write_text(text)
+        click.echo(f"wrote {output}", err=True)
     else:
         click.echo(text, nl=False)
 

@@ -62,7 +62,8 @@ async def seed_rpc(session: aiohttp.ClientSession, seed_url: str, method: str,
         raise RpcError(url, f"{method} failed: {e!r}") from None
     if not isinstance(data, dict) or "result" not in data:
         raise RpcError(url, f"{method} returned no result: {data!r}")
-    return data["result"]
+    result: dict[str, Any] = data["result"]
+    return result
 
 
 async def seed_admin(session: aiohttp.ClientSession, seed_url: str, token: str, path: str,

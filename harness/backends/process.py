@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import nodes
 from harness.backends.base import Backend, BackendError, Reporter
 from harness.state import NetworkState, NodeRecord, StateDir, is_stale, list_networks, locked
 from harness.topology import Topology, node_index
@@ -33,7 +34,9 @@ from nodes.protocol.constants import ADMIN_PORT, SEED_HTTPS_PORT, SEED_PORT, STO
 TOXIPROXY_PORT = 8474
 
 ENV_MARK = "SESSION_TESTNET_DIR"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+#: the folder the `nodes` package is imported from (a checkout, or site-packages of an installed
+#: wheel): node processes get it on their PYTHONPATH, whatever their working directory
+NODES_IMPORT_ROOT = Path(nodes.__file__).resolve().parents[1]
 
 
 def _proc_env(pid: int) -> dict[str, str]:
@@ -150,7 +153,7 @@ class ProcessBackend(Backend):
         out = open(self.statedir.logs / f"{target}.stderr", "ab")  # noqa: SIM115
         env = dict(os.environ)
         env[ENV_MARK] = str(self.statedir.path)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NODES_IMPORT_ROOT), env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"
         try:
             proc = subprocess.Popen([sys.executable, *argv], stdout=out, stderr=subprocess.STDOUT,

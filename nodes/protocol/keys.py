@@ -149,8 +149,9 @@ class SessionID:
             object.__setattr__(self, "key", bytes(self.key))
 
     @classmethod
-    def parse(cls, s: str) -> SessionID:
-        """Parse 66 hex characters: a one-byte prefix followed by a 32-byte key."""
+    def parse(cls, s: object) -> SessionID:
+        """Parse 66 hex characters: a one-byte prefix followed by a 32-byte key (a SessionID is
+        returned as is; anything else raises ValueError saying what is wrong)."""
         if isinstance(s, SessionID):
             return s
         if not isinstance(s, str):

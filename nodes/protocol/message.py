@@ -27,6 +27,7 @@ protobuf and ignored here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
@@ -118,7 +119,7 @@ def _build_file() -> descriptor_pb2.FileDescriptorProto:
     return fd
 
 
-def _build_classes() -> dict[str, type]:
+def _build_classes() -> dict[str, Any]:
     pool = descriptor_pool.DescriptorPool()
     pool.Add(_build_file())
     names = ("WebSocketRequestMessage", "WebSocketMessage", "Envelope", "LokiProfile",
@@ -230,10 +231,11 @@ def encrypt_message(
     wsm = WebSocketMessage()
     wsm.type = WEBSOCKET_TYPE_REQUEST
     wsm.request.CopyFrom(request)
-    return wsm.SerializeToString()
+    data: bytes = wsm.SerializeToString()
+    return data
 
 
-def _parse(cls: type, data: bytes, what: str):
+def _parse(cls: Any, data: bytes, what: str) -> Any:
     msg = cls()
     try:
         msg.ParseFromString(bytes(data))

@@ -49,16 +49,21 @@ def message_to_json(m: Message) -> dict[str, Any]:
             "expiry": m.expiry, "data": base64.b64encode(m.data).decode("ascii")}
 
 
+def _int_field(d: dict[str, Any], name: str) -> int:
+    v = d.get(name)
+    if not is_int(v):
+        raise ValueError(f"{name} must be an integer")
+    return v
+
+
 def message_from_json(d: Any) -> Message:
     """Validate one pushed message (raises ValueError saying what is wrong)."""
     if not isinstance(d, dict):
         raise ValueError("message must be an object")
     pk = d.get("pubkey")
     sid = SessionID.parse(pk.lower() if isinstance(pk, str) else pk)
-    ns, ts, exp, h, data = (d.get(k) for k in ("namespace", "timestamp", "expiry", "hash", "data"))
-    for name, v in (("namespace", ns), ("timestamp", ts), ("expiry", exp)):
-        if not is_int(v):
-            raise ValueError(f"{name} must be an integer")
+    ns, ts, exp = (_int_field(d, k) for k in ("namespace", "timestamp", "expiry"))
+    h, data = d.get("hash"), d.get("data")
     if not isinstance(h, str) or not isinstance(data, str):
         raise ValueError("hash and data must be strings")
     try:

@@ -48,7 +48,8 @@ class SeedClient:
                 if resp.status != 200:
                     raise SeedError(f"proof rejected by {url}: HTTP {resp.status} {text[:200]}")
                 try:
-                    return await resp.json(content_type=None)
+                    answer: dict[str, Any] = await resp.json(content_type=None)
+                    return answer
                 except ValueError:
                     raise SeedError(f"proof reply from {url} is not JSON: {text[:200]}") from None
         except (aiohttp.ClientError, TimeoutError, OSError) as e:

@@ -63,6 +63,11 @@ class Message:
     data: bytes
 
 
+def _row_message(row: Any) -> Message:
+    """A Message from a ``SELECT pubkey, namespace, hash, timestamp, expiry, data`` row."""
+    return Message(row[0], row[1], row[2], row[3], row[4], bytes(row[5]))
+
+
 def _chunks(seq: Sequence[T], n: int = _CHUNK) -> Iterable[Sequence[T]]:
     for i in range(0, len(seq), n):
         yield seq[i:i + n]
@@ -322,7 +327,7 @@ class Storage:
         return self.db.execute("DELETE FROM messages WHERE expiry <= ?", (now_ms,)).rowcount
 
     def _count(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+        return int(self.db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
 
     def _owners(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT DISTINCT pubkey FROM messages")]
@@ -331,13 +336,13 @@ class Storage:
         out: list[Message] = []
         for chunk in _chunks(list(pubkeys)):
             q = ",".join("?" * len(chunk))
-            out += [Message(*r[:5], bytes(r[5])) for r in self.db.execute(
+            out += [_row_message(r) for r in self.db.execute(
                 "SELECT pubkey, namespace, hash, timestamp, expiry, data FROM messages"
                 f" WHERE pubkey IN ({q}) AND expiry > ? ORDER BY id", (*chunk, now_ms))]
         return out
 
     def _all_messages(self, now_ms: int) -> list[Message]:
-        return [Message(*r[:5], bytes(r[5])) for r in self.db.execute(
+        return [_row_message(r) for r in self.db.execute(
             "SELECT pubkey, namespace, hash, timestamp, expiry, data FROM messages"
             " WHERE expiry > ? ORDER BY id", (now_ms,))]
 

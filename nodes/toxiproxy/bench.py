@@ -85,7 +85,7 @@ async def _serve_upstream() -> None:
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -178,7 +178,7 @@ def _upload(port: int, nbytes: int) -> float:
 
 
 def _median_of(repeats: int, fn: Any, port: int, nbytes: int) -> float:
-    return round(statistics.median(fn(port, nbytes) for _ in range(max(1, repeats))), 1)
+    return round(float(statistics.median(fn(port, nbytes) for _ in range(max(1, repeats)))), 1)
 
 
 # -- the benchmark --------------------------------------------------------------------------------

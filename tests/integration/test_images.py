@@ -11,7 +11,7 @@ import docker.errors
 import pytest
 
 from harness import images
-from harness.images import ImageSet, PythonInfo, ensure_images, node_image_tag
+from harness.images import ImageSet, NodeSources, PythonInfo, base, ensure_images, node, node_image_tag
 
 # needs the Docker engine (it builds an image and starts a container)
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -47,45 +47,68 @@ def image_set(client) -> tuple[ImageSet, list[str], float]:
 
 # -- pure parts -----------------------------------------------------------------------------------
 
-def _copy_tree(tmp_path: Path) -> tuple[Path, Path]:
+def _copy_tree(tmp_path: Path) -> NodeSources:
     nodes = tmp_path / "nodes"
     (nodes / "protocol").mkdir(parents=True)
     (nodes / "__init__.py").write_text("")
     (nodes / "protocol" / "a.py").write_text("X = 1\n")
+    (nodes / "requirements.txt").write_text("aiohttp>=3.9\n")
     dockerfile = tmp_path / "Dockerfile"
-    dockerfile.write_bytes(images.DOCKERFILE.read_bytes())
-    return nodes, dockerfile
+    dockerfile.write_bytes(NodeSources.installed().dockerfile_bytes())
+    return NodeSources(nodes=nodes, dockerfile=dockerfile)
+
+
+def test_sources_are_the_installed_packages():
+    import harness.images as images_pkg
+    import nodes as nodes_pkg
+
+    installed = NodeSources.installed()
+    assert Path(str(installed.nodes)) == Path(nodes_pkg.__file__).parent
+    assert Path(str(installed.dockerfile)) == Path(images_pkg.__file__).parent / "Dockerfile"
+    assert installed.dockerfile_bytes().startswith(b"# The node image")
+    # the one list of node dependencies; pyproject.toml reads the same file
+    assert "aiohttp>=3.9" in installed.requirements()
+    assert images.node_requirements() == installed.requirements()
+
+
+def test_requirements_file_holds_only_requirements():
+    from harness.images.sources import parse_requirements
+
+    assert parse_requirements("# c\n\naiohttp>=3.9  # why\npynacl>=1.5\n") == ("aiohttp>=3.9", "pynacl>=1.5")
+    with pytest.raises(images.ImageError, match="line 2: '-r other.txt' is a pip option"):
+        parse_requirements("aiohttp\n-r other.txt\n")
 
 
 def test_tag_is_content_addressed(tmp_path, monkeypatch):
-    nodes, dockerfile = _copy_tree(tmp_path)
-    monkeypatch.setattr(images, "NODES_DIR", nodes)
-    monkeypatch.setattr(images, "DOCKERFILE", dockerfile)
+    sources = _copy_tree(tmp_path)
+    nodes, dockerfile = Path(str(sources.nodes)), Path(str(sources.dockerfile))
     monkeypatch.delenv("SESSION_TESTNET_BASE_IMAGE", raising=False)
     monkeypatch.delenv("BASE_IMAGE", raising=False)
-    tag = node_image_tag()
+    tag = node_image_tag(sources=sources)
     assert tag.startswith("session-testnet/node:") and len(tag.split(":")[1]) == 12
-    assert node_image_tag() == tag
+    assert node_image_tag(sources=sources) == tag
+    assert tag != node_image_tag()  # the installed nodes package is another tree
 
     # byte code, caches and editor files are not inputs
     (nodes / "protocol" / "__pycache__").mkdir()
     (nodes / "protocol" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"\0junk")
     (nodes / ".a.py.swp").write_text("x")
-    assert node_image_tag() == tag
+    assert node_image_tag(sources=sources) == tag
 
     # a source change, a new file, the Dockerfile, the requirements and the base all are
     (nodes / "protocol" / "a.py").write_text("X = 2\n")
-    changed = node_image_tag()
+    changed = node_image_tag(sources=sources)
     assert changed != tag
     (nodes / "protocol" / "b.json").write_text("{}")
-    assert node_image_tag() != changed
-    after_file = node_image_tag()
+    assert node_image_tag(sources=sources) != changed
+    after_file = node_image_tag(sources=sources)
     dockerfile.write_bytes(dockerfile.read_bytes() + b"\n# comment\n")
-    assert node_image_tag() != after_file
-    after_df = node_image_tag()
-    monkeypatch.setattr(images, "NODE_REQUIREMENTS", images.NODE_REQUIREMENTS + ("attrs>=1",))
-    assert node_image_tag() != after_df
-    assert node_image_tag("debian:bookworm") != node_image_tag()
+    assert node_image_tag(sources=sources) != after_file
+    after_df = node_image_tag(sources=sources)
+    (nodes / "requirements.txt").write_text("aiohttp>=3.9\nattrs>=1\n")
+    assert sources.requirements() == ("aiohttp>=3.9", "attrs>=1")
+    assert node_image_tag(sources=sources) != after_df
+    assert node_image_tag("debian:bookworm", sources) != node_image_tag(sources=sources)
 
 
 def test_build_context_holds_only_dockerfile_wheels_and_nodes(tmp_path):
@@ -95,15 +118,16 @@ def test_build_context_holds_only_dockerfile_wheels_and_nodes(tmp_path):
     (wheels / "requirements.txt").write_text("demo\n")
     (wheels / ".complete").write_text("{}")
     buf = io.BytesIO()
-    images.build_context(wheels, buf)
+    node.build_context(wheels, buf)
     buf.seek(0)
     with tarfile.open(fileobj=buf) as tar:
         names = tar.getnames()
         dockerfile = tar.extractfile("Dockerfile").read()  # type: ignore[union-attr]
-    assert dockerfile == images.DOCKERFILE.read_bytes()
+    assert dockerfile == NodeSources.installed().dockerfile_bytes()
     assert "wheels/demo-1.0-py3-none-any.whl" in names and "wheels/requirements.txt" in names
     assert "wheels/.complete" not in names
     assert "nodes/__init__.py" in names and "nodes/protocol/__init__.py" in names
+    assert "nodes/requirements.txt" in names
     tops = {n.split("/")[0] for n in names}
     assert tops == {"Dockerfile", "wheels", "nodes"}
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
@@ -141,19 +165,19 @@ def test_host_debian_sources_keeps_only_the_suite(tmp_path):
     )
     (apt / "sources.list.d" / "node.sources.disabled-by-farm").write_text(
         "Types: deb\nURIs: https://n.example\nSuites: bookworm\nComponents: main\n")
-    assert images.host_debian_sources("bookworm", root=tmp_path) == [
+    assert base.host_debian_sources("bookworm", root=tmp_path) == [
         f"deb [signed-by={key}] http://deb.example/debian bookworm main",
         f"deb [signed-by={key}] http://deb.example/debian bookworm-updates main",
         "deb http://deb.example/debian-security bookworm-security main contrib",
     ]
-    assert images.host_debian_sources("trixie", root=tmp_path) == []
+    assert base.host_debian_sources("trixie", root=tmp_path) == []
 
 
 def test_missing_mmdebstrap_says_what_to_do(client, monkeypatch):
-    monkeypatch.setattr(images.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(base.shutil, "which", lambda _name: None)
     monkeypatch.setenv("SESSION_TESTNET_DEBIAN_SUITE", "no-such-suite-for-test")
-    with pytest.raises(images.ImageError, match="scripts/setup.sh"):
-        images.ensure_local_base(client)
+    with pytest.raises(images.ImageError, match="apt-get install mmdebstrap"):
+        base.ensure_local_base(client)
 
 
 # -- the real image -------------------------------------------------------------------------------
