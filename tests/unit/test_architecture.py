@@ -141,8 +141,9 @@ def build_graph(root: Path, packages: Iterable[str] = PACKAGES) -> ImportGraph:
         tree = ast.parse((root / rel).read_text(), filename=str(rel))
         for node, where in _import_nodes(tree):
             for target in _targets(node, name, flags[name], modules):
-                if target != name:
-                    imports.append(Import(name, target, rel, node.lineno, where))
+                imp = Import(name, target, rel, node.lineno, where)
+                if target != name and imp not in imports:  # `from pkg import a, b`: one edge
+                    imports.append(imp)
     return ImportGraph(modules, imports)
 
 
