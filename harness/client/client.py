@@ -11,10 +11,11 @@ libsession-util do:
   member of the recipient's swarm;
 * ``receive``: signed ``retrieve`` with the last hash of each polled node, deduplicated by hash,
   decrypted and verified (sender derived from the signature key);
-* failure handling (see docs/client.md for the table and sources): node / path failure
-  counters, ``Next node not found`` drops the node at once and repairs the path, 421 replaces the
-  cached swarm and retries, 406 re-reads the network time and retries once, timeouts and
-  connection failures strike the path, bounded retries with exponential backoff;
+* failure handling (see docs/client.md for the table and sources): each failed attempt is
+  classified by :mod:`harness.client.failures` (an :class:`~harness.client.failures.Outcome`
+  says how the request goes on), strikes, drops and quarantine are kept by
+  :class:`~harness.client.policy.PathPolicy`; this module retries (bounded, exponential backoff),
+  re-reads the network time after a 406 and follows a 421 into the new swarm;
 * every operation produces an :class:`~harness.client.records.OperationRecord` for the sink.
 """
 
@@ -28,7 +29,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from nodes.protocol.encoding import b64decode_any
 from nodes.protocol.hashing import message_hash
@@ -73,9 +74,6 @@ from .transport import AiohttpTransport, Transport, TransportError
 SEED_FIELDS = ("public_ip", "storage_port", "pubkey_ed25519", "pubkey_x25519", "swarm_id",
                "storage_server_version")
 GET_SWARM_METHOD = "get_snodes_for_pubkey"  # session-desktop's name (alias of get_swarm)
-
-T = TypeVar("T")
-
 
 @dataclass
 class Received:
