@@ -25,7 +25,8 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from harness.backends.docker import DockerBackend, subnet_of
+from harness.backends.docker import DockerBackend
+from harness.backends.docker_net import subnet_of
 from harness.state import NetworkState, StateDir
 from harness.topology import Topology
 from nodes.protocol.constants import SEED_HTTPS_PORT, SEED_PORT

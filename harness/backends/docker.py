@@ -41,129 +41,46 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import re
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import docker.errors  # binds `docker` too (a plain `import docker` is misfiled next to docker/)
 import docker.types
 import requests.exceptions
-from testcontainers.core.docker_client import DockerClient as TestcontainersClient
+from docker.client import DockerClient
 
 from harness.backends.base import Backend, BackendError, Reporter
+from harness.backends.docker_engine import (
+    KIND,
+    LABEL,
+    LABEL_HOST,
+    LABEL_OWNER,
+    LABEL_ROLE,
+    LABEL_STATE,
+    LABEL_TARGET,
+    EngineClient,
+    connect,
+    explain,
+    resource_prefix,
+)
+from harness.backends.docker_gc import remove_resources, sweep
+from harness.backends.docker_net import free_net_index, subnet_of
 from harness.images import ImageError, ensure_images, toxiproxy_image
-from harness.state import NetworkState, NodeRecord, StateDir, StateError, is_stale, locked, pid_alive
+from harness.state import NetworkState, NodeRecord, StateDir, StateError, list_networks, locked
 from harness.topology import Topology, node_index
 from nodes.protocol.constants import ADMIN_PORT, SEED_HTTPS_PORT, SEED_PORT, STORAGE_PORT
 
-LABEL = "session-testnet"
-LABEL_STATE = "session-testnet.state"
-LABEL_OWNER = "session-testnet.owner-pid"
-LABEL_HOST = "session-testnet.host"
-LABEL_ROLE = "session-testnet.role"
-LABEL_TARGET = "session-testnet.target"
-
 TOXIPROXY_PORT = 8474
 DATA_DIR = "/data"
-#: the second octet X of a testnet's 10.X.0.0/16
-NET_INDEXES = range(128, 255)
 #: attempts at creating the network when another engine user took the subnet meanwhile
 CREATE_ATTEMPTS = 6
-
-# Adds IPv4 addresses (/32) to the container's interface through rtnetlink, with the Python
-# standard library only (the official python image has no iproute2). Already present: fine.
-_ADD_ADDRESSES = r"""
-import socket, struct, sys
-names = [n for _, n in socket.if_nameindex() if n != "lo"]
-ifname = "eth0" if "eth0" in names else names[0]
-index = socket.if_nametoindex(ifname)
-def attr(kind, data):
-    size = 4 + len(data)
-    return struct.pack("=HH", size, kind) + data + b"\0" * (-size % 4)
-failed = []
-with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0) as s:
-    s.bind((0, 0))
-    for seq, ip in enumerate(sys.argv[1:], 1):
-        raw = socket.inet_aton(ip)
-        body = struct.pack("=BBBBI", socket.AF_INET, 32, 0, 0, index) + attr(2, raw) + attr(1, raw)
-        # RTM_NEWADDR; NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE
-        s.send(struct.pack("=IHHII", 16 + len(body), 20, 0x1 | 0x4 | 0x200 | 0x400, seq, 0) + body)
-        reply = s.recv(65536)
-        kind = struct.unpack("=H", reply[4:6])[0]
-        err = struct.unpack("=i", reply[16:20])[0] if kind == 2 else 0
-        if err not in (0, -17):  # 17 = EEXIST
-            failed.append(f"{ip}: errno {-err}")
-if failed:
-    sys.exit(f"adding addresses to {ifname} failed: " + "; ".join(failed))
-"""
-
-
-def connect() -> docker.DockerClient:
-    """A client for the engine of ``DOCKER_HOST`` (or the default socket), checked with a ping."""
-    try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-        raise BackendError(
-            f"cannot reach the Docker engine ({e}): start it, check DOCKER_HOST and that this "
-            "user may use it ('docker info'), or use --backend process"
-        ) from None
-    return client
-
-
-class EngineClient(TestcontainersClient):
-    """testcontainers' ``DockerClient`` bound to an existing Docker SDK client (the one of
-    :func:`connect`), so containers are created on exactly the engine the rest of the backend
-    talks to, over the same connection pool.
-
-    ``super().__init__()`` is deliberately not called: it would open a second client on the
-    engine testcontainers picks by its own rules (``tc.host`` in ``~/.testcontainers.properties``,
-    the current docker context), write that choice into ``os.environ["DOCKER_HOST"]`` and log in
-    to the registries of ``DOCKER_AUTH_CONFIG``. The wrapper's only state is ``client``.
-    """
-
-    def __init__(self, client: docker.DockerClient) -> None:
-        self.client = client
-
-
-def _host_networks() -> list[ipaddress.IPv4Network]:
-    """Networks the host already routes (besides the default route) and its resolvers: a testnet
-    subnet over one of them would cut the host off from it."""
-    out: list[ipaddress.IPv4Network] = []
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/net/route").read_text().splitlines()[1:]:
-            f = line.split()
-            if len(f) < 8:
-                continue
-            dest = ipaddress.IPv4Address(int(f[1], 16).to_bytes(4, "little"))
-            mask = ipaddress.IPv4Address(int(f[7], 16).to_bytes(4, "little"))
-            if int(mask) == 0:
-                continue
-            out.append(ipaddress.IPv4Network(f"{dest}/{mask}", strict=False))
-    with contextlib.suppress(OSError):
-        for line in Path("/etc/resolv.conf").read_text().splitlines():
-            parts = line.split()
-            if len(parts) >= 2 and parts[0] == "nameserver":
-                with contextlib.suppress(ValueError):
-                    out.append(ipaddress.IPv4Network(f"{parts[1]}/32"))
-    return out
-
-
-def _docker_networks(client: docker.DockerClient) -> list[ipaddress.IPv4Network]:
-    out = []
-    for net in client.networks.list():
-        for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []:
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                sub = ipaddress.ip_network(cfg["Subnet"], strict=False)
-                if isinstance(sub, ipaddress.IPv4Network):
-                    out.append(sub)
-    return out
+#: run in the proxy host (as root) to add listen addresses: see nodes/common/netlink.py
+ADD_ADDRESSES = ["python", "-m", "nodes.common.netlink"]
 
 
 def _image(state: NetworkState) -> str:
@@ -173,39 +90,17 @@ def _image(state: NetworkState) -> str:
     return state.image
 
 
-def subnet_of(x: int) -> ipaddress.IPv4Network:
-    return ipaddress.IPv4Network(f"10.{x}.0.0/16")
-
-
-def free_net_index(client: docker.DockerClient, used: set[int]) -> int:
-    """The first X in :data:`NET_INDEXES` not in ``used`` whose 10.X.0.0/16 overlaps no docker
-    network, host route or resolver."""
-    taken = _docker_networks(client) + _host_networks()
-    for x in NET_INDEXES:
-        if x in used:
-            continue
-        sub = subnet_of(x)
-        if not any(sub.overlaps(t) for t in taken):
-            return x
-    raise BackendError("no free 10.X.0.0/16 subnet in 10.128.0.0/9 for a docker testnet: "
-                       "run 'testnet clean' or remove unused docker networks")
-
-
-def resource_prefix(name: str) -> str:
-    return f"st-{name}"
-
-
 class DockerBackend(Backend):
-    kind = "docker"
+    kind = KIND
 
-    def __init__(self, statedir: StateDir, client: docker.DockerClient | None = None) -> None:
+    def __init__(self, statedir: StateDir, client: DockerClient | None = None) -> None:
         super().__init__(statedir)
         self._client = client
         self._tc: EngineClient | None = None
         self._client_lock = threading.Lock()
 
     @property
-    def client(self) -> docker.DockerClient:
+    def client(self) -> DockerClient:
         with self._client_lock:
             if self._client is None:
                 self._client = connect()
@@ -245,8 +140,6 @@ class DockerBackend(Backend):
 
     # -- placement ---------------------------------------------------------------------------
     def _used_indexes(self) -> set[int]:
-        from harness.state import list_networks
-
         used = set()
         for name in list_networks(self.statedir.home):
             if name == self.statedir.name:
@@ -390,7 +283,7 @@ class DockerBackend(Backend):
             tc.start(container)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
             self._remove_failed(name, labels)
-            why = _explain(e)
+            why = explain(e)
             if self._image_missing(image):
                 why = (f"the image is not on the engine and could not be pulled ({why}); run "
                        "'testnet up' again, which rebuilds or pulls it")
@@ -431,7 +324,7 @@ class DockerBackend(Backend):
         # every node's advertised address up front (sn01-sn254), so nodes that join later need
         # nothing more; link addresses come one by one through ensure_address()
         self._add_addresses(state, [f"10.{x}.{i}.1" for i in range(1, 255)])
-        image = state.toxiproxy_image or state.image
+        image = state.toxiproxy_image or _image(state)
         if image == _image(state):
             command = ["python", "-m", "nodes.toxiproxy", "--host", "0.0.0.0",
                        "--port", str(TOXIPROXY_PORT)]
@@ -449,7 +342,7 @@ class DockerBackend(Backend):
                 raise BackendError(f"{ip} is not in the subnet {sub} of testnet {state.name!r}")
         name = self.container_name(state, "proxyhost")
         try:
-            res = self.client.containers.get(name).exec_run(["python", "-c", _ADD_ADDRESSES, *ips],
+            res = self.client.containers.get(name).exec_run([*ADD_ADDRESSES, *ips],
                                                             user="0")
         except docker.errors.APIError as e:
             raise BackendError(f"cannot add proxy addresses in {name}: {e.explanation or e}") from None
@@ -573,151 +466,3 @@ class DockerBackend(Backend):
             return sweep(client, report)
         finally:
             client.close()
-
-
-def _explain(e: Exception) -> str:
-    """What the engine said, plus what to do for the failures a user can fix. (``APIError`` is
-    a ``requests`` ``HTTPError`` too: the engine's answers are told apart from no answer.)"""
-    if isinstance(e, docker.errors.APIError):
-        text = str(e.explanation or e)
-        if e.status_code == 409:
-            return f"{text}; run 'testnet clean' (or remove that container) and retry"
-        return text
-    if isinstance(e, docker.errors.DockerException):
-        return str(e)
-    return f"the Docker engine did not answer ({e}); check that it runs ('docker info') and retry"
-
-
-def _list_labelled(client: docker.DockerClient, filters: dict[str, Any]) -> tuple[list, list, list]:
-    containers = client.containers.list(all=True, filters=filters, ignore_removed=True)
-    networks = client.networks.list(filters=filters)
-    volumes = client.volumes.list(filters=filters)
-    return containers, networks, volumes
-
-
-def _remove(what: str, action: Callable[[], Any], errors: list[str]) -> None:
-    """Run one removal; a resource already gone is fine, any other engine error is noted."""
-    try:
-        action()
-    except docker.errors.NotFound:
-        pass
-    except docker.errors.APIError as e:
-        errors.append(f"{what}: {e.explanation or e}")
-
-
-def remove_resources(client: docker.DockerClient, filters: dict[str, Any], rounds: int = 5) -> None:
-    """Remove every container, then network and volume matching ``filters``. Idempotent.
-
-    Works in rounds until nothing matches: a harness killed in the middle of ``up`` may leave
-    requests the engine is still carrying out (a container created after the listing, a
-    removal in progress that keeps the network busy)."""
-    errors: list[str] = []
-    for _ in range(rounds):
-        containers, networks, volumes = _list_labelled(client, filters)
-        if not (containers or networks or volumes):
-            return
-        errors.clear()
-
-        def rm_container(c: Any) -> None:
-            try:
-                c.remove(force=True)
-            except docker.errors.NotFound:
-                return
-            except docker.errors.APIError as e:
-                if "already in progress" not in str(e):
-                    errors.append(f"container {c.name}: {e.explanation or e}")
-                    return
-            # the network can only go once the container is really gone
-            try:
-                _remove(f"container {c.name}", lambda: c.wait(condition="removed", timeout=30), errors)
-            except Exception as e:  # e.g. the wait timed out
-                errors.append(f"container {c.name}: not removed ({e})")
-
-        if containers:
-            with ThreadPoolExecutor(max_workers=min(8, len(containers))) as pool:
-                list(pool.map(rm_container, containers))
-        for net in networks:
-            _remove(f"network {net.name}", net.remove, errors)
-        for vol in volumes:
-            _remove(f"volume {vol.name}", lambda vol=vol: vol.remove(force=True), errors)
-    left = _list_labelled(client, filters)
-    if not any(left):
-        return
-    what = [f"container {c.name}" for c in left[0]] + [f"network {n.name}" for n in left[1]] \
-        + [f"volume {v.name}" for v in left[2]]
-    raise BackendError(f"could not remove {', '.join(what)} after {rounds} rounds"
-                       + (f": {'; '.join(errors)}" if errors else "")
-                       + " (retry 'testnet down' / 'testnet clean')")
-
-
-def _stale_reason(client: docker.DockerClient, labels: dict[str, str], home: Path) -> str | None:
-    """Why the testnet these labels belong to is stale, or None when it is alive (or not ours
-    to judge: created from another host)."""
-    if labels.get(LABEL_HOST) != socket.gethostname():
-        return None
-    folder = Path(labels.get(LABEL_STATE, ""))
-    state_file = folder / "state.json"
-    if not state_file.exists():
-        owner = int(labels.get(LABEL_OWNER, "0") or 0)
-        if pid_alive(owner) and owner != os.getpid():
-            return None  # its harness still runs (e.g. `down` removing the state right now)
-        return "its state is gone"
-    try:
-        st = StateDir(folder.name, folder.parent.parent).load()
-    except StateError:
-        return None if folder.parent.parent != home else "its state is unreadable"
-    if st.backend != DockerBackend.kind:
-        return "its state belongs to another backend"
-    if is_stale(st):
-        return f"its harness (pid {st.owner_pid}) died before it was up"
-    if st.status == "up":
-        try:
-            seed = client.containers.get(f"{resource_prefix(st.name)}-seed")
-            running = bool(seed.attrs["State"].get("Running"))
-        except docker.errors.NotFound:
-            running = False
-        if not running:
-            return "its seed container is gone"
-    return None
-
-
-def sweep(client: docker.DockerClient, report: Reporter) -> list[str]:
-    """Remove docker resources of testnets whose harness is gone (state missing, ``up`` killed,
-    seed gone); return their names. Only resources created on this host are considered."""
-    from harness.state import state_home
-
-    home = state_home()
-    removed: list[str] = []
-    with locked(home=home):
-        containers, networks, volumes = _list_labelled(client, {"label": [LABEL_STATE]})
-        groups: dict[tuple[str, str], dict[str, str]] = {}
-        for res in [*containers, *networks, *volumes]:
-            labels = (res.attrs.get("Labels") or res.attrs.get("Config", {}).get("Labels") or {})
-            key = (labels.get(LABEL, ""), labels.get(LABEL_STATE, ""))
-            if key[0] and key[1]:
-                groups.setdefault(key, labels)
-        for (name, folder), labels in sorted(groups.items()):
-            reason = _stale_reason(client, labels, home)
-            if reason is None:
-                continue
-            report(f"removing stale docker testnet {name!r} ({reason})")
-            remove_resources(client, {"label": [f"{LABEL}={name}", f"{LABEL_STATE}={folder}"]})
-            path = Path(folder)
-            if path.parent.parent == home and re.fullmatch(r"[a-z0-9][a-z0-9_-]*", path.name):
-                StateDir(path.name, home).remove()
-            removed.append(name)
-        # docker testnets of this home whose `up` died before it created anything
-        from harness.state import list_networks
-
-        for name in list_networks(home):
-            sd = StateDir(name, home)
-            try:
-                st = sd.load()
-            except StateError:
-                continue
-            if st.backend == DockerBackend.kind and is_stale(st) and name not in removed:
-                report(f"removing stale docker testnet {name!r} (its harness died before it was up)")
-                remove_resources(client, {"label": [f"{LABEL}={name}", f"{LABEL_STATE}={sd.path}"]})
-                sd.remove()
-                removed.append(name)
-    return removed

@@ -309,7 +309,7 @@ class ProcessBackend(Backend):
                 if st.backend != cls.kind:
                     continue
                 seed_pid = st.seed_runtime.get("pid")
-                seed_alive = bool(seed_pid) and _is_ours(seed_pid, str(sd.path))
+                seed_alive = isinstance(seed_pid, int) and seed_pid > 0 and _is_ours(seed_pid, str(sd.path))
                 if is_stale(st) or (st.status == "up" and not seed_alive):
                     report(f"removing stale process testnet {name!r}")
                     cls._kill_all(str(sd.path))

@@ -11,10 +11,11 @@ libsession-util do:
   member of the recipient's swarm;
 * ``receive``: signed ``retrieve`` with the last hash of each polled node, deduplicated by hash,
   decrypted and verified (sender derived from the signature key);
-* failure handling (see docs/client.md for the table and sources): node / path failure
-  counters, ``Next node not found`` drops the node at once and repairs the path, 421 replaces the
-  cached swarm and retries, 406 re-reads the network time and retries once, timeouts and
-  connection failures strike the path, bounded retries with exponential backoff;
+* failure handling (see docs/client.md for the table and sources): each failed attempt is
+  classified by :mod:`harness.client.failures` (an :class:`~harness.client.failures.Outcome`
+  says how the request goes on), strikes, drops and quarantine are kept by
+  :class:`~harness.client.policy.PathPolicy`; this module retries (bounded, exponential backoff),
+  re-reads the network time after a 406 and follows a 421 into the new swarm;
 * every operation produces an :class:`~harness.client.records.OperationRecord` for the sink.
 """
 
@@ -28,7 +29,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from nodes.protocol.encoding import b64decode_any
 from nodes.protocol.hashing import message_hash
@@ -44,19 +45,17 @@ from .config import POLL_ALL, ClientConfig
 from .errors import (
     BootstrapError,
     ClientError,
-    ClockError,
     DestinationError,
     NoPathError,
-    PathError,
-    RequestRejected,
     RetrieveFailed,
     StoreFailed,
     StoreUnconfirmed,
     SwarmError,
     Timeout,
-    describe_node,
 )
+from .failures import ErrorKind, FailureClassifier, Outcome, Verdict
 from .paths import OnionPath, PathSet, build_path
+from .policy import PathPolicy
 from .pool import NodePool
 from .records import (
     OUTCOME_ERROR,
@@ -69,25 +68,12 @@ from .records import (
     emit,
     new_op_id,
 )
-from .snode import Snode, parse_swarm_body
+from .snode import Snode, SwarmEntry, parse_swarm_body
 from .transport import AiohttpTransport, Transport, TransportError
 
 SEED_FIELDS = ("public_ip", "storage_port", "pubkey_ed25519", "pubkey_x25519", "swarm_id",
                "storage_server_version")
-NODE_NOT_FOUND_PREFIXES = ("Next node not found: ", "Next node is currently unreachable: ")
-SNODE_NOT_READY_PREFIX = "Snode not ready: "
 GET_SWARM_METHOD = "get_snodes_for_pubkey"  # session-desktop's name (alias of get_swarm)
-
-# outcome kinds of one attempt
-_OK = "ok"
-_RETRY_PATH = "retry_path"  # the path failed: retry on another path
-_RETRY_DEST = "retry_dest"  # the destination failed: retry on another destination
-_SWARM_MOVED = "swarm_moved"  # 421: swarm cache replaced, retry in the new swarm
-_CLOCK = "clock"  # 406/425: re-read network time and retry
-_FATAL = "fatal"  # the request itself was rejected: do not retry
-
-T = TypeVar("T")
-
 
 @dataclass
 class Received:
@@ -116,23 +102,6 @@ class Received:
             "display_name": self.display_name, "namespace": self.namespace,
             "expiration_ms": self.expiration_ms, "node": self.node,
         }
-
-
-@dataclass
-class _SwarmEntry:
-    swarm_id: int | None
-    members: list[Snode]
-    fetched_at: float
-    fetched_size: int
-    #: the swarm as the network reported it (before dropping nodes we struck out)
-    reported: list[Snode]
-
-
-@dataclass
-class _Attempt:
-    kind: str
-    data: dict[str, Any] | None = None
-    error: ClientError | None = None
 
 
 class _Op:
@@ -186,7 +155,7 @@ class _Target:
         if self.pubkey is None:  # any node (get_swarm, info)
             in_use = c.paths.nodes_in_use()
             nodes = [n for n in c.pool.nodes() if n.ed25519 not in self.excluded]
-            nodes = c._prefer_reachable(nodes)
+            nodes = c.policy.prefer_reachable(nodes)
             free = [n for n in nodes if n.ed25519 not in in_use]
             choice = free or nodes
             if not choice:
@@ -205,7 +174,7 @@ class _Target:
                     f"{sorted(e[-8:] for e in self.excluded)})")
             self.refetched = True
             await c._swarm_members(self.pubkey, op, refresh=True, enc_type=self.enc_type)
-        candidates = c._prefer_reachable(candidates)
+        candidates = c.policy.prefer_reachable(candidates)
         candidates = [m for m in candidates if m.ed25519 not in self.tried] or candidates
         if self.prefer is not None:
             candidates = self.prefer(candidates) or candidates
@@ -215,23 +184,6 @@ class _Target:
         free = [m for m in candidates if m.ed25519 not in in_use]
         reachable = [m for m in candidates if c.paths.choose(m.ed25519) is not None]
         return c._rng.choice(free or reachable or candidates)
-
-
-def _extract_pubkey(text: str, prefix: str) -> str | None:
-    pos = text.find(prefix)
-    if pos < 0:
-        return None
-    rest = text[pos + len(prefix):].strip().split()
-    if not rest:
-        return None
-    key = rest[0].strip().lower()
-    if len(key) != 64:
-        return None
-    try:
-        bytes.fromhex(key)
-    except ValueError:
-        return None
-    return key
 
 
 class SessionClient:
@@ -277,15 +229,14 @@ class SessionClient:
         self.paths = PathSet(count=cfg.path_count, hops=cfg.path_hops,
                              failure_threshold=cfg.path_failure_threshold,
                              subnet_diversity=cfg.subnet_diversity, rng=self._rng)
-        self._swarms: dict[str, _SwarmEntry] = {}
+        self._swarms: dict[str, SwarmEntry] = {}
+        self.policy = PathPolicy(cfg, self.pool, self.paths, self._swarms)
+        self.failures = FailureClassifier(self.policy, self.set_cached_swarm)
         self._last_hash: dict[tuple[str, int], str] = {}
         self._seen: set[str] = set()
         self._path_lock = asyncio.Lock()
         self._pool_lock = asyncio.Lock()
         self._last_refresh_try = 0.0
-        self._quarantine: dict[str, float] = {}
-        #: nodes that refused or dropped a direct connection (failed guard test) -> until when
-        self._unreachable: dict[str, float] = {}
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -316,7 +267,7 @@ class SessionClient:
     def set_cached_swarm(self, session_id: str, members: Sequence[Snode], swarm_id: int | None = None,
                          reported: Sequence[Snode] | None = None) -> None:
         """Put a swarm in the cache (tests use this to plant a stale swarm)."""
-        self._swarms[session_id] = _SwarmEntry(swarm_id, list(members), time.monotonic(), len(members),
+        self._swarms[session_id] = SwarmEntry(swarm_id, list(members), time.monotonic(), len(members),
                                                list(reported if reported is not None else members))
 
     # -- records ------------------------------------------------------------------------------
@@ -371,14 +322,14 @@ class SessionClient:
                                                      content_type="application/json")
                 except TransportError as exc:
                     a.elapsed_ms = (time.monotonic() - t0) * 1000
-                    a.error_kind, a.error = "seed", str(exc)
+                    a.error_kind, a.error = ErrorKind.SEED.value, str(exc)
                     failures.append(f"{url}: {exc.kind}: {exc.detail}")
                     continue
                 a.elapsed_ms = (time.monotonic() - t0) * 1000
                 a.http_status = res.status
                 nodes, height, problem = self._parse_seed(res)
                 if problem:
-                    a.error_kind, a.error = "seed", problem
+                    a.error_kind, a.error = ErrorKind.SEED.value, problem
                     failures.append(f"{url}: {problem}")
                     continue
                 a.ok = True
@@ -453,7 +404,7 @@ class SessionClient:
             while self.paths.missing():
                 rounds += 1
                 try:
-                    path = self._graded(lambda ex: self.paths.build(self.pool.nodes(),
+                    path = self.policy.graded(lambda ex: self.paths.build(self.pool.nodes(),
                                                                     exclude=failed_guards | ex))
                 except NoPathError:
                     if not refreshed and time.monotonic() - self._last_refresh_try >= self.config.pool_min_refresh_interval:
@@ -475,23 +426,6 @@ class SessionClient:
                                       f"(failed: {sorted(g[-8:] for g in failed_guards)})")
                 self.paths.add(path)
 
-    def _graded(self, build: Callable[[set[str]], T]) -> T:
-        """Build while avoiding suspect nodes, relaxing step by step: first without quarantined
-        (failed-path) and unreachable (failed guard test) nodes, then without the unreachable
-        ones only, then with every node of the pool."""
-        unreachable = self._unreachable_nodes()
-        tiers = [self._quarantined() | unreachable, unreachable, set()]
-        last: NoPathError | None = None
-        for i, ex in enumerate(tiers):
-            if i and ex == tiers[i - 1]:
-                continue
-            try:
-                return build(ex)
-            except NoPathError as exc:
-                last = exc
-        assert last is not None
-        raise last
-
     def _request_path(self, exclude: set[str]) -> OnionPath:
         """A path for one request only (not kept with the client's paths)."""
         return build_path(self.pool.nodes(), [], hops=self.config.path_hops,
@@ -502,7 +436,7 @@ class SessionClient:
         """Every path contains ``dest``: build a path for this request only (libsession builds an
         extra path when no path fits a destination)."""
         try:
-            return self._graded(lambda ex: self._request_path({dest.ed25519} | ex))
+            return self.policy.graded(lambda ex: self._request_path({dest.ed25519} | ex))
         except NoPathError as exc:
             raise NoPathError(f"{method}: every onion path contains the destination {dest} and no "
                               f"other path can be built from {len(self.pool)} known nodes: {exc}") from None
@@ -511,7 +445,7 @@ class SessionClient:
         """A path for this request only that avoids the destination, suspect nodes and every
         node of the paths that already failed this operation; None if the pool has too few."""
         try:
-            path = self._request_path({dest.ed25519} | self._quarantined() | self._unreachable_nodes()
+            path = self._request_path({dest.ed25519} | self.policy.quarantined() | self.policy.unreachable_nodes()
                                       | op.failed_hops)
         except NoPathError:
             return None
@@ -529,98 +463,25 @@ class SessionClient:
                                              content_type="application/json")
         except TransportError as exc:
             a.elapsed_ms = (time.monotonic() - t0) * 1000
-            a.error_kind, a.error = exc.kind, f"guard candidate {guard} unreachable: {exc.detail}"
+            a.error_kind, a.error = ErrorKind(exc.kind).value, f"guard candidate {guard} unreachable: {exc.detail}"
             a.failed_node = guard.ref()
-            self._mark_unreachable(guard)
-            self._strike_node(guard, "guard test failed", a)
+            self.policy.mark_unreachable(guard)
+            self.policy.strike_node(guard, "guard test failed", a)
             return False
         a.elapsed_ms = (time.monotonic() - t0) * 1000
         a.http_status = res.status
         if res.status != 200:
-            a.error_kind, a.error = "destination", f"guard candidate {guard} answered {res.status}: {res.text()[:200]!r}"
+            a.error_kind, a.error = ErrorKind.DESTINATION.value, f"guard candidate {guard} answered {res.status}: {res.text()[:200]!r}"
             a.failed_node = guard.ref()
-            self._strike_node(guard, "guard test failed", a)
+            self.policy.strike_node(guard, "guard test failed", a)
             return False
         self._observe_time(guard, res.body)
         a.ok = True
         return True
 
-    # -- failure bookkeeping --------------------------------------------------------------------
-    def _quarantine_path(self, path: OnionPath) -> None:
-        """libsession rebuilds a failed path excluding that path's nodes; we keep them out of
-        new paths for ``path_quarantine`` seconds (unless no path can be built without them)."""
-        until = time.monotonic() + self.config.path_quarantine
-        for h in path.hops:
-            self._quarantine[h.ed25519] = until
-
-    def _quarantined(self) -> set[str]:
-        now = time.monotonic()
-        for ed in [e for e, t in self._quarantine.items() if t <= now]:
-            del self._quarantine[ed]
-        return set(self._quarantine)
-
-    def _mark_unreachable(self, node: Snode) -> None:
-        """A direct connection to ``node`` failed: keep it out of new paths and prefer other
-        destinations for ``path_quarantine`` seconds (it is likely down)."""
-        self._unreachable[node.ed25519] = time.monotonic() + self.config.path_quarantine
-
-    def _prefer_reachable(self, nodes: list[Snode]) -> list[Snode]:
-        """``nodes`` without the ones that recently refused a direct connection, unless that
-        leaves none."""
-        down = self._unreachable_nodes()
-        return [n for n in nodes if n.ed25519 not in down] or nodes
-
-    def _unreachable_nodes(self) -> set[str]:
-        now = time.monotonic()
-        for ed in [e for e, t in self._unreachable.items() if t <= now]:
-            del self._unreachable[ed]
-        return set(self._unreachable)
-
-    def _forget_node(self, ed: str, a: AttemptRecord | None) -> None:
-        """After a node left the pool: remove it from swarm caches and repair the paths."""
-        for entry in self._swarms.values():
-            entry.members = [m for m in entry.members if m.ed25519 != ed]
-        for path, what in self.paths.repair(ed, self.pool.nodes(), exclude=self._quarantined()):
-            if a is not None:
-                a.actions.append(f"path_{what}:{path.id}")
-
-    def _drop_node(self, node_ed: str, reason: str, a: AttemptRecord | None) -> None:
-        self.pool.drop(node_ed, reason)
-        if a is not None:
-            a.actions.append(f"drop_node:{node_ed[-8:]}")
-        self._forget_node(node_ed, a)
-
-    def _strike_node(self, node: Snode | str, reason: str, a: AttemptRecord | None) -> None:
-        ed = node if isinstance(node, str) else node.ed25519
-        dropped = self.pool.strike(ed, reason)
-        if a is not None:
-            a.actions.append(f"strike_node:{ed[-8:]}")
-        if dropped:
-            if a is not None:
-                a.actions.append(f"drop_node:{ed[-8:]}")
-            self._forget_node(ed, a)
-
-    def _strike_path(self, path: OnionPath, a: AttemptRecord, skip: set[str] = frozenset()) -> None:
-        if self.paths.get(path.id) is None:
-            return
-        dropped = self.paths.strike(path)
-        a.actions.append(f"strike_path:{path.id}")
-        if dropped:
-            # libsession: a path over its strike threshold makes every node on it suspect
-            a.actions.append(f"drop_path:{path.id}")
-            self._quarantine_path(path)
-            for hop in path.hops:
-                if hop.ed25519 not in skip:
-                    self._strike_node(hop, "on a failed path", a)
-
-    def _retire_path(self, path: OnionPath, a: AttemptRecord) -> None:
-        if self.paths.remove(path):
-            a.actions.append(f"drop_path:{path.id}")
-            self._quarantine_path(path)
-
     def _observe_time(self, node: Snode, body: bytes | str | dict[str, Any]) -> None:
-        data = body
-        if not isinstance(data, dict):
+        data: Any = body
+        if not isinstance(body, dict):
             try:
                 data = json.loads(body)
             except (ValueError, TypeError):
@@ -631,7 +492,7 @@ class SessionClient:
 
     # -- one onion request ----------------------------------------------------------------------
     async def _attempt(self, op: _Op, *, method: str, params: dict[str, Any], dest: Snode,
-                       path: OnionPath, enc_type: str, associated_with: str | None) -> _Attempt:
+                       path: OnionPath, enc_type: str, associated_with: str | None) -> Verdict:
         a = op.attempt(method, path, dest.ref(), enc_type)
         payload = json.dumps({"method": method, "params": params}, separators=(",", ":")).encode()
         req = build_onion_request([h.hop() for h in path.hops], dest.hop(), payload, enc_type)
@@ -642,19 +503,15 @@ class SessionClient:
             res = await self._transport.post(url, req.frame, timeout=self.config.request_timeout)
         except TransportError as exc:
             a.elapsed_ms = (time.monotonic() - t0) * 1000
-            return self._transport_failure(a, exc, path, dest, method)
+            return self.failures.transport(a, exc, path, dest, method)
         a.elapsed_ms = (time.monotonic() - t0) * 1000
         a.http_status = res.status
         if res.status != 200:
-            return self._path_status_failure(op, a, res, path, dest, method, associated_with)
+            return self.failures.path_status(op.reported_421, a, res, path, dest, method, associated_with)
         try:
             status, body = decrypt_onion_response(req, res.body)
         except OnionError as exc:
-            err = PathError(guard, 200, res.text()[:200], hop=0, method=method,
-                            detail=f"answer not decryptable: {exc}")
-            a.error_kind, a.error = "decrypt", str(err)
-            self._strike_path(path, a)
-            return _Attempt(_RETRY_PATH, error=err)
+            return self.failures.undecryptable(a, res, path, method, exc)
         a.status = status
         data: Any = None
         try:
@@ -665,155 +522,11 @@ class SessionClient:
             self._observe_time(dest, data)
         if 200 <= status < 300:
             if not isinstance(data, dict):
-                err = DestinationError(dest, status, body[:200], method=method, detail="answer is not a JSON object")
-                a.error_kind, a.error = "destination", str(err)
-                a.failed_node = dest.ref()
-                self._strike_node(dest, "bad answer", a)
-                return _Attempt(_RETRY_DEST, error=err)
+                return self.failures.not_an_object(a, status, body, dest, method)
             a.ok = True
-            return _Attempt(_OK, data=data)
-        return self._destination_failure(op, a, status, body, data, path, dest, method, associated_with)
-
-    def _transport_failure(self, a: AttemptRecord, exc: TransportError, path: OnionPath,
-                           dest: Snode, method: str) -> _Attempt:
-        guard = path.guard
-        a.error_kind = exc.kind
-        if exc.kind == tr.CONNECT:
-            a.failed_node = guard.ref()
-            # libsession: a connection failure to the edge node retires the path at once and
-            # records a failure for the edge node
-            err = PathError(guard, None, "", hop=0, method=method,
-                            detail=f"cannot connect to the guard: {exc.detail}")
-            self._retire_path(path, a)
-            self._mark_unreachable(guard)
-            self._strike_node(guard, "unreachable guard", a)
-        else:
-            err = PathError(guard, None, "", hop=0, method=method,
-                            detail=f"{exc.kind}: {exc.detail} (no answer through the path to {dest})")
-            self._strike_path(path, a)
-        a.error = str(err)
-        return _Attempt(_RETRY_PATH, error=err)
-
-    def _path_status_failure(self, op: _Op, a: AttemptRecord, res: tr.HttpResult, path: OnionPath,
-                             dest: Snode, method: str, associated_with: str | None) -> _Attempt:
-        status = res.status
-        text = res.text().strip()
-        guard = path.guard
-        # 421 / 406 can come back as a plain answer (session-desktop checks them on the path too)
-        if status == 421:
-            data = None
-            try:
-                data = json.loads(text)
-            except ValueError:
-                pass
-            return self._handle_421(op, a, data, text, dest, method, associated_with)
-        if status in (406, 425):
-            err = ClockError(f"{method}: the network says our clock is off (status {status} via "
-                             f"{describe_node(guard)}): {text[:200]!r}")
-            a.error_kind, a.error = "clock", str(err)
-            return _Attempt(_CLOCK, error=err)
-        for prefix in NODE_NOT_FOUND_PREFIXES:
-            missing = _extract_pubkey(text, prefix)
-            if missing is None:
-                continue
-            hop_idx = path.index_of(missing)
-            node = self.pool.get(missing) or (dest if missing == dest.ed25519 else None)
-            a.failed_node = node.ref() if node else {"ed25519": missing}
-            if missing == dest.ed25519:
-                err = PathError(dest, status, text, hop=len(path.hops), method=method,
-                                detail="the last hop cannot reach the destination")
-                a.error_kind, a.error = "destination", str(err)
-                self._drop_node(missing, "next node not found", a)
-                return _Attempt(_RETRY_DEST, error=err)
-            err = PathError(node, status, text, hop=hop_idx, method=method,
-                            detail="a relay cannot reach the next hop")
-            a.error_kind, a.error = "path", str(err)
-            self._drop_node(missing, "next node not found", a)
-            if self.paths.get(path.id) is not None:
-                self._strike_path(path, a, skip={missing})
-            return _Attempt(_RETRY_PATH, error=err)
-        if status == 503:
-            not_ready = _extract_pubkey(text, SNODE_NOT_READY_PREFIX)
-            culprit = self.pool.get(not_ready) if not_ready else guard
-            culprit = culprit or guard
-            err = PathError(culprit, status, text, hop=path.index_of(culprit.ed25519), method=method)
-            a.error_kind, a.error = "path", str(err)
-            a.failed_node = culprit.ref()
-            self._strike_node(culprit, "not ready", a)
-            if culprit.ed25519 == dest.ed25519:
-                return _Attempt(_RETRY_DEST, error=err)
-            return _Attempt(_RETRY_PATH, error=err)
-        err = PathError(guard, status, text, method=method,
-                        detail="error somewhere on the path (the guard relayed it)")
-        a.error_kind, a.error = "path", str(err)
-        if status in (400, 404):
-            # session-desktop: no path strike for 400/404 ("probably a dead sogs"), just retry
-            a.actions.append("retry_other_path")
-        else:
-            self._strike_path(path, a)
-        return _Attempt(_RETRY_PATH, error=err)
-
-    def _handle_421(self, op: _Op, a: AttemptRecord, data: Any, text: str, dest: Snode,
-                    method: str, associated_with: str | None) -> _Attempt:
-        err = DestinationError(dest, 421, text[:200], method=method, detail="not in the account's swarm")
-        a.error_kind, a.error = "swarm", str(err)
-        a.failed_node = dest.ref()
-        if associated_with is None:
-            self._strike_node(dest, "421 without an account", a)
-            return _Attempt(_RETRY_DEST, error=err)
-        key = (dest.ed25519, associated_with)
-        if key in op.reported_421:
-            # session-desktop PingPong421: a node that keeps reporting 421 is dropped
-            self._drop_node(dest.ed25519, "repeated 421", a)
-            return _Attempt(_RETRY_DEST, error=err)
-        op.reported_421.add(key)
-        swarm_id, reported = parse_swarm_body(data)
-        members = [m for m in reported if m.ed25519 not in self.pool.dropped]
-        if members:
-            for m in members:
-                self.pool.add(m)
-            self.set_cached_swarm(associated_with, members, swarm_id, reported)
-            a.actions.append(f"swarm_replaced:{len(members)}")
-            return _Attempt(_SWARM_MOVED, error=err)
-        entry = self._swarms.get(associated_with)
-        if entry is not None:
-            entry.members = [m for m in entry.members if m.ed25519 != dest.ed25519]
-        a.actions.append("swarm_member_removed")
-        self._strike_node(dest, "421 without a swarm", a)
-        return _Attempt(_RETRY_DEST, error=err)
-
-    def _destination_failure(self, op: _Op, a: AttemptRecord, status: int, body: str, data: Any,
-                             path: OnionPath, dest: Snode, method: str,
-                             associated_with: str | None) -> _Attempt:
-        if status == 421:
-            return self._handle_421(op, a, data, body, dest, method, associated_with)
-        a.failed_node = dest.ref()
-        if status in (406, 425):
-            err = ClockError(f"{method}: destination {describe_node(dest)} rejects our timestamp "
-                             f"(status {status}): {body[:200]!r}")
-            a.error_kind, a.error = "clock", str(err)
-            return _Attempt(_CLOCK, error=err)
-        if status in (400, 401, 403, 413):
-            err = RequestRejected(dest, status, body, method=method)
-            a.error_kind, a.error = "rejected", str(err)
-            return _Attempt(_FATAL, error=err)
-        if status == 502:
-            missing = None
-            for prefix in NODE_NOT_FOUND_PREFIXES:
-                missing = missing or _extract_pubkey(body, prefix)
-            if missing is not None:
-                err = DestinationError(dest, status, body, method=method)
-                a.error_kind, a.error = "destination", str(err)
-                self._drop_node(missing, "next node not found", a)
-                return _Attempt(_RETRY_DEST, error=err)
-        err = DestinationError(dest, status, body, method=method)
-        a.error_kind, a.error = "destination", str(err)
-        if status == 429:
-            a.actions.append("rate_limited")
-            return _Attempt(_RETRY_DEST, error=err)
-        # session-desktop processAnyOtherErrorAtDestination: one strike for the destination
-        self._strike_node(dest, f"status {status}", a)
-        return _Attempt(_RETRY_DEST, error=err)
+            return Verdict(Outcome.OK, data=data)
+        return self.failures.destination(op.reported_421, a, status, body, data, path, dest, method,
+                                         associated_with)
 
     # -- a request with retries ---------------------------------------------------------------
     def _backoff(self, retry: int) -> float:
@@ -859,7 +572,7 @@ class SessionClient:
                 path = self._fresh_path_around(op, dest) or path
             result = await self._attempt(op, method=method, params=make_params(dest), dest=dest,
                                          path=path, enc_type=enc, associated_with=target.pubkey)
-            if result.kind == _OK:
+            if result.kind == Outcome.OK:
                 assert result.data is not None
                 if validate is not None:
                     a = op.record.attempts[-1]
@@ -869,10 +582,10 @@ class SessionClient:
                             await maybe
                     except DestinationError as exc:
                         a.ok = False
-                        a.error_kind = "unconfirmed" if isinstance(exc, StoreUnconfirmed) else "destination"
+                        a.error_kind = (ErrorKind.UNCONFIRMED if isinstance(exc, StoreUnconfirmed) else ErrorKind.DESTINATION).value
                         a.error = str(exc)
                         a.failed_node = dest.ref()
-                        self._strike_node(dest, "unconfirmed store", a)
+                        self.policy.strike_node(dest, "unconfirmed store", a)
                         target.excluded.add(dest.ed25519)
                         target.tried.add(dest.ed25519)
                         last = exc
@@ -881,10 +594,10 @@ class SessionClient:
                         continue
                 return dest, result.data, path
             last = result.error
-            if result.kind == _FATAL:
+            if result.kind == Outcome.FATAL:
                 assert last is not None
                 raise last
-            if result.kind == _CLOCK:
+            if result.kind == Outcome.CLOCK:
                 if clock_retried:
                     assert last is not None
                     raise last
@@ -892,12 +605,12 @@ class SessionClient:
                 await self._resync_clock(op, dest, path, enc)
                 continue
             target.tried.add(dest.ed25519)
-            if result.kind == _RETRY_PATH:
+            if result.kind == Outcome.RETRY_PATH:
                 op.failed_paths.add(path.id)
                 op.failed_hops.update(h.ed25519 for h in path.hops)
-            elif result.kind in (_RETRY_DEST, _SWARM_MOVED):
+            elif result.kind in (Outcome.RETRY_DEST, Outcome.SWARM_MOVED):
                 target.excluded.add(dest.ed25519)
-                if result.kind == _SWARM_MOVED:
+                if result.kind == Outcome.SWARM_MOVED:
                     continue
             if n < self.config.max_attempts:
                 await asyncio.sleep(self._backoff(n))
@@ -1041,8 +754,8 @@ class SessionClient:
     def _verify_store(self, rec: SendRecord, dest: Snode, resp: dict[str, Any], expected_hash: str,
                       members: list[Snode], a: AttemptRecord) -> None:
         """Check the per-member results of a store: each member signs the message hash."""
-        entry = self._swarms.get(rec.recipient or "")
-        reported = entry.reported if entry is not None else []
+        cached = self._swarms.get(rec.recipient or "")
+        reported = cached.reported if cached is not None else []
         known = {m.ed25519 for m in members} | {m.ed25519 for m in reported} | {dest.ed25519}
         swarm = resp.get("swarm")
         results: dict[str, dict[str, Any]] = {}
@@ -1161,7 +874,7 @@ class SessionClient:
                     item = self._accept(rec, dest, ns, m)
                     if item is not None:
                         found.append(item)
-                hashes = [m.get("hash") for m in msgs if isinstance(m, dict) and isinstance(m.get("hash"), str)]
+                hashes: list[str] = [m["hash"] for m in msgs if isinstance(m, dict) and isinstance(m.get("hash"), str)]
                 if hashes:
                     self._last_hash[(dest.ed25519, ns)] = hashes[-1]
                 poll["last_hash_after"] = self._last_hash.get((dest.ed25519, ns), "")

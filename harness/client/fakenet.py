@@ -197,7 +197,7 @@ class FakeNetwork:
         if method == "info":
             return 200, self._misc(node, {"version": [2, 11, 3], "timestamp": now})
         if method in ("get_swarm", "get_snodes_for_pubkey"):
-            pk = params.get("pubkey", params.get("pubKey"))
+            pk = str(params.get("pubkey", params.get("pubKey", "")))
             members = self.swarm_of(pk)
             return 200, self._misc(node, {"snodes": [m.swarm_json() for m in members],
                                           "swarm": f"{members[0].swarm_id:016x}"})
@@ -208,7 +208,7 @@ class FakeNetwork:
         return 400, f"unknown method {method}"
 
     def _store(self, node: FakeNode, p: dict[str, Any], now: int) -> tuple[int, Any]:
-        pk = p.get("pubkey")
+        pk = str(p.get("pubkey", ""))
         if node not in self.swarm_of(pk):
             return self._wrong_swarm(node, pk)
         ts, ttl, ns = int(p["timestamp"]), int(p["ttl"]), int(p.get("namespace", 0))
@@ -239,7 +239,7 @@ class FakeNetwork:
         return 200, self._misc(node, {"swarm": swarm, "hash": h})
 
     def _retrieve(self, node: FakeNode, p: dict[str, Any], now: int) -> tuple[int, Any]:
-        pk = p.get("pubkey")
+        pk = str(p.get("pubkey", ""))
         if node not in self.swarm_of(pk):
             return self._wrong_swarm(node, pk)
         ns = int(p.get("namespace", 0))

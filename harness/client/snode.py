@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from nodes.protocol.onion import OnionHop
 from nodes.protocol.swarm import UNASSIGNED_SWARM
 
 
-def _is_hex(s: Any, n: int) -> bool:
+def _is_hex(s: Any, n: int) -> TypeGuard[str]:
     if not isinstance(s, str) or len(s) != n:
         return False
     try:
@@ -128,3 +128,15 @@ def parse_swarm_body(body: Any) -> tuple[int | None, list[Snode]]:
             seen.add(node.ed25519)
             members.append(node)
     return swarm_id, members
+
+
+@dataclass
+class SwarmEntry:
+    """An account's swarm as a client caches it."""
+
+    swarm_id: int | None
+    members: list[Snode]
+    fetched_at: float
+    fetched_size: int
+    #: the swarm as the network reported it (before dropping nodes we struck out)
+    reported: list[Snode]

@@ -11,4 +11,5 @@ Modules:
   http      aiohttp helpers: JSON errors and bodies, listening with clear errors, client sessions
   proof     the node→seed proof (signed message and body)
   service   running a service until SIGTERM/SIGINT
+  netlink   adding /32 addresses through rtnetlink (run by the docker backend in a proxy host)
 """

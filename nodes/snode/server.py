@@ -33,7 +33,8 @@ from .onion_handler import OnionHandler
 from .peers import SWARM_PATH, PeerAuthError, PeerClient, PeerOverrides, verify_peer
 from .ratelimit import RateLimiter
 from .replication import Replicator
-from .rpc import RECURSIVE_METHODS, Response, RpcHandler, accounts_of
+from .requests import RECURSIVE_METHODS, accounts_of
+from .rpc import Response, RpcHandler
 from .seed_client import SeedClient, SeedError
 from .storage import Storage
 from .swarm_view import SwarmView, swarm_id_str

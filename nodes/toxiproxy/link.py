@@ -39,13 +39,11 @@ import socket
 import struct
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .addr import split_host_port
+from .log import JsonLogger
 from .toxics import DOWNSTREAM, EOF, TIMEOUT, UPSTREAM, Chunk, ToxicSpec
-
-if TYPE_CHECKING:
-    from .proxy import Proxy
 
 #: bytes a link may hold inside its toxic stages before it stops reading its source
 HIGH_WATER = 4 * 1024 * 1024
@@ -63,14 +61,32 @@ def _wake(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-class Stage:
-    """One toxic on one link. See the module docstring and toxics.py for the contract:
+class ToxicChains(Protocol):
+    """The proxy's toxics as a connection needs them: the chain of each direction, in order."""
 
-    ``await get(deadline=None)`` → next Chunk, EOF, or TIMEOUT (only when `deadline`, a loop
-    time, passed); ``held`` = the chunk taken but not emitted yet (a toxic must keep it current
-    across every await); ``emit(chunk)``; ``drop(chunk)`` / ``drop_bytes(n)`` for data the toxic
-    discards; ``close()`` ends the link's direction (EOF downstream); ``reset()`` resets the
-    connection; ``spec``, ``state`` (per-connection, survives updates), ``rng``, ``loop``.
+    def chain(self, direction: str) -> list[ToxicSpec]: ...
+
+
+class ConnectionOwner(Protocol):
+    """What a connection uses of the proxy that accepted it (:class:`nodes.toxiproxy.proxy.Proxy`):
+    its name and upstream, its RNG and logger, its live connections, its toxics, and the
+    generation of its listener (bumped on every start/stop)."""
+
+    name: str
+    upstream: str
+    rng: random.Random
+    log: JsonLogger
+    generation: int
+    connections: set[Connection]
+
+    @property
+    def toxics(self) -> ToxicChains: ...
+
+
+class Stage:
+    """One toxic on one link: implements :class:`nodes.toxiproxy.toxics.ToxicStage` (the contract
+    a toxic's ``run`` coroutine relies on); the link drives its lifecycle (see the module
+    docstring).
     """
 
     __slots__ = ("link", "spec", "loop", "rng", "queue", "waiter", "held", "out", "task", "closed",
@@ -405,7 +421,7 @@ class ClientProtocol(_SideProtocol):
 
     __slots__ = ("proxy", "generation")
 
-    def __init__(self, proxy: Proxy) -> None:
+    def __init__(self, proxy: ConnectionOwner) -> None:
         super().__init__(None, CLIENT)
         self.proxy = proxy
         self.generation = proxy.generation  # the listener run that accepted this socket
@@ -424,7 +440,7 @@ class ClientProtocol(_SideProtocol):
 class Connection:
     """An accepted client and its upstream connection."""
 
-    def __init__(self, proxy: Proxy, client: asyncio.Transport, client_proto: _SideProtocol) -> None:
+    def __init__(self, proxy: ConnectionOwner, client: asyncio.Transport, client_proto: _SideProtocol) -> None:
         self.proxy = proxy
         self.loop = asyncio.get_running_loop()
         self.rng: random.Random = proxy.rng
@@ -453,7 +469,10 @@ class Connection:
         proto = _SideProtocol(self, SERVER)
         try:
             host, port = split_host_port(proxy.upstream)
-            transport, _ = await self.loop.create_connection(lambda: proto, host or None, port)
+            # an empty host (":port") dials the local system, as Go's net.Dial does: asyncio
+            # resolves None to the loopback addresses (typeshed only allows str here)
+            transport, _ = await self.loop.create_connection(
+                lambda: proto, host or None, port)  # type: ignore[arg-type]
         except asyncio.CancelledError:
             if proto.transport is not None:  # connected just as we were cancelled
                 proto.transport.abort()

@@ -1,9 +1,10 @@
 """Toxic types: their JSON form, attribute defaults and validation, and what each does to data.
 
 A toxic is described by a :class:`ToxicSpec` (the API object). On every live link of its
-direction it runs as one :class:`~nodes.toxiproxy.link.Stage`: an asyncio task executing the
-toxic's ``run`` coroutine, which takes chunks from the stage's input queue with ``stage.get()``
-and hands them on with ``stage.emit()`` (see link.py for the stage contract). Semantics follow
+direction it runs as one stage (:class:`ToxicStage`, implemented by
+:class:`nodes.toxiproxy.link.Stage`): an asyncio task executing the toxic's ``run`` coroutine,
+which takes chunks from the stage's input queue with ``stage.get()`` and hands them on with
+``stage.emit()``. Semantics follow
 Toxiproxy 2.x (``toxics/*.go``):
 
 * ``latency``   ``latency``, ``jitter`` (ms): each chunk leaves ``latency ± jitter`` after it
@@ -26,10 +27,11 @@ Toxiproxy 2.x (``toxics/*.go``):
 from __future__ import annotations
 
 import asyncio
+import random
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .errors import (
     BAD_REQUEST_BODY,
@@ -43,9 +45,6 @@ from .errors import (
     top_level_error,
     type_error,
 )
-
-if TYPE_CHECKING:
-    from .link import Stage
 
 UPSTREAM = "upstream"
 DOWNSTREAM = "downstream"
@@ -78,9 +77,39 @@ EOF: Any = _Sentinel("EOF")
 TIMEOUT: Any = _Sentinel("TIMEOUT")
 
 
+class ToxicStage(Protocol):
+    """What a toxic's ``run`` coroutine sees of the stage it runs in (one toxic on one link).
+
+    ``await get(deadline=None)`` → next :class:`Chunk`, :data:`EOF`, or :data:`TIMEOUT` (only when
+    `deadline`, a loop time, passed); ``held`` = the chunk taken but not emitted yet (a toxic must
+    keep it current across every await); ``emit(chunk)``; ``drop(chunk)`` / ``drop_bytes(n)`` for
+    data the toxic discards; ``close()`` ends the link's direction (EOF downstream); ``reset()``
+    resets the connection; ``spec``, ``state`` (per-connection, survives updates), ``rng``,
+    ``loop``. The link owns the stage and drives its lifecycle; a toxic only uses this.
+    """
+
+    spec: ToxicSpec
+    state: dict[str, Any]
+    held: Any
+    rng: random.Random
+    loop: asyncio.AbstractEventLoop
+
+    async def get(self, deadline: float | None = None) -> Any: ...
+
+    def emit(self, c: Any) -> None: ...
+
+    def drop(self, c: Chunk) -> None: ...
+
+    def drop_bytes(self, n: int) -> None: ...
+
+    def close(self) -> None: ...
+
+    def reset(self) -> None: ...
+
+
 # -- run coroutines (one per toxic type) ----------------------------------------------------------
 
-async def run_latency(st: Stage) -> None:
+async def run_latency(st: ToxicStage) -> None:
     loop = st.loop
     while True:
         c = await st.get()
@@ -104,7 +133,7 @@ async def run_latency(st: Stage) -> None:
         st.emit(c)
 
 
-async def run_bandwidth(st: Stage) -> None:
+async def run_bandwidth(st: ToxicStage) -> None:
     loop = st.loop
     next_t = 0.0  # virtual clock: when the bytes sent so far are "paid for"
     while True:
@@ -136,7 +165,7 @@ async def run_bandwidth(st: Stage) -> None:
         st.emit(Chunk(data, c.ts) if data is not c.data else c)
 
 
-async def run_slow_close(st: Stage) -> None:
+async def run_slow_close(st: ToxicStage) -> None:
     while True:
         c = await st.get()
         if c is EOF:
@@ -148,7 +177,7 @@ async def run_slow_close(st: Stage) -> None:
         st.emit(c)
 
 
-async def run_timeout(st: Stage) -> None:
+async def run_timeout(st: ToxicStage) -> None:
     timeout = st.spec.attributes["timeout"]
     deadline = st.loop.time() + timeout / 1000.0 if timeout > 0 else None
     while True:
@@ -159,7 +188,7 @@ async def run_timeout(st: Stage) -> None:
         st.drop(c)  # data is dropped on the ground
 
 
-async def run_reset_peer(st: Stage) -> None:
+async def run_reset_peer(st: ToxicStage) -> None:
     c = await st.get()
     st.held = c
     timeout = st.spec.attributes["timeout"]
@@ -197,7 +226,7 @@ def slice_offsets(size: int, average: int, variation: int, randrange: Callable[[
     return cuts
 
 
-async def run_slicer(st: Stage) -> None:
+async def run_slicer(st: ToxicStage) -> None:
     while True:
         c = await st.get()
         if c is EOF:
@@ -217,7 +246,7 @@ async def run_slicer(st: Stage) -> None:
         st.held = None
 
 
-async def run_limit_data(st: Stage) -> None:
+async def run_limit_data(st: ToxicStage) -> None:
     state = st.state
     while True:
         c = await st.get()
@@ -245,7 +274,7 @@ class ToxicType:
     name: str
     struct: str  # Go struct name, for error messages
     attrs: tuple[tuple[str, str], ...]  # (attribute, Go type) in Go field order
-    run: Callable[[Stage], Awaitable[None]] | None  # None: passes data straight through
+    run: Callable[[ToxicStage], Awaitable[None]] | None  # None: passes data straight through
     stateful: bool = False  # keeps per-connection state across updates (limit_data)
 
 

@@ -20,7 +20,8 @@ import docker.errors
 import pytest
 
 from harness import rpc
-from harness.backends.docker import LABEL, LABEL_HOST, LABEL_OWNER, LABEL_STATE, subnet_of
+from harness.backends.docker_engine import LABEL, LABEL_HOST, LABEL_OWNER, LABEL_STATE
+from harness.backends.docker_net import subnet_of
 from harness.images import ensure_images
 from harness.naming import unique_name
 from harness.network import NotReadyError, Testnet, clean

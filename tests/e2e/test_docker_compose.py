@@ -17,7 +17,7 @@ import docker.errors
 import pytest
 
 from harness import rpc
-from harness.backends.docker import free_net_index
+from harness.backends.docker_net import free_net_index
 from harness.compose import COMPOSE_LABEL, DEFAULT_IMAGE, compose_dict, render_compose
 from harness.images import ensure_images
 from harness.naming import unique_name

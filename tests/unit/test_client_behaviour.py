@@ -301,7 +301,7 @@ async def test_too_small_pool_is_read_again_from_the_seed():
         keep = sorted(members)[:1] + sorted({n.ed25519 for n in net.nodes} - members)[:2]
         for n in net.nodes:
             if n.ed25519 not in keep:
-                alice._drop_node(n.ed25519, "struck out", None)  # as the failure rules do
+                alice.policy.drop_node(n.ed25519, "struck out", None)  # as the failure rules do
         assert len(alice.pool) == 3
         rec = await alice.send(bob.session_id, "after a refresh")
     assert rec.ok
