@@ -6,7 +6,7 @@ Fixtures:
   torn down after the test, and when the test failed every node's log is first copied to
   ``--testnet-artifacts`` (default ``./testnet-artifacts``).
 - ``testnet``: a default testnet (2 swarms × 3 nodes) shared by a test module.
-- ``history``: a :class:`harness.checks.recorder.HistoryRecorder` (clients, Faults timeline,
+- ``history``: a :class:`harness.recording.HistoryRecorder` (clients, Faults timeline,
   check results); when the test fails, ``report.md``/``report.json``/``history.json`` are written
   to ``--testnet-artifacts/<test>/`` next to the saved logs. Request it after the testnet
   fixtures (``def test(testnet, history)``) so it is torn down while the testnet still runs.
@@ -148,7 +148,7 @@ def testnet(request: pytest.FixtureRequest, testnet_backend: str) -> Iterator[Te
 @pytest.fixture
 def history(request: pytest.FixtureRequest) -> Iterator[Any]:
     """Records one test's history; writes the check report when the test fails."""
-    from harness.checks.recorder import HistoryRecorder
+    from harness.recording import HistoryRecorder
 
     rec = HistoryRecorder(label=request.node.nodeid)
     try:
