@@ -198,8 +198,9 @@ class HistoryRecorder:
                               testnet=", ".join(n.name for n in self.nets) or None)
         return report.write(folder)
 
-    def close(self) -> None:
-        """Close every client and remove every fault still applied. Idempotent."""
+    def close(self, *, remove_faults: bool = True) -> None:
+        """Close every client and (unless ``remove_faults`` is false: a testnet kept for
+        inspection) remove every fault still applied. Idempotent."""
         if self.closed:
             return
         self.closed = True
@@ -209,7 +210,7 @@ class HistoryRecorder:
                 c.close()
             except Exception as e:  # close every client
                 errors.append(str(e))
-        for f in self._faults:
+        for f in self._faults if remove_faults else []:
             try:
                 f.remove_all()
             except Exception as e:  # remove every fault
