@@ -236,7 +236,7 @@ def _owners_of(item: pytest.Item) -> list[TestnetOwner]:
 
 def artifacts_dir(config: pytest.Config, nodeid: str) -> Path:
     """``--testnet-artifacts/<test id as a folder name>`` (absolute)."""
-    root = config.invocation_params.dir / config.getoption("--testnet-artifacts")
+    root = config.invocation_params.dir / str(config.getoption("--testnet-artifacts"))
     return root / "".join(c if c.isalnum() or c in "-_." else "_" for c in nodeid)[:120]
 
 

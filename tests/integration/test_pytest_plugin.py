@@ -82,6 +82,23 @@ def test_xdist_two_workers_two_testnets_no_clash_all_cleaned(pytester: pytest.Py
     assert leftovers(home) == ([], [])
 
 
+def test_xdist_worker_artifacts_reach_the_summary(pytester: pytest.Pytester, home: Path) -> None:
+    pytest.importorskip("xdist", reason="pytest-xdist is not installed (test extra)")
+    pytester.makepyfile(test_inner=f"""
+        def test_fails(testnet_factory):
+            testnet_factory({SMALL})
+            assert False
+    """)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--testnet-backend", "process", "-n", "2", timeout=240)
+    result.assert_outcomes(failed=1)
+    folder = pytester.path / "testnet-artifacts" / "test_inner.py__test_fails"
+    assert [p.name for p in folder.iterdir()][0].startswith("tgw")  # <testnet>/ from a worker
+    result.stdout.fnmatch_lines(["*session-testnet*",
+                                 f"  test_inner.py::test_fails: {folder}"])
+    assert leftovers(home) == ([], [])
+
+
 def test_artifacts_only_for_the_failed_test_and_listed_in_the_summary(
         pytester: pytest.Pytester, home: Path) -> None:
     pytester.makepyfile(test_inner=f"""
