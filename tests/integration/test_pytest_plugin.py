@@ -1,10 +1,15 @@
 """The pytest plugin, run the way its users run it: inner pytest sessions (pytester) whose tests
-use the fixtures on real process-backend testnets, in a state home of their own."""
+use the fixtures on real process-backend testnets.
+
+The inner sessions share the suite's state home (so that testnet placement, made under its lock,
+never clashes with testnets of other xdist workers); each test gives its inner session a
+``--testnet-prefix`` of its own and checks that nothing with that prefix is left."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import textwrap
@@ -14,6 +19,7 @@ import pytest
 
 from harness.backends.process import _all_marked
 from harness.network import Testnet
+from harness.state import state_home
 
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.integration
@@ -23,28 +29,33 @@ SMALL = "swarms=1, swarm_size=2, proxies=False"
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A state home only the inner sessions use: what is left in it is theirs."""
-    h = tmp_path / "home"
-    monkeypatch.setenv("SESSION_TESTNET_HOME", str(h))
+def prefix() -> str:
+    """A --testnet-prefix no other test uses: what carries it was started by this test."""
+    return f"p{secrets.token_hex(3)}"
+
+
+@pytest.fixture
+def home(monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("SESSION_TESTNET_BACKEND", raising=False)
-    return h
+    return state_home()
 
 
-def leftovers(home: Path) -> tuple[list[str], list[int]]:
-    """State folders of testnets and processes started for testnets under ``home``."""
-    nets = sorted(p.name for p in (home / "networks").iterdir()) \
-        if (home / "networks").is_dir() else []
-    pids = [pid for pid, mark in _all_marked().items() if mark.startswith(str(home))]
+def leftovers(home: Path, prefix: str) -> tuple[list[str], list[int]]:
+    """State folders and processes of testnets whose name starts with ``prefix``."""
+    nets = sorted(p.name for p in (home / "networks").glob(f"{prefix}*"))
+    marks = str(home / "networks" / prefix)
+    pids = [pid for pid, mark in _all_marked().items() if mark.startswith(marks)]
     return nets, pids
 
 
-def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest("-p", "no:cacheprovider", "--testnet-backend", "process", *args)
+def run(pytester: pytest.Pytester, prefix: str, *args: str) -> pytest.RunResult:
+    return pytester.runpytest("-p", "no:cacheprovider", "--testnet-backend", "process",
+                              "--testnet-prefix", prefix, *args)
 
 
 def test_xdist_two_workers_two_testnets_no_clash_all_cleaned(pytester: pytest.Pytester,
-                                                             home: Path, tmp_path: Path) -> None:
+                                                             home: Path, prefix: str,
+                                                             tmp_path: Path) -> None:
     pytest.importorskip("xdist", reason="pytest-xdist is not installed (test extra)")
     seen = tmp_path / "seen"
     seen.mkdir()
@@ -69,7 +80,7 @@ def test_xdist_two_workers_two_testnets_no_clash_all_cleaned(pytester: pytest.Py
     """)
     pytester.makepyfile(test_one=body, test_two=body)
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "--testnet-backend", "process", "--testnet-prefix", "xd",
+        "-p", "no:cacheprovider", "--testnet-backend", "process", "--testnet-prefix", prefix,
         "-n", "2", "--dist", "loadfile", timeout=240)
     result.assert_outcomes(passed=2)
     records = [json.loads(p.read_text()) for p in seen.glob("*.json")]
@@ -78,11 +89,12 @@ def test_xdist_two_workers_two_testnets_no_clash_all_cleaned(pytester: pytest.Py
     assert len(set(names)) == 2 and len({r["seed"] for r in records}) == 2
     assert all(r["ready"] for r in records)
     for r in records:  # prefix, then the worker id: unique across workers by construction
-        assert r["name"].startswith(f"xd{r['worker']}"), r
-    assert leftovers(home) == ([], [])
+        assert r["name"].startswith(f"{prefix}{r['worker']}"), r
+    assert leftovers(home, prefix) == ([], [])
 
 
-def test_xdist_worker_artifacts_reach_the_summary(pytester: pytest.Pytester, home: Path) -> None:
+def test_xdist_worker_artifacts_reach_the_summary(pytester: pytest.Pytester, home: Path,
+                                                  prefix: str) -> None:
     pytest.importorskip("xdist", reason="pytest-xdist is not installed (test extra)")
     pytester.makepyfile(test_inner=f"""
         def test_fails(testnet_factory):
@@ -90,17 +102,18 @@ def test_xdist_worker_artifacts_reach_the_summary(pytester: pytest.Pytester, hom
             assert False
     """)
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "--testnet-backend", "process", "-n", "2", timeout=240)
+        "-p", "no:cacheprovider", "--testnet-backend", "process", "--testnet-prefix", prefix,
+        "-n", "2", timeout=240)
     result.assert_outcomes(failed=1)
     folder = pytester.path / "testnet-artifacts" / "test_inner.py__test_fails"
-    assert [p.name for p in folder.iterdir()][0].startswith("tgw")  # <testnet>/ from a worker
+    assert [p.name for p in folder.iterdir()][0].startswith(f"{prefix}gw")  # from a worker
     result.stdout.fnmatch_lines(["*session-testnet*",
                                  f"  test_inner.py::test_fails: {folder}"])
-    assert leftovers(home) == ([], [])
+    assert leftovers(home, prefix) == ([], [])
 
 
 def test_artifacts_only_for_the_failed_test_and_listed_in_the_summary(
-        pytester: pytest.Pytester, home: Path) -> None:
+        pytester: pytest.Pytester, home: Path, prefix: str) -> None:
     pytester.makepyfile(test_inner=f"""
         def test_passes(testnet_factory, history):
             net = testnet_factory({SMALL})
@@ -111,7 +124,7 @@ def test_artifacts_only_for_the_failed_test_and_listed_in_the_summary(
             history.client(net)
             assert False, "boom"
     """)
-    result = run(pytester)
+    result = run(pytester, prefix)
     result.assert_outcomes(passed=1, failed=1)
     root = pytester.path / "testnet-artifacts"
     assert [p.name for p in root.iterdir()] == ["test_inner.py__test_fails"]
@@ -123,18 +136,18 @@ def test_artifacts_only_for_the_failed_test_and_listed_in_the_summary(
     report = json.loads((folder / "report.json").read_text())
     assert report["logs"]["sn01"] == str(net_dirs[0] / "sn01.log")
     # the plugin's copy is the only one: nothing accumulates in the state home
-    assert not (home / "artifacts").exists() or not any((home / "artifacts").iterdir())
+    assert not list((home / "artifacts").glob(f"{net_dirs[0].name}-*"))
     result.stdout.fnmatch_lines([
         "*session-testnet*",
         "artifacts of failed tests (node logs, check report):",
         f"  test_inner.py::test_fails: {folder}",
     ])
     assert "test_passes:" not in result.stdout.str()
-    assert leftovers(home) == ([], [])
+    assert leftovers(home, prefix) == ([], [])
 
 
 def test_module_testnet_saves_logs_only_for_the_tests_that_used_it(
-        pytester: pytest.Pytester, home: Path) -> None:
+        pytester: pytest.Pytester, home: Path, prefix: str) -> None:
     pytester.makepyfile(
         test_a_unrelated="""
             def test_fails_without_a_testnet():
@@ -152,7 +165,7 @@ def test_module_testnet_saves_logs_only_for_the_tests_that_used_it(
                 assert testnet.nodes
         """,
     )
-    result = run(pytester)
+    result = run(pytester, prefix)
     result.assert_outcomes(passed=2, failed=2)
     root = pytester.path / "testnet-artifacts"
     # test_b's testnet is not saved although an earlier test (test_a) failed; test_a used no
@@ -160,11 +173,11 @@ def test_module_testnet_saves_logs_only_for_the_tests_that_used_it(
     assert [p.name for p in root.iterdir()] == ["test_c_failing.py__test_bad"]
     saved = [p for p in (root / "test_c_failing.py__test_bad").iterdir() if p.is_dir()]
     assert len(saved) == 1 and (saved[0] / "sn06.log").is_file()
-    assert leftovers(home) == ([], [])
+    assert leftovers(home, prefix) == ([], [])
 
 
 @pytest.mark.parametrize("order", ["history, testnet_factory", "testnet_factory, history"])
-def test_history_works_in_any_fixture_order(pytester: pytest.Pytester, home: Path,
+def test_history_works_in_any_fixture_order(pytester: pytest.Pytester, home: Path, prefix: str,
                                             order: str) -> None:
     pytester.makepyfile(test_inner=f"""
         def test_leaves_a_fault_applied({order}):
@@ -177,18 +190,18 @@ def test_history_works_in_any_fixture_order(pytester: pytest.Pytester, home: Pat
             history.client(net)
             assert False
     """)
-    result = run(pytester)
+    result = run(pytester, prefix)
     result.assert_outcomes(passed=1, failed=1, errors=0)
     folder = pytester.path / "testnet-artifacts" / "test_inner.py__test_fails"
     saved = json.loads((folder / "history.json").read_text())
     # the report was written while the testnet ran: every node gave its observations
     assert sorted(saved["observations"]) == ["sn01", "sn02", "sn03"]
     assert "collect:" not in (folder / "report.md").read_text()
-    assert leftovers(home) == ([], [])
+    assert leftovers(home, prefix) == ([], [])
 
 
 def test_keep_on_failure_leaves_the_testnet_up_and_says_how_to_remove_it(
-        pytester: pytest.Pytester, home: Path) -> None:
+        pytester: pytest.Pytester, home: Path, prefix: str) -> None:
     pytester.makepyfile(test_inner=f"""
         def test_passes(testnet_factory):
             testnet_factory({SMALL})
@@ -197,13 +210,12 @@ def test_keep_on_failure_leaves_the_testnet_up_and_says_how_to_remove_it(
             testnet_factory({SMALL})
             assert False
     """)
-    result = run(pytester, "--testnet-keep-on-failure", "--testnet-prefix", "keep")
+    result = run(pytester, prefix, "--testnet-keep-on-failure")
     try:
         result.assert_outcomes(passed=1, failed=1)
-        nets, pids = leftovers(home)
+        nets, pids = leftovers(home, prefix)
         assert len(nets) == 1 and pids, "the failed test's testnet is kept, the other is down"
         name = nets[0]
-        assert name.startswith("keep")
         env = f"SESSION_TESTNET_HOME={home} "
         result.stdout.fnmatch_lines([
             "testnets kept up (--testnet-keep-on-failure)*",
@@ -218,13 +230,13 @@ def test_keep_on_failure_leaves_the_testnet_up_and_says_how_to_remove_it(
         assert status.returncode == 0, status.stderr
         assert name in status.stdout
     finally:
-        for leftover in leftovers(home)[0]:
+        for leftover in leftovers(home, prefix)[0]:
             Testnet.attach(leftover).down()
-    assert leftovers(home) == ([], [])
+    assert leftovers(home, prefix) == ([], [])
 
 
 def test_invalid_prefix_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_inner="def test_x(): pass")
-    result = run(pytester, "--testnet-prefix", "Bad Prefix")
+    result = run(pytester, "Bad Prefix")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--testnet-prefix 'Bad Prefix' is invalid: use 1-12 characters*"])
