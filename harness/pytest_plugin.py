@@ -13,8 +13,9 @@ Fixtures:
 When a test fails (in setup or call), and only then, its artifacts go to
 ``--testnet-artifacts/<test id>/`` (default ``./testnet-artifacts``) before anything is torn
 down: the logs of every testnet the test used (``<testnet>/<node>.log``, ``state.json``; the
-module ``testnet`` counts only for the tests that requested it) and, with ``history``,
-``report.md``/``report.json``/``history.json``. The terminal summary lists those folders.
+module ``testnet`` counts only for the tests that requested it), of a testnet that failed to
+come up, and, with ``history``, ``report.md``/``report.json``/``history.json``. The terminal
+summary lists those folders.
 
 Options: ``--testnet-backend process|docker`` (default: process, or $SESSION_TESTNET_BACKEND),
 ``--testnet-artifacts DIR``, ``--testnet-prefix PREFIX`` (start of every testnet name, default
@@ -151,6 +152,8 @@ _FAILED = pytest.StashKey[bool]()
 #: the item's history recorder, and the error closing it raised
 _RECORDER = pytest.StashKey[HistoryRecorder]()
 _CLOSE_ERROR = pytest.StashKey[BaseException]()
+#: the logs folder of a testnet that failed to come up in the item's setup or call
+_UP_FAILED = pytest.StashKey[Path]()
 
 
 @pytest.fixture
@@ -194,6 +197,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     report = yield
     if report.when in ("setup", "call") and report.failed:
         item.stash[_FAILED] = True
+        # a testnet that failed to come up saved its logs (NotReadyError.artifacts)
+        saved = getattr(call.excinfo.value, "artifacts", None) if call.excinfo else None
+        if isinstance(saved, Path):
+            item.stash[_UP_FAILED] = saved
     return report
 
 
@@ -245,6 +252,12 @@ def _save_artifacts(item: pytest.Item, owners: list[TestnetOwner],
     folder = artifacts_dir(item.config, item.nodeid)
     problems: list[str] = []
     log_paths: dict[str, str] = {}
+    up_failed = item.stash.get(_UP_FAILED, None)
+    if up_failed is not None and up_failed.is_dir():  # copied: a module's tests share it
+        try:
+            shutil.copytree(up_failed, folder / up_failed.name, dirs_exist_ok=True)
+        except OSError as e:
+            problems.append(f"logs of the testnet that failed to start ({up_failed}): {e}")
     for owner in owners:
         for net in owner.nets:
             try:

@@ -146,6 +146,23 @@ def test_artifacts_only_for_the_failed_test_and_listed_in_the_summary(
     assert leftovers(home, prefix) == ([], [])
 
 
+def test_logs_of_a_testnet_that_failed_to_start_are_in_the_test_artifacts(
+        pytester: pytest.Pytester, home: Path, prefix: str) -> None:
+    pytester.makepyfile(test_inner=f"""
+        def test_up_times_out(testnet_factory):
+            testnet_factory({SMALL}, timeout=0.01)   # cannot be ready that fast
+    """)
+    result = run(pytester, prefix)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*NotReadyError*"])
+    folder = pytester.path / "testnet-artifacts" / "test_inner.py__test_up_times_out"
+    [saved] = list(folder.iterdir())
+    assert saved.name.startswith(prefix) and (saved / "seed.log").is_file()
+    assert "up failed" in (saved / "REASON.txt").read_text()
+    result.stdout.fnmatch_lines([f"  test_inner.py::test_up_times_out: {folder}"])
+    assert leftovers(home, prefix) == ([], [])
+
+
 def test_module_testnet_saves_logs_only_for_the_tests_that_used_it(
         pytester: pytest.Pytester, home: Path, prefix: str) -> None:
     pytester.makepyfile(
