@@ -209,18 +209,22 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     """Before the item's fixtures are torn down (its testnets still run): save the artifacts of a
     failed test, then finalize its history. Never raises: the fixtures' teardown must run."""
     rec = item.stash.get(_RECORDER, None)
-    owners = _owners_of(item)
     kept = False
     if item.stash.get(_FAILED, False):
-        for owner in owners:
-            owner.failed_tests.append(item.nodeid)
-        _save_artifacts(item, owners, rec)
-        for owner in owners:
-            if owner.keep:
-                kept = True
-                item.user_properties += [(KEPT_PROPERTY, {
-                    "name": net.name, "home": os.environ.get("SESSION_TESTNET_HOME")})
-                    for net in owner.nets]
+        try:
+            owners = _owners_of(item)
+            for owner in owners:
+                owner.failed_tests.append(item.nodeid)
+            _save_artifacts(item, owners, rec)
+            for owner in owners:
+                if owner.keep:
+                    kept = True
+                    item.user_properties += [(KEPT_PROPERTY, {
+                        "name": net.name, "home": os.environ.get("SESSION_TESTNET_HOME")})
+                        for net in owner.nets]
+        except Exception as e:  # e.g. the artifacts folder is not writable: say so, go on
+            item.warn(pytest.PytestWarning(f"session-testnet: artifacts of {item.nodeid} "
+                                           f"not saved: {e!r}"))
     if rec is not None:
         try:
             rec.close(remove_faults=not kept)
