@@ -32,7 +32,7 @@ def _entry(history: History, rec: SendRecord, **extra: Any) -> dict[str, Any]:
             "route": route(history, rec), **extra}
 
 
-def _read_after(history: History) -> dict[str, list[float]]:
+def _read_times(history: History) -> dict[str, list[float]]:
     """Account → start times of its successful receive operations."""
     out: dict[str, list[float]] = defaultdict(list)
     for r in history.receives:
@@ -57,7 +57,7 @@ def delivery(history: History) -> CheckResult:
     sends = history.sends
     ok_sends = [s for s in sends if s.ok and s.message_hash]
     failed = [s for s in sends if not s.ok]
-    reads = _read_after(history)
+    reads = _read_times(history)
 
     counted: dict[str, Counter[str]] = defaultdict(Counter)   # account -> hash -> n
     undecryptable: dict[tuple[str, str], str] = {}
