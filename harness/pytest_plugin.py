@@ -1,27 +1,40 @@
-"""pytest plugin: testnet fixtures that always clean up, and logs saved when a test fails.
+"""pytest plugin: testnets for tests, always cleaned up, with artifacts for the tests that fail.
 
 Fixtures:
 
 - ``testnet_factory(**topology) -> Testnet``: start a testnet (unique name) for this test; it is
-  torn down after the test, and when the test failed every node's log is first copied to
-  ``--testnet-artifacts`` (default ``./testnet-artifacts``).
-- ``testnet``: a default testnet (2 swarms × 3 nodes) shared by a test module.
-- ``history``: a :class:`harness.checks.recorder.HistoryRecorder` (clients, Faults timeline,
-  check results); when the test fails, ``report.md``/``report.json``/``history.json`` are written
-  to ``--testnet-artifacts/<test>/`` next to the saved logs. Request it after the testnet
-  fixtures (``def test(testnet, history)``) so it is torn down while the testnet still runs.
+  torn down after the test.
+- ``testnet``: a default testnet (2 swarms × 3 nodes) shared by the tests of a module.
+- ``history``: a :class:`harness.recording.HistoryRecorder` (recorded clients, a Faults timeline,
+  check results). Request it in any order with the testnet fixtures: it is finalized by the
+  plugin before any fixture of the test is torn down, while every testnet still runs (clients
+  closed, faults the test left applied removed).
+
+When a test fails (in setup or call), and only then, its artifacts go to
+``--testnet-artifacts/<test id>/`` (default ``./testnet-artifacts``) before anything is torn
+down: the logs of every testnet the test used (``<testnet>/<node>.log``, ``state.json``; the
+module ``testnet`` counts only for the tests that requested it), of a testnet that failed to
+come up, and, with ``history``, ``report.md``/``report.json``/``history.json``. The terminal
+summary lists those folders.
 
 Options: ``--testnet-backend process|docker`` (default: process, or $SESSION_TESTNET_BACKEND),
-``--testnet-artifacts DIR``.
+``--testnet-artifacts DIR``, ``--testnet-prefix PREFIX`` (start of every testnet name, default
+``t``), ``--testnet-keep-on-failure`` (a failed test's testnets, and the module testnet after a
+failed test, stay up with the faults in force; the summary says how to inspect and remove them).
 
 Marker ``@pytest.mark.backends("process", "docker")`` runs a test (module) once per backend;
 the docker variants are marked ``e2e``. An explicit ``--testnet-backend`` runs only that one.
+
+pytest-xdist: every worker starts its own testnets; names carry the worker id
+(:func:`harness.naming.unique_name`), so ``pytest -n 2`` runs them side by side.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +43,15 @@ import pytest
 from harness.backends.registry import BACKENDS, default_backend
 from harness.naming import unique_name
 from harness.network import Testnet
+from harness.recording import HistoryRecorder
 from harness.topology import Topology
+
+#: --testnet-prefix: a testnet name starts with a letter or digit; room is left for the
+#: worker id, counter and random suffix within the 31 characters a name may have
+PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,11}$")
+#: user properties of a test's teardown report (they travel from xdist workers to the summary)
+ARTIFACTS_PROPERTY = "testnet_artifacts"
+KEPT_PROPERTY = "testnet_kept"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -38,12 +59,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--testnet-backend", default=None, choices=list(BACKENDS),
                     help="runtime for testnet fixtures (default: process, or "
                          "$SESSION_TESTNET_BACKEND)")
-    group.addoption("--testnet-artifacts", default="testnet-artifacts",
-                    help="where logs of failed tests' testnets are saved")
+    group.addoption("--testnet-artifacts", default="testnet-artifacts", metavar="DIR",
+                    help="where the artifacts (node logs, check report) of failed tests are "
+                         "saved, one folder per test (default: ./testnet-artifacts)")
+    group.addoption("--testnet-prefix", default="t", metavar="PREFIX",
+                    help="start of the names of testnets the fixtures create (default: t; "
+                         "1-12 of a-z 0-9 - _)")
+    group.addoption("--testnet-keep-on-failure", action="store_true", default=False,
+                    help="leave the testnets of a failed test up (faults still in force) and "
+                         "print how to inspect and remove them")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "backends(*names): run once per testnet backend")
+    prefix = config.getoption("--testnet-prefix")
+    if not PREFIX_RE.match(prefix):
+        raise pytest.UsageError(
+            f"--testnet-prefix {prefix!r} is invalid: use 1-12 characters of a-z, 0-9, '-' or "
+            "'_', starting with a letter or digit (testnet names are at most 31 characters)")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -60,107 +93,227 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="module")
 def testnet_backend(request: pytest.FixtureRequest) -> str:
     """The backend testnet fixtures use: the ``backends`` marker's parameter, else the option."""
-    return getattr(request, "param", None) or _backend(request.config)
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
-    report = yield
-    if report.when == "call" and report.failed:
-        item.stash[_FAILED] = True
-    return report
-
-
-_FAILED = pytest.StashKey[bool]()
-#: testnet name -> folder its logs are saved to when its test fails
-_LOG_DIRS = pytest.StashKey[dict[str, Path]]()
+    return str(getattr(request, "param", None) or _backend(request.config))
 
 
 def _backend(config: pytest.Config) -> str:
-    return config.getoption("--testnet-backend") or default_backend()
+    return str(config.getoption("--testnet-backend") or default_backend())
 
 
-class _Owner:
-    """Starts testnets for one fixture scope and guarantees their teardown."""
+# -- testnets ----------------------------------------------------------------------------------
 
-    def __init__(self, config: pytest.Config, label: str, backend: str) -> None:
+class TestnetOwner:
+    """Starts testnets for one fixture (a test's ``testnet_factory``, a module's ``testnet``)
+    and tears them down at its end, unless a test that used them failed and
+    ``--testnet-keep-on-failure`` is given. Calling it starts a testnet."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    def __init__(self, config: pytest.Config, backend: str) -> None:
         self.config = config
-        self.label = label
         self.backend = backend
         self.nets: list[Testnet] = []
+        #: node ids of the failed tests that used these testnets
+        self.failed_tests: list[str] = []
 
-    def start(self, **kwargs: Any) -> Testnet:
+    def __call__(self, **kwargs: Any) -> Testnet:
         backend = kwargs.pop("backend", None) or self.backend
         timeout = kwargs.pop("timeout", 90.0)
-        kwargs.setdefault("name", unique_name())
+        kwargs.setdefault("name", unique_name(self.config.getoption("--testnet-prefix")))
         net = Testnet.up(Topology(**kwargs), backend=backend, timeout=timeout)
         self.nets.append(net)
-        self.config.stash.setdefault(_LOG_DIRS, {})[net.name] = self._dest(net)
+        self.config.stash.setdefault(_OWNERS, {})[net.name] = self
         return net
 
-    def _dest(self, net: Testnet) -> Path:
-        return Path(self.config.getoption("--testnet-artifacts")) / _safe(self.label) / net.name
+    @property
+    def keep(self) -> bool:
+        return bool(self.failed_tests) and bool(self.config.getoption("--testnet-keep-on-failure"))
 
-    def finish(self, failed: bool) -> None:
+    def finish(self) -> None:
+        """Bring every testnet down (unless kept), even if one of them fails to."""
         errors = []
+        owners = self.config.stash.get(_OWNERS, {})
         for net in self.nets:
+            owners.pop(net.name, None)
+            if self.keep:
+                continue
             try:
-                if failed:
-                    self._save(net)
                 net.down()
             except Exception as e:  # tear down every testnet even if one fails
                 errors.append(f"{net.name}: {e}")
         if errors:
             raise RuntimeError("testnet teardown failed: " + "; ".join(errors))
 
-    def _save(self, net: Testnet) -> None:
-        folder = net.save_artifacts(reason=f"test failed: {self.label}")
-        dest = self._dest(net)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(folder, dest, dirs_exist_ok=True)
 
-
-def _safe(label: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)[:120]
+#: testnet name -> the owner that started it (to find the testnets a test used)
+_OWNERS = pytest.StashKey[dict[str, TestnetOwner]]()
+#: the item failed in setup or call
+_FAILED = pytest.StashKey[bool]()
+#: the item's history recorder, and the error closing it raised
+_RECORDER = pytest.StashKey[HistoryRecorder]()
+_CLOSE_ERROR = pytest.StashKey[BaseException]()
+#: the logs folder of a testnet that failed to come up in the item's setup or call
+_UP_FAILED = pytest.StashKey[Path]()
 
 
 @pytest.fixture
 def testnet_factory(request: pytest.FixtureRequest,
-                    testnet_backend: str) -> Iterator[Callable[..., Testnet]]:
-    owner = _Owner(request.config, request.node.nodeid, testnet_backend)
+                    testnet_backend: str) -> Iterator[TestnetOwner]:
+    """``testnet_factory(**topology) -> Testnet``: a testnet (unique name) for this test."""
+    owner = TestnetOwner(request.config, testnet_backend)
     try:
-        yield owner.start
+        yield owner
     finally:
-        owner.finish(failed=request.node.stash.get(_FAILED, False))
+        owner.finish()
 
 
 @pytest.fixture(scope="module")
 def testnet(request: pytest.FixtureRequest, testnet_backend: str) -> Iterator[Testnet]:
-    owner = _Owner(request.config, request.node.nodeid, testnet_backend)
-    failed = False
+    """A default testnet (2 swarms × 3 nodes) shared by the tests of a module."""
+    owner = TestnetOwner(request.config, testnet_backend)
     try:
-        yield owner.start()
-        failed = request.session.testsfailed > 0
+        yield owner()
     finally:
-        owner.finish(failed=failed)
+        owner.finish()
 
 
 @pytest.fixture
-def history(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """Records one test's history; writes the check report when the test fails."""
-    from harness.checks.recorder import HistoryRecorder
-
+def history(request: pytest.FixtureRequest) -> Iterator[HistoryRecorder]:
+    """Records one test's history; the plugin writes its check report when the test fails and
+    finalizes it before any testnet of the test goes down (so fixture order does not matter)."""
     rec = HistoryRecorder(label=request.node.nodeid)
-    try:
-        yield rec
-    finally:
+    request.node.stash[_RECORDER] = rec
+    yield rec
+    rec.close()  # already done by pytest_runtest_teardown; kept for items run without it
+    error = request.node.stash.get(_CLOSE_ERROR, None)
+    if error is not None:
+        raise error
+
+
+# -- failure handling --------------------------------------------------------------------------
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
+    report = yield
+    if report.when in ("setup", "call") and report.failed:
+        item.stash[_FAILED] = True
+        # a testnet that failed to come up saved its logs (NotReadyError.artifacts)
+        saved = getattr(call.excinfo.value, "artifacts", None) if call.excinfo else None
+        if isinstance(saved, Path):
+            item.stash[_UP_FAILED] = saved
+    return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Before the item's fixtures are torn down (its testnets still run): save the artifacts of a
+    failed test, then finalize its history. Never raises: the fixtures' teardown must run."""
+    rec = item.stash.get(_RECORDER, None)
+    kept = False
+    if item.stash.get(_FAILED, False):
         try:
-            if request.node.stash.get(_FAILED, False):
-                dirs = request.config.stash.get(_LOG_DIRS, {})
-                logs = {n: str(dirs[net.name] / f"{n}.log")
-                        for net in rec.nets if net.name in dirs for n in rec.history.nodes}
-                folder = Path(request.config.getoption("--testnet-artifacts")) / _safe(
-                    request.node.nodeid)
-                rec.write_report(folder, log_paths=logs)
-        finally:
-            rec.close()
+            owners = _owners_of(item)
+            for owner in owners:
+                owner.failed_tests.append(item.nodeid)
+            _save_artifacts(item, owners, rec)
+            for owner in owners:
+                if owner.keep:
+                    kept = True
+                    item.user_properties += [(KEPT_PROPERTY, {
+                        "name": net.name, "home": os.environ.get("SESSION_TESTNET_HOME")})
+                        for net in owner.nets]
+        except Exception as e:  # e.g. the artifacts folder is not writable: say so, go on
+            item.warn(pytest.PytestWarning(f"session-testnet: artifacts of {item.nodeid} "
+                                           f"not saved: {e!r}"))
+    if rec is not None:
+        try:
+            rec.close(remove_faults=not kept)
+        except Exception as e:  # raised by the history fixture's teardown instead
+            item.stash[_CLOSE_ERROR] = e
+
+
+def _owners_of(item: pytest.Item) -> list[TestnetOwner]:
+    """The owners of the testnets ``item`` used: its ``testnet_factory`` and the ``testnet``
+    (or any other fixture value that is a testnet one of the fixtures started)."""
+    known = item.config.stash.get(_OWNERS, {})
+    found: list[TestnetOwner] = []
+    for value in (getattr(item, "funcargs", None) or {}).values():
+        owner = value if isinstance(value, TestnetOwner) else (
+            known.get(value.name) if isinstance(value, Testnet) else None)
+        if owner is not None and owner not in found:
+            found.append(owner)
+    return found
+
+
+def artifacts_dir(config: pytest.Config, nodeid: str) -> Path:
+    """``--testnet-artifacts/<test id as a folder name>`` (absolute)."""
+    root = config.invocation_params.dir / str(config.getoption("--testnet-artifacts"))
+    return root / "".join(c if c.isalnum() or c in "-_." else "_" for c in nodeid)[:120]
+
+
+def _save_artifacts(item: pytest.Item, owners: list[TestnetOwner],
+                    rec: HistoryRecorder | None) -> None:
+    folder = artifacts_dir(item.config, item.nodeid)
+    problems: list[str] = []
+    log_paths: dict[str, str] = {}
+    up_failed = item.stash.get(_UP_FAILED, None)
+    if up_failed is not None and up_failed.is_dir():  # copied: a module's tests share it
+        try:
+            shutil.copytree(up_failed, folder / up_failed.name, dirs_exist_ok=True)
+        except OSError as e:
+            problems.append(f"logs of the testnet that failed to start ({up_failed}): {e}")
+    for owner in owners:
+        for net in owner.nets:
+            try:
+                saved = net.save_artifacts(reason=f"test failed: {item.nodeid}")
+                dest = folder / net.name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copytree(saved, dest, dirs_exist_ok=True)
+                shutil.rmtree(saved, ignore_errors=True)  # one copy, with the test's artifacts
+            except Exception as e:  # save what can be saved
+                problems.append(f"logs of testnet {net.name}: {e}")
+                continue
+            if rec is not None and net in rec.nets:
+                log_paths.update({n.name: str(dest / f"{n.name}.log") for n in net.nodes})
+    if rec is not None:
+        try:
+            rec.write_report(folder, log_paths=log_paths)
+        except Exception as e:  # the test's own failure is what matters; say what is missing
+            problems.append(f"check report: {e}")
+    if problems:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "ARTIFACT-ERRORS.txt").write_text("\n".join(problems) + "\n")
+    if folder.exists():
+        item.user_properties.append((ARTIFACTS_PROPERTY, str(folder)))
+
+
+# -- terminal summary --------------------------------------------------------------------------
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
+                            config: pytest.Config) -> None:
+    artifacts: dict[str, str] = {}
+    kept: dict[str, tuple[str, str | None]] = {}
+    for reports in terminalreporter.stats.values():
+        for rep in reports:
+            for key, value in getattr(rep, "user_properties", None) or ():
+                if key == ARTIFACTS_PROPERTY:
+                    artifacts[rep.nodeid] = str(value)
+                elif key == KEPT_PROPERTY:
+                    kept[value["name"]] = (rep.nodeid, value.get("home"))
+    if not artifacts and not kept:
+        return
+    tr = terminalreporter
+    tr.section("session-testnet")
+    if artifacts:
+        tr.write_line("artifacts of failed tests (node logs, check report):")
+        for nodeid, folder in sorted(artifacts.items()):
+            tr.write_line(f"  {nodeid}: {folder}")
+    if kept:
+        tr.write_line("testnets kept up (--testnet-keep-on-failure); faults the test applied "
+                      "are still in force:")
+        for name, (nodeid, home) in sorted(kept.items()):
+            env = f"SESSION_TESTNET_HOME={home} " if home else ""
+            tr.write_line(f"  {name} (after {nodeid})")
+            tr.write_line(f"    inspect: {env}testnet status -n {name}")
+            tr.write_line(f"             {env}testnet logs -n {name}")
+            tr.write_line(f"    remove:  {env}testnet down -n {name}")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.checks.history import History
-from harness.checks.result import CheckResult
+from harness.checks.result import CheckResult, Verdict
 from harness.client.records import OperationRecord, SendRecord
 from harness.faults.timeline import Event
 
@@ -88,6 +88,15 @@ class Report:
         return all(r.ok for r in self.results)
 
     @property
+    def verdict(self) -> Verdict:
+        """``FAILED`` if a check failed, else ``UNKNOWN`` if one could not decide, else ``OK``."""
+        if any(r.failed for r in self.results):
+            return Verdict.FAILED
+        if any(r.unknown for r in self.results):
+            return Verdict.UNKNOWN
+        return Verdict.OK
+
+    @property
     def origin(self) -> float:
         times = [r.started_at for r in self.history.records] + [e.wall for e in self.history.events]
         return min(times) if times else 0.0
@@ -157,9 +166,10 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         return {
             "title": self.title, "testnet": self.testnet, "ok": self.ok,
+            "verdict": self.verdict.value,
             "generated_at": time.time(), "origin": self.origin,
             "checks": [r.to_dict() for r in self.results],
-            "failures": [{"check": r.name, "summary": r.summary,
+            "failures": [{"check": r.name, "verdict": r.verdict.value, "summary": r.summary,
                           "operations": [self.explain(o) for o in r.evidence.get("op_ids", [])]}
                          for r in self.results if not r.ok],
             "failed_operations": [self.explain(o) for o in self.failed_ops()],
@@ -176,13 +186,13 @@ class Report:
             out += [f"Testnet `{self.testnet}`; times are seconds from the first operation or "
                     "fault (+0.000s).", ""]
         out += ["| check | result | summary |", "| --- | --- | --- |"]
-        out += [f"| {r.name} | {'PASS' if r.ok else '**FAIL**'} | {r.summary} |"
-                for r in self.results]
+        out += [f"| {r.name} | {r.verdict.label if r.ok else f'**{r.verdict.label}**'} | "
+                f"{r.summary} |" for r in self.results]
         out.append("")
         for r in self.results:
             if r.ok:
                 continue
-            out += [f"## FAILED: {r.name}", "", r.summary, ""]
+            out += [f"## {r.verdict.name}: {r.name}", "", r.summary, ""]
             out += [f"- {d}" for d in r.details]
             ops = r.evidence.get("op_ids", [])
             if ops:

@@ -84,11 +84,19 @@ def _bindable(ip: str, port: int) -> bool:
     return True
 
 
+def _block_free(x: int, nodes: int) -> bool:
+    """Nothing listens on block 127.x's seed, Toxiproxy or node addresses (a testnet of another
+    state home may hold the block while its seed is down or not started yet)."""
+    addresses = [(f"127.{x}.0.1", SEED_PORT), (f"127.{x}.0.1", TOXIPROXY_PORT)]
+    addresses += [(f"127.{x}.{i}.{j}", STORAGE_PORT) for i in range(1, nodes + 1) for j in (1, 2)]
+    return all(_bindable(ip, port) for ip, port in addresses)
+
+
 class ProcessBackend(Backend):
     kind = "process"
 
     # -- placement ---------------------------------------------------------------------------
-    def _allocate_index(self) -> int:
+    def _allocate_index(self, nodes: int) -> int:
         used = set()
         for name in list_networks(self.statedir.home):
             try:
@@ -98,12 +106,12 @@ class ProcessBackend(Backend):
             if st.backend == self.kind:
                 used.add(st.net_index)
         for x in range(1, 255):
-            if x not in used and _bindable(f"127.{x}.0.1", SEED_PORT):
+            if x not in used and _block_free(x, nodes):
                 return x
         raise BackendError("no free 127.X.0.0/16 block for a process testnet: run 'testnet clean'")
 
     def plan(self, topology: Topology, admin_token: str) -> NetworkState:
-        x = self._allocate_index()
+        x = self._allocate_index(min(topology.node_count, 254))
         seed_ip = f"127.{x}.0.1"
         state = NetworkState(
             name=topology.name, backend=self.kind, topology=topology.to_dict(),

@@ -1,27 +1,20 @@
-"""Checkers over histories (pure: no network), Jepsen style.
+"""Checkers over histories, Jepsen style: pure functions, no network.
 
 A :class:`History` holds the client's operation records, what the test sent and got back, the
 fault timeline and the nodes' observations; each checker reads it and returns a
-:class:`CheckResult`. :func:`collect_observations` is the one function that talks to a testnet.
-See docs/checks.md.
+:class:`CheckResult` whose verdict is ``OK``, ``FAILED`` or ``UNKNOWN`` (too little data, or the
+checker crashed: see :func:`checker`). Recording a history from a running testnet is
+:mod:`harness.recording`'s job. See docs/checks.md.
 """
 
 from harness.checks.censorship import censorship, misbehaviours
 from harness.checks.delivery import delivery
-from harness.checks.history import (
-    History,
-    clear_observations,
-    collect_observations,
-    local_address_towards,
-    node_directory,
-)
+from harness.checks.history import History
 from harness.checks.latency import latency, percentile
 from harness.checks.privacy import privacy
-from harness.checks.recorder import HistoryRecorder, RecordedClient
-from harness.checks.result import CheckResult
+from harness.checks.result import CheckResult, Verdict, checker
 
 __all__ = [
-    "CheckResult", "History", "HistoryRecorder", "RecordedClient", "censorship", "clear_observations", "collect_observations",
-    "delivery", "latency", "local_address_towards", "misbehaviours", "node_directory",
-    "percentile", "privacy",
+    "CheckResult", "History", "Verdict", "censorship", "checker", "delivery", "latency",
+    "misbehaviours", "percentile", "privacy",
 ]

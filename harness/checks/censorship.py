@@ -9,7 +9,7 @@ from typing import Any
 
 from harness.checks.delivery import delivery
 from harness.checks.history import History
-from harness.checks.result import CheckResult
+from harness.checks.result import CheckResult, Verdict, checker
 
 #: behaviour -> the role in which it censors ("relay": on an onion path; "destination")
 CENSORING = {"drop_relays": "relay", "corrupt_relays": "relay", "drop_stores": "destination"}
@@ -56,19 +56,28 @@ def misbehaviours(history: History,
     return out
 
 
+@checker("censorship")
 def censorship(history: History, behaviours: dict[str, dict[str, Any]] | None = None) -> CheckResult:
     """Every send made while a node censored (``drop_stores``, ``drop_relays``,
     ``corrupt_relays``) succeeded and was delivered, no successful store went through a
     censoring node in the role it censors in, and ``evidence["avoided"]`` says, per censoring
-    node, how often the client ran into it and how many routes it took around it."""
+    node, how often the client ran into it and how many routes it took around it.
+
+    Verdict: ``FAILED`` on any violation; else ``UNKNOWN`` when no node censored, no send
+    overlapped a censoring period, or a message sent then is unchecked (its recipient did not
+    read after it, see :func:`delivery`); else ``OK``."""
     bad = misbehaviours(history, behaviours)
     if not bad:
-        return CheckResult("censorship", False,
+        return CheckResult("censorship", Verdict.UNKNOWN,
                            "no censoring node in the timeline or behaviours: nothing to check",
                            ["use Faults.misbehave(…, drop_stores=True / drop_relays=True) with the "
                             "history's timeline, or pass behaviours={node: {...}}"], {})
     deliv = delivery(history)
+    if deliv.evidence.get("error"):
+        raise RuntimeError(f"the delivery check it relies on crashed: {deliv.evidence['error']}")
     lost = {e["op_id"] for e in deliv.evidence["lost"] + deliv.evidence["corrupted"]}
+    unchecked_ops = {e["op_id"] for e in deliv.evidence["unchecked"]}
+    unchecked: list[str] = []
     violations: list[str] = []
     bad_ops: list[str] = []
     avoided: dict[str, dict[str, Any]] = {
@@ -87,6 +96,9 @@ def censorship(history: History, behaviours: dict[str, dict[str, Any]] | None = 
                               f"censored: {s.error_type}: {s.error}")
             bad_ops.append(s.op_id)
             continue
+        if s.op_id in unchecked_ops:
+            unchecked.append(f"send {s.op_id} ({s.message_hash}) during censoring: its delivery "
+                             "is unchecked (the recipient did not read after it)")
         if s.op_id in lost:
             violations.append(f"send {s.op_id} ({s.message_hash}) was stored but not delivered "
                               f"while {', '.join(m.node for m in active)} censored")
@@ -112,22 +124,30 @@ def censorship(history: History, behaviours: dict[str, dict[str, Any]] | None = 
                     avoided[m.node]["failed_attempts"] += 1
                     avoided[m.node]["errors"].append(
                         f"{s.op_id}#{a.n}: {a.error_kind} {a.status or a.http_status}")
+    missing = list(unchecked)
     if during == 0:
-        violations.append("no send overlapped a censoring period: nothing was tested")
+        missing.append("no send overlapped a censoring period: nothing was tested")
     names = ", ".join(f"{m.node} ({'+'.join(m.behaviours)})" for m in bad)
-    details = list(violations)
+    details = list(violations) + [f"unknown: {m}" for m in missing]
     for node, info in avoided.items():
         details.append(f"{node} ({', '.join(info['behaviours'])}): client ran into it "
                        f"{info['failed_attempts']} times and took {info['routes_around']} "
                        f"successful routes around it")
-    ok = not violations
-    delivered = during - len([o for o in set(bad_ops)])
-    summary = (f"{delivered}/{during} messages sent while censoring got through despite {names}"
-               if ok else f"{len(violations)} problems with censoring nodes {names}")
-    return CheckResult("censorship", ok, summary, details, {
+    verdict = Verdict.FAILED if violations else Verdict.UNKNOWN if missing else Verdict.OK
+    delivered = during - len(set(bad_ops)) - len(unchecked)
+    if verdict is Verdict.FAILED:
+        summary = f"{len(violations)} problems with censoring nodes {names}"
+    else:
+        summary = f"{delivered}/{during} messages sent while censoring got through despite {names}"
+        if during == 0:
+            summary += "; unknown: no send overlapped a censoring period"
+        elif unchecked:
+            summary += f"; unknown: {len(unchecked)} unchecked"
+    return CheckResult("censorship", verdict, summary, details, {
         "censoring": [{"node": m.node, "behaviours": m.behaviours, "start": m.start, "end": m.end}
                       for m in bad],
         "avoided": avoided, "sends_during": during, "violations": violations,
+        "missing": missing,
         "op_ids": list(dict.fromkeys(bad_ops)),
     })
 

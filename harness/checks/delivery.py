@@ -6,7 +6,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from harness.checks.history import History
-from harness.checks.result import CheckResult
+from harness.checks.result import CheckResult, Verdict, checker
 from harness.client.records import SendRecord
 
 
@@ -32,16 +32,32 @@ def _entry(history: History, rec: SendRecord, **extra: Any) -> dict[str, Any]:
             "route": route(history, rec), **extra}
 
 
+def _read_times(history: History) -> dict[str, list[float]]:
+    """Account → start times of its successful receive operations."""
+    out: dict[str, list[float]] = defaultdict(list)
+    for r in history.receives:
+        if r.ok:
+            out[r.account or r.recipient or ""].append(r.started_at)
+    return out
+
+
+@checker("delivery")
 def delivery(history: History) -> CheckResult:
     """Every ``ok`` send was received by its recipient exactly once, with the body the test sent
     (when known) and the sender's Session ID.
 
     Receipts are counted from the recipient's receive records (``new_hashes``: the client
     already de-duplicates across polls and nodes, so a hash there twice is a duplicate the
-    application saw) and from the captured deliveries (bodies and senders)."""
+    application saw) and from the captured deliveries (bodies and senders).
+
+    A message that was never received counts as lost only when its recipient read its messages
+    successfully after the send ended; otherwise it is *unchecked*. Verdict: ``FAILED`` when a
+    message was lost, duplicated or corrupted; else ``UNKNOWN`` when nothing was sent
+    successfully or a message is unchecked; else ``OK``."""
     sends = history.sends
     ok_sends = [s for s in sends if s.ok and s.message_hash]
     failed = [s for s in sends if not s.ok]
+    reads = _read_times(history)
 
     counted: dict[str, Counter[str]] = defaultdict(Counter)   # account -> hash -> n
     undecryptable: dict[tuple[str, str], str] = {}
@@ -54,7 +70,11 @@ def delivery(history: History) -> CheckResult:
     for d in history.deliveries:
         captured[(d.get("account", ""), d.get("hash", ""))].append(d)
 
-    lost, dup, corrupt, details = [], [], [], []
+    lost: list[dict[str, Any]] = []
+    dup: list[dict[str, Any]] = []
+    corrupt: list[dict[str, Any]] = []
+    unchecked: list[dict[str, Any]] = []
+    details: list[str] = []
     for s in ok_sends:
         to = s.recipient or ""
         h = s.message_hash or ""
@@ -66,6 +86,12 @@ def delivery(history: History) -> CheckResult:
             corrupt.append(e)
             details.append(f"corrupted: message {h} {short(s.account)}→{short(to)} did not decrypt: "
                            f"{e['error']} (send {s.op_id}, {e['route']})")
+            continue
+        if n == 0 and not any(t >= (s.ended_at or s.started_at) for t in reads.get(to, [])):
+            e = _entry(history, s)
+            unchecked.append(e)
+            details.append(f"unchecked: message {h} {short(s.account)}→{short(to)} (send "
+                           f"{s.op_id}): the recipient did not read its messages after the send")
             continue
         if n == 0:
             e = _entry(history, s)
@@ -105,16 +131,26 @@ def delivery(history: History) -> CheckResult:
                        f"{short(d.get('sender'))}, which no ok send record produced")
 
     bad = lost + dup + corrupt
-    delivered = len(ok_sends) - len(lost) - len({e["op_id"] for e in corrupt if "error" in e})
-    ok = not bad
+    delivered = (len(ok_sends) - len(lost) - len(unchecked)
+                 - len({e["op_id"] for e in corrupt if "error" in e}))
+    if bad:
+        verdict = Verdict.FAILED
+    elif not ok_sends or unchecked:
+        verdict = Verdict.UNKNOWN
+    else:
+        verdict = Verdict.OK
     summary = (f"{delivered}/{len(ok_sends)} sent messages delivered"
                + (f"; {len(lost)} lost" if lost else "")
                + (f"; {len(dup)} duplicated" if dup else "")
                + (f"; {len(corrupt)} corrupted" if corrupt else "")
+               + (f"; {len(unchecked)} unchecked" if unchecked else "")
                + (f"; {len(failed)} sends failed" if failed else ""))
-    return CheckResult("delivery", ok, summary, details, {
+    if not ok_sends:
+        summary += ": no message was sent successfully, nothing to check"
+        details.insert(0, "unknown: no send succeeded, so there is no delivery to check")
+    return CheckResult("delivery", verdict, summary, details, {
         "sent": len(ok_sends), "delivered": delivered, "lost": lost, "duplicated": dup,
-        "corrupted": corrupt, "failed_sends": [s.op_id for s in failed],
+        "corrupted": corrupt, "unchecked": unchecked, "failed_sends": [s.op_id for s in failed],
         "unexpected": unexpected,
         "op_ids": sorted({e["op_id"] for e in bad}),
         "hashes": sorted({e["hash"] for e in bad if e.get("hash")}),

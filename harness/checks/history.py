@@ -8,14 +8,13 @@
 - ``events``: the fault timeline (``harness.faults.Event``);
 - ``observations``: per node name, what ``GET /admin/v1/observations`` returned;
 - ``nodes``: the directory, node name → {"ed25519", "public_ip", "bind_ip", "admin_url"}.
+
+Pure data: gathering it from a running testnet is :mod:`harness.recording`'s job.
 """
 
 from __future__ import annotations
 
 import json
-import socket
-import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ class History:
     events: list[Event] = field(default_factory=list)
     observations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: addresses the test's clients connect from (see :func:`local_address_towards`)
+    #: addresses the test's clients connect from (see :func:`harness.recording.local_address_towards`)
     client_addresses: list[str] = field(default_factory=list)
 
     # -- views --------------------------------------------------------------------------------
@@ -98,53 +97,4 @@ class History:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
-def node_directory(net: Any) -> dict[str, dict[str, Any]]:
-    """Node name → {"ed25519", "x25519", "public_ip", "bind_ip", "admin_url", "swarm_id"} of a
-    :class:`harness.network.Testnet`."""
-    return {n.name: {"ed25519": n.pubkey_ed25519, "x25519": n.pubkey_x25519,
-                     "public_ip": n.public_ip, "bind_ip": n.bind_ip or n.public_ip,
-                     "admin_url": n.admin_url, "swarm_id": n.swarm_id}
-            for n in net.nodes}
-
-
-def collect_observations(net: Any, names: Iterable[str] | None = None, *,
-                         errors: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
-    """Every node's observation buffer (``GET /admin/v1/observations?since=0``), by node name.
-
-    A node that does not answer (killed, paused) is left out; with ``errors`` the reason is
-    appended there (``"sn03: …"``) instead of being lost."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for name in (list(names) if names is not None else [n.name for n in net.nodes]):
-        try:
-            answer = net.node_admin(name, "observations?since=0")
-            out[name] = list((answer or {}).get("observations", []))
-        except Exception as e:  # a dead node has no observations to give; say why
-            if errors is not None:
-                errors.append(f"{name}: observations unavailable: {e}")
-    return out
-
-
-def clear_observations(net: Any) -> None:
-    """Empty every running node's observation buffer (start of a scenario)."""
-    for n in net.nodes:
-        try:
-            net.node_admin(n.name, "observations", method="DELETE")
-        except Exception:  # noqa: S110 - a stopped node has nothing to clear
-            pass
-
-
-def local_address_towards(ip: str, port: int = 22021) -> str:
-    """The source address this host uses to reach ``ip`` (what a node would see as the
-    client's address without a proxy in between). Sends nothing: a UDP socket is only
-    connected, which selects the route."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect((ip, port))
-        return s.getsockname()[0]
-
-
-def now() -> float:
-    return time.time()
-
-
-__all__ = ["History", "clear_observations", "collect_observations", "local_address_towards",
-           "node_directory"]
+__all__ = ["History"]

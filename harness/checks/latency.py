@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from harness.checks.history import History
-from harness.checks.result import CheckResult
+from harness.checks.result import CheckResult, Verdict, checker
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -48,6 +48,7 @@ def delivery_times(history: History) -> dict[str, float]:
     return out
 
 
+@checker("latency")
 def latency(history: History, *, send_p95_ms: float | None = None,
             send_max_ms: float | None = None, delivery_p95_ms: float | None = None,
             delivery_max_ms: float | None = None) -> CheckResult:
@@ -57,7 +58,10 @@ def latency(history: History, *, send_p95_ms: float | None = None,
 
     ``evidence["by_node"][name]`` has the store-request statistics of the sends whose successful
     store went through that node (as a hop or the destination), and ``others`` those of the
-    sends that avoided it: the effect of a slow node shows there."""
+    sends that avoided it: the effect of a slow node shows there.
+
+    Verdict: ``FAILED`` when a threshold is exceeded; else ``UNKNOWN`` when there is no
+    successful send, or a threshold was given for a measurement without samples; else ``OK``."""
     sends = [s for s in history.sends if s.ok and s.duration_ms is not None]
     send_ms = [s.duration_ms for s in sends if s.duration_ms is not None]
     store_ms: dict[str, float] = {}
@@ -106,8 +110,16 @@ def latency(history: History, *, send_p95_ms: float | None = None,
         if st["count"] and st["others"]["count"]:
             details.append(f"through {name}: store p50 {st['p50']:.0f} ms (n={st['count']}) vs "
                            f"{st['others']['p50']:.0f} ms without it (n={st['others']['count']})")
+    missing = []
+    if not send_ms:
+        missing.append("no successful send to measure")
+    for what, key, bounds in (("send", "send_ms", (send_p95_ms, send_max_ms)),
+                              ("delivery", "delivery_ms", (delivery_p95_ms, delivery_max_ms))):
+        if send_ms and res[key]["count"] == 0 and any(b is not None for b in bounds):
+            missing.append(f"a {what} threshold was given but no {what} latency was measured")
     for v in violations:
         details.insert(0, f"threshold exceeded: {v}")
+    details[:0] = [f"unknown: {m}" for m in missing]
     thresholds = {"send_p95_ms": send_p95_ms, "send_max_ms": send_max_ms,
                   "delivery_p95_ms": delivery_p95_ms, "delivery_max_ms": delivery_max_ms}
     summary = (f"send p50 {_num(res['send_ms']['p50'])}/p95 {_num(res['send_ms']['p95'])} ms, "
@@ -115,8 +127,12 @@ def latency(history: History, *, send_p95_ms: float | None = None,
                f"{_num(res['delivery_ms']['p95'])} ms")
     if violations:
         summary += "; " + "; ".join(violations)
-    return CheckResult("latency", not violations, summary, details, {
+    elif missing:
+        summary += "; " + "; ".join(missing)
+    verdict = Verdict.FAILED if violations else Verdict.UNKNOWN if missing else Verdict.OK
+    return CheckResult("latency", verdict, summary, details, {
         **res, "by_node": by_node, "thresholds": thresholds, "violations": violations,
+        "missing": missing,
         "per_send_ms": per_send, "per_store_ms": store_ms, "per_delivery_ms": deliver,
         "op_ids": list(dict.fromkeys(slow_ops)),
     })

@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.checks.history import History
-from harness.checks.result import CheckResult
+from harness.checks.result import CheckResult, Verdict, checker
 from harness.client.records import AttemptRecord, OperationRecord
 
 
@@ -51,8 +51,13 @@ def _matches(obs: list[dict[str, Any]], a: AttemptRecord, slack: float, *, hop: 
     return out
 
 
+@checker("privacy")
 def privacy(history: History, *, hops: int = 3, slack_s: float = 2.0,
             require_evidence: bool = True) -> CheckResult:
+    """The rules of this module over ``history``. Verdict: ``FAILED`` on any violation; else
+    ``UNKNOWN`` when there is no successful onion request, no node observation at all, or
+    (with ``require_evidence``) a request that guard or destination did not record; else
+    ``OK``."""
     onion_ops: list[tuple[OperationRecord, AttemptRecord]] = [
         (r, a) for r in history.records for a in r.attempts if a.path]
     accounts = {x for r in history.records for x in (r.account, r.recipient) if x}
@@ -106,11 +111,11 @@ def privacy(history: History, *, hops: int = 3, slack_s: float = 2.0,
         chain = [*a.path, a.destination]
         missing = []
         for i, node in enumerate(chain):
-            name = history.node_name(node.get("ed25519"))
-            if name is None or name not in history.observations:
+            node_name = history.node_name(node.get("ed25519"))
+            if node_name is None or node_name not in history.observations:
                 missing.append(f"{history.label(node)} (no observations collected)")
                 continue
-            obs = history.observations[name]
+            obs = history.observations[node_name]
             if i < len(chain) - 1:
                 found = _matches(obs, a, slack_s, hop="relay", next_hop=chain[i + 1].get("ed25519"))
             else:
@@ -118,7 +123,7 @@ def privacy(history: History, *, hops: int = 3, slack_s: float = 2.0,
             if not found and i in (0, len(chain) - 1):
                 missing.append(f"{history.label(node)} ({'guard' if i == 0 else 'destination'})")
             for o in found:
-                per_position.append((r, a, i, {**o, "node": name}))
+                per_position.append((r, a, i, {**o, "node": node_name}))
                 if i == 0 and o.get("remote_addr"):
                     client_seen.add(o["remote_addr"])
         if missing:
@@ -168,11 +173,20 @@ def privacy(history: History, *, hops: int = 3, slack_s: float = 2.0,
         details.append(f"note: address(es) {', '.join(sorted(ambiguous))} are used by clients and "
                        "by node-side traffic alike (Toxiproxy in front of every node): rules 3-4 "
                        "rest on the onion hop structure the nodes recorded")
-    ok = not violations and not (require_evidence and unverified)
+    lacking = []
+    if checked == 0:
+        lacking.append("no successful onion request in the history to check")
+    if not history.observations:
+        lacking.append("no node observations were collected (call history.collect())")
+    if require_evidence and unverified:
+        lacking.append(f"{len(unverified)} onion requests without evidence at guard or "
+                       "destination")
+    details[:0] = [f"unknown: {x}" for x in lacking] if not violations else []
+    verdict = Verdict.FAILED if violations else Verdict.UNKNOWN if lacking else Verdict.OK
     summary = (f"{checked} successful onion requests checked, {verified} verified at guard and "
                f"destination; {len(violations)} violations"
                + (f"; {len(unverified)} without evidence" if unverified else ""))
-    return CheckResult("privacy", ok, summary, details, {
+    return CheckResult("privacy", verdict, summary, details, {
         "violations": violations, "unverified": unverified, "checked": checked,
         "verified": verified, "onion_attempts": len(onion_ops),
         "client_addresses": sorted(client_seen), "node_side_addresses": sorted(node_side),

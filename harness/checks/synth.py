@@ -61,9 +61,13 @@ def onion_obs(seq: int, ts: float, *, hop_: str, next_hop: str | None = None,
 def observe(history: History, a: AttemptRecord, recipient: str, *,
             guard_accounts: list[str] | None = None, dest_remote: str = "127.0.0.1") -> None:
     """The observations the nodes of a successful attempt would record."""
+    if a.destination is None:
+        raise ValueError(f"attempt {a.n} has no destination: nothing would observe it")
     chain = [*a.path, a.destination]
     for i, h in enumerate(chain):
         name = history.node_name(h["ed25519"])
+        if name is None:
+            raise ValueError(f"hop {h} is not in the history's node directory")
         obs = history.observations.setdefault(name, [])
         ts = a.started_at + 0.01 * (i + 1)
         if i < len(chain) - 1:

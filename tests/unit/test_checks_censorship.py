@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.checks import History, censorship, misbehaviours
+from harness.checks import History, Verdict, censorship, misbehaviours
 from harness.checks.synth import T0, attempt, directory, event, receive, send
 
 pytestmark = pytest.mark.unit
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.unit
 A, B = "05" + "aa" * 32, "05" + "bb" * 32
 
 
-def scenario(final_dest: str = "sn04", deliver: bool = True) -> History:
+def scenario(final_dest: str = "sn04", deliver: bool = True, read: bool = True) -> History:
     nodes = directory()
     h = History(nodes=nodes, events=[
         event("misbehave", "apply", ["sn02"], T0, 0, drop_stores=True),
@@ -25,8 +25,8 @@ def scenario(final_dest: str = "sn04", deliver: bool = True) -> History:
                  error_kind="unconfirmed", actions=["strike_node:sn02"])
     a3 = attempt(nodes, 3, ["sn01", "sn03", "sn06"], final_dest, at=T0 + 3)
     h.records.append(send("send-1", A, B, "H1", [a1, a2, a3]))
-    if deliver:
-        h.records.append(receive("r", B, ["H1"], at=T0 + 4))
+    if deliver or read:  # bob read after the send: got H1, or nothing
+        h.records.append(receive("r", B, ["H1"] if deliver else [], at=T0 + 4))
     return h
 
 
@@ -38,7 +38,7 @@ def test_windows_from_timeline():
 
 def test_routed_around_and_delivered_passes_and_names_nodes():
     r = censorship(scenario())
-    assert r.ok, r
+    assert r.ok and r.verdict is Verdict.OK, r
     assert "sn02 (drop_stores)" in r.summary and "sn05 (drop_relays)" in r.summary
     assert r.evidence["avoided"]["sn02"]["failed_attempts"] == 1
     assert r.evidence["avoided"]["sn05"]["failed_attempts"] == 1
@@ -47,12 +47,30 @@ def test_routed_around_and_delivered_passes_and_names_nodes():
 
 def test_success_through_censor_or_loss_fails():
     r = censorship(scenario(final_dest="sn02"))
-    assert not r.ok and "through censoring node sn02" in r.details[0]
+    assert r.verdict is Verdict.FAILED and "through censoring node sn02" in r.details[0]
     r = censorship(scenario(deliver=False))
-    assert not r.ok and r.evidence["op_ids"] == ["send-1"] and "not delivered" in r.details[0]
+    assert r.verdict is Verdict.FAILED and r.evidence["op_ids"] == ["send-1"]
+    assert "not delivered" in r.details[0]
 
 
-def test_nothing_to_check_is_a_failure():
-    assert not censorship(History()).ok
+def test_nothing_to_check_is_unknown():
+    r = censorship(History())
+    assert r.verdict is Verdict.UNKNOWN and not r.ok and "nothing to check" in r.summary
     assert censorship(scenario(), behaviours={"sn06": {"drop_relays": True}}).evidence[
         "avoided"]["sn06"]["routes_around"] == 0
+
+
+def test_no_send_during_censoring_is_unknown():
+    h = scenario()
+    # sn05 censored only before the send (T0 + 1); sn02 not at all
+    h.events = [event("misbehave", "apply", ["sn05"], T0, 0, drop_relays=True),
+                event("misbehave", "remove", ["sn05"], T0 + 0.5, 1, drop_relays=True)]
+    r = censorship(h)
+    assert r.verdict is Verdict.UNKNOWN and r.evidence["sends_during"] == 0
+    assert "no send overlapped a censoring period" in r.summary
+
+
+def test_unread_recipient_is_unknown_not_lost():
+    r = censorship(scenario(deliver=False, read=False))
+    assert r.verdict is Verdict.UNKNOWN and r.evidence["op_ids"] == []
+    assert any("unchecked" in d for d in r.details)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.checks import History, delivery, latency, percentile
+from harness.checks import History, Verdict, delivery, latency, percentile
 from harness.checks.synth import T0, attempt, directory, receive, send
 
 pytestmark = pytest.mark.unit
@@ -34,7 +34,8 @@ def test_all_delivered_passes():
     for i in range(3):
         deliver(h, i)
     r = delivery(h)
-    assert r.ok and r.evidence["delivered"] == 3 and r.summary.startswith("3/3")
+    assert r.ok and r.verdict is Verdict.OK
+    assert r.evidence["delivered"] == 3 and r.summary.startswith("3/3")
 
 
 def test_lost_message_is_named_with_its_route():
@@ -42,7 +43,7 @@ def test_lost_message_is_named_with_its_route():
     deliver(h, 0)
     deliver(h, 2)
     r = delivery(h)
-    assert not r.ok
+    assert r.verdict is Verdict.FAILED and not r.ok
     assert [e["op_id"] for e in r.evidence["lost"]] == ["send-1"]
     assert r.evidence["op_ids"] == ["send-1"] and r.evidence["hashes"] == ["H1"]
     assert "'m1'" in r.details[0] and "sn01 (127.1.1.1) → sn03" in r.details[0]
@@ -98,5 +99,42 @@ def test_latency_thresholds_and_per_node_breakdown():
     assert by["sn03"]["others"]["count"] == 0
     assert r.evidence["delivery_ms"]["max"] == pytest.approx(450, abs=1)
     bad = latency(h, send_p95_ms=100)
-    assert not bad.ok and "send p95 300 ms > 100 ms" in bad.summary
+    assert bad.verdict is Verdict.FAILED and "send p95 300 ms > 100 ms" in bad.summary
     assert set(bad.evidence["op_ids"]) == {f"s{i}" for i in range(0, 10, 2)}
+
+
+def test_nothing_sent_is_unknown_even_with_a_failed_send():
+    assert delivery(History()).verdict is Verdict.UNKNOWN
+    nodes = directory()
+    h = History(nodes=nodes)
+    h.records.append(send("send-x", A, B, "HX", [attempt(
+        nodes, 1, ["sn01", "sn03", "sn05"], "sn02", at=T0, ok=False, error_kind="path",
+        status=None, error="timeout")], ok=False))
+    r = delivery(h)
+    assert r.verdict is Verdict.UNKNOWN and not r.ok
+    assert r.summary.startswith("0/0 sent messages delivered; 1 sends failed")
+    assert "nothing to check" in r.summary and str(r).startswith("[UNKNOWN] delivery")
+
+
+def test_message_whose_recipient_never_read_after_it_is_unchecked():
+    h = history_of(2)
+    deliver(h, 0)   # bob read once, at T0 + 0.5: before send-1 (T0 + 1) was made
+    r = delivery(h)
+    assert r.verdict is Verdict.UNKNOWN
+    assert [e["op_id"] for e in r.evidence["unchecked"]] == ["send-1"] and not r.evidence["lost"]
+    h.records.append(receive("recv-late", B, [], at=T0 + 5))   # a later read without it: lost
+    r = delivery(h)
+    assert r.verdict is Verdict.FAILED and [e["op_id"] for e in r.evidence["lost"]] == ["send-1"]
+
+
+def test_latency_without_data_is_unknown():
+    r = latency(History())
+    assert r.verdict is Verdict.UNKNOWN and "no successful send to measure" in r.summary
+    nodes = directory()
+    h = History(nodes=nodes)
+    h.records.append(send("s", A, B, "H", [attempt(nodes, 1, ["sn01", "sn03", "sn05"], "sn02",
+                                                    at=T0)]))
+    assert latency(h).verdict is Verdict.OK                     # measured, no thresholds
+    r = latency(h, delivery_p95_ms=1000)                        # nothing was received
+    assert r.verdict is Verdict.UNKNOWN and "no delivery latency was measured" in r.summary
+    assert latency(h, send_p95_ms=1).verdict is Verdict.FAILED  # a violation outweighs it

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.checks import History, privacy
+from harness.checks import History, Verdict, privacy
 from harness.checks.synth import T0, attempt, directory, observe, onion_obs, send
 
 pytestmark = pytest.mark.unit
@@ -27,13 +27,13 @@ def base(path=("sn01", "sn03", "sn05"), dest="sn02", **obs_kw) -> History:
 
 def test_clean_history_passes():
     r = privacy(base())
-    assert r.ok, r
+    assert r.ok and r.verdict is Verdict.OK, r
     assert r.evidence["verified"] == 1 and r.evidence["checked"] == 1
 
 
 def test_guard_seeing_an_account_fails():
     r = privacy(base(guard_accounts=[B]))
-    assert not r.ok
+    assert r.verdict is Verdict.FAILED
     assert any("guard sn01" in v or "sn01 as a relay" in v for v in r.evidence["violations"])
 
 
@@ -56,12 +56,24 @@ def test_path_rules():
     assert "destination sn02" in texts and "on its own path" in texts
 
 
-def test_missing_evidence_fails_unless_relaxed():
+def test_missing_evidence_is_unknown_unless_relaxed():
     h = base()
     h.observations.pop("sn02")  # the destination's buffer was not collected
-    assert not privacy(h).ok
+    r = privacy(h)
+    assert r.verdict is Verdict.UNKNOWN and not r.ok
+    assert "1 onion requests without evidence" in r.details[0]
     r = privacy(h, require_evidence=False)
     assert r.ok and r.evidence["unverified"]
+
+
+def test_no_onion_request_or_no_observations_is_unknown():
+    r = privacy(History(nodes=directory()))
+    assert r.verdict is Verdict.UNKNOWN and "no successful onion request" in r.details[0]
+    h = base()
+    h.observations.clear()  # never collected
+    r = privacy(h, require_evidence=False)
+    assert r.verdict is Verdict.UNKNOWN
+    assert any("no node observations were collected" in d for d in r.details)
 
 
 def test_direct_storage_rpc_naming_an_account_fails():

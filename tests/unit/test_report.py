@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness.checks import History, delivery, latency
+from harness.checks import History, Verdict, delivery, latency, privacy
 from harness.checks.synth import T0, attempt, directory, event, receive, send
 from harness.report import Report, fault_windows
 
@@ -90,3 +90,18 @@ def test_failed_operations_are_explained_even_without_a_failing_check():
     assert "## Operations that failed (1)" in md and "send send-err" in md
     assert "down sn06" in md.split("send send-err")[1]
     assert [o["op_id"] for o in rep.to_dict()["failed_operations"]] == ["send-err"]
+
+
+def test_unknown_check_is_its_own_verdict_in_the_report():
+    h = failing_history()
+    h.records.append(receive("r2", B, ["H1"], at=T0 + 5))
+    rep = Report.build([delivery(h), latency(h, delivery_p95_ms=1), privacy(h)], h)
+    md = rep.markdown()
+    assert "| privacy | **UNKNOWN** |" in md and "## UNKNOWN: privacy" in md
+    assert "| delivery | PASS |" in md and "## FAILED: latency" in md
+    data = rep.to_dict()
+    assert data["ok"] is False and data["verdict"] == "failed"
+    assert {f["check"]: f["verdict"] for f in data["failures"]} == {
+        "latency": "failed", "privacy": "unknown"}
+    only_unknown = Report.build([delivery(h), privacy(h)], h)
+    assert not only_unknown.ok and only_unknown.verdict is Verdict.UNKNOWN

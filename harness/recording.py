@@ -1,26 +1,71 @@
-"""Recording a history during a test: clients whose sends, receipts and records all land in one
-:class:`History`, a fault timeline shared with :class:`harness.faults.Faults`, and the checks the
-test ran (the pytest ``history`` fixture hands out a :class:`HistoryRecorder`)."""
+"""Recording a history during a test, against a running testnet.
+
+:class:`HistoryRecorder` hands out clients whose sends, receipts and records all land in one
+:class:`harness.checks.History`, :class:`harness.faults.Faults` writing to a timeline shared with
+it, gathers the nodes' observations, keeps the check results the test ran and writes the
+report (:mod:`harness.report`). The pytest ``history`` fixture hands one out.
+
+This is the layer above the checkers: :mod:`harness.checks` only reads a finished history (pure
+functions, no network); everything here talks to a testnet.
+"""
 
 from __future__ import annotations
 
+import socket
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from harness.checks.delivery import delivery
-from harness.checks.history import (
-    History,
-    clear_observations,
-    collect_observations,
-    local_address_towards,
-    node_directory,
-)
-from harness.checks.latency import latency
-from harness.checks.result import CheckResult
+from harness.checks import CheckResult, History, delivery, latency
 from harness.client import Account, Client, ClientError
 from harness.faults.actions import Faults
 from harness.faults.timeline import Timeline
+from harness.report import Report
+
+
+def node_directory(net: Any) -> dict[str, dict[str, Any]]:
+    """Node name → {"ed25519", "x25519", "public_ip", "bind_ip", "admin_url", "swarm_id"} of a
+    :class:`harness.network.Testnet`."""
+    return {n.name: {"ed25519": n.pubkey_ed25519, "x25519": n.pubkey_x25519,
+                     "public_ip": n.public_ip, "bind_ip": n.bind_ip or n.public_ip,
+                     "admin_url": n.admin_url, "swarm_id": n.swarm_id}
+            for n in net.nodes}
+
+
+def collect_observations(net: Any, names: Iterable[str] | None = None, *,
+                         errors: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Every node's observation buffer (``GET /admin/v1/observations?since=0``), by node name.
+
+    A node that does not answer (killed, paused) is left out; with ``errors`` the reason is
+    appended there (``"sn03: …"``) instead of being lost."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name in (list(names) if names is not None else [n.name for n in net.nodes]):
+        try:
+            answer = net.node_admin(name, "observations?since=0")
+            out[name] = list((answer or {}).get("observations", []))
+        except Exception as e:  # a dead node has no observations to give; say why
+            if errors is not None:
+                errors.append(f"{name}: observations unavailable: {e}")
+    return out
+
+
+def clear_observations(net: Any) -> None:
+    """Empty every running node's observation buffer (start of a scenario)."""
+    for n in net.nodes:
+        try:
+            net.node_admin(n.name, "observations", method="DELETE")
+        except Exception:  # noqa: S110 - a stopped node has nothing to clear
+            pass
+
+
+def local_address_towards(ip: str, port: int = 22021) -> str:
+    """The source address this host uses to reach ``ip`` (what a node would see as the
+    client's address without a proxy in between). Sends nothing: a UDP socket is only
+    connected, which selects the route."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((ip, port))
+        return str(s.getsockname()[0])
 
 
 class RecordedClient:
@@ -39,9 +84,8 @@ class RecordedClient:
         try:
             rec = self._client.send(to, body, **kw)
         except ClientError as e:
-            rec = getattr(e, "record", None)
-            if rec is not None:
-                self._history.sent[rec.op_id] = {"to": to, "body": body}
+            if e.record is not None:
+                self._history.sent[e.record.op_id] = {"to": to, "body": body}
             raise
         self._history.sent[rec.op_id] = {"to": to, "body": body}
         return rec
@@ -79,6 +123,7 @@ class HistoryRecorder:
         self.results: list[CheckResult] = []
         self.nets: list[Any] = []
         self.collect_errors: list[str] = []
+        self.closed = False
         self._clients: list[RecordedClient] = []
         self._faults: list[Faults] = []
 
@@ -106,7 +151,8 @@ class HistoryRecorder:
         return c
 
     def faults(self, net: Any, **kw: Any) -> Faults:
-        """:class:`Faults` on ``net`` writing to this history's timeline."""
+        """:class:`Faults` on ``net`` writing to this history's timeline (every fault still
+        applied is removed at teardown)."""
         self.attach(net, clear=False)
         f = Faults(net, self.timeline, **kw)
         self._faults.append(f)
@@ -127,11 +173,12 @@ class HistoryRecorder:
         return list(results)
 
     def require(self, *results: CheckResult) -> None:
-        """Record the results and fail the test (with every result's details) unless all pass."""
+        """Record the results and fail the test (with every result's details) unless all are
+        ``OK``: a ``FAILED`` or ``UNKNOWN`` verdict fails it."""
         self.check(*results)
-        failed = [r for r in results if not r.ok]
-        if failed:
-            raise AssertionError("check(s) failed:\n" + "\n".join(str(r) for r in failed))
+        bad = [r for r in results if not r.ok]
+        if bad:
+            raise AssertionError("check(s) not ok:\n" + "\n".join(str(r) for r in bad))
 
     def default_checks(self) -> list[CheckResult]:
         return [delivery(self.history), latency(self.history)]
@@ -139,8 +186,8 @@ class HistoryRecorder:
     # -- teardown -----------------------------------------------------------------------------
     def write_report(self, folder: str | Path, *, log_paths: dict[str, str] | None = None
                      ) -> dict[str, Path]:
-        from harness.report import Report
-
+        """Write ``report.md``, ``report.json`` and ``history.json`` into ``folder``: the results
+        the test recorded, else the default checks (delivery, latency)."""
         try:
             self.collect()
         except Exception as e:  # the net may be gone already: report what we have
@@ -151,14 +198,19 @@ class HistoryRecorder:
                               testnet=", ".join(n.name for n in self.nets) or None)
         return report.write(folder)
 
-    def close(self) -> None:
+    def close(self, *, remove_faults: bool = True) -> None:
+        """Close every client and (unless ``remove_faults`` is false: a testnet kept for
+        inspection) remove every fault still applied. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
         errors = []
         for c in self._clients:
             try:
                 c.close()
             except Exception as e:  # close every client
                 errors.append(str(e))
-        for f in self._faults:
+        for f in self._faults if remove_faults else []:
             try:
                 f.remove_all()
             except Exception as e:  # remove every fault
@@ -167,4 +219,5 @@ class HistoryRecorder:
             raise RuntimeError("history teardown: " + "; ".join(errors))
 
 
-__all__ = ["HistoryRecorder", "RecordedClient"]
+__all__ = ["HistoryRecorder", "RecordedClient", "clear_observations", "collect_observations",
+           "local_address_towards", "node_directory"]
