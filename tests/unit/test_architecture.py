@@ -270,8 +270,6 @@ def test_no_import_circles(graph: ImportGraph) -> None:
                     "other):\n" + "\n".join(describe_cycle(c) for c in cycles), pytrace=False)
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on the plugin branch (harness/checks/recorder.py, which "
-                                         "imports harness.report, moves out of harness.checks)")
 def test_no_import_circles_through_package_inits(graph: ImportGraph) -> None:
     cycles = find_cycles(with_package_inits(graph))
     if cycles:
@@ -298,8 +296,6 @@ def test_check_record_modules_are_pure(graph: ImportGraph) -> None:
     fail_on(bad, "the record modules harness.checks reads must import nothing from the project")
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on the plugin branch (harness/checks/recorder.py moves "
-                                         "out of harness.checks)")
 def test_checks_are_pure(graph: ImportGraph) -> None:
     bad = [i for i in graph.from_prefix("harness.checks")
            if i.target.partition(".")[0] in PACKAGES
