@@ -347,8 +347,9 @@ class DockerBackend(Backend):
         except docker.errors.APIError as e:
             raise BackendError(f"cannot add proxy addresses in {name}: {e.explanation or e}") from None
         if res.exit_code != 0:
+            out = res.output if isinstance(res.output, bytes) else b"".join(res.output)
             raise BackendError(f"cannot add proxy addresses in {name}: "
-                               f"{res.output.decode(errors='replace').strip()}")
+                               f"{out.decode(errors='replace').strip()}")
 
     def ensure_address(self, state: NetworkState, ip: str) -> None:
         self._add_addresses(state, [ip])

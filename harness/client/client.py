@@ -531,7 +531,7 @@ class SessionClient:
     # -- a request with retries ---------------------------------------------------------------
     def _backoff(self, retry: int) -> float:
         cfg = self.config
-        return min(cfg.retry_backoff * (2 ** (retry - 1)), cfg.retry_backoff_max)
+        return float(min(cfg.retry_backoff * (2 ** (retry - 1)), cfg.retry_backoff_max))
 
     async def _call(
         self,
@@ -726,7 +726,8 @@ class SessionClient:
                         "data": base64.b64encode(data).decode("ascii"), "namespace": 0})
                     rec.message_hash, rec.timestamp_ms = message_hash(sid, 0, data), ts
                     rec.details["data_bytes"] = len(data)
-                return built["params"]
+                stored: dict[str, Any] = built["params"]
+                return stored
 
             params(None)  # type: ignore[arg-type]  # build now: a bad message fails before any request
             target = _Target(self, pubkey=to, enc_type=enc)

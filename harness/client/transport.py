@@ -68,7 +68,7 @@ class AiohttpTransport:
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise TransportError(TIMEOUT, url, f"no answer within {timeout:g}s") from exc
         except aiohttp.ClientConnectorError as exc:
-            raise TransportError(CONNECT, url, str(exc.os_error or exc)) from exc
+            raise TransportError(CONNECT, url, str(exc.os_error if exc.os_error is not None else exc)) from exc
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError,
                 aiohttp.ClientOSError) as exc:
             raise TransportError(DISCONNECTED, url, repr(exc)) from exc

@@ -59,7 +59,7 @@ def _field(msg: descriptor_pb2.DescriptorProto, name: str, number: int, ftype: i
     f = msg.field.add()
     f.name = name
     f.number = number
-    f.type = ftype
+    f.type = ftype  # type: ignore[assignment]  # protobuf's enum ValueType is an int at run time
     f.label = _F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL
     if type_name:
         f.type_name = type_name

@@ -250,8 +250,8 @@ class RpcHandler:
             "ifelse": self.do_ifelse,
         }[req.method]
         if req.method in RECURSIVE_METHODS:
-            return await fn(req, forwarded)  # type: ignore[operator]
-        return await fn(req)  # type: ignore[operator]
+            return await fn(req, forwarded)  # type: ignore[operator,no-any-return]
+        return await fn(req)  # type: ignore[operator,no-any-return]
 
     # --- recursion -----------------------------------------------------------------------------
     async def recurse(self, req: Req, forwarded: bool, now: int,

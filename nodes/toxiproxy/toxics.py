@@ -299,7 +299,7 @@ def float32(value: float) -> float:
         return value
     for digits in range(1, 10):
         candidate = float(f"{f32:.{digits}g}")
-        if struct.unpack("<f", struct.pack("<f", candidate))[0] == f32:
+        if float(struct.unpack("<f", struct.pack("<f", candidate))[0]) == f32:
             return candidate
     return f32
 
