@@ -294,7 +294,7 @@ TOXIC_TYPES: dict[str, ToxicType] = {t.name: t for t in (
 def float32(value: float) -> float:
     """`value` rounded to float32 and given its shortest decimal form (what Go prints)."""
     try:
-        f32 = struct.unpack("<f", struct.pack("<f", value))[0]
+        f32 = float(struct.unpack("<f", struct.pack("<f", value))[0])
     except OverflowError:
         return value
     for digits in range(1, 10):
