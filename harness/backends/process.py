@@ -21,9 +21,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from harness.backends.base import Backend, BackendError, Reporter
 from harness.state import NetworkState, NodeRecord, StateDir, is_stale, list_networks, locked
@@ -33,6 +35,8 @@ from nodes.protocol.constants import ADMIN_PORT, SEED_HTTPS_PORT, SEED_PORT, STO
 TOXIPROXY_PORT = 8474
 
 ENV_MARK = "SESSION_TESTNET_DIR"
+#: how often a followed log file is checked for new lines when it had none
+FOLLOW_POLL_S = 0.1
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -69,6 +73,45 @@ def _all_marked() -> dict[int, str]:
             if mark:
                 out[int(p.name)] = mark
     return out
+
+
+class _FollowedFile:
+    """A log file read incrementally: complete lines only, reopened from its start when it is
+    replaced (another inode) or truncated, silently empty while it does not exist."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._f: BinaryIO | None = None
+        self._inode: int | None = None
+        self._partial = b""
+
+    def _reopen_if_changed(self) -> None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return  # not created yet, or removed with the testnet: keep what is open
+        if self._f is not None and st.st_ino == self._inode and st.st_size >= self._f.tell():
+            return
+        self.close()
+        try:
+            self._f = open(self.path, "rb")  # noqa: SIM115 - kept open across calls
+        except FileNotFoundError:
+            return
+        self._inode = os.fstat(self._f.fileno()).st_ino
+
+    def read_lines(self) -> list[str]:
+        self._reopen_if_changed()
+        if self._f is None:
+            return []
+        data = self._partial + self._f.read()
+        *lines, self._partial = data.split(b"\n")
+        return [line.decode("utf-8", errors="replace") for line in lines]
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+            self._partial = b""
 
 
 def _bindable(ip: str, port: int) -> bool:
@@ -278,17 +321,28 @@ class ProcessBackend(Backend):
             text = "\n".join(text.splitlines()[-tail:]) + "\n"
         return text
 
-    def follow_log(self, state: NetworkState, target: str) -> Iterator[str]:
-        path = self.statedir.logs / f"{target}.log"
-        while not path.exists():
-            time.sleep(0.1)
-        with open(path, errors="replace") as f:
+    def follow_log(self, state: NetworkState, target: str, *, tail: int | None = None,
+                   stop: threading.Event | None = None) -> Iterator[str]:
+        # a restarted process appends to the same files, so following them is following the
+        # node across kill/restart; a file replaced or truncated by hand is read from its start
+        stop = stop or threading.Event()
+        files = [_FollowedFile(p) for p in self._log_paths(target)]
+        try:
+            initial = [line for f in files for line in f.read_lines()]
+            if tail is not None:
+                initial = initial[-tail:] if tail > 0 else []
+            yield from initial
             while True:
-                line = f.readline()
-                if line:
-                    yield line.rstrip("\n")
-                else:
-                    time.sleep(0.1)
+                gone = not self.statedir.state_file.exists()  # `down` removed the testnet
+                new = [line for f in files for line in f.read_lines()]
+                yield from new
+                if gone or stop.is_set():
+                    return
+                if not new:
+                    stop.wait(FOLLOW_POLL_S)
+        finally:
+            for f in files:
+                f.close()
 
     # -- garbage collection ------------------------------------------------------------------
     @classmethod
