@@ -19,7 +19,7 @@ import pytest
 
 from harness.network import Testnet
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends("process", "docker")]
 
 #: "sn01 | 12:00:01.250 info  event key=value": prefix, time, level, event
 READABLE = re.compile(r"^(?P<node>\S+)\s* \| \d\d:\d\d:\d\d\.\d{3} (?P<level>\w+)\s+(?P<event>\S+)")
