@@ -107,6 +107,8 @@ def account_new(output: str | None, as_json: bool) -> None:
 def send_cmd(name: str, seed_url: str | None, account_file: str, enc_type: str | None, to: str,
              as_json: bool, record: bool, text: str) -> None:
     """Send TEXT as a Session 1-to-1 message through a 3-hop onion path."""
+    if as_json and record:
+        raise click.UsageError("--json and --record print different things: give one of them")
     acct = Account.load(account_file)
     seed = _seed(name, seed_url)
 
