@@ -16,11 +16,13 @@ each carries ``SESSION_TESTNET_DIR=<its state folder>`` in its environment so th
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -129,6 +131,10 @@ class ProcessBackend(Backend):
 
     # -- placement ---------------------------------------------------------------------------
     def _allocate_index(self) -> int:
+        """A free 127.X block. Testnets of other state homes (another SESSION_TESTNET_HOME, a
+        parallel test worker) may allocate at the same moment and bind their ports only later,
+        so every allocation of this user is recorded, under a lock, in a reservation folder
+        shared by all homes: a reservation holds while the testnet's state folder exists."""
         used = set()
         for name in list_networks(self.statedir.home):
             try:
@@ -137,9 +143,22 @@ class ProcessBackend(Backend):
                 continue
             if st.backend == self.kind:
                 used.add(st.net_index)
-        for x in range(1, 255):
-            if x not in used and all(_bindable(f"127.{x}.0.1", port) for port in (SEED_PORT, TOXIPROXY_PORT)):
-                return x
+        reservations = Path(tempfile.gettempdir()) / f"session-testnet-{os.getuid()}-127-blocks"
+        reservations.mkdir(mode=0o700, exist_ok=True)
+        with open(reservations / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            for x in range(1, 255):
+                if x in used:
+                    continue
+                try:
+                    holder = Path((reservations / str(x)).read_text())
+                except (FileNotFoundError, ValueError):
+                    holder = None
+                if holder is not None and holder != self.statedir.path and holder.is_dir():
+                    continue  # another home's testnet has it (maybe not listening yet)
+                if all(_bindable(f"127.{x}.0.1", port) for port in (SEED_PORT, TOXIPROXY_PORT)):
+                    (reservations / str(x)).write_text(str(self.statedir.path))
+                    return x
         raise BackendError("no free 127.X.0.0/16 block for a process testnet: run 'testnet clean'")
 
     def plan(self, topology: Topology, admin_token: str) -> NetworkState:
