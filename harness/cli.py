@@ -17,7 +17,7 @@ from harness.cliutil import (
     json_option,
     name_option,
 )
-from harness.logs import LogLine, Renderer, follow_merged, read_merged
+from harness.logs import LogLine, Renderer, follow_merged, parse_record, read_merged
 from harness.network import Testnet, clean
 from harness.progress import progress
 from harness.state import StateDir, list_networks
@@ -122,8 +122,8 @@ def status(name: str | None, as_json: bool) -> None:
                    "goes down.")
 @click.option("--tail", type=click.IntRange(min=0), default=None,
               help="Start with the last N lines of each log [default: all].")
-@json_option("the logs' JSON lines as the runtimes wrote them (each names its \"node\"); a line "
-             'that is not JSON becomes {"node", "line"}')
+@json_option("the logs' JSON records as the runtimes wrote them (each names its \"node\"); a "
+             'line that is not a record becomes {"node", "line"}')
 @friendly_errors
 def logs(name: str, targets: tuple[str, ...], follow: bool, tail: int | None,
          as_json: bool) -> None:
@@ -134,7 +134,8 @@ def logs(name: str, targets: tuple[str, ...], follow: bool, tail: int | None,
 
     def show(source: str, text: str) -> None:
         if as_json:
-            click.echo(text if text.startswith("{") else json.dumps({"node": source, "line": text}))
+            click.echo(text if parse_record(text) is not None
+                       else json.dumps({"node": source, "line": text}))
         else:
             click.echo(render(LogLine(source, text)))
 
