@@ -125,7 +125,8 @@ def _memory(net: Testnet) -> dict[str, Any]:
                 from docker.client import from_env
 
                 stats = from_env().containers.get(n.runtime["container"]).stats(stream=False)
-                rss[n.name] = stats["memory_stats"].get("usage", 0) / (1024 * 1024)
+                if isinstance(stats, dict):  # stream=False: one snapshot
+                    rss[n.name] = stats["memory_stats"].get("usage", 0) / (1024 * 1024)
             except Exception:
                 continue
     if not rss:
