@@ -10,7 +10,7 @@ Measured on a fresh testnet of the chosen backend:
 - ``memory``: resident memory of every node (MiB: max and total).
 - ``toxiproxy``: the proxy's added latency and throughput (nodes.toxiproxy.bench).
 
-Results are printed as a table, or JSON with ``--json``; ``--out FILE`` keeps them.
+Results are printed as a table, or JSON with ``--json``; ``-o/--output FILE`` also writes the JSON.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 import click
 
 from harness.backends.registry import BACKENDS, default_backend
-from harness.cliutil import friendly_errors
+from harness.cliutil import friendly_errors, json_option, output_option
 from harness.naming import unique_name
 from harness.network import Testnet
 from harness.progress import progress
@@ -122,10 +122,11 @@ def _memory(net: Testnet) -> dict[str, Any]:
                 continue
         elif n.runtime.get("container"):
             try:
-                import docker
+                from docker.client import from_env
 
-                stats = docker.from_env().containers.get(n.runtime["container"]).stats(stream=False)
-                rss[n.name] = stats["memory_stats"].get("usage", 0) / (1024 * 1024)
+                stats = from_env().containers.get(n.runtime["container"]).stats(stream=False)
+                if isinstance(stats, dict):  # stream=False: one snapshot
+                    rss[n.name] = stats["memory_stats"].get("usage", 0) / (1024 * 1024)
             except Exception:
                 continue
     if not rss:
@@ -163,23 +164,24 @@ def run_bench(backend: str, topology: Topology, messages: int, report: Any) -> d
 @click.command("bench")
 @click.option("--backend", "-b", type=click.Choice(BACKENDS), default=default_backend,
               show_default="process (env SESSION_TESTNET_BACKEND)")
-@click.option("--swarms", type=int, default=2, show_default=True)
-@click.option("--swarm-size", type=int, default=3, show_default=True)
-@click.option("--messages", type=int, default=30, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write JSON here.")
+@click.option("--swarms", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--swarm-size", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--messages", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Messages to send (and direct stores).")
+@json_option('{"backend", "nodes", "swarms", "cpus", "up_s", "down_s", "send", "delivery", '
+             '"direct_store", "memory", "toxiproxy", "targets"}')
+@output_option("Also write the JSON result to FILE.")
 @friendly_errors
 def bench(backend: str, swarms: int, swarm_size: int, messages: int, as_json: bool,
-          out: str | None) -> None:
-    """Measure up time, message latency, delivery, memory and proxy overhead."""
-    if messages < 1:
-        raise click.BadParameter("must be >= 1", param_hint="--messages")
+          output: str | None) -> None:
+    """Measure up time, message latency, delivery, memory and proxy overhead on a new testnet
+    (removed afterwards)."""
     topology = Topology(name=unique_name("bench"), swarms=swarms, swarm_size=swarm_size)
     with progress() as report:
         result = run_bench(backend, topology, messages, report)
     text = json.dumps(result, indent=2)
-    if out:
-        Path(out).write_text(text + "\n")
+    if output:
+        Path(output).write_text(text + "\n")
     if as_json:
         click.echo(text)
         return

@@ -8,17 +8,34 @@ from typing import Any
 import click
 
 from harness.backends.registry import BACKENDS, default_backend
-from harness.cliutil import DEFAULT_NAME, friendly_errors, name_option
+from harness.cliutil import (
+    DEFAULT_NAME,
+    ENV_NAME,
+    CliGroup,
+    attach,
+    friendly_errors,
+    json_option,
+    name_option,
+)
+from harness.logs import LogLine, Renderer, follow_merged, parse_record, read_merged
 from harness.network import Testnet, clean
 from harness.progress import progress
-from harness.state import StateDir, StateError, list_networks
+from harness.state import StateDir, list_networks
 from harness.topology import Topology
 
+TESTNET_JSON = ('{"name", "backend", "status", "seed_url", "seed_https_url", "toxiproxy_url", '
+                '"nodes": [{"name", "public_ip", "storage_port", "pubkey_ed25519", '
+                '"pubkey_x25519", "swarm_id", "admin_url", "proxy"}]}')
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(cls=CliGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="session-testnet")
 def main() -> None:
-    """Private Session testnets: service nodes in swarms, faults on demand, e2e checks."""
+    """Private Session testnets: service nodes in swarms, faults on demand, e2e checks.
+
+    Every command acting on a testnet takes -n/--name (default "default", env
+    SESSION_TESTNET_NAME). Failures print "error: …" and exit 1; usage errors exit 2.
+    """
 
 
 @main.command()
@@ -32,7 +49,7 @@ def main() -> None:
               help="JSON topology file (fields of harness.topology.Topology).")
 @click.option("--timeout", type=float, default=90.0, show_default=True,
               help="Seconds to wait for readiness.")
-@click.option("--json", "as_json", is_flag=True, help="Print the testnet as JSON.")
+@json_option(TESTNET_JSON)
 @friendly_errors
 def up(name: str, backend: str, swarms: int | None, swarm_size: int | None, seed: str | None,
        topology_file: str | None, timeout: float, as_json: bool) -> None:
@@ -71,27 +88,25 @@ def _print_summary(d: dict[str, Any]) -> None:
 @friendly_errors
 def down(name: str, all_: bool) -> None:
     """Stop a testnet and remove everything it started (processes, containers, networks, data)."""
-    names = list_networks() if all_ else [name]
-    if not all_ and not StateDir(name).exists():
-        raise StateError(f"no testnet named {name!r}; running: {', '.join(list_networks()) or 'none'}")
-    for n in names:
-        Testnet.attach(n).down()
-        click.echo(f"testnet {n} is down")
+    nets = [Testnet.attach(n) for n in list_networks()] if all_ else [attach(name)]
+    for net in nets:
+        net.down()
+        click.echo(f"testnet {net.name} is down")
 
 
 @main.command()
-@click.option("--name", "-n", default=None, envvar="SESSION_TESTNET_NAME",
-              help="Testnet name [default: every testnet].")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--name", "-n", default=None, envvar=ENV_NAME,
+              help=f"Testnet name [default: every testnet] (env {ENV_NAME}).")
+@json_option('a list with one entry per testnet: the shape of "up --json" plus "seed": '
+             '{"url", "answering", "height", "running"}, "toxiproxy": {"url", "running"} and, '
+             'per node, "running", "ready" and (when not ready) "problem"')
 @friendly_errors
 def status(name: str | None, as_json: bool) -> None:
     """Show testnets with live readiness of every node."""
-    names = [name] if name else list_networks()
-    out = []
-    for n in names:
-        out.append(Testnet.attach(n).status())
+    nets = [attach(name)] if name else [Testnet.attach(n) for n in list_networks()]
+    out = [net.status() for net in nets]
     if as_json:
-        click.echo(json.dumps(out[0] if name else out, indent=2))
+        click.echo(json.dumps(out, indent=2))
         return
     if not out:
         click.echo("no testnets")
@@ -101,32 +116,56 @@ def status(name: str | None, as_json: bool) -> None:
 
 @main.command()
 @name_option
-@click.argument("node", required=False)
-@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines (needs NODE).")
-@click.option("--tail", type=int, default=None, help="Only the last N lines.")
+@click.argument("targets", metavar="[NODE]...", nargs=-1)
+@click.option("--follow", "-f", is_flag=True,
+              help="Keep printing new lines (across node restarts) until Ctrl-C or the testnet "
+                   "goes down.")
+@click.option("--tail", type=click.IntRange(min=0), default=None,
+              help="Start with the last N lines of each log [default: all].")
+@json_option("the logs' JSON records as the runtimes wrote them (each names its \"node\"); a "
+             'line that is not a record becomes {"node", "line"}')
 @friendly_errors
-def logs(name: str, node: str | None, follow: bool, tail: int | None) -> None:
-    """Print the logs of the seed and nodes, or of one NODE ('seed', 'sn01', …)."""
-    net = Testnet.attach(name)
-    if follow:
-        if not node:
-            raise click.UsageError("--follow needs a NODE (e.g. 'testnet logs sn01 -f')")
-        try:
-            for line in net.follow_logs(node):
-                click.echo(line)
-        except KeyboardInterrupt:
-            return
+def logs(name: str, targets: tuple[str, ...], follow: bool, tail: int | None,
+         as_json: bool) -> None:
+    """Print the logs of NODEs ('seed', 'toxiproxy', 'sn01', …; default: all), merged, each
+    line prefixed with its node ("sn01 | 12:00:01.250 info  event key=value")."""
+    net = attach(name)
+    sources = net.log_targets(targets)
+
+    def show(source: str, text: str) -> None:
+        if as_json:
+            click.echo(text if parse_record(text) is not None
+                       else json.dumps({"node": source, "line": text}))
+        else:
+            click.echo(render(LogLine(source, text)))
+
+    render = Renderer(sources, colour=True)
+    if not follow:
+        for line in read_merged(net, sources, tail=tail):
+            show(line.source, line.text)
         return
-    click.echo(net.logs(node, tail=tail), nl=False)
+    lines = follow_merged(net, sources if targets else (), tail=tail)
+    try:
+        for line in lines:
+            show(line.source, line.text)
+    except KeyboardInterrupt:  # Ctrl-C is how following ends: not an error
+        lines.close()
+        return
+    if not StateDir(name).exists():
+        click.echo(f"testnet {name} is down", err=True)
 
 
 @main.command("clean")
+@json_option('{"removed": [names of what was removed]}')
 @friendly_errors
-def clean_cmd() -> None:
+def clean_cmd(as_json: bool) -> None:
     """Remove everything left by testnets whose harness is gone (crash, SIGKILL)."""
     with progress() as report:
         removed = clean(report)
-    click.echo(f"removed: {', '.join(removed)}" if removed else "nothing to clean")
+    if as_json:
+        click.echo(json.dumps({"removed": removed}))
+    else:
+        click.echo(f"removed: {', '.join(removed)}" if removed else "nothing to clean")
 
 
 def _register_feature_commands() -> None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -460,24 +461,44 @@ class Testnet:
                 node["problem"] = nr.missing()
         return out
 
-    def _check_target(self, target: str) -> None:
-        if target not in ("seed", "toxiproxy") or target not in self.runtime_targets():
-            self.node(target)
+    def log_targets(self, targets: Sequence[str] = ()) -> list[str]:
+        """The runtimes named by ``targets`` (node names or Ed25519 keys, ``seed``,
+        ``toxiproxy``) by their log names; every runtime when ``targets`` is empty. A name that
+        is none of them raises :class:`StateError` listing the ones there are."""
+        self.sync_state()
+        every = self.runtime_targets()
+        if not targets:
+            return every
+        out: list[str] = []
+        for t in targets:
+            if t not in every:
+                try:
+                    t = self.state.node(t).name
+                except StateError:
+                    raise StateError(f"testnet {self.name!r} has no node {t!r} (logs: "
+                                     f"{', '.join(every)})") from None
+            if t not in out:
+                out.append(t)
+        return out
 
     def logs(self, target: str | None = None, *, tail: int | None = None) -> str:
-        targets = [target] if target else self.runtime_targets()
-        for t in targets:
-            self._check_target(t)
+        """The log of one runtime (``seed``, ``toxiproxy``, a node), or of every runtime one
+        after the other under ``==> name <==`` headers (the last ``tail`` lines of each)."""
+        targets = self.log_targets([target] if target else [])
         if target:
-            return self.backend.read_log(self.state, target, tail=tail)
+            return self.backend.read_log(self.state, targets[0], tail=tail)
         parts = []
         for t in targets:
             parts.append(f"==> {t} <==\n{self.backend.read_log(self.state, t, tail=tail)}")
         return "\n".join(parts)
 
-    def follow_logs(self, target: str) -> Iterator[str]:
-        self._check_target(target)
-        return self.backend.follow_log(self.state, target)
+    def follow_logs(self, target: str, *, tail: int | None = None,
+                    stop: threading.Event | None = None) -> Iterator[str]:
+        """Lines of one runtime's log (its last ``tail`` lines, or all), then new lines as they
+        are written, across kill/restart of the runtime, until ``stop`` is set or the testnet is
+        down. :mod:`harness.logs` merges several of them."""
+        (name,) = self.log_targets([target])
+        return self.backend.follow_log(self.state, name, tail=tail, stop=stop)
 
     def save_artifacts(self, reason: str = "") -> Path:
         """Copy every log (and the state) into a new folder under ``<state home>/artifacts``,

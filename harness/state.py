@@ -161,13 +161,14 @@ class StateDir:
             return NetworkState.from_json(self.state_file.read_text())
         except FileNotFoundError:
             raise StateError(
-                f"no testnet named {self.name!r} (no {self.state_file}); "
-                "start one with 'testnet up' or list them with 'testnet status'"
+                f"no testnet named {self.name!r} (testnets here: "
+                f"{', '.join(list_networks(self.home)) or 'none'}); start it with "
+                f"'testnet up -n {self.name}' or pick one with -n NAME"
             ) from None
         except (json.JSONDecodeError, TypeError) as e:
             raise StateError(
                 f"state file {self.state_file} is unreadable ({e}); "
-                f"run 'testnet down --name {self.name} --force' to discard it"
+                f"remove the folder {self.path} and run 'testnet clean' to stop what it left running"
             ) from None
 
     def save(self, state: NetworkState) -> None:

@@ -8,6 +8,7 @@ testnet is (topology, keys, command lines, readiness, diagnostics) lives in
 from __future__ import annotations
 
 import abc
+import threading
 from collections.abc import Callable, Iterator
 from typing import ClassVar
 
@@ -107,8 +108,12 @@ class Backend(abc.ABC):
         """The log of the seed or a node (the last ``tail`` lines if given)."""
 
     @abc.abstractmethod
-    def follow_log(self, state: NetworkState, target: str) -> Iterator[str]:
-        """Yield log lines of ``target`` as they are written, until interrupted."""
+    def follow_log(self, state: NetworkState, target: str, *, tail: int | None = None,
+                   stop: threading.Event | None = None) -> Iterator[str]:
+        """Yield the log of ``target`` (its last ``tail`` lines when given), then every line as
+        it is written. Following survives the runtime's restarts (kill/stop then start: lines of
+        the new run follow). Ends when ``stop`` is set or the testnet is gone (its state file
+        removed by ``down``)."""
 
     # -- garbage collection ------------------------------------------------------------------
     @classmethod

@@ -16,14 +16,18 @@ each carries ``SESSION_TESTNET_DIR=<its state folder>`` in its environment so th
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import nodes
 from harness.backends.base import Backend, BackendError, Reporter
@@ -37,6 +41,8 @@ ENV_MARK = "SESSION_TESTNET_DIR"
 #: the folder the `nodes` package is imported from (a checkout, or site-packages of an installed
 #: wheel): node processes get it on their PYTHONPATH, whatever their working directory
 NODES_IMPORT_ROOT = Path(nodes.__file__).resolve().parents[1]
+#: how often a followed log file is checked for new lines when it had none
+FOLLOW_POLL_S = 0.1
 
 
 def _proc_env(pid: int) -> dict[str, str]:
@@ -74,6 +80,45 @@ def _all_marked() -> dict[int, str]:
     return out
 
 
+class _FollowedFile:
+    """A log file read incrementally: complete lines only, reopened from its start when it is
+    replaced (another inode) or truncated, silently empty while it does not exist."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._f: BinaryIO | None = None
+        self._inode: int | None = None
+        self._partial = b""
+
+    def _reopen_if_changed(self) -> None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return  # not created yet, or removed with the testnet: keep what is open
+        if self._f is not None and st.st_ino == self._inode and st.st_size >= self._f.tell():
+            return
+        self.close()
+        try:
+            self._f = open(self.path, "rb")  # noqa: SIM115 - kept open across calls
+        except FileNotFoundError:
+            return
+        self._inode = os.fstat(self._f.fileno()).st_ino
+
+    def read_lines(self) -> list[str]:
+        self._reopen_if_changed()
+        if self._f is None:
+            return []
+        data = self._partial + self._f.read()
+        *lines, self._partial = data.split(b"\n")
+        return [line.decode("utf-8", errors="replace") for line in lines]
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+            self._partial = b""
+
+
 def _bindable(ip: str, port: int) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -97,6 +142,11 @@ class ProcessBackend(Backend):
 
     # -- placement ---------------------------------------------------------------------------
     def _allocate_index(self, nodes: int) -> int:
+        """A free 127.X block (nothing listens on its seed, Toxiproxy or node addresses).
+        Testnets of other state homes (another SESSION_TESTNET_HOME, a parallel test worker) may
+        allocate at the same moment and bind their ports only later,
+        so every allocation of this user is recorded, under a lock, in a reservation folder
+        shared by all homes: a reservation holds while the testnet's state folder exists."""
         used = set()
         for name in list_networks(self.statedir.home):
             try:
@@ -105,9 +155,22 @@ class ProcessBackend(Backend):
                 continue
             if st.backend == self.kind:
                 used.add(st.net_index)
-        for x in range(1, 255):
-            if x not in used and _block_free(x, nodes):
-                return x
+        reservations = Path(tempfile.gettempdir()) / f"session-testnet-{os.getuid()}-127-blocks"
+        reservations.mkdir(mode=0o700, exist_ok=True)
+        with open(reservations / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            for x in range(1, 255):
+                if x in used:
+                    continue
+                try:
+                    holder = Path((reservations / str(x)).read_text())
+                except (FileNotFoundError, ValueError):
+                    holder = None
+                if holder is not None and holder != self.statedir.path and holder.is_dir():
+                    continue  # another home's testnet has it (maybe not listening yet)
+                if _block_free(x, nodes):
+                    (reservations / str(x)).write_text(str(self.statedir.path))
+                    return x
         raise BackendError("no free 127.X.0.0/16 block for a process testnet: run 'testnet clean'")
 
     def plan(self, topology: Topology, admin_token: str) -> NetworkState:
@@ -289,17 +352,28 @@ class ProcessBackend(Backend):
             text = "\n".join(text.splitlines()[-tail:]) + "\n"
         return text
 
-    def follow_log(self, state: NetworkState, target: str) -> Iterator[str]:
-        path = self.statedir.logs / f"{target}.log"
-        while not path.exists():
-            time.sleep(0.1)
-        with open(path, errors="replace") as f:
+    def follow_log(self, state: NetworkState, target: str, *, tail: int | None = None,
+                   stop: threading.Event | None = None) -> Iterator[str]:
+        # a restarted process appends to the same files, so following them is following the
+        # node across kill/restart; a file replaced or truncated by hand is read from its start
+        stop = stop or threading.Event()
+        files = [_FollowedFile(p) for p in self._log_paths(target)]
+        try:
+            initial = [line for f in files for line in f.read_lines()]
+            if tail is not None:
+                initial = initial[-tail:] if tail > 0 else []
+            yield from initial
             while True:
-                line = f.readline()
-                if line:
-                    yield line.rstrip("\n")
-                else:
-                    time.sleep(0.1)
+                gone = not self.statedir.state_file.exists()  # `down` removed the testnet
+                new = [line for f in files for line in f.read_lines()]
+                yield from new
+                if gone or stop.is_set():
+                    return
+                if not new:
+                    stop.wait(FOLLOW_POLL_S)
+        finally:
+            for f in files:
+                f.close()
 
     # -- garbage collection ------------------------------------------------------------------
     @classmethod

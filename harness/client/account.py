@@ -80,7 +80,7 @@ class Account:
             text = p.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise AccountError(
-                f"account file {p} does not exist; create one with 'testnet account new --out {p}'"
+                f"account file {p} does not exist; create one with 'testnet account new -o {p}'"
             ) from None
         except IsADirectoryError:
             raise AccountError(f"account file {p} is a directory") from None

@@ -1,67 +1,75 @@
-"""Client commands of the ``testnet`` CLI (the lead wires them in with :func:`register`).
+"""Client commands of the ``testnet`` CLI: accounts, sending and receiving Session messages.
 
-    testnet account new [--out FILE]                 prints {"session_id", "seed"}
-    testnet send --name NET --account FILE --to ID TEXT
-    testnet recv --name NET --account FILE [--timeout S] [--json]
+    testnet account new [-o FILE] [--json]              a new account (Session ID + secret seed)
+    testnet send [-n NET] --account FILE --to ID TEXT [--json | --record]
+    testnet recv [-n NET] --account FILE [--timeout S] [--json]
 
-``--seed-url URL`` can replace ``--name`` (a network not managed by this harness).  Errors are
-reported as one line on stderr with exit status 1.
+``-n/--name`` (default ``default``, env ``SESSION_TESTNET_NAME``) picks the testnet whose seed the
+client bootstraps from; ``--seed-url URL`` replaces it for a network not started by this harness.
+Failures print ``error: …`` and exit 1 (see :mod:`harness.cliutil`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import sys
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import click
 
+from harness.cliutil import CliGroup, friendly_errors, json_option, name_option, require_testnet
+from harness.cliutil import output_option as _output_option
+from harness.state import StateDir
+
 from .account import Account
 from .client import Received, SessionClient
-from .errors import ClientError
+from .config import ClientConfig
+from .errors import Timeout
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+SEND_JSON = '{"hash", "from", "to", "timestamp", "destination", "attempts", "confirmations"}'
+RECV_JSON = 'a list of {"from", "body", "hash", "timestamp"}, oldest first'
+ACCOUNT_JSON = '{"session_id", "seed"} (the account file\'s content; the seed is secret)'
 
 
 def seed_url_for(name: str) -> str:
-    """The seed URL of the testnet called ``name`` (from its state file)."""
-    from harness import state
-
-    try:
-        load = getattr(state, "load_network", None)
-        net = load(name) if load is not None else state.StateDir(name).load()
-    except state.StateError as exc:
-        raise click.ClickException(str(exc)) from None
-    return net.seed_url
+    """The seed URL of the testnet called ``name`` (from its state); a :class:`CliError` listing
+    the testnets there are when there is none of that name."""
+    require_testnet(name)
+    return StateDir(name).load().seed_url
 
 
-def _seed(name: str | None, seed_url: str | None) -> str:
-    if seed_url:
-        return seed_url
-    if not name:
-        raise click.UsageError("give the testnet with --name NET (or a seed with --seed-url URL)")
-    return seed_url_for(name)
+def _seed(name: str, seed_url: str | None) -> str:
+    return seed_url or seed_url_for(name)
 
 
-def _load_account(path: str) -> Account:
-    try:
-        return Account.load(path)
-    except ClientError as exc:
-        raise click.ClickException(str(exc)) from None
+def _config(enc_type: str | None) -> ClientConfig | None:
+    return ClientConfig(enc_type=enc_type) if enc_type else None
 
 
-def _run(coro: Any) -> Any:
-    try:
-        return asyncio.run(coro)
-    except ClientError as exc:
-        raise click.ClickException(str(exc)) from None
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
 
 
-_name_opt = click.option("--name", "name", default=None, help="testnet name (as given to 'testnet up')")
-_seed_opt = click.option("--seed-url", default=None, help="seed URL instead of a testnet name")
-_account_opt = click.option("--account", "account_file", required=True,
-                            type=click.Path(dir_okay=False), help="account file ({session_id, seed})")
-_enc_opt = click.option("--enc-type", type=click.Choice(["aes-gcm", "xchacha20"]), default=None,
-                        help="onion layer cipher (default aes-gcm)")
+def _short(session_id: str) -> str:
+    return f"{session_id[:6]}…{session_id[-4:]}" if len(session_id) > 12 else session_id
+
+
+def _client_options(fn: F) -> F:
+    """``-n/--name``, ``--seed-url``, ``--account`` and ``--enc-type`` of send and recv."""
+    fn = click.option("--enc-type", type=click.Choice(["aes-gcm", "xchacha20"]), default=None,
+                      help="Onion layer cipher [default: aes-gcm].")(fn)
+    fn = click.option("--account", "account_file", required=True,
+                      type=click.Path(dir_okay=False),
+                      help="Account file ({session_id, seed}; 'testnet account new -o FILE').")(fn)
+    fn = click.option("--seed-url", default=None,
+                      help="Seed URL of a network not started by this harness (replaces -n).")(fn)
+    return name_option(fn)
 
 
 @click.group("account")
@@ -70,74 +78,90 @@ def account_group() -> None:
 
 
 @account_group.command("new")
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="also write the account to FILE (mode 0600; never overwrites)")
-def account_new(out: str | None) -> None:
-    """Create a random account and print {"session_id", "seed"}."""
+@_output_option("Write the account to FILE (mode 0600; never overwrites).")
+@json_option(ACCOUNT_JSON)
+@friendly_errors
+def account_new(output: str | None, as_json: bool) -> None:
+    """Create a random account and print its Session ID (and, without -o, its secret seed)."""
     acct = Account.generate()
-    if out:
-        try:
-            acct.save(out)
-        except ClientError as exc:
-            raise click.ClickException(str(exc)) from None
-    click.echo(json.dumps(acct.to_dict()))
+    if output:
+        acct.save(output)
+    if as_json:
+        click.echo(json.dumps(acct.to_dict()))
+    elif output:
+        click.echo(acct.session_id)
+        click.echo(f"account saved to {output} (keep it: its seed is the account's secret)",
+                   err=True)
+    else:
+        click.echo(f"session_id {acct.session_id}\nseed       {acct.seed_hex}")
 
 
 @click.command("send")
-@_name_opt
-@_seed_opt
-@_account_opt
-@click.option("--to", "to", required=True, help="recipient Session ID (05…)")
-@_enc_opt
-@click.option("--record", is_flag=True, help="print the full operation record")
+@_client_options
+@click.option("--to", "to", required=True, help="Recipient Session ID (05…).")
+@json_option(SEND_JSON)
+@click.option("--record", is_flag=True, help="Print the whole operation record (JSON) instead: "
+              "every attempt with its onion path and outcome.")
 @click.argument("text")
-def send_cmd(name: str | None, seed_url: str | None, account_file: str, to: str,
-             enc_type: str | None, record: bool, text: str) -> None:
-    """Send TEXT as a Session 1-to-1 message; prints the stored message's hash as JSON."""
-    acct = _load_account(account_file)
+@friendly_errors
+def send_cmd(name: str, seed_url: str | None, account_file: str, enc_type: str | None, to: str,
+             as_json: bool, record: bool, text: str) -> None:
+    """Send TEXT as a Session 1-to-1 message through a 3-hop onion path."""
+    if as_json and record:
+        raise click.UsageError("--json and --record print different things: give one of them")
+    acct = Account.load(account_file)
     seed = _seed(name, seed_url)
 
     async def go() -> Any:
-        async with SessionClient(seed, acct) as c:
-            return await c.send(to, text, enc_type=enc_type)
+        async with SessionClient(seed, acct, config=_config(enc_type)) as c:
+            return await c.send(to, text)
 
     rec = _run(go())
     if record:
         click.echo(rec.to_json())
-        return
-    click.echo(json.dumps({"hash": rec.message_hash, "from": acct.session_id, "to": to,
-                           "timestamp": rec.timestamp_ms, "destination": rec.destination,
-                           "attempts": len(rec.attempts), "confirmations": rec.confirmations}))
+    elif as_json:
+        click.echo(json.dumps({"hash": rec.message_hash, "from": acct.session_id, "to": to,
+                               "timestamp": rec.timestamp_ms, "destination": rec.destination,
+                               "attempts": len(rec.attempts),
+                               "confirmations": rec.confirmations}))
+    else:
+        tries = len(rec.attempts)
+        click.echo(f"sent {rec.message_hash} to {_short(to)}: stored with {rec.confirmations} "
+                   f"confirmations after {tries} attempt{'s' if tries != 1 else ''}")
 
 
 @click.command("recv")
-@_name_opt
-@_seed_opt
-@_account_opt
-@click.option("--timeout", type=float, default=0.0, show_default=True,
-              help="keep polling up to S seconds until at least one message arrives")
-@click.option("--json", "as_json", is_flag=True, help="JSON list (the default output is JSON too; "
-              "the flag is accepted for scripts that pass it)")
-@_enc_opt
-def recv_cmd(name: str | None, seed_url: str | None, account_file: str, timeout: float,
-             as_json: bool, enc_type: str | None) -> None:
-    """Fetch the account's messages; prints a JSON list of {"from", "body", "hash", "timestamp"}."""
-    acct = _load_account(account_file)
+@_client_options
+@click.option("--timeout", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Keep polling up to S seconds until at least one message arrives.")
+@json_option(RECV_JSON)
+@friendly_errors
+def recv_cmd(name: str, seed_url: str | None, account_file: str, enc_type: str | None,
+             timeout: float, as_json: bool) -> None:
+    """Fetch the account's messages (one poll of its swarm, or until one arrives with
+    --timeout) and print them, oldest first."""
+    acct = Account.load(account_file)
     seed = _seed(name, seed_url)
 
     async def go() -> list[Received]:
-        async with SessionClient(seed, acct, **({"enc_type": enc_type} if enc_type else {})) as c:
+        async with SessionClient(seed, acct, config=_config(enc_type)) as c:
             got = await c.receive()
             if not got and timeout > 0:
                 try:
                     got = await c.wait_for(count=1, timeout=timeout)
-                except ClientError as exc:
-                    if not isinstance(exc, TimeoutError):
-                        raise
+                except Timeout:
+                    pass
             return got
 
     msgs = _run(go())
-    click.echo(json.dumps([m.to_json_dict() for m in msgs], indent=None if as_json else 2))
+    if as_json:
+        click.echo(json.dumps([m.to_json_dict() for m in msgs]))
+        return
+    if not msgs:
+        click.echo("no messages" + (f" within {timeout:g} s" if timeout else ""))
+    for m in msgs:
+        when = datetime.datetime.fromtimestamp(m.timestamp_ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
+        click.echo(f"{when}  from {_short(m.sender)}  {m.body}")
 
 
 COMMANDS = (account_group, send_cmd, recv_cmd)
@@ -151,7 +175,7 @@ def register(group: click.Group) -> None:
         group.add_command(cmd)
 
 
-@click.group()
+@click.group(cls=CliGroup)
 def main() -> None:
     """Session client commands (standalone entry point; `testnet` includes them too)."""
 
@@ -161,3 +185,4 @@ register(main)
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
+__all__ = ["commands", "main", "register", "seed_url_for"]

@@ -56,14 +56,18 @@ def test_cli_up_status_logs_down():
 
         st = cli("status", "--name", name, "--json")
         assert st.returncode == 0, st.stderr
-        status = json.loads(st.stdout)
+        (status,) = json.loads(st.stdout)  # one shape: a list, with or without -n
+        assert status["name"] == name
         assert all(n["ready"] and n["running"] for n in status["nodes"])
         assert status["seed"]["answering"]
+        every = json.loads(cli("status", "--json").stdout)
+        assert isinstance(every, list) and name in [d["name"] for d in every]
 
-        logs = cli("logs", "--name", name, "sn01", "--tail", "50")
+        logs = cli("logs", "--name", name, "sn01", "--tail", "50", "--json")
         assert logs.returncode == 0
         lines = [json.loads(line) for line in logs.stdout.splitlines() if line.startswith("{")]
         assert lines, "node log has no structured (JSON) lines"
+        assert {rec["node"] for rec in lines} == {"sn01"}
 
         assert len(marked_pids(name)) == 8  # seed + toxiproxy + 6 nodes
     finally:
@@ -83,8 +87,15 @@ def test_bad_input_gets_a_clear_error_and_loses_nothing(testnet):
     assert bad.returncode == 1 and "name" in bad.stderr
     missing = cli("down", "--name", "no-such-net")
     assert missing.returncode == 1 and "no testnet named" in missing.stderr
+    assert testnet.name in missing.stderr  # it lists the testnets there are
+    for command in (["status", "-n", "no-such-net"], ["logs", "-n", "no-such-net"]):
+        r = cli(*command)
+        assert r.returncode == 1 and r.stderr.startswith("error: no testnet named 'no-such-net'")
     logs = cli("logs", "--name", testnet.name, "sn99")
     assert logs.returncode == 1 and "no node 'sn99'" in logs.stderr
+    usage = cli("logs", "--name", testnet.name, "--tail", "-1")
+    assert usage.returncode == 2 and "error: Invalid value for '--tail'" in usage.stderr
+    assert "Traceback" not in missing.stderr + logs.stderr + usage.stderr
 
 
 def test_same_seed_same_keys_and_swarm_layout(testnet_factory):

@@ -77,13 +77,13 @@ def test_seed_only_file_is_accepted(tmp_path):
 def test_cli_account_new_prints_and_writes(tmp_path):
     runner = CliRunner()
     out = tmp_path / "n.json"
-    res = runner.invoke(cli_main, ["account", "new", "--out", str(out)])
+    res = runner.invoke(cli_main, ["account", "new", "-o", str(out), "--json"])
     assert res.exit_code == 0, res.output
     printed = json.loads(res.output)
     assert set(printed) == {"session_id", "seed"}
     assert Account.load(out).session_id == printed["session_id"]
     assert Account.from_seed_hex(printed["seed"]).session_id == printed["session_id"]
-    again = runner.invoke(cli_main, ["account", "new", "--out", str(out)])
+    again = runner.invoke(cli_main, ["account", "new", "-o", str(out), "--json"])
     assert again.exit_code == 1 and "already exists" in again.output
 
 
