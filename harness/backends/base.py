@@ -50,7 +50,7 @@ class Backend(abc.ABC):
     def listen_ip(self, state: NetworkState, target: str) -> str:
         """The address ``target`` binds to (the advertised address unless overridden)."""
         if target == "seed":
-            return state.seed_runtime["ip"]
+            return str(state.seed_runtime["ip"])
         node = state.node(target)
         return node.bind_ip or node.public_ip
 

@@ -438,7 +438,7 @@ class DockerBackend(Backend):
             raise BackendError(f"no container {self.container_name(state, target)}: "
                                f"{target} of testnet {state.name!r} is not started or removed")
         raw = c.logs(stdout=True, stderr=True, tail="all" if tail is None else tail)
-        text = raw.decode("utf-8", errors="replace")
+        text: str = raw.decode("utf-8", errors="replace")
         return text if not text or text.endswith("\n") else text + "\n"
 
     def follow_log(self, state: NetworkState, target: str, *, tail: int | None = None,

@@ -25,10 +25,10 @@ def test_two_homes_allocating_at_once_get_different_blocks(tmp_path, quiet_machi
     b = StateDir("same-name", tmp_path / "home-b")
     a.create()
     b.create()
-    assert ProcessBackend(a)._allocate_index() == 1
-    assert ProcessBackend(b)._allocate_index() == 2  # a's testnet is not listening yet
+    assert ProcessBackend(a)._allocate_index(6) == 1
+    assert ProcessBackend(b)._allocate_index(6) == 2  # a's testnet is not listening yet
     a.remove()  # a's testnet is gone: its block is free again
     c = StateDir("other", tmp_path / "home-c")
     c.create()
-    assert ProcessBackend(c)._allocate_index() == 1
-    assert ProcessBackend(StateDir("x", tmp_path / "home-d"))._allocate_index() == 3
+    assert ProcessBackend(c)._allocate_index(6) == 1
+    assert ProcessBackend(StateDir("x", tmp_path / "home-d"))._allocate_index(6) == 3
