@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from harness import nodekinds
 from harness.backends.base import Backend, BackendError, Reporter
 from harness.state import NetworkState, NodeRecord, StateDir, is_stale, list_networks, locked
 from harness.topology import Topology, node_index
@@ -85,15 +86,19 @@ class ProcessBackend(Backend):
     kind = "process"
 
     # -- placement ---------------------------------------------------------------------------
-    def _allocate_index(self) -> int:
-        used = set()
+    def _other_states(self) -> list[NetworkState]:
+        out = []
         for name in list_networks(self.statedir.home):
             try:
                 st = StateDir(name, self.statedir.home).load()
             except Exception:
                 continue
             if st.backend == self.kind:
-                used.add(st.net_index)
+                out.append(st)
+        return out
+
+    def _allocate_index(self) -> int:
+        used = {st.net_index for st in self._other_states()}
         for x in range(1, 255):
             if x not in used and _bindable(f"127.{x}.0.1", SEED_PORT):
                 return x
@@ -113,6 +118,7 @@ class ProcessBackend(Backend):
             state.toxiproxy_url = f"http://{seed_ip}:{TOXIPROXY_PORT}"
         for name in topology.node_names():
             state.nodes.append(self._node_record(state, topology, name))
+        nodekinds.place_nodes(state, self._other_states())  # e.g. OxenMQ ports of real nodes
         return state
 
     def _node_record(self, state: NetworkState, topology: Topology, name: str) -> NodeRecord:
@@ -121,11 +127,14 @@ class ProcessBackend(Backend):
             raise BackendError(f"node {name}: the process backend supports nodes sn01-sn254")
         ident = topology.node_identity(name)
         prefix = f"127.{state.net_index}.{i}"
+        kind = topology.node_group(name).kind
+        has_admin = nodekinds.kind_class(kind).has_admin
         return NodeRecord(name=name, public_ip=f"{prefix}.1",
                           bind_ip=f"{prefix}.2" if topology.proxies else None,
                           proxy=name if topology.proxies else None,
-                          storage_port=STORAGE_PORT, admin_port=ADMIN_PORT,
-                          pubkey_ed25519=ident.ed25519_hex, pubkey_x25519=ident.x25519_hex)
+                          storage_port=STORAGE_PORT, admin_port=ADMIN_PORT if has_admin else 0,
+                          pubkey_ed25519=ident.ed25519_hex, pubkey_x25519=ident.x25519_hex,
+                          kind=kind)
 
     def link_address(self, state: NetworkState, src: str, dst: str) -> str:
         j, i = node_index(src), node_index(dst)
@@ -143,7 +152,10 @@ class ProcessBackend(Backend):
         return str(self.statedir.logs / f"{target}.log")
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def _spawn(self, state: NetworkState, target: str, argv: list[str]) -> int:
+    def _spawn(self, state: NetworkState, target: str, argv: list[str], *,
+               python: bool = True) -> int:
+        """Start ``argv`` (arguments of this interpreter when ``python``, else a program and its
+        arguments) in its own session, marked as a process of this testnet."""
         Path(self.data_dir(state, target)).mkdir(parents=True, exist_ok=True)
         self.statedir.logs.mkdir(parents=True, exist_ok=True)
         # stdout/stderr (tracebacks before logging starts) go to a separate file
@@ -153,7 +165,7 @@ class ProcessBackend(Backend):
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"
         try:
-            proc = subprocess.Popen([sys.executable, *argv], stdout=out, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen([sys.executable, *argv] if python else argv, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=env, start_new_session=True,
                                     cwd=self.statedir.path)
         except OSError as e:
@@ -181,7 +193,8 @@ class ProcessBackend(Backend):
         if self.is_running(state, node.name):
             raise BackendError(f"node {node.name} of testnet {state.name!r} is already running "
                                f"(pid {node.runtime.get('pid')})")
-        node.runtime["pid"] = self._spawn(state, node.name, argv)
+        node.runtime["pid"] = self._spawn(state, node.name, argv,
+                                          python=nodekinds.kind_class(node.kind).runs_python)
         node.runtime.pop("paused", None)
 
     def _pid(self, state: NetworkState, target: str) -> int | None:
@@ -306,7 +319,7 @@ class ProcessBackend(Backend):
                 if st.backend != cls.kind:
                     continue
                 seed_pid = st.seed_runtime.get("pid")
-                seed_alive = bool(seed_pid) and _is_ours(seed_pid, str(sd.path))
+                seed_alive = isinstance(seed_pid, int) and _is_ours(seed_pid, str(sd.path))
                 if is_stale(st) or (st.status == "up" and not seed_alive):
                     report(f"removing stale process testnet {name!r}")
                     cls._kill_all(str(sd.path))
