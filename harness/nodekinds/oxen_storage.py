@@ -174,7 +174,7 @@ class OxenStorageNode(NodeKind):
             raise NodeKindError(f"node {node.name} has no OxenMQ ports: its testnet was planned "
                                 "without them (recreate it)")
         ensure_dh_pem(Path(ctx.data_dir))
-        return [str(self.binary.resolve()), "--testnet",
+        return [os.path.abspath(self.binary), "--testnet",
                 "--data-dir", ctx.data_dir,
                 "--oxend-rpc", node.oxend_endpoint,
                 "--bind-ip", ctx.listen_ip,
