@@ -228,6 +228,11 @@ class Testnet:
             self._save()
             rpc.run_sync(self._wait_proxy_api(30.0))
             rpc.run_sync(self._populate_proxies(self.state.nodes))
+            relays = [r for n in self.state.nodes for r in self.node_kind(n).udp_relays(n)]
+            if relays:  # Toxiproxy relays TCP only: the UDP side of proxied ports (QUIC)
+                report("starting the UDP relay")
+                self.backend.start_udp_relay(self.state, relays)
+                self._save()
         report("starting seed")
         self.backend.start_seed(self.state, self.seed_argv())
         self._save()
@@ -261,6 +266,7 @@ class Testnet:
     def runtime_targets(self) -> list[str]:
         """Every runtime of the testnet: the seed, the Toxiproxy server (if any), the nodes."""
         return (["seed"] + (["toxiproxy"] if self.toxiproxy_url else [])
+                + (["udprelay"] if self.state.udprelay_pid else [])
                 + [n.name for n in self.state.nodes])
 
     async def _wait_proxy_api(self, timeout: float) -> None:
@@ -449,7 +455,7 @@ class Testnet:
         return out
 
     def _check_target(self, target: str) -> None:
-        if target not in ("seed", "toxiproxy") or target not in self.runtime_targets():
+        if target not in ("seed", "toxiproxy", "udprelay") or target not in self.runtime_targets():
             self.node(target)
 
     def logs(self, target: str | None = None, *, tail: int | None = None) -> str:

@@ -101,6 +101,8 @@ class NetworkState:
     toxiproxy_url: str | None = None
     #: process backend: pid of the Toxiproxy server
     toxiproxy_pid: int | None = None
+    #: process backend: pid of the UDP relay of proxied QUIC ports (nodes.udprelay), if any
+    udprelay_pid: int | None = None
     #: docker backend: the node image, the Toxiproxy image and the Toxiproxy container's id
     image: str | None = None
     toxiproxy_image: str | None = None

@@ -16,6 +16,7 @@ each carries ``SESSION_TESTNET_DIR=<its state folder>`` in its environment so th
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -189,6 +190,13 @@ class ProcessBackend(Backend):
         argv = ["-m", "nodes.toxiproxy", "--host", ip, "--port", str(TOXIPROXY_PORT)]
         state.toxiproxy_pid = self._spawn(state, "toxiproxy", argv)
 
+    def start_udp_relay(self, state: NetworkState, relays: list[dict[str, str]]) -> None:
+        config = self.statedir.path / "udp-relays.json"
+        config.write_text(json.dumps({"relays": relays}, indent=1) + "\n")
+        argv = ["-m", "nodes.udprelay", "--config", str(config),
+                "--log-file", str(self.statedir.logs / "udprelay.log")]
+        state.udprelay_pid = self._spawn(state, "udprelay", argv)
+
     def start_node(self, state: NetworkState, node: NodeRecord, argv: list[str]) -> None:
         if self.is_running(state, node.name):
             raise BackendError(f"node {node.name} of testnet {state.name!r} is already running "
@@ -200,6 +208,8 @@ class ProcessBackend(Backend):
     def _pid(self, state: NetworkState, target: str) -> int | None:
         if target == "toxiproxy":
             pid = state.toxiproxy_pid
+        elif target == "udprelay":
+            pid = state.udprelay_pid
         else:
             rt = state.seed_runtime if target == "seed" else state.node(target).runtime
             pid = rt.get("pid")

@@ -101,6 +101,11 @@ class NodeKind(abc.ABC):
     def proxies(self, node: NodeRecord) -> list[dict[str, Any]]:
         """The Toxiproxy proxies in front of ``node`` (Toxiproxy ``populate`` entries)."""
 
+    def udp_relays(self, node: NodeRecord) -> list[dict[str, str]]:
+        """UDP relays (``{"listen", "upstream"}``) the node needs next to its Toxiproxy proxies
+        (Toxiproxy relays TCP only)."""
+        return []
+
     @abc.abstractmethod
     async def probe(self, session: Any, state: NetworkState,
                     nodes: dict[str, tuple[NodeRecord, int | None]]) -> dict[str, NodeView]:

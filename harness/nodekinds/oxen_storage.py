@@ -190,6 +190,13 @@ class OxenStorageNode(NodeKind):
                 {"name": omq_proxy_name(node), "listen": f"{node.public_ip}:{node.omq_port}",
                  "upstream": f"{node.bind_ip}:{node.omq_bind_port}", "enabled": True}]
 
+    def udp_relays(self, node: NodeRecord) -> list[dict[str, str]]:
+        """QUIC shares the OxenMQ port (UDP): peers reach it at the advertised (proxy) address."""
+        if not node.proxy:
+            return []
+        return [{"listen": f"{node.public_ip}:{node.omq_port}",
+                 "upstream": f"{node.bind_ip}:{node.omq_bind_port}"}]
+
     async def probe(self, session: Any, state: NetworkState,
                     nodes: dict[str, tuple[NodeRecord, int | None]]) -> dict[str, NodeView]:
         try:

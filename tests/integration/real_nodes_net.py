@@ -133,7 +133,14 @@ def scenario(binary: Path, work: Path, report: dict[str, Any]) -> None:
     os.environ["SESSION_TESTNET_HOME"] = str(home)
     net = Testnet.attach(NAME)
     report["omq_connections"] = established_omq_peers(net)
-    oxend = net.seed_admin("oxend", method="GET")
+    deadline = time.monotonic() + 60  # reachability tests (HTTPS, OxenMQ, QUIC) run ~every 10 s
+    while True:
+        oxend = net.seed_admin("oxend", method="GET")
+        reported = all(n["peer_reports_sent"]["passed"] + n["peer_reports_sent"]["failed"] > 0
+                       for n in oxend["nodes"])
+        if reported or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     report["oxend"] = {n["name"]: {k: n[k] for k in ("status", "pings", "peer_reports_sent",
                                                      "peer_reports_received", "first_list_held")}
                        for n in oxend["nodes"]}

@@ -117,6 +117,10 @@ def test_down_leaves_nothing(report: dict[str, Any]) -> None:
     assert report["leftovers"] == {"processes": [], "state_dirs": []}, report["leftovers"]
 
 
-def test_seed_observes_the_real_nodes(report: dict[str, Any]) -> None:
+def test_real_nodes_reach_each_other_through_proxies_and_relay(report: dict[str, Any]) -> None:
+    """Each server tests random peers (HTTPS, OxenMQ and QUIC at the advertised addresses) and
+    reports to the seed: every report passes, so all three lead to the node."""
     for name, obs in report["oxend"].items():
         assert obs["status"] == "active", (name, obs)
+        sent = obs["peer_reports_sent"]
+        assert sent["passed"] >= 1 and sent["failed"] == 0, (name, sent)
