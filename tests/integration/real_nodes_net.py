@@ -33,6 +33,7 @@ LATENCY_MS = 400
 FAULTED = "sn03"
 CONTROL = "sn04"
 CHURNED = "sn05"
+PAUSED = "sn06"
 PROBES = 5
 BOOTSTRAP_MARKS = ("bootstrap", "seed node", "public.loki.foundation", "seed1.", "seed2.", "seed3.")
 
@@ -63,6 +64,16 @@ async def info_timings(url: str) -> list[float]:
             status, _ = await rpc.storage_rpc(s, url, "info", {})
             out.append(round((time.monotonic() - t0) * 1000, 1) if status == 200 else -1.0)
     return out
+
+
+async def answers(url: str) -> bool:
+    """Whether the node answers ``info`` within 3 s."""
+    async with rpc.new_session(rpc.aiohttp.ClientTimeout(total=3)) as s:
+        try:
+            status, _ = await rpc.storage_rpc(s, url, "info", {})
+        except rpc.RpcError:
+            return False
+    return status == 200
 
 
 def established_omq_peers(net: Testnet) -> dict[str, int]:
@@ -163,6 +174,12 @@ def scenario(binary: Path, work: Path, report: dict[str, Any]) -> None:
     net.wait_ready(timeout=90)
     churn["ready_after_start_s"] = round(time.monotonic() - t1, 2)
     churn["running_after_start"] = net.backend.is_running(net.state, CHURNED)
+    # pause freezes the process (SIGSTOP): it holds its sockets but answers nothing
+    paused = net.node(PAUSED)
+    net.pause(PAUSED)
+    churn["answers_while_paused"] = asyncio.run(answers(paused.storage_url))
+    net.unpause(PAUSED)
+    churn["answers_after_unpause"] = asyncio.run(answers(paused.storage_url))
     report["churn"] = churn
     # a message stored before the kill is still there (SQLite in the data dir survives)
     got = must(cli(work, "recv", "--name", NAME, "--account", str(work / "bob.json"), "--json"),

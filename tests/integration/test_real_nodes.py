@@ -106,10 +106,11 @@ def test_latency_fault_on_one_real_node_shows_in_client_timings(report: dict[str
     assert after < LATENCY_MS, f"removing the fault must remove the delay: {t}"
 
 
-def test_kill_and_start_of_a_real_node(report: dict[str, Any]) -> None:
+def test_kill_start_pause_of_a_real_node(report: dict[str, Any]) -> None:
     churn = report["churn"]
     assert churn["running_after_kill"] is False
     assert churn["running_after_start"] is True
+    assert churn["answers_while_paused"] is False and churn["answers_after_unpause"] is True, churn
     assert [m["body"] for m in report["received_after_churn"]] == ["hello over real nodes"]
 
 
