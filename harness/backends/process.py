@@ -101,7 +101,7 @@ class ProcessBackend(Backend):
     def _allocate_index(self) -> int:
         used = {st.net_index for st in self._other_states()}
         for x in range(1, 255):
-            if x not in used and _bindable(f"127.{x}.0.1", SEED_PORT):
+            if x not in used and all(_bindable(f"127.{x}.0.1", p) for p in (SEED_PORT, TOXIPROXY_PORT)):
                 return x
         raise BackendError("no free 127.X.0.0/16 block for a process testnet: run 'testnet clean'")
 
