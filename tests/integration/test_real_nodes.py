@@ -106,6 +106,15 @@ def test_latency_fault_on_one_real_node_shows_in_client_timings(report: dict[str
     assert after < LATENCY_MS, f"removing the fault must remove the delay: {t}"
 
 
+def test_latency_on_a_relay_node_shows_in_the_clients_onion_timings(report: dict[str, Any]) -> None:
+    """Onion requests over paths through the faulted real node (a middle hop: node -> node
+    OxenMQ through its proxy) are slower by the latency; the others are not."""
+    t = report["onion_timings"]
+    assert t["with_victim_ms"] and t["without_victim_ms"], t
+    assert min(t["with_victim_ms"]) >= LATENCY_MS, t
+    assert median(t["without_victim_ms"]) < LATENCY_MS, t
+
+
 def test_kill_start_pause_of_a_real_node(report: dict[str, Any]) -> None:
     churn = report["churn"]
     assert churn["running_after_kill"] is False
