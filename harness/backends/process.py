@@ -303,6 +303,9 @@ class ProcessBackend(Backend):
 
     def follow_log(self, state: NetworkState, target: str) -> Iterator[str]:
         path = self.statedir.logs / f"{target}.log"
+        if (target not in ("seed", "toxiproxy", "udprelay")
+                and not nodekinds.kind_class(state.node(target).kind).writes_log_file):
+            path = self.statedir.logs / f"{target}.stderr"  # it logs to stdout (e.g. oxen-storage)
         while not path.exists():
             time.sleep(0.1)
         with open(path, errors="replace") as f:

@@ -39,7 +39,8 @@ class NodeContext:
     data_dir: str
     #: a log file for the node (None: the runtime captures its output)
     log_file: str | None
-    #: the node's deterministic Ed25519 seed (hex); never put on a command line
+    #: the node's deterministic Ed25519 seed (hex), for implementations that take their key from
+    #: the harness (ours, still as ``--key-seed``); the real server fetches its own from the seed
     key_seed_hex: str
     #: the topology's fields (harness.topology.Topology.to_dict())
     topology: dict[str, Any]
@@ -68,8 +69,10 @@ class NodeKind(abc.ABC):
     #: backends that can run it
     backends: ClassVar[frozenset[str]]
 
-    #: True: ``launch().argv`` are arguments of the backend's Python interpreter
+    #: True: ``argv()`` are arguments of the backend's Python interpreter
     runs_python: ClassVar[bool] = False
+    #: True: the node writes the log file the backend names; False: it logs to stdout/stderr
+    writes_log_file: ClassVar[bool] = False
 
     def __init__(self, path: str | None = None) -> None:
         #: the group's path: ``PATH`` in ``12:oxen-storage=PATH`` (None for ``python``)

@@ -18,6 +18,7 @@ class PythonNode(NodeKind):
     fault_families: ClassVar[frozenset[str]] = ALL_FAULT_FAMILIES
     backends: ClassVar[frozenset[str]] = frozenset({"process", "docker"})
     runs_python: ClassVar[bool] = True
+    writes_log_file: ClassVar[bool] = True
 
     def argv(self, ctx: NodeContext) -> list[str]:
         t = ctx.topology
