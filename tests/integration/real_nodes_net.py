@@ -111,7 +111,8 @@ async def onion_timings(net: Testnet) -> dict[str, Any]:
             for _ in range(12):
                 await c.get_swarm(account.session_id, refresh=True)
             await toxic(net, f"{victim.proxy}-omq", None)
-    with_victim, without = [], []
+    with_victim: list[float] = []
+    without: list[float] = []
     for r in records:
         for a in r.attempts:
             if not a.path or not a.ok:
