@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from harness.nodekinds.base import NodeKind
-    from harness.state import NetworkState
+    from harness.state import NetworkState, NodeRecord
 
 PYTHON = "python"
 OXEN_STORAGE = "oxen-storage"
@@ -83,6 +83,19 @@ def place_nodes(state: NetworkState, others: Iterable[NetworkState]) -> None:
     place_oxen_storage(state, others)
 
 
+def check_fault(node: NodeRecord, family: str) -> None:
+    """Raise :class:`~harness.nodekinds.base.NodeKindError` (a ValueError) with a clear message
+    when faults of ``family`` (``behaviour``, ``clock``, ``partition``, ``network``, ``churn``)
+    cannot act on ``node``: e.g. misbehave or clock skew on a node without an admin interface."""
+    kind_class(node.kind)().refuse_fault(family, node.name)
+
+
+def proxy_names(node: NodeRecord) -> list[str]:
+    """Every Toxiproxy proxy in front of ``node`` (one per port it serves: ``sn01`` for HTTPS,
+    and ``sn01-omq`` for the real server's OxenMQ): a node-level network fault belongs on all."""
+    return [p["name"] for p in kind_class(node.kind)().proxies(node)]
+
+
 __all__ = ["DEFAULT_KIND", "KINDS_WITH_PATH", "KIND_NAMES", "MIN_NODES_WITH_REAL", "OXEN_STORAGE",
-           "PATH_ENV", "PYTHON", "check_groups", "kind_class", "node_kind", "place_nodes",
-           "seed_args"]
+           "PATH_ENV", "PYTHON", "check_fault", "check_groups", "kind_class", "node_kind", "place_nodes",
+           "proxy_names", "seed_args"]

@@ -83,6 +83,20 @@ def test_kinds_declare_admin_and_fault_families() -> None:
             real.refuse_fault(family, "sn01")
 
 
+def test_fault_checks_and_proxy_names_per_node() -> None:
+    st = _state()
+    place_nodes(st, [])
+    real = st.nodes[0]
+    ours = NodeRecord(name="sn11", public_ip="127.9.11.1", storage_port=22021, admin_port=22030,
+                      pubkey_ed25519="aa" * 32, pubkey_x25519="bb" * 32, bind_ip="127.9.11.2", proxy="sn11")
+    nodekinds.check_fault(ours, CLOCK)
+    nodekinds.check_fault(real, NETWORK)
+    with pytest.raises(ValueError, match="sn01 runs 'oxen-storage', which does not support clock faults"):
+        nodekinds.check_fault(real, CLOCK)
+    assert nodekinds.proxy_names(ours) == ["sn11"]
+    assert nodekinds.proxy_names(real) == ["sn01", "sn01-omq"]
+
+
 def test_runnable_checks_name_what_is_missing(tmp_path: Path) -> None:
     with pytest.raises(NodeKindError, match="process backend only, not docker"):
         nodekinds.check_groups([("oxen-storage", "/bin/true")], "docker")
