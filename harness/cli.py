@@ -45,6 +45,11 @@ def main() -> None:
 @click.option("--swarms", type=int, default=None, help="Number of swarms [default: 2].")
 @click.option("--swarm-size", type=int, default=None, help="Nodes per swarm [default: 3].")
 @click.option("--seed", "seed", default=None, help="Testnet seed: fixes keys and swarm layout.")
+@click.option("--nodes", "node_groups", multiple=True, metavar="N[:KIND[=PATH]]",
+              help="A group of N nodes of one implementation (repeatable): 'N:python' (ours, "
+                   "the default) or 'N:oxen-storage=PATH' (the real Session storage server; "
+                   "PATH defaults to $SESSION_TESTNET_OXEN_STORAGE; needs >= 10 nodes and the "
+                   "process backend). Swarms follow from --swarm-size.")
 @click.option("--topology", "topology_file", type=click.Path(dir_okay=False), default=None,
               help="JSON topology file (fields of harness.topology.Topology).")
 @click.option("--timeout", type=float, default=90.0, show_default=True,
@@ -52,9 +57,18 @@ def main() -> None:
 @json_option(TESTNET_JSON)
 @friendly_errors
 def up(name: str, backend: str, swarms: int | None, swarm_size: int | None, seed: str | None,
-       topology_file: str | None, timeout: float, as_json: bool) -> None:
-    """Start a testnet; return when every node is registered, in a swarm and answering."""
+       node_groups: tuple[str, ...], topology_file: str | None, timeout: float,
+       as_json: bool) -> None:
+    """Start a testnet; return when every node is registered, in a swarm and answering.
+
+    --json prints {"name", "backend", "status", "seed_url", "nodes": [{"name", "kind",
+    "public_ip", "storage_port", "pubkey_ed25519", "pubkey_x25519", "swarm_id", "admin_url"
+    (null without an admin interface), "proxy"?, "omq_port"?}], "toxiproxy_url"?, …}.
+    """
     base = Topology.load(topology_file).to_dict() if topology_file else {}
+    if node_groups:  # the swarm count follows from the groups unless --swarms says otherwise
+        base["nodes"] = list(node_groups)
+        base.pop("swarms", None)
     overrides = {"name": name, "swarms": swarms, "swarm_size": swarm_size, "seed": seed}
     if topology_file and name == DEFAULT_NAME and "name" in base:
         overrides.pop("name")

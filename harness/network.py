@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import rpc
+from harness import nodekinds, rpc
 from harness.backends.base import Backend, BackendError, Reporter
 from harness.backends.registry import BACKENDS, backend_class
+from harness.nodekinds.base import NodeContext, NodeKind
 from harness.state import NetworkState, NodeRecord, StateDir, StateError, is_stale, locked
 from harness.topology import Topology, node_index, node_name
 from nodes.protocol.swarm import UNASSIGNED_SWARM
@@ -111,6 +112,7 @@ class Testnet:
         topology = topology or Topology()
         statedir = StateDir(topology.name)
         backend_cls = backend_class(backend)
+        nodekinds.check_groups(((g.kind, g.path) for g in topology.nodes), backend)
         backend_cls.sweep_stale(report)
         with locked():
             if statedir.exists():
@@ -199,31 +201,22 @@ class Testnet:
         log = self.backend.log_file(st, "seed")
         if log:
             argv += ["--log-file", log]
+        argv += nodekinds.seed_args(st, self.statedir.path)
         return argv
 
+    def node_kind(self, node: NodeRecord) -> NodeKind:
+        """The implementation of ``node`` (harness.nodekinds)."""
+        return nodekinds.node_kind(node.kind, self.topology.node_group(node.name).path)
+
     def node_argv(self, node: NodeRecord) -> list[str]:
-        t = self.topology
+        """The node's command line, from its implementation (see NodeKind.argv)."""
         st = self.state
-        ident = t.node_identity(node.name)
-        argv = [
-            "-m", "nodes.snode",
-            "--ip", self.backend.listen_ip(st, node.name),
-            "--public-ip", node.public_ip,
-            "--port", str(node.storage_port),
-            "--admin-port", str(node.admin_port),
-            "--seed-url", st.seed_url,
-            "--data-dir", self.backend.data_dir(st, node.name),
-            "--key-seed", ident.seed_hex,
-            "--name", node.name,
-            "--proof-interval", str(t.proof_interval),
-            "--poll-interval", str(t.poll_interval),
-        ]
-        if t.rate_limit:
-            argv += ["--rate-limit", str(t.rate_limit)]
-        log = self.backend.log_file(st, node.name)
-        if log:
-            argv += ["--log-file", log]
-        return argv
+        return self.node_kind(node).argv(NodeContext(
+            state=st, node=node, listen_ip=self.backend.listen_ip(st, node.name),
+            data_dir=self.backend.data_dir(st, node.name),
+            log_file=self.backend.log_file(st, node.name),
+            key_seed_hex=self.topology.node_identity(node.name).seed_hex,
+            topology=st.topology))
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _start(self, report: Reporter) -> None:
@@ -236,6 +229,11 @@ class Testnet:
             self._save()
             rpc.run_sync(self._wait_proxy_api(30.0))
             rpc.run_sync(self._populate_proxies(self.state.nodes))
+            relays = [r for n in self.state.nodes for r in self.node_kind(n).udp_relays(n)]
+            if relays:  # Toxiproxy relays TCP only: the UDP side of proxied ports (QUIC)
+                report("starting the UDP relay")
+                self.backend.start_udp_relay(self.state, relays)
+                self._save()
         report("starting seed")
         self.backend.start_seed(self.state, self.seed_argv())
         self._save()
@@ -269,6 +267,7 @@ class Testnet:
     def runtime_targets(self) -> list[str]:
         """Every runtime of the testnet: the seed, the Toxiproxy server (if any), the nodes."""
         return (["seed"] + (["toxiproxy"] if self.toxiproxy_url else [])
+                + (["udprelay"] if self.state.udprelay_pid else [])
                 + [n.name for n in self.state.nodes])
 
     async def _wait_proxy_api(self, timeout: float) -> None:
@@ -292,10 +291,9 @@ class Testnet:
                 await asyncio.sleep(0.1)
 
     async def _populate_proxies(self, nodes: list[NodeRecord]) -> None:
-        """Create (or replace) the proxy of each node: advertised address -> node process."""
-        body = [{"name": n.proxy, "listen": f"{n.public_ip}:{n.storage_port}",
-                 "upstream": f"{n.bind_ip}:{n.storage_port}", "enabled": True}
-                for n in nodes if n.proxy]
+        """Create (or replace) the proxies of each node: advertised address -> node process
+        (one per port the node serves: HTTPS, and OxenMQ for the real server)."""
+        body = [spec for n in nodes for spec in self.node_kind(n).proxies(n)]
         if not body:
             return
         url = f"{self.toxiproxy_url}/populate"
@@ -352,22 +350,18 @@ class Testnet:
         except rpc.RpcError as e:
             r.seed_error = str(e)
 
-        async def probe(node: NodeRecord) -> None:
-            nr = r.nodes[node.name]
-            try:
-                st = await rpc.node_admin(session, node.admin_url, "state")
-                sid = st.get("swarm_id")
-                nr.node_swarm_id = None if sid in (None, UNASSIGNED_SWARM) else int(sid)
-                sm = st.get("swarm_members")
-                nr.node_swarm_members = tuple(sorted(sm)) if isinstance(sm, list) else None
-                status, body = await rpc.storage_rpc(session, node.storage_url, "info", {})
-                nr.answering = status == 200
-                if status != 200:
-                    nr.error = f"HTTP {status}: {str(body)[:120]}"
-            except rpc.RpcError as e:
-                nr.error = str(e)
-
-        await asyncio.gather(*(probe(n) for n in self.state.nodes))
+        # each node kind asks its nodes (or the seed about them) in its own way
+        by_kind: dict[str, tuple[NodeKind, dict[str, tuple[NodeRecord, int | None]]]] = {}
+        for n in self.state.nodes:
+            entry = by_kind.setdefault(n.kind, (self.node_kind(n), {}))
+            entry[1][n.name] = (n, r.nodes[n.name].swarm_id)
+        results = await asyncio.gather(*(kind.probe(session, self.state, group)
+                                         for kind, group in by_kind.values()))
+        for views in results:
+            for name, view in views.items():
+                nr = r.nodes[name]
+                nr.node_swarm_id, nr.node_swarm_members = view.swarm_id, view.swarm_members
+                nr.answering, nr.error = view.answering, view.error
         return r
 
     def wait_ready(self, timeout: float = 60.0, report: Reporter = _quiet,
@@ -417,8 +411,8 @@ class Testnet:
         for n in self.state.nodes:
             nr = r.nodes[n.name]
             if not nr.ready:
-                lines.append(f"  {n.name} ({n.public_ip}:{n.storage_port}, admin {n.admin_url}): "
-                             f"{nr.missing()}")
+                admin = f", admin {n.admin_url}" if n.admin_port else f", {n.kind}"
+                lines.append(f"  {n.name} ({n.public_ip}:{n.storage_port}{admin}): {nr.missing()}")
         bad = [t for t in (["seed"] if (not r.seed_ok or "seed" in dead) else [])]
         bad += [n for n, nr in r.nodes.items() if not nr.ready]
         for target in bad[:6]:
@@ -576,6 +570,10 @@ class Testnet:
         if count < 1:
             raise ValueError(f"count must be >= 1, got {count}")
         self.sync_state()
+        if self.topology.kinds != [nodekinds.PYTHON]:
+            raise BackendError(f"testnet {self.name!r} runs {', '.join(self.topology.kinds)} nodes: "
+                               "joining nodes is only implemented for python-only testnets (the "
+                               "seed's list of real nodes is fixed when it starts)")
         start = max((node_index(n.name) for n in self.state.nodes), default=0) + 1
         new = [self.backend.plan_node(self.state, node_name(i)) for i in range(start, start + count)]
         self.state.nodes.extend(new)

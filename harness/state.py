@@ -48,6 +48,13 @@ class NodeRecord:
     #: the bind address when it differs from the advertised one (e.g. behind a proxy)
     bind_ip: str | None = None
     proxy: str | None = None
+    #: the node implementation (harness.nodekinds): "python" (ours) or "oxen-storage"
+    kind: str = "python"
+    #: nodes speaking OxenMQ (the real server): the advertised OxenMQ port (its proxy's when
+    #: proxied), the port it listens on, and its own endpoint at the seed (its oxend)
+    omq_port: int | None = None
+    omq_bind_port: int | None = None
+    oxend_endpoint: str | None = None
 
     @property
     def admin_url(self) -> str:
@@ -66,10 +73,13 @@ class NodeRecord:
             "pubkey_ed25519": self.pubkey_ed25519,
             "pubkey_x25519": self.pubkey_x25519,
             "swarm_id": self.swarm_id,
-            "admin_url": self.admin_url,
+            "admin_url": self.admin_url if self.admin_port else None,
+            "kind": self.kind,
         }
         if self.proxy is not None:
             out["proxy"] = self.proxy
+        if self.omq_port is not None:
+            out["omq_port"] = self.omq_port
         return out
 
 
@@ -91,6 +101,8 @@ class NetworkState:
     toxiproxy_url: str | None = None
     #: process backend: pid of the Toxiproxy server
     toxiproxy_pid: int | None = None
+    #: process backend: pid of the UDP relay of proxied QUIC ports (nodes.udprelay), if any
+    udprelay_pid: int | None = None
     #: docker backend: the node image, the Toxiproxy image and the Toxiproxy container's id
     image: str | None = None
     toxiproxy_image: str | None = None

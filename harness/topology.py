@@ -7,11 +7,13 @@ have the same keys and the same initial swarms.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from harness import nodekinds
 from harness.jsonfile import load_json
 from nodes.protocol.keys import Identity, derive_seed
 
@@ -20,6 +22,45 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,30}$")
 
 class TopologyError(ValueError):
     """A topology spec is invalid; the message says which field and why."""
+
+
+@dataclass(frozen=True)
+class NodeGroup:
+    """``count`` nodes of one implementation (:mod:`harness.nodekinds`). ``path``: the program
+    of kinds that take one (``oxen-storage``: the server binary; made absolute here so that later
+    commands, run from elsewhere, find it)."""
+
+    count: int
+    kind: str = nodekinds.DEFAULT_KIND
+    path: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.count, int) or self.count < 1:
+            raise TopologyError(f"node group {self.spec()!r}: count must be an integer >= 1")
+        if self.kind not in nodekinds.KIND_NAMES:
+            raise TopologyError(f"node group {self.spec()!r}: unknown kind {self.kind!r}; "
+                                f"choose one of {', '.join(nodekinds.KIND_NAMES)}")
+        if self.path is None and self.kind in nodekinds.PATH_ENV:
+            object.__setattr__(self, "path", os.environ.get(nodekinds.PATH_ENV[self.kind]) or None)
+        if self.path is not None and self.kind not in nodekinds.KINDS_WITH_PATH:
+            raise TopologyError(f"node group {self.spec()!r}: kind {self.kind!r} takes no path")
+        if self.path is not None:
+            object.__setattr__(self, "path", os.path.abspath(os.path.expanduser(self.path)))
+
+    def spec(self) -> str:
+        return f"{self.count}:{self.kind}" + (f"={self.path}" if self.path else "")
+
+    @classmethod
+    def parse(cls, spec: str) -> NodeGroup:
+        """``N``, ``N:KIND`` or ``N:KIND=PATH`` (as ``testnet up --nodes`` takes it)."""
+        count_s, _, rest = spec.partition(":")
+        kind, _, path = rest.partition("=")
+        try:
+            count = int(count_s)
+        except ValueError:
+            raise TopologyError(f"node group {spec!r}: expected N, N:KIND or N:KIND=PATH "
+                                f"(e.g. 12:oxen-storage=./oxen-storage)") from None
+        return cls(count=count, kind=kind or nodekinds.DEFAULT_KIND, path=path or None)
 
 
 @dataclass(frozen=True)
@@ -42,6 +83,10 @@ class Topology:
     rate_limit: float = 0.0
     #: put a Toxiproxy proxy in front of every node's storage port (needed for network faults)
     proxies: bool = True
+    #: node groups, each with its implementation, numbered in order (sn01… for the first group);
+    #: empty: ``swarms * swarm_size`` of our python nodes. With groups, ``swarms`` must be
+    #: ``node_count // swarm_size`` (``from_dict`` fills it in when absent)
+    nodes: tuple[NodeGroup, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -70,10 +115,52 @@ class Topology:
             raise TopologyError("min_swarm_size and new_swarm_size must be >= 1")
         if self.ideal_swarm_margin < 0:
             raise TopologyError("ideal_swarm_margin must be >= 0")
+        self._check_groups()
+
+    def _check_groups(self) -> None:
+        if not self.nodes:
+            return
+        if not all(isinstance(g, NodeGroup) for g in self.nodes):
+            raise TopologyError("nodes must be NodeGroup entries (use Topology.from_dict for JSON)")
+        want = max(1, self.node_count // self.swarm_size)
+        if self.swarms != want:
+            raise TopologyError(f"{self.node_count} nodes in swarms of {self.swarm_size} make "
+                                f"{want} swarm(s), not swarms={self.swarms}: leave swarms out or "
+                                f"set it to {want}")
+        kinds = {g.kind for g in self.nodes}
+        real = kinds - {nodekinds.PYTHON}
+        if real and nodekinds.PYTHON in kinds:
+            raise TopologyError(
+                f"a testnet cannot mix our python nodes with {', '.join(sorted(real))} nodes yet: "
+                "node-to-node traffic of the real server (OxenMQ sn.*) is not implemented by ours "
+                "(docs/nodes.md); use one kind")
+        if real and self.node_count < nodekinds.MIN_NODES_WITH_REAL:
+            raise TopologyError(
+                f"a testnet with {', '.join(sorted(real))} nodes needs at least "
+                f"{nodekinds.MIN_NODES_WITH_REAL} nodes, got {self.node_count}: with fewer the real "
+                "server asks hard-coded public seed nodes, and no traffic may leave the machine")
 
     @property
     def node_count(self) -> int:
+        if self.nodes:
+            return sum(g.count for g in self.nodes)
         return self.swarms * self.swarm_size
+
+    def node_group(self, name: str) -> NodeGroup:
+        """The group node ``name`` belongs to (nodes beyond the groups, e.g. joined later, are
+        of the last group's kind)."""
+        if not self.nodes:
+            return NodeGroup(count=self.node_count)
+        i = node_index(name)
+        for g in self.nodes:
+            if i <= g.count:
+                return g
+            i -= g.count
+        return self.nodes[-1]
+
+    @property
+    def kinds(self) -> list[str]:
+        return sorted({g.kind for g in self.nodes} or {nodekinds.DEFAULT_KIND})
 
     @property
     def effective_min_swarm_size(self) -> int:
@@ -103,6 +190,14 @@ class Topology:
         unknown = sorted(set(data) - known)
         if unknown:
             raise TopologyError(f"unknown topology field(s): {', '.join(unknown)}; known: {sorted(known)}")
+        data = dict(data)
+        if data.get("nodes"):
+            data["nodes"] = tuple(_group(g) for g in data["nodes"])
+            if "swarms" not in data:
+                count = sum(g.count for g in data["nodes"])
+                data["swarms"] = max(1, count // int(data.get("swarm_size", cls.swarm_size)))
+        else:
+            data.pop("nodes", None)
         try:
             return cls(**data)
         except TypeError as e:  # wrong types reach dataclass checks as TypeError
@@ -115,6 +210,21 @@ class Topology:
         if not isinstance(data, dict):
             raise TopologyError(f"topology file {p} must hold a JSON object")
         return cls.from_dict(data)
+
+
+def _group(entry: Any) -> NodeGroup:
+    """A node group from JSON: ``{"count", "kind", "path"}`` or the CLI string ``N:KIND=PATH``."""
+    if isinstance(entry, NodeGroup):
+        return entry
+    if isinstance(entry, str):
+        return NodeGroup.parse(entry)
+    if isinstance(entry, dict):
+        unknown = sorted(set(entry) - {"count", "kind", "path"})
+        if unknown or "count" not in entry:
+            raise TopologyError(f"node group {entry!r}: expected fields count, kind, path "
+                                f"(unknown: {unknown})")
+        return NodeGroup(**entry)
+    raise TopologyError(f"node group {entry!r}: expected an object or 'N:KIND=PATH'")
 
 
 def node_name(index: int) -> str:

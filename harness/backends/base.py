@@ -66,6 +66,12 @@ class Backend(abc.ABC):
     def start_proxy(self, state: NetworkState) -> None:
         """Start the Toxiproxy server of the testnet (API at ``state.toxiproxy_url``)."""
 
+    def start_udp_relay(self, state: NetworkState, relays: list[dict[str, str]]) -> None:
+        """Start ``python -m nodes.udprelay`` for ``relays`` (``{"listen", "upstream"}``): the
+        UDP side of proxied addresses (QUIC of the real storage server)."""
+        raise BackendError(f"the {self.kind} backend cannot relay UDP (needed by nodes that "
+                           "speak QUIC behind proxies): use the process backend")
+
     @abc.abstractmethod
     def link_address(self, state: NetworkState, src: str, dst: str) -> str:
         """The address of the dedicated proxy for traffic from node ``src`` to node ``dst``."""

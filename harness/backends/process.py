@@ -17,6 +17,7 @@ each carries ``SESSION_TESTNET_DIR=<its state folder>`` in its environment so th
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import socket
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import nodes
+from harness import nodekinds
 from harness.backends.base import Backend, BackendError, Reporter
 from harness.state import NetworkState, NodeRecord, StateDir, is_stale, list_networks, locked
 from harness.topology import Topology, node_index
@@ -141,20 +143,25 @@ class ProcessBackend(Backend):
     kind = "process"
 
     # -- placement ---------------------------------------------------------------------------
-    def _allocate_index(self, nodes: int) -> int:
-        """A free 127.X block (nothing listens on its seed, Toxiproxy or node addresses).
-        Testnets of other state homes (another SESSION_TESTNET_HOME, a parallel test worker) may
-        allocate at the same moment and bind their ports only later,
-        so every allocation of this user is recorded, under a lock, in a reservation folder
-        shared by all homes: a reservation holds while the testnet's state folder exists."""
-        used = set()
+    def _other_states(self) -> list[NetworkState]:
+        """The state of every other process testnet of this state home."""
+        out = []
         for name in list_networks(self.statedir.home):
             try:
                 st = StateDir(name, self.statedir.home).load()
             except Exception:
                 continue
             if st.backend == self.kind:
-                used.add(st.net_index)
+                out.append(st)
+        return out
+
+    def _allocate_index(self, nodes: int) -> int:
+        """A free 127.X block (nothing listens on its seed, Toxiproxy or node addresses).
+        Testnets of other state homes (another SESSION_TESTNET_HOME, a parallel test worker) may
+        allocate at the same moment and bind their ports only later, so every allocation of this
+        user is recorded, under a lock, in a reservation folder shared by all homes: a
+        reservation holds while the testnet's state folder exists."""
+        used = {st.net_index for st in self._other_states()}
         reservations = Path(tempfile.gettempdir()) / f"session-testnet-{os.getuid()}-127-blocks"
         reservations.mkdir(mode=0o700, exist_ok=True)
         with open(reservations / ".lock", "w") as lock:
@@ -187,6 +194,7 @@ class ProcessBackend(Backend):
             state.toxiproxy_url = f"http://{seed_ip}:{TOXIPROXY_PORT}"
         for name in topology.node_names():
             state.nodes.append(self._node_record(state, topology, name))
+        nodekinds.place_nodes(state, self._other_states())  # e.g. OxenMQ ports of real nodes
         return state
 
     def _node_record(self, state: NetworkState, topology: Topology, name: str) -> NodeRecord:
@@ -195,11 +203,14 @@ class ProcessBackend(Backend):
             raise BackendError(f"node {name}: the process backend supports nodes sn01-sn254")
         ident = topology.node_identity(name)
         prefix = f"127.{state.net_index}.{i}"
+        kind = topology.node_group(name).kind
+        has_admin = nodekinds.kind_class(kind).has_admin
         return NodeRecord(name=name, public_ip=f"{prefix}.1",
                           bind_ip=f"{prefix}.2" if topology.proxies else None,
                           proxy=name if topology.proxies else None,
-                          storage_port=STORAGE_PORT, admin_port=ADMIN_PORT,
-                          pubkey_ed25519=ident.ed25519_hex, pubkey_x25519=ident.x25519_hex)
+                          storage_port=STORAGE_PORT, admin_port=ADMIN_PORT if has_admin else 0,
+                          pubkey_ed25519=ident.ed25519_hex, pubkey_x25519=ident.x25519_hex,
+                          kind=kind)
 
     def link_address(self, state: NetworkState, src: str, dst: str) -> str:
         j, i = node_index(src), node_index(dst)
@@ -217,7 +228,10 @@ class ProcessBackend(Backend):
         return str(self.statedir.logs / f"{target}.log")
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def _spawn(self, state: NetworkState, target: str, argv: list[str]) -> int:
+    def _spawn(self, state: NetworkState, target: str, argv: list[str], *,
+               python: bool = True) -> int:
+        """Start ``argv`` (arguments of this interpreter when ``python``, else a program and its
+        arguments) in its own session, marked as a process of this testnet."""
         Path(self.data_dir(state, target)).mkdir(parents=True, exist_ok=True)
         self.statedir.logs.mkdir(parents=True, exist_ok=True)
         # stdout/stderr (tracebacks before logging starts) go to a separate file
@@ -227,7 +241,7 @@ class ProcessBackend(Backend):
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NODES_IMPORT_ROOT), env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"
         try:
-            proc = subprocess.Popen([sys.executable, *argv], stdout=out, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen([sys.executable, *argv] if python else argv, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=env, start_new_session=True,
                                     cwd=self.statedir.path)
         except OSError as e:
@@ -251,16 +265,26 @@ class ProcessBackend(Backend):
         argv = ["-m", "nodes.toxiproxy", "--host", ip, "--port", str(TOXIPROXY_PORT)]
         state.toxiproxy_pid = self._spawn(state, "toxiproxy", argv)
 
+    def start_udp_relay(self, state: NetworkState, relays: list[dict[str, str]]) -> None:
+        config = self.statedir.path / "udp-relays.json"
+        config.write_text(json.dumps({"relays": relays}, indent=1) + "\n")
+        argv = ["-m", "nodes.udprelay", "--config", str(config),
+                "--log-file", str(self.statedir.logs / "udprelay.log")]
+        state.udprelay_pid = self._spawn(state, "udprelay", argv)
+
     def start_node(self, state: NetworkState, node: NodeRecord, argv: list[str]) -> None:
         if self.is_running(state, node.name):
             raise BackendError(f"node {node.name} of testnet {state.name!r} is already running "
                                f"(pid {node.runtime.get('pid')})")
-        node.runtime["pid"] = self._spawn(state, node.name, argv)
+        node.runtime["pid"] = self._spawn(state, node.name, argv,
+                                          python=nodekinds.kind_class(node.kind).runs_python)
         node.runtime.pop("paused", None)
 
     def _pid(self, state: NetworkState, target: str) -> int | None:
         if target == "toxiproxy":
             pid = state.toxiproxy_pid
+        elif target == "udprelay":
+            pid = state.udprelay_pid
         else:
             rt = state.seed_runtime if target == "seed" else state.node(target).runtime
             pid = rt.get("pid")

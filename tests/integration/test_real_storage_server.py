@@ -23,55 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from real_storage_env import ROOT, find_binary, namespace
 
 from nodes.protocol.keys import Identity, derive_seed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 PAYLOAD = Path(__file__).with_name("real_storage_net.py")
-ENV_BINARY = "SESSION_TESTNET_OXEN_STORAGE"
 NODES = 10
 TESTNET_SEED = "real-storage-itest"  # as in real_storage_net.py
-# the Debian 12 packages holding the server's run-time libraries (../shared/real-storage-server/README.md)
-RUNTIME_PACKAGES = {
-    "libssl.so.3": "libssl3", "libcrypto.so.3": "libssl3", "libcurl.so.4": "libcurl4",
-    "libsodium.so.23": "libsodium23", "libzmq.so.5": "libzmq5", "libevent_core-2.1.so.7": "libevent-core-2.1-7",
-    "libevent_pthreads-2.1.so.7": "libevent-pthreads-2.1-7", "libgnutls.so.30": "libgnutls30",
-    "libspdlog.so.1.10": "libspdlog1.10", "libfmt.so.9": "libfmt9", "libsqlite3.so.0": "libsqlite3-0",
-    "libstdc++.so.6": "libstdc++6",
-}
-NAMESPACE_OPTIONS = ["--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
-# as root; else in a user namespace (unprivileged, e.g. CI runners)
-NAMESPACE_CANDIDATES = (["unshare", *NAMESPACE_OPTIONS], ["unshare", "--user", "--map-root-user", *NAMESPACE_OPTIONS])
-
-
-def find_binary() -> Path:
-    given = os.environ.get(ENV_BINARY)
-    path = Path(given) if given else ROOT.parent / "shared" / "real-storage-server" / "bin" / "oxen-storage"
-    if not path.is_file() or not os.access(path, os.X_OK):
-        pytest.skip(f"no real storage server at {path}: set ${ENV_BINARY} to an oxen-storage binary "
-                    "(see ../shared/real-storage-server/README.md)")
-    out = subprocess.run(["ldd", str(path)], capture_output=True, text=True).stdout
-    missing = sorted({m.group(1) for m in re.finditer(r"^\s*(\S+) => not found", out, re.M)})
-    if missing:
-        pkgs = sorted({RUNTIME_PACKAGES.get(lib, f"? ({lib})") for lib in missing})
-        pytest.skip(f"{path} cannot run: missing libraries {', '.join(missing)}; install the Debian packages: "
-                    f"apt-get install {' '.join(pkgs)}")
-    return path
-
-
-def namespace() -> list[str]:
-    """The unshare command line that gives a loopback-only network namespace here (else skip)."""
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        pytest.skip("needs unshare (util-linux) and ip (iproute2) for a loopback-only network namespace")
-    errors = []
-    for argv in NAMESPACE_CANDIDATES:
-        probe = subprocess.run([*argv, "ip", "link", "set", "lo", "up"], capture_output=True, text=True)
-        if probe.returncode == 0:
-            return argv
-        errors.append(probe.stderr.strip())
-    pytest.skip(f"cannot create a loopback-only network namespace (needs root or user namespaces): {errors}")
 
 
 def test_namespace_is_loopback_only() -> None:

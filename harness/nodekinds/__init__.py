@@ -1,0 +1,101 @@
+"""Node implementations a testnet can run, by name: ``python`` (ours, the default) and
+``oxen-storage`` (the production Session storage server). See docs/nodes.md for the contract.
+
+Modules are imported when first used, so :mod:`harness.topology` can validate kind names
+without pulling in network code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.nodekinds.base import NodeKind
+    from harness.state import NetworkState, NodeRecord
+
+PYTHON = "python"
+OXEN_STORAGE = "oxen-storage"
+
+#: kind name -> "module:class"
+_REGISTRY: dict[str, str] = {
+    PYTHON: "harness.nodekinds.python:PythonNode",
+    OXEN_STORAGE: "harness.nodekinds.oxen_storage:OxenStorageNode",
+}
+KIND_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+DEFAULT_KIND = PYTHON
+
+#: kinds whose nodes take a path (``N:KIND=PATH``)
+KINDS_WITH_PATH: frozenset[str] = frozenset({OXEN_STORAGE})
+#: where the path comes from when a group gives none
+PATH_ENV: dict[str, str] = {OXEN_STORAGE: "SESSION_TESTNET_OXEN_STORAGE"}
+
+#: the real server asks hard-coded public seed nodes when its first node list (testnet mode)
+#: holds fewer than 10 nodes: a testnet with real nodes must list at least this many
+MIN_NODES_WITH_REAL = 10
+
+
+def kind_class(name: str) -> type[NodeKind]:
+    try:
+        module_name, cls_name = _REGISTRY[name].split(":")
+    except KeyError:
+        raise ValueError(f"unknown node kind {name!r}; choose one of {', '.join(KIND_NAMES)}") from None
+    cls: type[NodeKind] = getattr(importlib.import_module(module_name), cls_name)
+    return cls
+
+
+def node_kind(name: str, path: str | None = None) -> NodeKind:
+    """The implementation ``name`` (with the group's ``path`` where it takes one)."""
+    return kind_class(name)(path)
+
+
+
+
+def check_groups(groups: Iterable[tuple[str, str | None]], backend: str) -> None:
+    """Raise :class:`~harness.nodekinds.base.NodeKindError` unless every ``(kind, path)`` group
+    can run on ``backend`` here (binary present, libraries installed, …)."""
+    from harness.nodekinds.base import NodeKindError
+
+    for kind_name, path in groups:
+        kind = node_kind(kind_name, path)
+        if backend not in kind.backends:
+            raise NodeKindError(
+                f"{kind_name} nodes run on the {', '.join(sorted(kind.backends))} backend only, "
+                f"not {backend}: use --backend {sorted(kind.backends)[0]}")
+        kind.check()
+
+
+def seed_args(state: NetworkState, folder: Path) -> list[str]:
+    """Seed options for the testnet's node kinds: the real-node list (written into ``folder``)
+    when the testnet has nodes that join over OxenMQ."""
+    from harness.nodekinds.oxen_storage import write_node_list
+
+    path = write_node_list(state, folder)
+    return ["--oxenmq-nodes", str(path)] if path else []
+
+
+def place_nodes(state: NetworkState, others: Iterable[NetworkState]) -> None:
+    """Allocate what the testnet's node kinds need beyond an address (OxenMQ ports)."""
+    from harness.nodekinds.oxen_storage import place_nodes as place_oxen_storage
+
+    place_oxen_storage(state, others)
+
+
+def check_fault(node: NodeRecord, family: str) -> None:
+    """Raise :class:`~harness.nodekinds.base.NodeKindError` (a ValueError) with a clear message
+    when faults of ``family`` (``behaviour``, ``clock``, ``partition``, ``network``, ``churn``)
+    cannot act on ``node``: e.g. misbehave or clock skew on a node without an admin interface."""
+    kind_class(node.kind)().refuse_fault(family, node.name)
+
+
+def proxy_names(node: NodeRecord) -> list[str]:
+    """Every Toxiproxy proxy in front of ``node`` (one per port it serves: ``sn01`` for HTTPS,
+    and ``sn01-omq`` for the real server's OxenMQ): a node-level network fault belongs on all."""
+    return [p["name"] for p in kind_class(node.kind)().proxies(node)]
+
+
+__all__ = ["DEFAULT_KIND", "KINDS_WITH_PATH", "KIND_NAMES", "MIN_NODES_WITH_REAL", "OXEN_STORAGE",
+           "PATH_ENV", "PYTHON", "check_fault", "check_groups", "kind_class", "node_kind", "place_nodes",
+           "proxy_names", "seed_args"]

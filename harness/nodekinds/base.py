@@ -1,0 +1,117 @@
+"""What every node implementation tells the harness: how to run it, how to judge it ready, and
+what it can be asked to do.
+
+A :class:`NodeKind` is stateless: the testnet (addresses, ports, data dir, keys) comes in through
+a :class:`NodeContext` built by :mod:`harness.network`, so this package never imports the
+network or backend layers.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from harness.state import NetworkState, NodeRecord
+
+#: fault families (see docs/nodes.md): which groups of faults a node implementation supports
+NETWORK = "network"      # Toxiproxy toxics on the node's proxies (latency, bandwidth, timeout, reset)
+CHURN = "churn"          # kill / stop / start / restart / pause (process signals, docker)
+PARTITION = "partition"  # per-link proxies between nodes (node -> node traffic via link addresses)
+BEHAVIOUR = "behaviour"  # misbehaviours switched on through the node's admin interface
+CLOCK = "clock"          # clock skew through the node's admin interface
+ALL_FAULT_FAMILIES = frozenset({NETWORK, CHURN, PARTITION, BEHAVIOUR, CLOCK})
+
+
+class NodeKindError(ValueError):
+    """A node implementation cannot be used as asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    """Everything a node implementation needs to start one node of one testnet."""
+
+    state: NetworkState
+    node: NodeRecord
+    #: the address the node binds (its own address behind the proxy)
+    listen_ip: str
+    #: the node's data dir as its process sees it
+    data_dir: str
+    #: a log file for the node (None: the runtime captures its output)
+    log_file: str | None
+    #: the node's deterministic Ed25519 seed (hex), for implementations that take their key from
+    #: the harness (ours, still as ``--key-seed``); the real server fetches its own from the seed
+    key_seed_hex: str
+    #: the topology's fields (harness.topology.Topology.to_dict())
+    topology: dict[str, Any]
+
+
+@dataclass
+class NodeView:
+    """What one node says about itself (from its admin interface, or from the seed's OxenMQ
+    observations and protocol answers for nodes without one)."""
+
+    swarm_id: int | None = None
+    swarm_members: tuple[str, ...] | None = None
+    answering: bool = False
+    error: str | None = None
+
+
+class NodeKind(abc.ABC):
+    """One node implementation (ours, the real storage server, …)."""
+
+    #: registry name (``python``, ``oxen-storage``)
+    name: ClassVar[str]
+    #: whether the node has the testnet admin interface (observations, behaviours, clock)
+    has_admin: ClassVar[bool]
+    #: fault families this implementation supports (see the constants above)
+    fault_families: ClassVar[frozenset[str]]
+    #: backends that can run it
+    backends: ClassVar[frozenset[str]]
+
+    #: True: ``argv()`` are arguments of the backend's Python interpreter
+    runs_python: ClassVar[bool] = False
+    #: True: the node writes the log file the backend names; False: it logs to stdout/stderr
+    writes_log_file: ClassVar[bool] = False
+
+    def __init__(self, path: str | None = None) -> None:
+        #: the group's path: ``PATH`` in ``12:oxen-storage=PATH`` (None for ``python``)
+        self.path = path
+
+    def check(self) -> None:  # noqa: B027 - optional hook
+        """Raise :class:`NodeKindError` if this implementation cannot run here (missing binary,
+        libraries, tools); called before anything starts."""
+
+    def supports(self, family: str) -> bool:
+        return family in self.fault_families
+
+    def refuse_fault(self, family: str, node: str) -> None:
+        """Raise :class:`NodeKindError` if faults of ``family`` cannot act on ``node``."""
+        if not self.supports(family):
+            raise NodeKindError(
+                f"node {node} runs {self.name!r}, which does not support {family} faults "
+                f"(supported: {', '.join(sorted(self.fault_families))}); "
+                + ("they need the testnet admin interface, which only our python nodes have"
+                   if family in (BEHAVIOUR, CLOCK) else "see docs/nodes.md"))
+
+    @abc.abstractmethod
+    def argv(self, ctx: NodeContext) -> list[str]:
+        """The node's command line (prepares its data dir as needed): the program first, or,
+        when :attr:`runs_python`, the arguments of the backend's interpreter
+        (``-m nodes.snode …``). Never key material: that goes through files or the seed."""
+
+    @abc.abstractmethod
+    def proxies(self, node: NodeRecord) -> list[dict[str, Any]]:
+        """The Toxiproxy proxies in front of ``node`` (Toxiproxy ``populate`` entries)."""
+
+    def udp_relays(self, node: NodeRecord) -> list[dict[str, str]]:
+        """UDP relays (``{"listen", "upstream"}``) the node needs next to its Toxiproxy proxies
+        (Toxiproxy relays TCP only)."""
+        return []
+
+    @abc.abstractmethod
+    async def probe(self, session: Any, state: NetworkState,
+                    nodes: dict[str, tuple[NodeRecord, int | None]]) -> dict[str, NodeView]:
+        """Ask each node (or the seed about it) what it knows, for readiness. ``nodes`` maps
+        name -> (record, the seed's swarm assignment or None); ``session`` is an aiohttp
+        session that does not verify TLS (nodes use self-signed certificates)."""
