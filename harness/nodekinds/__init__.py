@@ -16,30 +16,21 @@ if TYPE_CHECKING:
     from harness.nodekinds.base import NodeKind
     from harness.state import NetworkState, NodeRecord
 
-PYTHON = "python"
-OXEN_STORAGE = "oxen-storage"
-
-#: kind name -> "module:class"
-_REGISTRY: dict[str, str] = {
-    PYTHON: "harness.nodekinds.python:PythonNode",
-    OXEN_STORAGE: "harness.nodekinds.oxen_storage:OxenStorageNode",
-}
-KIND_NAMES: tuple[str, ...] = tuple(_REGISTRY)
-DEFAULT_KIND = PYTHON
-
-#: kinds whose nodes take a path (``N:KIND=PATH``)
-KINDS_WITH_PATH: frozenset[str] = frozenset({OXEN_STORAGE})
-#: where the path comes from when a group gives none
-PATH_ENV: dict[str, str] = {OXEN_STORAGE: "SESSION_TESTNET_OXEN_STORAGE"}
-
-#: the real server asks hard-coded public seed nodes when its first node list (testnet mode)
-#: holds fewer than 10 nodes: a testnet with real nodes must list at least this many
-MIN_NODES_WITH_REAL = 10
+from harness.nodekinds.names import (
+    KIND_CLASSES,
+    DEFAULT_KIND,
+    KIND_NAMES,
+    KINDS_WITH_PATH,
+    MIN_NODES_WITH_REAL,
+    OXEN_STORAGE,
+    PATH_ENV,
+    PYTHON,
+)
 
 
 def kind_class(name: str) -> type[NodeKind]:
     try:
-        module_name, cls_name = _REGISTRY[name].split(":")
+        module_name, cls_name = KIND_CLASSES[name].split(":")
     except KeyError:
         raise ValueError(f"unknown node kind {name!r}; choose one of {', '.join(KIND_NAMES)}") from None
     cls: type[NodeKind] = getattr(importlib.import_module(module_name), cls_name)

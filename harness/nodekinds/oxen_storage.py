@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness import rpc
-from harness.nodekinds import OXEN_STORAGE, PATH_ENV
 from harness.nodekinds.base import CHURN, NETWORK, NodeContext, NodeKind, NodeKindError, NodeView
+from harness.nodekinds.names import OXEN_STORAGE, PATH_ENV
 from harness.state import NetworkState, NodeRecord
 
 ENV_BINARY = PATH_ENV[OXEN_STORAGE]

@@ -175,7 +175,7 @@ def scenario(binary: Path, work: Path, report: dict[str, Any]) -> None:
     report["status"] = json.loads(must(cli(work, "status", "-n", NAME, "--json"), "status"))
 
     for who in ("alice", "bob"):
-        must(cli(work, "account", "new", "--out", str(work / f"{who}.json")), "account new")
+        must(cli(work, "account", "new", "-o", str(work / f"{who}.json")), "account new")
     bob = json.loads((work / "bob.json").read_text())["session_id"]
     t1 = time.monotonic()
     sent = must(cli(work, "send", "--name", NAME, "--account", str(work / "alice.json"), "--to", bob,

@@ -60,7 +60,7 @@ def test_up_lists_real_nodes_in_swarms(report: dict[str, Any], record_property: 
     # every node is advertised at its proxies: HTTPS and OxenMQ ports of its own
     assert len({(n["public_ip"], n["omq_port"]) for n in nodes}) == NODES
     assert all(n["proxy"] == n["name"] for n in nodes)
-    assert all(n["ready"] and n["running"] for n in report["status"]["nodes"]), report["status"]
+    assert all(n["ready"] and n["running"] for n in report["status"][0]["nodes"]), report["status"]
 
 
 def test_nothing_leaves_the_machine(report: dict[str, Any]) -> None:
