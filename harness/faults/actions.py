@@ -101,7 +101,8 @@ class Faults(FaultContext):
                       params=kind.event_params(complete), step=step,
                       reversible=kind.reversible, owner=self)
         try:
-            kind.apply(self, fault, Request(target, complete, rng, tuple(exclude), tag))
+            kind.apply(self, fault, Request(target, complete, rng, tuple(exclude), tag,
+                                            kind.capability(complete)))
         except Exception as e:
             rollback_error = self._undo(kind, fault, quiet=True) if kind.reversible else None
             msg = self._message(fault, "apply", e)

@@ -18,7 +18,7 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from harness import rpc
+from harness import nodekinds, rpc
 from harness.faults.fault import Fault, FaultError
 from harness.faults.targets import GuardProvider, NetworkView, Target, TargetError, live_view
 from harness.faults.toxiproxy import ToxiproxyClient, ToxiproxyNotFound
@@ -129,6 +129,22 @@ class FaultContext:
                 f"node {name} of testnet {self.net.name!r} has no Toxiproxy proxy: network "
                 "faults need the proxy layout (Topology.proxies=True, the default)")
         return rec.proxy
+
+    def proxies_of(self, name: str) -> list[str]:
+        """Every proxy in front of ``name`` (one per port it serves, e.g. HTTPS and the real
+        server's OxenMQ): a node-level network fault acts on all of them."""
+        self.proxy_of(name)  # a clear error when the testnet has no proxies
+        return nodekinds.proxy_names(self.node(name))
+
+    def require(self, nodes: Sequence[str], capability: str) -> None:
+        """Refuse (ValueError naming the node and its implementation) when a node's
+        implementation cannot take faults of ``capability`` (e.g. clock skew needs the admin
+        interface that real storage servers lack)."""
+        for n in nodes:
+            nodekinds.check_fault(self.node(n), capability)
+
+    def has_admin(self, node: str) -> bool:
+        return nodekinds.kind_class(self.node(node).kind).has_admin
 
     def reachable(self, node: str) -> bool:
         """Whether ``node``'s admin interface can answer (running and not paused)."""

@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     from harness.state import NetworkState, NodeRecord
 
 from harness.nodekinds.names import (
-    KIND_CLASSES,
     DEFAULT_KIND,
+    KIND_CLASSES,
     KIND_NAMES,
     KINDS_WITH_PATH,
     MIN_NODES_WITH_REAL,

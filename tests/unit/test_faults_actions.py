@@ -435,3 +435,54 @@ def test_without_toxiproxy_network_faults_say_what_is_missing():
         f.latency("sn01", 10)
     f.kill("sn01")  # churn still works
     assert net.calls == [("kill", "sn01")]
+
+
+@pytest.fixture
+def real_net(tp: FakeToxiproxy) -> FakeNet:
+    """sn01 is a real storage server: no admin interface, two proxies (HTTPS and OxenMQ)."""
+    n = FakeNet(tp.url)
+    for rec in n.state.nodes:
+        tp.proxies[rec.name] = {"name": rec.name, "listen": f"{rec.public_ip}:22021",
+                                "upstream": f"{rec.bind_ip}:22021", "enabled": True, "toxics": {}}
+    real = n.state.node("sn01")
+    real.kind, real.admin_port, real.omq_port, real.omq_bind_port = "oxen-storage", 0, 26000, 26001
+    tp.proxies["sn01-omq"] = {"name": "sn01-omq", "listen": f"{real.public_ip}:26000",
+                              "upstream": f"{real.bind_ip}:26001", "enabled": True, "toxics": {}}
+    return n
+
+
+def test_network_faults_on_a_real_node_act_on_every_proxy_in_front_of_it(real_net: FakeNet,
+                                                                          tp: FakeToxiproxy):
+    f = make_faults(real_net)
+    lat = f.latency("sn01", 200)
+    assert "latency_downstream" in tp.proxies["sn01"]["toxics"]
+    assert "latency_downstream" in tp.proxies["sn01-omq"]["toxics"]  # node-to-node OxenMQ too
+    lat.remove()
+    assert tp.proxies["sn01-omq"]["toxics"] == {}
+    down = f.down("sn01")
+    assert not tp.proxies["sn01"]["enabled"] and not tp.proxies["sn01-omq"]["enabled"]
+    down.remove()
+    assert tp.proxies["sn01"]["enabled"] and tp.proxies["sn01-omq"]["enabled"]
+
+
+@pytest.mark.parametrize("apply", [
+    lambda f: f.skew_clock("sn01", 5000),
+    lambda f: f.misbehave("sn01", drop_stores=True),
+    lambda f: f.partition("sn01", "sn02"),
+    lambda f: f.latency("sn02", 100, link="sn01"),
+], ids=["skew", "misbehave", "partition", "link-latency"])
+def test_faults_a_real_node_cannot_take_are_refused_naming_it(real_net: FakeNet, tp: FakeToxiproxy,
+                                                              apply: Any):
+    f = make_faults(real_net)
+    with pytest.raises(ValueError, match=r"sn01.*oxen-storage|oxen-storage.*sn01"):
+        apply(f)
+    assert real_net.admin["sn01"]["clock"] == 0 and not f.active
+    assert [n for n in tp.proxies if "->" in n] == []  # no link proxy was left behind
+
+
+def test_clear_skips_node_side_resets_on_nodes_without_an_admin_interface(real_net: FakeNet):
+    f = make_faults(real_net)
+    f.skew_clock("sn02", 5000)
+    real_net.fail_admin.add("sn01")  # would fail if clear called sn01's (absent) admin interface
+    ev = f.clear()
+    assert real_net.admin["sn02"]["clock"] == 0 and not (ev.result or {}).get("errors")

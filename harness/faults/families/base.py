@@ -102,13 +102,18 @@ class Request:
     rng: random.Random | None = None
     exclude: tuple[str, ...] = ()
     tag: str | None = None
+    #: what the nodes' implementation must support (harness.nodekinds.base: network, churn, …)
+    capability: str | None = None
 
     def nodes(self, ctx: FaultContext, target: Target | None = None) -> list[str]:
         """The nodes ``target`` (default: this request's target) selects now."""
         t = target if target is not None else self.target
         if t is None:
             raise TargetError("this action needs a target (node names, 'random:N', …)")
-        return ctx.nodes_of(t, self.rng, self.exclude)
+        nodes = ctx.nodes_of(t, self.rng, self.exclude)
+        if self.capability:
+            ctx.require(nodes, self.capability)
+        return nodes
 
 
 class FaultKind:
@@ -147,6 +152,15 @@ class FaultKind:
     cli_target_optional: bool = False
     #: help text (default: the first paragraph of the class docstring)
     help: str = ""
+    #: what a node's implementation must support for this fault (see harness.nodekinds.base):
+    #: ``network`` (its proxies), ``partition`` (per-link proxies), ``churn``, ``behaviour`` and
+    #: ``clock`` (its admin interface); None: no requirement
+    node_capability: str | None = "network"
+
+    def capability(self, params: Mapping[str, Any]) -> str | None:
+        """The node capability this application needs (a toxic on one link needs per-link
+        proxies)."""
+        return self.node_capability
 
     @property
     def verb(self) -> str:

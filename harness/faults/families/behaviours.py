@@ -29,6 +29,7 @@ class Misbehave(FaultKind):
               Param("delay_ms", int, None, "Delay every storage-port response.", minimum=0))
     reversible = True
     cleared_by = "node_side"
+    node_capability = "behaviour"
 
     def check(self, params: Mapping[str, Any]) -> None:
         if not params:
@@ -51,7 +52,7 @@ class Misbehave(FaultKind):
 
     def reset(self, ctx: FaultContext, nodes: list[str]) -> list[str]:
         calls = {n: ("behaviours", dict(DEFAULT_BEHAVIOURS), "PUT") for n in nodes
-                 if ctx.reachable(n)}
+                 if ctx.has_admin(n) and ctx.reachable(n)}
         return [f"{n}: resetting behaviours failed: {res}"
                 for n, res in ctx.admin_many(calls).items() if isinstance(res, Exception)]
 

@@ -18,6 +18,7 @@ class Churn(FaultKind):
     the operation that undoes it (kill -> start, pause -> unpause, …)."""
 
     family = "churn"
+    node_capability = "churn"
 
     def __init__(self, action: str, undo_action: str | None = None, *, help: str,
                  exclusive: bool = False, weight: float = 0.0,
@@ -50,6 +51,7 @@ class AddNodes(FaultKind):
 
     action = "add_nodes"
     family = "churn"
+    node_capability = None
     target = "none"
     params = (Param("count", int, 1, "Nodes to add.", minimum=1),
               Param("timeout", float, 90.0, "Seconds to wait for the testnet to be ready.",

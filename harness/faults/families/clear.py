@@ -21,6 +21,7 @@ class Clear(FaultKind):
                     cli="--node-side/--network-only"),)
     generatable = False
     cli_target_optional = True
+    node_capability = None
 
     def apply(self, ctx: FaultContext, fault: Fault, req: Request) -> None:
         names = req.nodes(ctx) if req.target is not None else ctx.view().names
@@ -29,10 +30,10 @@ class Clear(FaultKind):
         chosen = set(names)
         tp = ctx.toxiproxy
         for n in names:
-            proxy = ctx.proxy_of(n)
-            for t in tp.toxics(proxy):
-                tp.remove_toxic(proxy, t.name, missing_ok=True)
-            tp.enable(proxy)
+            for proxy in ctx.proxies_of(n):
+                for t in tp.toxics(proxy):
+                    tp.remove_toxic(proxy, t.name, missing_ok=True)
+                tp.enable(proxy)
         links = {k: v for k, v in ctx.link_index().items() if chosen & set(v)}
         fault.links = sorted(links.values())
         errors = ctx.delete_links(links)

@@ -19,6 +19,7 @@ class SkewClock(FaultKind):
     reversible = True
     weight = 1
     cleared_by = "node_side"
+    node_capability = "clock"
     cli_verb = "skew"
 
     def apply(self, ctx: FaultContext, fault: Fault, req: Request) -> None:
@@ -36,7 +37,8 @@ class SkewClock(FaultKind):
         return attempts.errors
 
     def reset(self, ctx: FaultContext, nodes: list[str]) -> list[str]:
-        calls = {n: ("clock", {"offset_ms": 0}, "PUT") for n in nodes if ctx.reachable(n)}
+        calls = {n: ("clock", {"offset_ms": 0}, "PUT") for n in nodes
+                 if ctx.has_admin(n) and ctx.reachable(n)}
         return [f"{n}: resetting clock failed: {res}"
                 for n, res in ctx.admin_many(calls).items() if isinstance(res, Exception)]
 

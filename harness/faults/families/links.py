@@ -27,9 +27,9 @@ class Down(FaultKind):
     def apply(self, ctx: FaultContext, fault: Fault, req: Request) -> None:
         fault.nodes = req.nodes(ctx)
         for n in fault.nodes:
-            proxy = ctx.proxy_of(n)
-            ctx.toxiproxy.disable(proxy)
-            fault.disabled.append(proxy)
+            for proxy in ctx.proxies_of(n):
+                ctx.toxiproxy.disable(proxy)
+                fault.disabled.append(proxy)
 
     def undo(self, ctx: FaultContext, fault: Fault) -> list[str]:
         attempts = Attempts()
@@ -48,7 +48,7 @@ class Up(FaultKind):
 
     def apply(self, ctx: FaultContext, fault: Fault, req: Request) -> None:
         fault.nodes = req.nodes(ctx)
-        proxies = {ctx.proxy_of(n) for n in fault.nodes}
+        proxies = {p for n in fault.nodes for p in ctx.proxies_of(n)}
         for proxy in sorted(proxies):
             ctx.toxiproxy.enable(proxy)
         for other in ctx.active:
@@ -71,6 +71,7 @@ class Partition(FaultKind):
     cleared_by = "network"
     cli_group = ""
     cli_target_name = "SIDE_A"
+    node_capability = "partition"
 
     def apply(self, ctx: FaultContext, fault: Fault, req: Request) -> None:
         a = req.nodes(ctx)

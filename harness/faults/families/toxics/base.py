@@ -59,6 +59,9 @@ class ToxicFault(FaultKind):
         """The toxic's Toxiproxy attributes from the complete parameters."""
         raise NotImplementedError
 
+    def capability(self, params: Mapping[str, Any]) -> str | None:
+        return "partition" if params.get("link") is not None else "network"
+
     def toxic_name(self, stream: str, tag: str | None) -> str:
         return f"{self.toxic_type}_{stream}" + (f"_{tag}" if tag else "")
 
@@ -68,11 +71,13 @@ class ToxicFault(FaultKind):
         link = req.params.get("link")
         if link is None:
             fault.nodes = req.nodes(ctx)
-            proxies = [ctx.proxy_of(n) for n in fault.nodes]
+            proxies = [p for n in fault.nodes for p in ctx.proxies_of(n)]
         else:
             if req.target is None:
                 raise ParamError(f"{self.action} on a link needs a source target")
-            fault.links = ctx.pairs(req.target, link, req.rng, req.exclude)
+            pairs = ctx.pairs(req.target, link, req.rng, req.exclude)
+            ctx.require(sorted({n for pair in pairs for n in pair}), "partition")
+            fault.links = pairs
             fault.nodes = sorted({s for s, _ in fault.links})
             proxies = [ctx.ensure_link(fault, s, d, enabled=None) for s, d in fault.links]
         attributes = self.attributes(req.params)
