@@ -17,12 +17,31 @@ command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
 
-# mmdebstrap builds the node image's Debian base where no container registry can be reached.
-if ! command -v mmdebstrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-  say "installing mmdebstrap (local Debian base image for offline image builds)"
-  as_root apt-get update -qq >/dev/null || say "apt-get update failed; trying to install anyway"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null \
-    || say "could not install mmdebstrap: image builds will need a reachable registry"
+# Debian packages, installed only where apt exists and only those missing:
+# - mmdebstrap builds the node image's Debian base where no container registry can be reached;
+# - the run-time libraries of the production storage server (../shared/real-storage-server,
+#   Debian 12 names), openssl (its dh.pem) and iproute2 (the loopback-only namespaces its tests
+#   run in), so the real-server tests run instead of skipping.
+REAL_SERVER_PACKAGES="libssl3 libcurl4 libsodium23 libzmq5 libevent-core-2.1-7 libevent-pthreads-2.1-7
+  libgnutls30 libspdlog1.10 libfmt9 libsqlite3-0 openssl iproute2"
+if command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1; then
+  wanted=""
+  command -v mmdebstrap >/dev/null 2>&1 || wanted="mmdebstrap"
+  for pkg in $REAL_SERVER_PACKAGES; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || wanted="$wanted $pkg"
+  done
+  if [ -n "$wanted" ]; then
+    say "installing Debian packages:$wanted"
+    as_root apt-get update -qq >/dev/null || say "apt-get update failed; trying to install anyway"
+    available=""
+    for pkg in $wanted; do  # names differ between releases: install what this one has
+      if apt-cache show "$pkg" >/dev/null 2>&1; then available="$available $pkg"
+      else say "no Debian package $pkg here: tests that need it will skip with the reason"; fi
+    done
+    # shellcheck disable=SC2086
+    [ -z "$available" ] || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $available >/dev/null \
+      || say "could not install$available: image builds need a reachable registry, real-server tests will skip"
+  fi
 fi
 
 if [ "${SESSION_TESTNET_SKIP_DOCKER:-0}" = 1 ]; then
