@@ -21,7 +21,7 @@ from harness.checks import CheckResult, History, delivery, latency
 from harness.client import Account, Client, ClientError
 from harness.faults.actions import Faults
 from harness.faults.timeline import Timeline
-from harness.report import Report
+from harness.report import Report, write
 
 
 def node_directory(net: Any) -> dict[str, dict[str, Any]]:
@@ -196,7 +196,7 @@ class HistoryRecorder:
         report = Report.build(results, self.history, log_paths=log_paths,
                               title=f"check report: {self.label}" if self.label else "check report",
                               testnet=", ".join(n.name for n in self.nets) or None)
-        return report.write(folder)
+        return write(report, folder)
 
     def close(self, *, remove_faults: bool = True) -> None:
         """Close every client and (unless ``remove_faults`` is false: a testnet kept for
