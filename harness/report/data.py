@@ -196,7 +196,7 @@ class CensorshipPoint:
 
 def censorship_points(history: History, points: list[SendPoint], t0: float
                       ) -> list[CensorshipPoint]:
-    """Delivery rate by the fraction of nodes censoring when each send started (the timeline's
+    """Delivery rate by the fraction of nodes censoring while each send ran (the timeline's
     ``misbehave`` events with drop_stores / drop_relays / corrupt_relays); empty when no node
     censored during the run."""
     bad = misbehaviours(history)

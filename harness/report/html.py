@@ -183,8 +183,8 @@ def _plots(report: Report, t0: float, t_end: float, points: list[SendPoint],
                 "hop).", "no onion request in the records"),
         _figure("censorship", "Delivery rate vs censoring nodes",
                 (lambda: plots.censorship_svg(censor)) if censor else None,
-                "Share of sends delivered, grouped by the fraction of nodes censoring when the "
-                "send started (labels: delivered/sent).",
+                "Share of sends delivered, grouped by the fraction of nodes censoring while the "
+                "send ran (labels: delivered/sent).",
                 "no node censored (drop_stores, drop_relays, corrupt_relays) in this run"),
     ]
     return f'<section id="plots"><div class="grid">{"".join(figs)}</div></section>'

@@ -8,6 +8,7 @@ matplotlib is imported on first use, so importing the report package stays cheap
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -25,6 +26,8 @@ ROLE_COLOURS = {"guard": "#264653", "relay": "#8ab17d", "destination": "#e9c46a"
 #: fault band colours, given to the actions in order of appearance
 BAND_PALETTE = ("#f4a261", "#b5838d", "#6d597a", "#90be6d", "#577590", "#f94144", "#43aa8b")
 SENDS_LANE = "sends"
+#: the RDF block matplotlib puts in every SVG (namespaces, creator): not needed inline
+METADATA = re.compile(r"\s*<metadata>.*?</metadata>", re.S)
 WIDTH = 10.0  # inches (at 100 dpi: 1000 px wide in the page)
 #: the plots shown two per row
 HALF = 5.2
@@ -50,9 +53,9 @@ def figure(height: float, width: float = HALF) -> Iterator[tuple[Figure, Axes]]:
 
 def to_svg(fig: Figure) -> str:
     buf = io.StringIO()
-    fig.savefig(buf, format="svg")
+    fig.savefig(buf, format="svg", metadata={"Date": None})
     text = buf.getvalue()
-    return text[text.index("<svg"):]
+    return METADATA.sub("", text[text.index("<svg"):])
 
 
 def band_colours(bands: Sequence[Band]) -> dict[str, str]:
@@ -171,7 +174,7 @@ def censorship_svg(points: Sequence[CensorshipPoint]) -> str:
         for p in points:
             ax.annotate(f"{p.delivered}/{p.sends}", (p.fraction, p.rate),
                         textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
-        ax.set_xlabel("fraction of nodes censoring when the send started")
+        ax.set_xlabel("fraction of nodes censoring during the send")
         ax.set_ylabel("delivery rate")
         ax.set_ylim(-0.05, 1.15)
         ax.set_xlim(-0.05, max([0.5, *xs]) + 0.05)
