@@ -67,7 +67,8 @@ def shade_faults(ax: Axes, bands: Sequence[Band], t_end: float) -> None:
     """Shade the time of every fault (whatever its lane) behind a time-series plot."""
     colours = band_colours(bands)
     seen: set[str] = set()
-    for b in bands:
+    spans = {(b.action, b.start, b.end): b for b in bands}  # a fault on many lanes: one span
+    for b in spans.values():
         label = None if b.action in seen else f"fault: {b.action}"
         seen.add(b.action)
         ax.axvspan(b.start, t_end if b.end is None else b.end, color=colours[b.action],
@@ -130,7 +131,8 @@ def cdf_svg(curves: Mapping[str, Sequence[tuple[float, float]]]) -> str:
     with figure(3.2) as (fig, ax):
         for label, pts in curves.items():
             if pts:
-                ax.step(*zip(*pts, strict=True), where="post", label=f"{label} (n={len(pts)})")
+                xs, ys = zip(*[(pts[0][0], 0.0), *pts], strict=True)
+                ax.step(xs, ys, where="post", label=f"{label} (n={len(pts)})")
         ax.set_xlabel("latency (ms)")
         ax.set_ylabel("fraction ≤ latency")
         ax.set_ylim(0, 1.02)
