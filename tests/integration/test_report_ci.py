@@ -5,6 +5,7 @@ the GitHub step summary, and `testnet schedule from-report` gives back the fault
 
 from __future__ import annotations
 
+import importlib.util
 import secrets
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -56,8 +57,11 @@ def test_failing_censorship_scenario_report_reaches_junit_terminal_and_ci_summar
     prefix = f"r{secrets.token_hex(3)}"
     pytester.makepyfile(test_inner=INNER)
     junit = pytester.path / "junit.xml"
+    # pytest-html (optional): the report is linked from its page as an extra
+    with_html = importlib.util.find_spec("pytest_html") is not None
+    html_args = [f"--html={pytester.path / 'pytest-html.html'}"] if with_html else []
     result = pytester.runpytest("-p", "no:cacheprovider", "--testnet-backend", "process",
-                                "--testnet-prefix", prefix, f"--junitxml={junit}")
+                                "--testnet-prefix", prefix, f"--junitxml={junit}", *html_args)
     result.assert_outcomes(failed=1)
     folder = pytester.path / "testnet-artifacts" / "test_inner.py__test_every_swarm_member_drops_stores"
     page = folder / "report.html"
@@ -76,6 +80,9 @@ def test_failing_censorship_scenario_report_reaches_junit_terminal_and_ci_summar
     assert "| failed |" in text and "| 1 |" in text
     assert "testnet-artifacts/test_inner.py__test_every_swarm_member_drops_stores/report.html" in text
     assert "https://github.example/o/r/actions/runs/42#artifacts" in text
+    if with_html:
+        linked = (pytester.path / "pytest-html.html").read_text()
+        assert "testnet report" in linked and str(page) in linked
 
     # the timeline: the fault band on every node, the failed sends inside it
     report = load_run(folder / "report.json")
