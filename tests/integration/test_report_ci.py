@@ -9,13 +9,15 @@ import importlib.util
 import secrets
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from harness.backends.process import _all_marked
 from harness.cli import main
-from harness.faults import Schedule
+from harness.faults import Faults, Schedule, Timeline, run
+from harness.faults.timeline import Event
 from harness.report import data, load_run
 from harness.state import state_home
 
@@ -47,7 +49,8 @@ def test_every_swarm_member_drops_stores(testnet_factory, history):
 
 
 def test_failing_censorship_scenario_report_reaches_junit_terminal_and_ci_summary(
-        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        testnet_factory: Any) -> None:
     monkeypatch.delenv("SESSION_TESTNET_BACKEND", raising=False)
     summary = tmp_path / "step-summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
@@ -106,9 +109,21 @@ def test_failing_censorship_scenario_report_reaches_junit_terminal_and_ci_summar
     res = CliRunner().invoke(main, ["schedule", "from-report", str(folder / "report.json"),
                                     "-o", str(out)])
     assert res.exit_code == 0, res.output
-    steps = Schedule.load(out).steps
-    assert [(s.action, str(s.target), s.params.get("drop_stores")) for s in steps] == [
+    schedule = Schedule.load(out)
+    assert [(s.action, str(s.target), s.params.get("drop_stores")) for s in schedule.steps] == [
         ("misbehave", ",".join(sorted(report.history.nodes)), True)]
+    # … replayed on a fresh testnet with the run's seed: the same faults on the same nodes
+    fresh = testnet_factory(swarms=1, swarm_size=4, proxies=False,
+                            seed=report.testnets[0]["seed"])
+    res = CliRunner().invoke(main, ["schedule", "from-report", str(folder / "report.json"),
+                                    "-n", fresh.name])
+    assert res.exit_code == 0, res.output  # -n: the testnet has the nodes and the seed
+    replayed = run(schedule, Faults(fresh, Timeline()))
+    assert replayed.ok, replayed.errors
+
+    def what(evs: list[Event]) -> list[tuple[str, str, tuple[str, ...]]]:
+        return [(e.action, e.phase, tuple(e.nodes)) for e in evs if e.ok]
+    assert what(replayed.events) == what(report.history.events)
 
     nets = sorted(p.name for p in (state_home() / "networks").glob(f"{prefix}*"))
     marks = str(state_home() / "networks" / prefix)

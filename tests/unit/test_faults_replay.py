@@ -106,3 +106,18 @@ def test_cli_from_report_writes_the_schedule(tmp_path: Path):
     assert res.exit_code == 1 and "neither a run's report.json" in res.output
     with pytest.raises(ScheduleError, match="does not exist"):
         run_file_events(tmp_path / "missing.json")
+
+
+def test_cli_from_report_with_an_unknown_testnet_is_an_error(tmp_path: Path, monkeypatch):
+    from harness.cli import main
+
+    monkeypatch.setenv("SESSION_TESTNET_HOME", str(tmp_path / "home"))
+    run_file = tmp_path / "report.json"
+    run_file.write_text(json.dumps({"checks": [], "timeline": [e.to_json() for e in
+                                                               synthetic_timeline()]}))
+    res = CliRunner().invoke(main, ["schedule", "from-report", str(run_file), "-n", "nope"])
+    assert res.exit_code == 1 and "no testnet named 'nope'" in res.output
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"checks": [], "timeline": []}))
+    res = CliRunner().invoke(main, ["schedule", "from-report", str(empty)])
+    assert res.exit_code == 1 and "applied no fault" in res.output
