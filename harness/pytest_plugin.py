@@ -386,10 +386,15 @@ def _relative(path: str, config: pytest.Config) -> str:
 
 def _github_summary(tr: Any, config: pytest.Config, artifacts: dict[str, str],
                     reports: dict[str, str]) -> None:
-    """In GitHub Actions ($GITHUB_STEP_SUMMARY set; not on xdist workers): append the pass/fail
+    """In GitHub Actions ($GITHUB_STEP_SUMMARY set; not on xdist workers, nor in a pytest run
+    outside $GITHUB_WORKSPACE such as a test's inner pytester session): append the pass/fail
     table and the failed tests' reports to the job's summary page."""
     target = os.environ.get("GITHUB_STEP_SUMMARY")
     if not target or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    workspace = os.environ.get("GITHUB_WORKSPACE")
+    if workspace and not config.invocation_params.dir.resolve().is_relative_to(
+            Path(workspace).resolve()):
         return
     counts = {k: len(v) for k, v in tr.stats.items() if k and k != "warnings"}
     failed = [FailedTest(n, _relative(f, config),

@@ -55,7 +55,7 @@ def test_failing_censorship_scenario_report_reaches_junit_terminal_and_ci_summar
     summary = tmp_path / "step-summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     for k, v in {"GITHUB_SERVER_URL": "https://github.example", "GITHUB_REPOSITORY": "o/r",
-                 "GITHUB_RUN_ID": "42"}.items():
+                 "GITHUB_RUN_ID": "42", "GITHUB_WORKSPACE": str(pytester.path)}.items():
         monkeypatch.setenv(k, v)
     prefix = f"r{secrets.token_hex(3)}"
     pytester.makepyfile(test_inner=INNER)

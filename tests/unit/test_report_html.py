@@ -148,3 +148,17 @@ def test_load_run_from_report_or_history_and_cli(tmp_path: Path):
     assert res.exit_code == 1 and "neither a run's report.json" in res.output
     with pytest.raises(RunFileError, match="does not exist"):
         load_run(tmp_path / "none.json")
+
+
+def test_github_summary_table_and_links():
+    from harness.report.ci import FailedTest, attachment_lines, github_summary, run_url
+
+    text = github_summary({"passed": 3, "failed": 1}, [FailedTest(
+        "t.py::test_a[x|y]", "testnet-artifacts/t", "testnet-artifacts/t/report.html")],
+        run_url({"GITHUB_SERVER_URL": "https://gh.example", "GITHUB_REPOSITORY": "o/r",
+                 "GITHUB_RUN_ID": "7"}))
+    assert "| passed | failed |\n| --- | --- |\n| 3 | 1 |" in text
+    assert "`t.py::test_a[x\\|y]`" in text and "`testnet-artifacts/t/report.html`" in text
+    assert "(https://gh.example/o/r/actions/runs/7#artifacts)" in text
+    assert run_url({}) is None
+    assert attachment_lines(["/a/r.html"]) == "[[ATTACHMENT|/a/r.html]]\n"
