@@ -14,8 +14,11 @@ When a test fails (in setup or call), and only then, its artifacts go to
 ``--testnet-artifacts/<test id>/`` (default ``./testnet-artifacts``) before anything is torn
 down: the logs of every testnet the test used (``<testnet>/<node>.log``, ``state.json``; the
 module ``testnet`` counts only for the tests that requested it), of a testnet that failed to
-come up, and, with ``history``, ``report.md``/``report.json``/``history.json``. The terminal
-summary lists those folders.
+come up, and, with ``history``, ``report.md``/``report.json``/``history.json`` and the HTML
+report ``report.html`` (docs/reports.md). The terminal summary lists those folders and reports;
+the report's path is also in the JUnit XML (``testnet_report`` property and
+``[[ATTACHMENT|…]]`` in system-out), in pytest-html's page when that plugin is installed, and in
+the GitHub Actions job summary when ``$GITHUB_STEP_SUMMARY`` is set.
 
 Options: ``--testnet-backend process|docker`` (default: process, or $SESSION_TESTNET_BACKEND),
 ``--testnet-artifacts DIR``, ``--testnet-prefix PREFIX`` (start of every testnet name, default
