@@ -14,8 +14,11 @@ When a test fails (in setup or call), and only then, its artifacts go to
 ``--testnet-artifacts/<test id>/`` (default ``./testnet-artifacts``) before anything is torn
 down: the logs of every testnet the test used (``<testnet>/<node>.log``, ``state.json``; the
 module ``testnet`` counts only for the tests that requested it), of a testnet that failed to
-come up, and, with ``history``, ``report.md``/``report.json``/``history.json``. The terminal
-summary lists those folders.
+come up, and, with ``history``, ``report.md``/``report.json``/``history.json`` and the HTML
+report ``report.html`` (docs/reports.md). The terminal summary lists those folders and reports;
+the report's path is also in the JUnit XML (``testnet_report`` property and
+``[[ATTACHMENT|…]]`` in system-out), in pytest-html's page when that plugin is installed, and in
+the GitHub Actions job summary when ``$GITHUB_STEP_SUMMARY`` is set.
 
 Options: ``--testnet-backend process|docker`` (default: process, or $SESSION_TESTNET_BACKEND),
 ``--testnet-artifacts DIR``, ``--testnet-prefix PREFIX`` (start of every testnet name, default
@@ -31,9 +34,11 @@ pytest-xdist: every worker starts its own testnets; names carry the worker id
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shutil
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +49,7 @@ from harness.backends.registry import BACKENDS, default_backend
 from harness.naming import unique_name
 from harness.network import Testnet
 from harness.recording import HistoryRecorder
+from harness.report.ci import FailedTest, attachment_lines, github_summary, run_url
 from harness.topology import Topology
 
 #: --testnet-prefix: a testnet name starts with a letter or digit; room is left for the
@@ -52,6 +58,8 @@ PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,11}$")
 #: user properties of a test's teardown report (they travel from xdist workers to the summary)
 ARTIFACTS_PROPERTY = "testnet_artifacts"
 KEPT_PROPERTY = "testnet_kept"
+#: the failed test's report.html (also in the JUnit XML: <properties> and [[ATTACHMENT|…]])
+REPORT_PROPERTY = "testnet_report"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -77,6 +85,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"--testnet-prefix {prefix!r} is invalid: use 1-12 characters of a-z, 0-9, '-' or "
             "'_', starting with a letter or digit (testnet names are at most 31 characters)")
+    config.pluginmanager.register(JUnitAttachments(config), "session-testnet-junit")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -181,7 +190,7 @@ def testnet(request: pytest.FixtureRequest, testnet_backend: str) -> Iterator[Te
 def history(request: pytest.FixtureRequest) -> Iterator[HistoryRecorder]:
     """Records one test's history; the plugin writes its check report when the test fails and
     finalizes it before any testnet of the test goes down (so fixture order does not matter)."""
-    rec = HistoryRecorder(label=request.node.nodeid)
+    rec = HistoryRecorder(label=request.node.nodeid, nodeid=request.node.nodeid)
     request.node.stash[_RECORDER] = rec
     yield rec
     rec.close()  # already done by pytest_runtest_teardown; kept for items run without it
@@ -195,6 +204,8 @@ def history(request: pytest.FixtureRequest) -> Iterator[HistoryRecorder]:
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
     report = yield
+    if report.when == "teardown":
+        _add_html_extra(item, report)
     if report.when in ("setup", "call") and report.failed:
         item.stash[_FAILED] = True
         # a testnet that failed to come up saved its logs (NotReadyError.artifacts)
@@ -230,6 +241,48 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
             rec.close(remove_faults=not kept)
         except Exception as e:  # raised by the history fixture's teardown instead
             item.stash[_CLOSE_ERROR] = e
+
+
+def _report_paths(report: Any) -> list[str]:
+    return [str(v) for k, v in getattr(report, "user_properties", None) or ()
+            if k == REPORT_PROPERTY]
+
+
+def _add_html_extra(item: pytest.Item, report: pytest.TestReport) -> None:
+    """A link to the HTML report in pytest-html's page, when that plugin is installed."""
+    paths = _report_paths(item)
+    if not paths or not item.config.pluginmanager.hasplugin("html"):
+        return
+    try:
+        extras = importlib.import_module("pytest_html.extras")
+    except ImportError:
+        return
+    setattr(report, "extras", [*getattr(report, "extras", []),  # noqa: B010 - pytest-html's
+                               *(extras.url(p, name="testnet report") for p in paths)])
+
+
+class JUnitAttachments:
+    """With --junitxml: the report's path as an attachment in the test case's system-out, the
+    form the Jenkins JUnit attachments plugin and GitLab read (the path is also a <property>,
+    from the teardown report's user_properties). Registered by :func:`pytest_configure`."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        paths = _report_paths(report)
+        if report.when != "teardown" or not paths:
+            return
+        try:
+            from _pytest.junitxml import xml_key  # --junitxml's LogXML: no public API for it
+        except ImportError:
+            return
+        xml = self.config.stash.get(xml_key, None)
+        if xml is not None:
+            node = ET.Element("system-out")
+            node.text = attachment_lines(paths)
+            xml.node_reporter(report).append(node)
 
 
 def _owners_of(item: pytest.Item) -> list[TestnetOwner]:
@@ -277,7 +330,9 @@ def _save_artifacts(item: pytest.Item, owners: list[TestnetOwner],
                 log_paths.update({n.name: str(dest / f"{n.name}.log") for n in net.nodes})
     if rec is not None:
         try:
-            rec.write_report(folder, log_paths=log_paths)
+            written = rec.write_report(folder, log_paths=log_paths)
+            if "html" in written:
+                item.user_properties.append((REPORT_PROPERTY, str(written["html"])))
         except Exception as e:  # the test's own failure is what matters; say what is missing
             problems.append(f"check report: {e}")
     if problems:
@@ -292,14 +347,18 @@ def _save_artifacts(item: pytest.Item, owners: list[TestnetOwner],
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
                             config: pytest.Config) -> None:
     artifacts: dict[str, str] = {}
+    reports: dict[str, str] = {}
     kept: dict[str, tuple[str, str | None]] = {}
-    for reports in terminalreporter.stats.values():
-        for rep in reports:
+    for replist in terminalreporter.stats.values():
+        for rep in replist:
             for key, value in getattr(rep, "user_properties", None) or ():
                 if key == ARTIFACTS_PROPERTY:
                     artifacts[rep.nodeid] = str(value)
+                elif key == REPORT_PROPERTY:
+                    reports[rep.nodeid] = str(value)
                 elif key == KEPT_PROPERTY:
                     kept[value["name"]] = (rep.nodeid, value.get("home"))
+    _github_summary(terminalreporter, config, artifacts, reports)
     if not artifacts and not kept:
         return
     tr = terminalreporter
@@ -308,6 +367,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
         tr.write_line("artifacts of failed tests (node logs, check report):")
         for nodeid, folder in sorted(artifacts.items()):
             tr.write_line(f"  {nodeid}: {folder}")
+            if nodeid in reports:
+                tr.write_line(f"    report: {reports[nodeid]}")
     if kept:
         tr.write_line("testnets kept up (--testnet-keep-on-failure); faults the test applied "
                       "are still in force:")
@@ -317,3 +378,33 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
             tr.write_line(f"    inspect: {env}testnet status -n {name}")
             tr.write_line(f"             {env}testnet logs -n {name}")
             tr.write_line(f"    remove:  {env}testnet down -n {name}")
+
+
+def _relative(path: str, config: pytest.Config) -> str:
+    try:
+        return str(Path(path).relative_to(config.invocation_params.dir))
+    except ValueError:
+        return path
+
+
+def _github_summary(tr: Any, config: pytest.Config, artifacts: dict[str, str],
+                    reports: dict[str, str]) -> None:
+    """In GitHub Actions ($GITHUB_STEP_SUMMARY set; not on xdist workers, nor in a pytest run
+    outside $GITHUB_WORKSPACE such as a test's inner pytester session): append the pass/fail
+    table and the failed tests' reports to the job's summary page."""
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    workspace = os.environ.get("GITHUB_WORKSPACE")
+    if workspace and not config.invocation_params.dir.resolve().is_relative_to(
+            Path(workspace).resolve()):
+        return
+    counts = {k: len(v) for k, v in tr.stats.items() if k and k != "warnings"}
+    failed = [FailedTest(n, _relative(f, config),
+                         _relative(reports[n], config) if n in reports else None)
+              for n, f in sorted(artifacts.items())]
+    try:
+        with open(target, "a", encoding="utf-8") as f:
+            f.write(github_summary(counts, failed, run_url(os.environ)))
+    except OSError as e:
+        tr.write_line(f"session-testnet: could not write $GITHUB_STEP_SUMMARY ({target}): {e}")

@@ -3,7 +3,7 @@
 :class:`HistoryRecorder` hands out clients whose sends, receipts and records all land in one
 :class:`harness.checks.History`, :class:`harness.faults.Faults` writing to a timeline shared with
 it, gathers the nodes' observations, keeps the check results the test ran and writes the
-report (:mod:`harness.report`). The pytest ``history`` fixture hands one out.
+report (:mod:`harness.report`: report.md, report.json, report.html). The pytest ``history`` fixture hands one out.
 
 This is the layer above the checkers: :mod:`harness.checks` only reads a finished history (pure
 functions, no network); everything here talks to a testnet.
@@ -21,7 +21,7 @@ from harness.checks import CheckResult, History, delivery, latency
 from harness.client import Account, Client, ClientError
 from harness.faults.actions import Faults
 from harness.faults.timeline import Timeline
-from harness.report import Report
+from harness.report import Report, write
 
 
 def node_directory(net: Any) -> dict[str, dict[str, Any]]:
@@ -31,6 +31,14 @@ def node_directory(net: Any) -> dict[str, dict[str, Any]]:
                      "public_ip": n.public_ip, "bind_ip": n.bind_ip or n.public_ip,
                      "admin_url": n.admin_url, "swarm_id": n.swarm_id}
             for n in net.nodes}
+
+
+def testnet_info(net: Any) -> dict[str, Any]:
+    """{"name", "seed", "backend", "swarms", "swarm_size"} of a testnet: what a report needs to
+    say how to bring the same testnet up again."""
+    t = net.topology
+    return {"name": net.name, "seed": str(t.seed), "backend": getattr(net.backend, "kind", None),
+            "swarms": t.swarms, "swarm_size": t.swarm_size}
 
 
 def collect_observations(net: Any, names: Iterable[str] | None = None, *,
@@ -116,8 +124,10 @@ class RecordedClient:
 class HistoryRecorder:
     """Collects one test's history and check results; writes the report on failure."""
 
-    def __init__(self, label: str = "") -> None:
+    def __init__(self, label: str = "", nodeid: str | None = None) -> None:
         self.label = label
+        #: the pytest node id of the test recording (replay command in the report)
+        self.nodeid = nodeid
         self.history = History()
         self.timeline = Timeline()
         self.results: list[CheckResult] = []
@@ -186,8 +196,9 @@ class HistoryRecorder:
     # -- teardown -----------------------------------------------------------------------------
     def write_report(self, folder: str | Path, *, log_paths: dict[str, str] | None = None
                      ) -> dict[str, Path]:
-        """Write ``report.md``, ``report.json`` and ``history.json`` into ``folder``: the results
-        the test recorded, else the default checks (delivery, latency)."""
+        """Write ``report.md``, ``report.json``, ``history.json`` and ``report.html`` into
+        ``folder``: the results the test recorded, else the default checks (delivery,
+        latency)."""
         try:
             self.collect()
         except Exception as e:  # the net may be gone already: report what we have
@@ -195,8 +206,9 @@ class HistoryRecorder:
         results = self.results or self.default_checks()
         report = Report.build(results, self.history, log_paths=log_paths,
                               title=f"check report: {self.label}" if self.label else "check report",
-                              testnet=", ".join(n.name for n in self.nets) or None)
-        return report.write(folder)
+                              testnet=", ".join(n.name for n in self.nets) or None,
+                              testnets=[testnet_info(n) for n in self.nets], nodeid=self.nodeid)
+        return write(report, folder)
 
     def close(self, *, remove_faults: bool = True) -> None:
         """Close every client and (unless ``remove_faults`` is false: a testnet kept for
@@ -220,4 +232,4 @@ class HistoryRecorder:
 
 
 __all__ = ["HistoryRecorder", "RecordedClient", "clear_observations", "collect_observations",
-           "local_address_towards", "node_directory"]
+           "local_address_towards", "node_directory", "testnet_info"]

@@ -44,6 +44,15 @@ if command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1; 
   fi
 fi
 
+# headless Chromium opens the HTML run report in tests/integration/test_report_browser.py (the
+# test skips, saying why, where there is none).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  say "installing chromium (headless browser for the HTML report test)"
+  as_root apt-get update -qq >/dev/null || say "apt-get update failed; trying to install anyway"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+    || say "could not install chromium: the browser test of the HTML report will be skipped"
+fi
+
 if [ "${SESSION_TESTNET_SKIP_DOCKER:-0}" = 1 ]; then
   say "SESSION_TESTNET_SKIP_DOCKER=1: skipping the Docker engine and images"
   exit 0

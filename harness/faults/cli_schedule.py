@@ -6,9 +6,10 @@ from typing import Any
 
 import click
 
-from harness.cliutil import friendly_errors, name_option
+from harness.cliutil import CliError, attach, friendly_errors, name_option
 from harness.faults.cli_common import EVENTS_JSON_HELP, emit, open_faults, report_run
 from harness.faults.families.registry import DEFAULT_MIX, DEFAULT_REGISTRY
+from harness.faults.replay import run_file_events
 from harness.faults.runner import run
 from harness.faults.schedule import Schedule
 from harness.faults.targets import Target, TargetError, live_view
@@ -83,6 +84,55 @@ def schedule_run_cmd(name: str, file: str, output: str | None, stop_on_error: bo
         tl.events = list(result.events)
         tl.save(output)
     report_run(result)
+
+
+@schedule_group.command("from-report")
+@name_option
+@click.argument("run_file", metavar="RUN.json", type=click.Path(dir_okay=False))
+@click.option("--seed", default=None,
+              help="Schedule seed [default: the run's testnet seed, from the report].")
+@click.option("--schedule-name", default="replay", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Write the schedule to FILE instead of stdout.")
+@click.pass_context
+@friendly_errors
+def schedule_from_report_cmd(ctx: click.Context, name: str, run_file: str, seed: str | None,
+                             schedule_name: str, output: str | None) -> None:
+    """The fault schedule a run applied, from its report.json or history.json: one step per
+    fault, on the nodes it hit, with its parameters, start (seconds after the first fault) and
+    duration. `testnet schedule run FILE` on a testnet with the run's seed reproduces it. With
+    -n (or SESSION_TESTNET_NAME) the testnet is checked to have every node the schedule names
+    and the run's seed."""
+    events, run_seed = run_file_events(run_file)
+    schedule = Schedule.from_timeline(events, seed=seed or run_seed or "0", name=schedule_name)
+    if not schedule.steps:
+        raise CliError(f"{run_file}: the run applied no fault (its timeline has no successful "
+                       "apply event): there is nothing to replay")
+    if ctx.get_parameter_source("name") not in (click.core.ParameterSource.DEFAULT, None):
+        _check_replay_testnet(name, schedule)
+    if output:
+        schedule.save(output)
+        click.echo(f"{len(schedule.steps)} steps written to {output}", err=True)
+    else:
+        click.echo(schedule.dumps(), nl=False)
+
+
+def _check_replay_testnet(name: str, schedule: Schedule) -> None:
+    """The testnet ``name`` can replay ``schedule``: it has every node the steps name, and the
+    schedule's seed (same keys and swarms)."""
+    net = attach(name)
+    known = {n.name for n in net.nodes}
+    named = {n for s in schedule.steps for t in [s.target, *s.params.values()]
+             if isinstance(t, Target) and t.kind == "nodes" for n in t.names}
+    missing = sorted(named - known)
+    if missing:
+        raise CliError(f"testnet {name!r} has no node(s) {', '.join(missing)} that the run's "
+                       f"faults hit (nodes: {', '.join(sorted(known))}); bring one up with the "
+                       "run's topology")
+    if str(net.topology.seed) != schedule.seed:
+        raise CliError(f"testnet {name!r} has seed {net.topology.seed!r}, the run had "
+                       f"{schedule.seed!r}: the same node names would be other keys and swarms; "
+                       f"use 'testnet up --seed {schedule.seed}' (or --seed to override)")
 
 
 def _parse_mix(text: str | None) -> dict[str, float] | None:

@@ -26,8 +26,10 @@ from typing import Any
 
 from harness.faults.families.registry import DEFAULT_REGISTRY, Registry
 from harness.faults.generate import churn_steps, generate_steps
+from harness.faults.replay import steps_from_events
 from harness.faults.step import ScheduleError, Step
 from harness.faults.targets import Target
+from harness.faults.timeline import Event
 from harness.jsonfile import load_json
 
 FORMAT_VERSION = 1
@@ -117,6 +119,14 @@ class Schedule:
             return cls.from_json(data, default_name=p.stem, registry=registry)
         except ScheduleError as e:
             raise ScheduleError(f"schedule file {p}: {e}") from None
+
+    @classmethod
+    def from_timeline(cls, events: Sequence[Event], *, seed: str = "0",
+                      name: str = "replay", registry: Registry = DEFAULT_REGISTRY) -> Schedule:
+        """The schedule a run applied, from its timeline (:mod:`harness.faults.replay`):
+        targets are the nodes each fault resolved to, times are from the first fault."""
+        return cls(steps=steps_from_events(events, registry), seed=str(seed), name=name,
+                   registry=registry)
 
     # -- generation --------------------------------------------------------------------------
     @classmethod

@@ -307,3 +307,22 @@ def test_docker_testnet_from_the_wheel(venv: Venv, docker_client: Any):
     finally:
         down = _down(venv, name)
     assert down.returncode == 0, down.stderr
+
+
+def test_report_and_replay_schedule_from_the_wheel(venv: Venv):
+    """`testnet report` and `testnet schedule from-report` on a run's files, from the wheel."""
+    from report_samples import sample_history, sample_results
+
+    from harness.report import Report, write
+
+    h = sample_history()
+    folder = venv.cwd / "run-artifacts"
+    write(Report.build(sample_results(h), h, testnets=[{"name": "t", "seed": "42"}]), folder)
+    out = json.loads(venv.testnet("report", str(folder / "history.json"), "-o", "r.html",
+                                  "--json").stdout)
+    assert out["verdict"] == "failed" and (venv.cwd / "r.html").stat().st_size == out["bytes"]
+    venv.testnet("schedule", "from-report", str(folder / "report.json"), "-o", "s.json")
+    schedule = json.loads((venv.cwd / "s.json").read_text())
+    assert schedule["seed"] == "42"
+    assert [(s["action"], s["target"]) for s in schedule["steps"]] == [
+        ("misbehave", "sn02"), ("latency", "sn07"), ("kill", "sn05")]

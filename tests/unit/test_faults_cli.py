@@ -83,9 +83,9 @@ def test_every_fault_command_follows_the_cli_convention():
         opts = options(cmd)
         assert {"-n", "--name"} <= opts, f"{path} has no -n/--name"
         assert not opts & {"--timeline", "--out", "--save"}, f"{path}: output is -o/--output"
-        if path != "schedule generate":  # it prints the schedule's JSON file format itself
+        if path not in ("schedule generate", "schedule from-report"):  # print the schedule file format
             assert "--json" in opts, f"{path} prints data without --json"
-    for path in ("churn", "schedule run", "schedule generate"):
+    for path in ("churn", "schedule run", "schedule generate", "schedule from-report"):
         assert {"-o", "--output"} <= options(cmds[path])
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from harness.checks import History, Verdict, delivery, latency, privacy
 from harness.checks.synth import T0, attempt, directory, event, receive, send
-from harness.report import Report, fault_windows
+from harness.report import Report, fault_windows, markdown, write
 
 pytestmark = pytest.mark.unit
 
@@ -44,7 +44,7 @@ def test_failing_delivery_report_names_message_path_fault_and_logs(tmp_path):
     h = failing_history()
     results = [delivery(h), latency(h)]
     rep = Report.build(results, h, log_paths={"sn02": "/art/t/net/sn02.log"}, testnet="net1")
-    md = rep.markdown()
+    md = markdown.render(rep)
     assert "## FAILED: delivery" in md and "| latency | PASS |" in md
     assert "send send-lost message 'second'" in md and "`H1`" in md
     # the attempts, with their paths, destinations and errors
@@ -66,7 +66,8 @@ def test_failing_delivery_report_names_message_path_fault_and_logs(tmp_path):
     assert {f["action"] for f in op["faults"]} == {"kill", "latency"}
     assert op["logs"]["sn02"] == "/art/t/net/sn02.log"
 
-    paths = rep.write(tmp_path)
+    paths = write(rep, tmp_path)
+    assert paths["html"].read_text().startswith("<!DOCTYPE html>")
     assert paths["markdown"].read_text() == md
     assert History.load(paths["history"]).sent == h.sent
 
@@ -75,7 +76,7 @@ def test_passing_report_has_no_failure_section():
     h = failing_history()
     h.records.append(receive("r2", B, ["H1"], at=T0 + 5))
     rep = Report.build([delivery(h)], h)
-    assert rep.ok and "FAILED" not in rep.markdown() and rep.to_dict()["failures"] == []
+    assert rep.ok and "FAILED" not in markdown.render(rep) and rep.to_dict()["failures"] == []
 
 
 def test_failed_operations_are_explained_even_without_a_failing_check():
@@ -86,7 +87,7 @@ def test_failed_operations_are_explained_even_without_a_failing_check():
         nodes, 1, ["sn06", "sn03", "sn05"], "sn04", at=T0 + 51, ok=False, error_kind="path",
         status=None, error="status 504: 'Request time out'")], ok=False))
     rep = Report.build([delivery(h)], h)
-    md = rep.markdown()
+    md = markdown.render(rep)
     assert "## Operations that failed (1)" in md and "send send-err" in md
     assert "down sn06" in md.split("send send-err")[1]
     assert [o["op_id"] for o in rep.to_dict()["failed_operations"]] == ["send-err"]
@@ -96,7 +97,7 @@ def test_unknown_check_is_its_own_verdict_in_the_report():
     h = failing_history()
     h.records.append(receive("r2", B, ["H1"], at=T0 + 5))
     rep = Report.build([delivery(h), latency(h, delivery_p95_ms=1), privacy(h)], h)
-    md = rep.markdown()
+    md = markdown.render(rep)
     assert "| privacy | **UNKNOWN** |" in md and "## UNKNOWN: privacy" in md
     assert "| delivery | PASS |" in md and "## FAILED: latency" in md
     data = rep.to_dict()
