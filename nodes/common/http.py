@@ -19,6 +19,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from nodes.protocol import jsonin
+
 from .service import StartupError
 from .tls import insecure_client_context
 
@@ -77,12 +79,12 @@ def json_error(status: int, message: str) -> web.Response:
 
 async def read_json(request: web.Request, *, empty: Any = None) -> Any:
     """The request body as JSON (``empty`` for a blank body); raises :class:`InvalidJson`."""
-    text = await request.text()
-    if not text.strip():
+    data = await request.read()
+    if not data.strip():
         return empty
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
+        return jsonin.loads(data)
+    except jsonin.JsonInputError as e:
         raise InvalidJson(f"body is not valid JSON: {e}") from None
 
 

@@ -54,17 +54,23 @@ from nodes.common.logs import JsonLogger
 from nodes.common.proof import PROOF_PATH
 from nodes.common.service import StartupError
 from nodes.common.tls import server_context_for
+from nodes.protocol import jsonin
 from nodes.protocol.constants import HARDFORK
 from nodes.protocol.swarm import SwarmParams
 
 from .omq import OxendCommands, RealNodeSpec
 from .omq.commands import SERVER_BOOTSTRAP_THRESHOLD
 from .registry import RPC_METHODS, InvalidParams, RequestError, SeedConfig, SeedCore
+from .stall import StallMeter
 
 if TYPE_CHECKING:
     from .omq.server import OxendServer
 
 STATE_FILE = "seed.json"
+# Requests are small (a proof is ~600 bytes, a listing request ~200): bound what one request can
+# make the seed parse and compute, so no client can stall the loop that judges node liveness.
+MAX_BODY_BYTES = 64 * 1024
+MAX_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,8 @@ class SeedServer:
         self._rng_factory = rng_factory or (lambda: random.Random(os.urandom(16)))
         self._wake = asyncio.Event()
         self._block_task: asyncio.Task[None] | None = None
+        self._stall_task: asyncio.Task[None] | None = None
+        self.stalls = StallMeter()
         self._runner: web.AppRunner | None = None
         self._saved_revision = -1
         self.state_path = config.data_dir / STATE_FILE
@@ -158,7 +166,13 @@ class SeedServer:
             if next_due < loop.time():  # fell behind (suspended / overloaded): do not burst
                 next_due = loop.time() + interval
 
+    async def _stall_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.stalls.interval)
+            self.stalls.tick()
+
     def _safe_block(self) -> None:
+        self.core.excuse_stall(self.stalls.take())
         try:
             self.produce_block()
         except Exception as exc:  # noqa: BLE001 - keep producing blocks; the error is logged
@@ -166,15 +180,24 @@ class SeedServer:
 
     # --- HTTP handlers -------------------------------------------------------------------------
     async def handle_json_rpc(self, request: web.Request) -> web.Response:
-        text = await request.text()
         try:
-            body = json.loads(text)
-        except json.JSONDecodeError as exc:
+            body = jsonin.loads(await request.read())
+        except jsonin.JsonEncodingError as exc:
+            return json_response(self._rpc_error(None, PARSE_ERROR, f"Parse error: {exc}"), status=400)
+        except jsonin.JsonInputError as exc:
             return json_response(self._rpc_error(None, PARSE_ERROR, f"Parse error: {exc}"))
         if isinstance(body, list):
             if not body:
                 return json_response(self._rpc_error(None, INVALID_REQUEST, "Invalid Request: empty batch"))
-            return json_response([self._rpc_one(item) for item in body])
+            if len(body) > MAX_BATCH:
+                return json_response(self._rpc_error(
+                    None, INVALID_REQUEST, f"Invalid Request: a batch of {len(body)} requests exceeds this "
+                                           f"seed's limit of {MAX_BATCH}; split it"), status=400)
+            answers = []
+            for item in body:
+                answers.append(self._rpc_one(item))
+                await asyncio.sleep(0)  # let proofs and blocks through between listings
+            return json_response(answers)
         return json_response(self._rpc_one(body))
 
     @staticmethod
@@ -272,7 +295,7 @@ class SeedServer:
         return json_response(self.oxend.snapshot())
 
     def make_app(self) -> web.Application:
-        app = web.Application(middlewares=[plain_http_errors])
+        app = web.Application(middlewares=[plain_http_errors], client_max_size=MAX_BODY_BYTES)
         app.router.add_post("/json_rpc", self.handle_json_rpc)
         app.router.add_post(PROOF_PATH, self.handle_proof)
         app.router.add_post("/internal/v1/block", self.handle_block)
@@ -320,17 +343,20 @@ class SeedServer:
                 self.urls = []
                 raise
         self.persist(force=True)
+        self.stalls = StallMeter()
+        self._stall_task = asyncio.create_task(self._stall_loop(), name="seed-stall-meter")
         self._block_task = asyncio.create_task(self._block_loop(), name="seed-blocks")
         self.log.info("listening", urls=self.urls, height=self.core.height, expect=self.core.config.expect,
                       params=asdict(self.core.config.params), block_interval=self.config.block_interval,
                       proof_timeout=self.core.config.proof_timeout)
 
     async def stop(self) -> None:
-        if self._block_task is not None:
-            self._block_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._block_task
-            self._block_task = None
+        for task in (self._block_task, self._stall_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._block_task = self._stall_task = None
         if self.oxend is not None:
             await self.oxend.stop()
         if self._runner is not None:

@@ -346,6 +346,16 @@ class SeedCore:
                       swarm_id=None if node.swarm_id == UNASSIGNED_SWARM else node.swarm_id,
                       height=self.height, nodes=len(self.nodes), **fields)
 
+    def excuse_stall(self, seconds: float) -> None:
+        """The seed itself was unresponsive for ``seconds`` (its event loop stalled): proofs sent
+        meanwhile are still queued, so that time does not count towards any node's proof age."""
+        if seconds <= 0:
+            return
+        now = self.clock()
+        for node in self.nodes.values():
+            node.last_proof = min(now, node.last_proof + seconds)
+        self.log.warning("seed_stalled", seconds=round(seconds, 3), excused_nodes=len(self.nodes))
+
     # --- blocks --------------------------------------------------------------------------------
     def produce_block(self) -> BlockResult:
         """Deregister silent nodes, advance one block, recompute swarms if the active set changed."""

@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from nodes.protocol import signing
+from nodes.protocol import jsonin, signing
 from nodes.protocol.constants import (
     CLOCK_TOLERANCE_MS,
     HARDFORK,
@@ -194,9 +194,11 @@ class RpcHandler:
     async def handle_body(self, body: bytes | str) -> tuple[Response, str | None, list[str]]:
         """Parse a /storage_rpc/v1 body and run it.  Returns (response, method, accounts)."""
         try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return Response(400, "invalid json"), None, []
+            doc = jsonin.loads(body)
+        except jsonin.JsonSyntaxError:
+            return Response(400, "invalid json"), None, []  # the storage server's exact answer
+        except jsonin.JsonInputError as e:  # nesting / encoding: say which
+            return Response(400, f"invalid json: {e}"), None, []
         if not isinstance(doc, dict):
             return Response(400, "invalid json: no `method` field"), None, []
         method = doc.get("method")

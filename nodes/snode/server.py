@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,6 +20,7 @@ from nodes.common.http import (
 from nodes.common.logs import JsonLogger
 from nodes.common.service import StartupError
 from nodes.common.tls import server_context_for
+from nodes.protocol import jsonin
 from nodes.protocol.constants import MAX_REQUEST_BODY, STORAGE_SERVER_VERSION
 from nodes.protocol.keys import Identity
 
@@ -356,14 +356,16 @@ class Node:
             self.log.info("swarm_auth_rejected", remote=remote, reason=str(e))
             self.observations.record(remote_addr=remote, channel="swarm", status=401)
             return _text(401, f"Unauthorized: {e}")
-        method, params = None, None
+        method, params, problem = None, None, "expected {\"method\", \"params\"}"
         try:
-            doc = json.loads(body)
+            doc = jsonin.loads(body)
             method, params = doc.get("method"), doc.get("params")
-        except (ValueError, AttributeError):
+        except jsonin.JsonInputError as e:
+            problem = str(e)
+        except AttributeError:
             pass
         if not isinstance(method, str) or not isinstance(params, dict):
-            resp: web.Response = _text(400, "invalid swarm request: expected {\"method\", \"params\"}")
+            resp: web.Response = _text(400, f"invalid swarm request: {problem}")
         elif method == "push":
             pr = await self.replicator.receive_push(params)
             resp = to_web(Response(pr.status, pr.body))
