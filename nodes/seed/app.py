@@ -60,7 +60,7 @@ from nodes.protocol.swarm import SwarmParams
 
 from .omq import OxendCommands, RealNodeSpec
 from .omq.commands import SERVER_BOOTSTRAP_THRESHOLD
-from .registry import RPC_METHODS, InvalidParams, RequestError, SeedConfig, SeedCore
+from .registry import DEFAULT_START_HEIGHT, RPC_METHODS, InvalidParams, RequestError, SeedConfig, SeedCore
 from .stall import StallMeter
 
 if TYPE_CHECKING:
@@ -150,13 +150,13 @@ class SeedServer:
     async def _block_loop(self) -> None:
         loop = asyncio.get_running_loop()
         interval = self.config.block_interval
-        if self.core.height == 0:
+        if not self.core.first_block_done:
             self.log.info("waiting_for_nodes", expect=self.core.config.expect,
                           registered=len(self.core.nodes))
-            while self.core.height == 0 and not self.core.ready_for_first_block():
+            while not self.core.first_block_done and not self.core.ready_for_first_block():
                 self._wake.clear()
                 await self._wake.wait()
-            if self.core.height == 0:
+            if not self.core.first_block_done:
                 self._safe_block()
         next_due = loop.time() + interval
         while True:
@@ -243,7 +243,7 @@ class SeedServer:
                              remote=request.remote)
             return json_error(exc.status, exc.message)
         self.persist()
-        if self.core.height == 0 and self.core.ready_for_first_block():
+        if not self.core.first_block_done and self.core.ready_for_first_block():
             self._wake.set()
         return json_response(result)
 
@@ -370,9 +370,11 @@ def build_server(*, host: str, port: int, https_port: int, data_dir: Path, testn
                  params: SwarmParams, block_interval: float, proof_timeout: float, admin_token: str,
                  logger: JsonLogger, clock: Callable[[], float] = time.time,
                  real_nodes: list[RealNodeSpec] | None = None, hardfork: tuple[int, int] = HARDFORK,
-                 oxenmq_timeout: float = 90.0, oxenmq_min_nodes: int = SERVER_BOOTSTRAP_THRESHOLD) -> SeedServer:
+                 oxenmq_timeout: float = 90.0, oxenmq_min_nodes: int = SERVER_BOOTSTRAP_THRESHOLD,
+                 start_height: int = DEFAULT_START_HEIGHT) -> SeedServer:
     core = SeedCore(SeedConfig(testnet_seed=testnet_seed, expect=expect, params=params,
-                               proof_timeout=proof_timeout, hardfork=hardfork, oxenmq_timeout=oxenmq_timeout),
+                               proof_timeout=proof_timeout, hardfork=hardfork, oxenmq_timeout=oxenmq_timeout,
+                               start_height=start_height),
                     clock=clock, logger=logger)
     server = SeedServer(core, ServerConfig(host=host, port=port, https_port=https_port, data_dir=data_dir,
                                            admin_token=admin_token, block_interval=block_interval), logger)

@@ -110,3 +110,32 @@ async def test_batch_length_and_body_size_are_bounded(tmp_path: Path) -> None:
         assert r.status == 413 and str(MAX_BODY_BYTES) in await r.text()
         r = await client.post("/json_rpc", json=one)
         assert r.status == 200  # still serving
+
+
+def test_start_height_is_a_long_running_chains_and_gates_the_first_block(tmp_path: Path) -> None:
+    from nodes.seed.__main__ import parse_args
+    from nodes.seed.registry import DEFAULT_START_HEIGHT
+
+    assert parse_args([]).start_height == DEFAULT_START_HEIGHT >= 10_000
+    assert parse_args(["--start-height", "12345"]).start_height == 12345
+    with pytest.raises(SystemExit):
+        parse_args(["--start-height", "-1"])
+    clock = FakeClock()
+    logger = JsonLogger("seed", stream=io.StringIO())
+    core = SeedCore(SeedConfig(testnet_seed="unit", expect=2, params=SwarmParams(1, 0, 1), start_height=50_000),
+                    clock=clock, logger=logger)
+    server = SeedServer(core, ServerConfig(host="127.0.0.1", port=1, https_port=0, data_dir=tmp_path,
+                                           admin_token="t"), logger, rng_factory=lambda: random.Random(7))
+    assert core.height == 50_000 and not core.first_block_done
+    register(server, clock, 1)
+    assert not core.ready_for_first_block()  # expect=2
+    register(server, clock, 2)
+    assert core.ready_for_first_block()
+    server.produce_block()
+    listing = core.get_service_nodes({}, random.Random(1))
+    assert listing["height"] == 50_001 and core.first_block_done
+    # a restored state keeps the height its chain started at, whatever the new default
+    server.persist(force=True)
+    again = SeedCore(SeedConfig(testnet_seed="unit", expect=2, params=SwarmParams(1, 0, 1)), clock=clock)
+    again.load_json(json.loads((tmp_path / "seed.json").read_text()))
+    assert (again.height, again.start_height, again.first_block_done) == (50_001, 50_000, True)
