@@ -21,6 +21,7 @@ from aiohttp import web
 
 from nodes.protocol import jsonin
 
+from .limits import CappedTCPSite, ConnectionCap, ServerLimits
 from .service import StartupError
 from .tls import insecure_client_context
 
@@ -89,10 +90,13 @@ async def read_json(request: web.Request, *, empty: Any = None) -> Any:
 
 
 async def start_site(runner: web.AppRunner, host: str, port: int, *, what: str,
-                     ssl_context: ssl.SSLContext | None = None, backlog: int = 512) -> web.TCPSite:
-    """Listen on ``host:port`` for ``runner``; raises :class:`ListenError` (``what`` names the
-    socket, e.g. "storage port") saying why the address cannot be used."""
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=backlog)
+                     ssl_context: ssl.SSLContext | None = None, backlog: int = 512,
+                     limits: ServerLimits | None = None) -> web.TCPSite:
+    """Listen on ``host:port`` for ``runner`` with at most ``limits.max_connections`` connections;
+    raises :class:`ListenError` (``what`` names the socket, e.g. "storage port") saying why the
+    address cannot be used."""
+    cap = ConnectionCap((limits or ServerLimits()).max_connections)
+    site = CappedTCPSite(runner, host, port, cap=cap, ssl_context=ssl_context, backlog=backlog)
     try:
         await site.start()
     except OSError as e:

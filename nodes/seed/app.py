@@ -27,7 +27,7 @@ import random
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,7 @@ from nodes.common.jsonrpc import (
     METHOD_NOT_FOUND,
     PARSE_ERROR,
 )
+from nodes.common.limits import ServerLimits, limits_middleware
 from nodes.common.logs import JsonLogger
 from nodes.common.proof import PROOF_PATH
 from nodes.common.service import StartupError
@@ -81,6 +82,7 @@ class ServerConfig:
     data_dir: Path
     admin_token: str
     block_interval: float = 1.0
+    limits: ServerLimits = field(default_factory=ServerLimits)
 
     def __post_init__(self) -> None:
         if self.block_interval <= 0:
@@ -295,7 +297,8 @@ class SeedServer:
         return json_response(self.oxend.snapshot())
 
     def make_app(self) -> web.Application:
-        app = web.Application(middlewares=[plain_http_errors], client_max_size=MAX_BODY_BYTES)
+        app = web.Application(middlewares=[plain_http_errors, limits_middleware(self.config.limits, MAX_BODY_BYTES)],
+                              client_max_size=MAX_BODY_BYTES)
         app.router.add_post("/json_rpc", self.handle_json_rpc)
         app.router.add_post(PROOF_PATH, self.handle_proof)
         app.router.add_post("/internal/v1/block", self.handle_block)
@@ -323,11 +326,13 @@ class SeedServer:
         listeners: list[tuple[int, ssl.SSLContext | None, str]] = [(self.config.port, None, "HTTP port")]
         if self.config.https_port:
             listeners.append((self.config.https_port, self._ssl_context(), "HTTPS port"))
-        self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False,
+                                     **self.config.limits.runner_kwargs())
         await self._runner.setup()
         try:
             for port, ctx, what in listeners:
-                await start_site(self._runner, self.config.host, port, what=what, ssl_context=ctx)
+                await start_site(self._runner, self.config.host, port, what=what, ssl_context=ctx,
+                                 limits=self.config.limits)
                 self.urls.append(f"{'https' if ctx else 'http'}://{self.config.host}:{port}")
         except StartupError:
             await self._runner.cleanup()
