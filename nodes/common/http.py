@@ -91,7 +91,7 @@ async def read_json(request: web.Request, *, empty: Any = None) -> Any:
 
 async def start_site(runner: web.AppRunner, host: str, port: int, *, what: str,
                      ssl_context: ssl.SSLContext | None = None, backlog: int = 512,
-                     limits: ServerLimits | None = None) -> web.TCPSite:
+                     limits: ServerLimits | None = None) -> CappedTCPSite:
     """Listen on ``host:port`` for ``runner`` with at most ``limits.max_connections`` connections;
     raises :class:`ListenError` (``what`` names the socket, e.g. "storage port") saying why the
     address cannot be used."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -136,8 +137,9 @@ class _Counted(asyncio.Protocol):
 
     def __init__(self, inner: asyncio.Protocol, cap: ConnectionCap) -> None:
         self.inner = inner
-        self.cap = cap
-        self._open = True
+        # released on connection_lost, or when the protocol is dropped without it: asyncio's TLS
+        # layer never tells the application protocol about a connection whose handshake failed
+        self._release = weakref.finalize(self, cap.release)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.inner.connection_made(transport)
@@ -155,9 +157,7 @@ class _Counted(asyncio.Protocol):
         self.inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._open:
-            self._open = False
-            self.cap.open -= 1
+        self._release()  # runs once
         self.inner.connection_lost(exc)
 
 
@@ -176,6 +176,9 @@ class ConnectionCap:
                             "retry later")
         self.open += 1
         return _Counted(factory(), self)
+
+    def release(self) -> None:
+        self.open = max(0, self.open - 1)
 
 
 class CappedTCPSite(web.TCPSite):

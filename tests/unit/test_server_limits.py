@@ -181,3 +181,42 @@ def test_loop_errors_are_rate_limited() -> None:
     assert len(stream.getvalue()) < 5_000  # not 10,000 tracebacks
 
 
+
+
+async def test_failed_tls_handshakes_give_their_slot_back(tmp_path: Path) -> None:
+    """asyncio never reports a connection whose TLS handshake failed to the application protocol:
+    the cap must still count it as closed, or a port scanner would fill it for good."""
+    import gc
+    import ssl
+
+    from aiohttp import web
+
+    from nodes.common.http import start_site
+    from nodes.common.tls import server_context_for
+
+    ctx: ssl.SSLContext = server_context_for(tmp_path / "tls", HOST, "limits")
+    runner = web.AppRunner(web.Application(), **LIMITS.runner_kwargs())
+    await runner.setup()
+    site = await start_site(runner, HOST, 0, what="test port", ssl_context=ctx, limits=LIMITS)
+    try:
+        port = int(runner.addresses[0][1])
+        for _ in range(3 * LIMITS.max_connections):
+            reader, writer = await asyncio.open_connection(HOST, port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # plain HTTP to a TLS port
+            await writer.drain()
+            await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+        for _ in range(50):
+            gc.collect()
+            if site.cap.open == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert site.cap.open == 0
+        client_ctx = ssl.create_default_context()
+        client_ctx.check_hostname, client_ctx.verify_mode = False, ssl.CERT_NONE
+        reader, writer = await asyncio.open_connection(HOST, port, ssl=client_ctx)
+        writer.write(b"GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 404")  # still served
+        writer.close()
+    finally:
+        await runner.cleanup()
