@@ -19,6 +19,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from nodes.protocol import jsonin
+
+from .limits import CappedTCPSite, ConnectionCap, ServerLimits
 from .service import StartupError
 from .tls import insecure_client_context
 
@@ -77,20 +80,23 @@ def json_error(status: int, message: str) -> web.Response:
 
 async def read_json(request: web.Request, *, empty: Any = None) -> Any:
     """The request body as JSON (``empty`` for a blank body); raises :class:`InvalidJson`."""
-    text = await request.text()
-    if not text.strip():
+    data = await request.read()
+    if not data.strip():
         return empty
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
+        return jsonin.loads(data)
+    except jsonin.JsonInputError as e:
         raise InvalidJson(f"body is not valid JSON: {e}") from None
 
 
 async def start_site(runner: web.AppRunner, host: str, port: int, *, what: str,
-                     ssl_context: ssl.SSLContext | None = None, backlog: int = 512) -> web.TCPSite:
-    """Listen on ``host:port`` for ``runner``; raises :class:`ListenError` (``what`` names the
-    socket, e.g. "storage port") saying why the address cannot be used."""
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=backlog)
+                     ssl_context: ssl.SSLContext | None = None, backlog: int = 512,
+                     limits: ServerLimits | None = None) -> CappedTCPSite:
+    """Listen on ``host:port`` for ``runner`` with at most ``limits.max_connections`` connections;
+    raises :class:`ListenError` (``what`` names the socket, e.g. "storage port") saying why the
+    address cannot be used."""
+    cap = ConnectionCap((limits or ServerLimits()).max_connections)
+    site = CappedTCPSite(runner, host, port, cap=cap, ssl_context=ssl_context, backlog=backlog)
     try:
         await site.start()
     except OSError as e:

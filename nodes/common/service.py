@@ -13,6 +13,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .limits import RateLimitedLoopErrors
+
 
 class StartupError(RuntimeError):
     """The service cannot start; the message says what failed and what to do."""
@@ -27,6 +29,9 @@ async def run_service(prog: str, log: Any, start: Callable[[], Awaitable[None]],
     """
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # asyncio's own errors (accept() out of descriptors, failed TLS handshakes) as rate-limited
+    # JSON lines instead of a traceback each
+    loop.set_exception_handler(RateLimitedLoopErrors(log))
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     try:

@@ -54,6 +54,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from nacl import bindings
 from nacl.exceptions import CryptoError
 
+from . import jsonin
+
 ENC_AES_GCM = "aes-gcm"
 ENC_XCHACHA20 = "xchacha20"
 
@@ -124,8 +126,8 @@ def decode_frame(data: bytes) -> tuple[bytes, dict]:
         raise OnionError(f"Invalid onion frame: payload size {len(data) - 4}, expected >= {n}")
     blob = data[4:4 + n]
     try:
-        meta = json.loads(data[4 + n:].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        meta = jsonin.loads(data[4 + n:])
+    except jsonin.JsonInputError as exc:
         raise OnionError(f"Invalid onion frame: JSON part does not parse ({exc})") from None
     if not isinstance(meta, dict):
         raise OnionError(f"Invalid onion frame: JSON part must be an object, got {type(meta).__name__}")
@@ -286,8 +288,8 @@ def encrypt_response(
     body_value: Any = body
     if embed_json:
         try:
-            body_value = json.loads(body)
-        except ValueError:
+            body_value = jsonin.loads(body)
+        except jsonin.JsonInputError:
             body_value = body
     ciphertext = encrypt_layer(enc_type, key, _dumps({"status": int(status), "body": body_value}))
     return base64.b64encode(ciphertext) if base64_encode else ciphertext
@@ -367,8 +369,8 @@ def decrypt_onion_response(req: OnionRequest, body: bytes | str) -> tuple[int, s
         snippet = raw[:120].decode("utf-8", "replace")
         raise OnionError(f"Onion response is not decryptable with the destination key: {snippet!r}") from None
     try:
-        obj = json.loads(plaintext.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        obj = jsonin.loads(plaintext)
+    except jsonin.JsonInputError as exc:
         raise OnionError(f"Decrypted onion response is not JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise OnionError("Decrypted onion response is not a JSON object")

@@ -16,7 +16,7 @@ from nodes.protocol.swarm import PRODUCTION, SwarmParams
 from .app import SeedServer, build_server
 from .omq import ENV_NODES_FILE, OxenMQConfigError, load_real_nodes
 from .omq.commands import SERVER_BOOTSTRAP_THRESHOLD
-from .registry import MIN_HARDFORK
+from .registry import DEFAULT_START_HEIGHT, MIN_HARDFORK
 
 
 def parse_hardfork(text: str) -> tuple[int, int]:
@@ -63,6 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "%(default)s: with fewer the server asks public seed nodes; 0 disables the guard)")
     p.add_argument("--hardfork", default=f"{HARDFORK[0]}.{HARDFORK[1]}",
                    help="[hardfork].[snode revision] the chain reports, >= 19.3 (default %(default)s)")
+    p.add_argument("--start-height", type=int, default=DEFAULT_START_HEIGHT,
+                   help="block height the chain starts at, as on a long-running network (default %(default)s; "
+                        "height-gated ifelse requests compare against it); a restored state keeps its own")
     p.add_argument("--log-file", type=Path, default=None, help="JSON-lines log file (default stderr)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = p.parse_args(argv)
@@ -72,6 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be a port number, got {v}")
     if args.expect < 0:
         p.error("--expect must be >= 0")
+    if args.start_height < 0:
+        p.error("--start-height must be >= 0")
     if args.oxenmq_min_nodes < 0:
         p.error("--oxenmq-min-nodes must be >= 0")
     if args.block_interval <= 0 or args.proof_timeout <= 0 or args.oxenmq_timeout <= 0:
@@ -105,7 +110,8 @@ async def run(args: argparse.Namespace) -> int:
                               params=args.params, block_interval=args.block_interval,
                               proof_timeout=args.proof_timeout, admin_token=args.admin_token,
                               logger=logger, real_nodes=args.real_nodes, hardfork=args.hardfork,
-                              oxenmq_timeout=args.oxenmq_timeout, oxenmq_min_nodes=args.oxenmq_min_nodes)
+                              oxenmq_timeout=args.oxenmq_timeout, oxenmq_min_nodes=args.oxenmq_min_nodes,
+                              start_height=args.start_height)
         await server.start()
 
     async def stop() -> None:

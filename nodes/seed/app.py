@@ -27,7 +27,7 @@ import random
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,21 +50,28 @@ from nodes.common.jsonrpc import (
     METHOD_NOT_FOUND,
     PARSE_ERROR,
 )
+from nodes.common.limits import ServerLimits, limits_middleware
 from nodes.common.logs import JsonLogger
 from nodes.common.proof import PROOF_PATH
 from nodes.common.service import StartupError
 from nodes.common.tls import server_context_for
+from nodes.protocol import jsonin
 from nodes.protocol.constants import HARDFORK
 from nodes.protocol.swarm import SwarmParams
 
 from .omq import OxendCommands, RealNodeSpec
 from .omq.commands import SERVER_BOOTSTRAP_THRESHOLD
-from .registry import RPC_METHODS, InvalidParams, RequestError, SeedConfig, SeedCore
+from .registry import DEFAULT_START_HEIGHT, RPC_METHODS, InvalidParams, RequestError, SeedConfig, SeedCore
+from .stall import StallMeter
 
 if TYPE_CHECKING:
     from .omq.server import OxendServer
 
 STATE_FILE = "seed.json"
+# Requests are small (a proof is ~600 bytes, a listing request ~200): bound what one request can
+# make the seed parse and compute, so no client can stall the loop that judges node liveness.
+MAX_BODY_BYTES = 64 * 1024
+MAX_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,7 @@ class ServerConfig:
     data_dir: Path
     admin_token: str
     block_interval: float = 1.0
+    limits: ServerLimits = field(default_factory=ServerLimits)
 
     def __post_init__(self) -> None:
         if self.block_interval <= 0:
@@ -97,6 +105,8 @@ class SeedServer:
         self._rng_factory = rng_factory or (lambda: random.Random(os.urandom(16)))
         self._wake = asyncio.Event()
         self._block_task: asyncio.Task[None] | None = None
+        self._stall_task: asyncio.Task[None] | None = None
+        self.stalls = StallMeter()
         self._runner: web.AppRunner | None = None
         self._saved_revision = -1
         self.state_path = config.data_dir / STATE_FILE
@@ -142,13 +152,13 @@ class SeedServer:
     async def _block_loop(self) -> None:
         loop = asyncio.get_running_loop()
         interval = self.config.block_interval
-        if self.core.height == 0:
+        if not self.core.first_block_done:
             self.log.info("waiting_for_nodes", expect=self.core.config.expect,
                           registered=len(self.core.nodes))
-            while self.core.height == 0 and not self.core.ready_for_first_block():
+            while not self.core.first_block_done and not self.core.ready_for_first_block():
                 self._wake.clear()
                 await self._wake.wait()
-            if self.core.height == 0:
+            if not self.core.first_block_done:
                 self._safe_block()
         next_due = loop.time() + interval
         while True:
@@ -158,7 +168,13 @@ class SeedServer:
             if next_due < loop.time():  # fell behind (suspended / overloaded): do not burst
                 next_due = loop.time() + interval
 
+    async def _stall_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.stalls.interval)
+            self.stalls.tick()
+
     def _safe_block(self) -> None:
+        self.core.excuse_stall(self.stalls.take())
         try:
             self.produce_block()
         except Exception as exc:  # noqa: BLE001 - keep producing blocks; the error is logged
@@ -166,15 +182,24 @@ class SeedServer:
 
     # --- HTTP handlers -------------------------------------------------------------------------
     async def handle_json_rpc(self, request: web.Request) -> web.Response:
-        text = await request.text()
         try:
-            body = json.loads(text)
-        except json.JSONDecodeError as exc:
+            body = jsonin.loads(await request.read())
+        except jsonin.JsonEncodingError as exc:
+            return json_response(self._rpc_error(None, PARSE_ERROR, f"Parse error: {exc}"), status=400)
+        except jsonin.JsonInputError as exc:
             return json_response(self._rpc_error(None, PARSE_ERROR, f"Parse error: {exc}"))
         if isinstance(body, list):
             if not body:
                 return json_response(self._rpc_error(None, INVALID_REQUEST, "Invalid Request: empty batch"))
-            return json_response([self._rpc_one(item) for item in body])
+            if len(body) > MAX_BATCH:
+                return json_response(self._rpc_error(
+                    None, INVALID_REQUEST, f"Invalid Request: a batch of {len(body)} requests exceeds this "
+                                           f"seed's limit of {MAX_BATCH}; split it"), status=400)
+            answers = []
+            for item in body:
+                answers.append(self._rpc_one(item))
+                await asyncio.sleep(0)  # let proofs and blocks through between listings
+            return json_response(answers)
         return json_response(self._rpc_one(body))
 
     @staticmethod
@@ -220,7 +245,7 @@ class SeedServer:
                              remote=request.remote)
             return json_error(exc.status, exc.message)
         self.persist()
-        if self.core.height == 0 and self.core.ready_for_first_block():
+        if not self.core.first_block_done and self.core.ready_for_first_block():
             self._wake.set()
         return json_response(result)
 
@@ -272,7 +297,8 @@ class SeedServer:
         return json_response(self.oxend.snapshot())
 
     def make_app(self) -> web.Application:
-        app = web.Application(middlewares=[plain_http_errors])
+        app = web.Application(middlewares=[plain_http_errors, limits_middleware(self.config.limits, MAX_BODY_BYTES)],
+                              client_max_size=MAX_BODY_BYTES)
         app.router.add_post("/json_rpc", self.handle_json_rpc)
         app.router.add_post(PROOF_PATH, self.handle_proof)
         app.router.add_post("/internal/v1/block", self.handle_block)
@@ -300,11 +326,13 @@ class SeedServer:
         listeners: list[tuple[int, ssl.SSLContext | None, str]] = [(self.config.port, None, "HTTP port")]
         if self.config.https_port:
             listeners.append((self.config.https_port, self._ssl_context(), "HTTPS port"))
-        self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False,
+                                     **self.config.limits.runner_kwargs())
         await self._runner.setup()
         try:
             for port, ctx, what in listeners:
-                await start_site(self._runner, self.config.host, port, what=what, ssl_context=ctx)
+                await start_site(self._runner, self.config.host, port, what=what, ssl_context=ctx,
+                                 limits=self.config.limits)
                 self.urls.append(f"{'https' if ctx else 'http'}://{self.config.host}:{port}")
         except StartupError:
             await self._runner.cleanup()
@@ -320,17 +348,20 @@ class SeedServer:
                 self.urls = []
                 raise
         self.persist(force=True)
+        self.stalls = StallMeter()
+        self._stall_task = asyncio.create_task(self._stall_loop(), name="seed-stall-meter")
         self._block_task = asyncio.create_task(self._block_loop(), name="seed-blocks")
         self.log.info("listening", urls=self.urls, height=self.core.height, expect=self.core.config.expect,
                       params=asdict(self.core.config.params), block_interval=self.config.block_interval,
                       proof_timeout=self.core.config.proof_timeout)
 
     async def stop(self) -> None:
-        if self._block_task is not None:
-            self._block_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._block_task
-            self._block_task = None
+        for task in (self._block_task, self._stall_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._block_task = self._stall_task = None
         if self.oxend is not None:
             await self.oxend.stop()
         if self._runner is not None:
@@ -344,9 +375,11 @@ def build_server(*, host: str, port: int, https_port: int, data_dir: Path, testn
                  params: SwarmParams, block_interval: float, proof_timeout: float, admin_token: str,
                  logger: JsonLogger, clock: Callable[[], float] = time.time,
                  real_nodes: list[RealNodeSpec] | None = None, hardfork: tuple[int, int] = HARDFORK,
-                 oxenmq_timeout: float = 90.0, oxenmq_min_nodes: int = SERVER_BOOTSTRAP_THRESHOLD) -> SeedServer:
+                 oxenmq_timeout: float = 90.0, oxenmq_min_nodes: int = SERVER_BOOTSTRAP_THRESHOLD,
+                 start_height: int = DEFAULT_START_HEIGHT) -> SeedServer:
     core = SeedCore(SeedConfig(testnet_seed=testnet_seed, expect=expect, params=params,
-                               proof_timeout=proof_timeout, hardfork=hardfork, oxenmq_timeout=oxenmq_timeout),
+                               proof_timeout=proof_timeout, hardfork=hardfork, oxenmq_timeout=oxenmq_timeout,
+                               start_height=start_height),
                     clock=clock, logger=logger)
     server = SeedServer(core, ServerConfig(host=host, port=port, https_port=https_port, data_dir=data_dir,
                                            admin_token=admin_token, block_interval=block_interval), logger)

@@ -63,6 +63,12 @@ class RequestError(Exception):
         self.message = message
 
 
+# The chain starts at the height of a long-running network, not at 0: height-gated requests
+# (``ifelse`` with ``height_at_least`` / ``height_before``) then behave as clients see them on a
+# real network (Oxen mainnet passed 1,000,000 blocks in 2022).
+DEFAULT_START_HEIGHT = 1_000_000
+
+
 @dataclass(frozen=True)
 class SeedConfig:
     testnet_seed: str
@@ -74,8 +80,13 @@ class SeedConfig:
     # pings every 30 s, so this must cover a few pings
     oxenmq_timeout: float = 90.0
     hardfork: tuple[int, int] = HARDFORK  # [hardfork, snode_revision] the chain reports
+    # the height before this chain's first block: 0 for a bare in-process core; the seed process
+    # (``--start-height``, build_server) defaults to DEFAULT_START_HEIGHT
+    start_height: int = 0
 
     def __post_init__(self) -> None:
+        if self.start_height < 0:
+            raise ValueError(f"start_height must be >= 0, got {self.start_height}")
         if self.oxenmq_timeout <= 0:
             raise ValueError(f"oxenmq_timeout must be > 0 seconds, got {self.oxenmq_timeout}")
         if tuple(self.hardfork) < MIN_HARDFORK:
@@ -172,7 +183,8 @@ class SeedCore:
         self.clock = clock
         self.log = logger or NullLogger("seed")
         self.nodes: dict[str, NodeRecord] = {}
-        self.height = 0
+        self.start_height = config.start_height  # a restored state keeps the height it started at
+        self.height = config.start_height
         # active set the current swarm layout was computed for
         self.last_active: frozenset[str] = frozenset()
         # bumped on every change that must be persisted
@@ -197,8 +209,13 @@ class SeedCore:
                 out.setdefault(n.swarm_id, []).append(pk)
         return dict(sorted(out.items()))
 
+    @property
+    def first_block_done(self) -> bool:
+        """Has this chain produced a block past its start height?"""
+        return self.height > self.start_height
+
     def ready_for_first_block(self) -> bool:
-        return self.height == 0 and len(self.active_nodes()) >= self.config.expect
+        return not self.first_block_done and len(self.active_nodes()) >= self.config.expect
 
     def _changed(self) -> None:
         self.revision += 1
@@ -346,6 +363,16 @@ class SeedCore:
                       swarm_id=None if node.swarm_id == UNASSIGNED_SWARM else node.swarm_id,
                       height=self.height, nodes=len(self.nodes), **fields)
 
+    def excuse_stall(self, seconds: float) -> None:
+        """The seed itself was unresponsive for ``seconds`` (its event loop stalled): proofs sent
+        meanwhile are still queued, so that time does not count towards any node's proof age."""
+        if seconds <= 0:
+            return
+        now = self.clock()
+        for node in self.nodes.values():
+            node.last_proof = min(now, node.last_proof + seconds)
+        self.log.warning("seed_stalled", seconds=round(seconds, 3), excused_nodes=len(self.nodes))
+
     # --- blocks --------------------------------------------------------------------------------
     def produce_block(self) -> BlockResult:
         """Deregister silent nodes, advance one block, recompute swarms if the active set changed."""
@@ -444,7 +471,8 @@ class SeedCore:
             "height": self.height,
             "block_hash": self.block_hash,
             "expect": self.config.expect,
-            "first_block": self.height > 0,
+            "first_block": self.first_block_done,
+            "start_height": self.start_height,
             "params": asdict(self.config.params),
             "proof_timeout": self.config.proof_timeout,
             "oxenmq_timeout": self.config.oxenmq_timeout,
@@ -463,6 +491,7 @@ class SeedCore:
             "format": STATE_FORMAT,
             "testnet_seed": self.config.testnet_seed,
             "height": self.height,
+            "start_height": self.start_height,
             "block_hash": self.block_hash,
             "last_active": sorted(self.last_active),
             "nodes": [self.nodes[pk].to_json() for pk in sorted(self.nodes)],
@@ -484,4 +513,5 @@ class SeedCore:
             nodes[rec.pubkey_ed25519] = rec
         self.nodes = nodes
         self.height = int(data["height"])
+        self.start_height = int(data.get("start_height", 0))  # states from before start heights began at 0
         self.last_active = frozenset(data.get("last_active", ()))

@@ -38,9 +38,8 @@ class ParseError(ValueError):
 
 
 class MissingSignature(ParseError):
-    """A request that needs a signature came without one.  The storage server answers 400
-    "invalid request: Required field 'signature' missing"; PROTOCOL.md §4 ("401 bad/missing
-    signature") makes it a 401 here, with the same text."""
+    """A request that needs a signature came without one: 400 "invalid request: Required field
+    'signature' missing", as the storage server and PROTOCOL.md §4 answer it."""
 
 
 MISSING_SIGNATURE_TEXT = "invalid request: Required field 'signature' missing"
@@ -557,7 +556,7 @@ def parse_batch(method: str, p: Mapping[str, Any]) -> BatchReq:
         if m not in PARSERS:
             raise ParseError(f'Invalid batch subrequest: invalid method "{m}"')
         # any sub-request that does not parse rejects the whole batch (storage server behaviour);
-        # a missing signature stays a MissingSignature (401, PROTOCOL.md)
+        # a missing signature stays a MissingSignature (400 with its own text)
         sub = PARSERS[m](m, sp)
         if m in META_METHODS:
             raise ParseError("Invalid batch subrequest: subrequests may not contain meta-requests")

@@ -20,11 +20,14 @@ Behaviour, status codes and error strings follow the production storage server
 * ``ifelse`` runs its "then" or "else" request depending on hf / version / height conditions;
   the height is the seed's block height.
 
-Deviation kept on purpose (PROTOCOL.md §4 "401 bad/missing signature"): a method that requires a
-signature and gets none answers 401 with the storage server's text ``invalid request: Required
-field 'signature' missing`` (the storage server itself answers 400 there).
+A method that requires a signature and gets none answers 400 ``invalid request: Required field
+'signature' missing``, as the storage server's parser does (PROTOCOL.md §4); an unsigned
+``retrieve`` without ``namespace`` is the handler's 401 ``retrieve: request signature required``.
 
-Every JSON response carries "t" (node time, ms) and "hf".
+"t" (node time, ms) and "hf" are added per method as the storage server's request handler adds
+them: info, get_swarm, retrieve, oxend_request, revoked_subaccounts, the 421 answer and the entry
+node's answer of the recursive methods; not get_expiries, batch or sequence; ifelse carries "hf"
+(with "v", "height", "condition") but no "t".  docs/conformance.md lists them.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from nodes.protocol import signing
+from nodes.protocol import jsonin, signing
 from nodes.protocol.constants import (
     CLOCK_TOLERANCE_MS,
     HARDFORK,
@@ -194,9 +197,11 @@ class RpcHandler:
     async def handle_body(self, body: bytes | str) -> tuple[Response, str | None, list[str]]:
         """Parse a /storage_rpc/v1 body and run it.  Returns (response, method, accounts)."""
         try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return Response(400, "invalid json"), None, []
+            doc = jsonin.loads(body)
+        except jsonin.JsonSyntaxError:
+            return Response(400, "invalid json"), None, []  # the storage server's exact answer
+        except jsonin.JsonInputError as e:  # nesting / encoding: say which
+            return Response(400, f"invalid json: {e}"), None, []
         if not isinstance(doc, dict):
             return Response(400, "invalid json: no `method` field"), None, []
         method = doc.get("method")
@@ -215,7 +220,7 @@ class RpcHandler:
         try:
             req = parse_request(method, params)
         except MissingSignature:
-            return Response(401, MISSING_SIGNATURE_TEXT)
+            return Response(400, MISSING_SIGNATURE_TEXT)
         except ParseError as e:
             return Response(400, f"invalid request: {e}")
         except RecursionError:
@@ -522,7 +527,7 @@ class RpcHandler:
             return Response(401, "get_expiries signature verification failed")
         hashes = None if req.messages == ["all"] else req.messages
         exp = await self.storage.get_expiries(req.pubkey.hex, hashes)
-        return Response(200, self.misc({"expiries": exp}, now))
+        return Response(200, {"expiries": exp})  # the storage server adds no t/hf here
 
     # --- simple methods ------------------------------------------------------------------------
     async def do_get_swarm(self, req: PubkeyReq) -> Response:
@@ -597,7 +602,7 @@ class RpcHandler:
 
     async def do_batch(self, req: BatchReq) -> Response:
         results = await asyncio.gather(*(self._sub(s) for s in req.subrequests))
-        return Response(200, self.misc({"results": list(results)}))
+        return Response(200, {"results": list(results)})
 
     async def do_sequence(self, req: BatchReq) -> Response:
         results: list[dict[str, Any]] = []
@@ -606,10 +611,10 @@ class RpcHandler:
             results.append(r)
             if not 200 <= r["code"] <= 299:
                 break
-        return Response(200, self.misc({"results": results}))
+        return Response(200, {"results": results})
 
     async def do_ifelse(self, req: IfElseReq) -> Response:
-        """``{"hf", "v", "height", "condition"[, "result": {"code", "body"}]}`` (+ "t"); the
+        """``{"hf", "v", "height", "condition"[, "result": {"code", "body"}]}`` (no "t"); the
         height is the block height the seed reported with the node list."""
         view = self.get_view()
         cond = req.condition(HARDFORK, STORAGE_SERVER_VERSION, view.height)
@@ -618,7 +623,7 @@ class RpcHandler:
         branch = req.then if cond else req.otherwise
         if branch is not None:
             body["result"] = await self._sub(branch)
-        return Response(200, self.misc(body))
+        return Response(200, body)
 
 
 ACTIVE_NODE_RECORD = 51

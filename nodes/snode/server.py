@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,9 +17,11 @@ from nodes.common.http import (
     start_site,
     text_response,
 )
+from nodes.common.limits import ServerLimits, limits_middleware
 from nodes.common.logs import JsonLogger
 from nodes.common.service import StartupError
 from nodes.common.tls import server_context_for
+from nodes.protocol import jsonin
 from nodes.protocol.constants import MAX_REQUEST_BODY, STORAGE_SERVER_VERSION
 from nodes.protocol.keys import Identity
 
@@ -66,6 +67,7 @@ class Node:
         self.observations = Observations()
         self.view = SwarmView(my_pubkey=self.identity.ed25519_hex)
         self.ratelimiter = RateLimiter(cfg.rate_limit)
+        self.limits = ServerLimits()
         self.storage: Storage | None = None
         self.peer_overrides = PeerOverrides()
         self.peers = PeerClient(self.identity, overrides=self.peer_overrides)
@@ -142,10 +144,11 @@ class Node:
 
     async def _listen(self, app: web.Application, ip: str, port: int, ctx: ssl.SSLContext | None,
                       what: str) -> None:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0,
+                               **self.limits.runner_kwargs())
         await runner.setup()
         try:
-            await start_site(runner, ip, port, what=f"{what} port", ssl_context=ctx)
+            await start_site(runner, ip, port, what=f"{what} port", ssl_context=ctx, limits=self.limits)
         except StartupError:
             await runner.cleanup()
             raise
@@ -260,8 +263,9 @@ class Node:
 
     # --- storage-port app ----------------------------------------------------------------------
     def make_storage_app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_REQUEST_BODY + 1024 * 1024,
-                              middlewares=[self._middleware])
+        max_size = MAX_REQUEST_BODY + 1024 * 1024
+        app = web.Application(client_max_size=max_size,
+                              middlewares=[self._middleware, limits_middleware(self.limits, max_size)])
         app.router.add_post("/storage_rpc/v1", self.h_storage_rpc)
         app.router.add_post("/onion_req/v2", self.h_onion)
         app.router.add_post(SWARM_PATH, self.h_swarm)
@@ -356,14 +360,16 @@ class Node:
             self.log.info("swarm_auth_rejected", remote=remote, reason=str(e))
             self.observations.record(remote_addr=remote, channel="swarm", status=401)
             return _text(401, f"Unauthorized: {e}")
-        method, params = None, None
+        method, params, problem = None, None, "expected {\"method\", \"params\"}"
         try:
-            doc = json.loads(body)
+            doc = jsonin.loads(body)
             method, params = doc.get("method"), doc.get("params")
-        except (ValueError, AttributeError):
+        except jsonin.JsonInputError as e:
+            problem = str(e)
+        except AttributeError:
             pass
         if not isinstance(method, str) or not isinstance(params, dict):
-            resp: web.Response = _text(400, "invalid swarm request: expected {\"method\", \"params\"}")
+            resp: web.Response = _text(400, f"invalid swarm request: {problem}")
         elif method == "push":
             pr = await self.replicator.receive_push(params)
             resp = to_web(Response(pr.status, pr.body))

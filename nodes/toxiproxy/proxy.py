@@ -25,6 +25,7 @@ from .errors import (
     go_errno_text,
 )
 from .link import ClientProtocol, Connection
+from .listen_policy import LOOPBACK, ListenPolicy
 from .log import JsonLogger
 from .toxics import DIRECTIONS, ToxicSpec
 
@@ -149,6 +150,7 @@ class Proxy:
     upstream: str
     log: JsonLogger
     rng: random.Random
+    policy: ListenPolicy = field(default_factory=lambda: ListenPolicy(LOOPBACK))
     enabled: bool = False
     connections: set[Connection] = field(default_factory=set)
     server: asyncio.AbstractServer | None = None
@@ -164,6 +166,7 @@ class Proxy:
     async def start(self) -> None:
         if self.enabled:
             raise ProxyAlreadyStarted(self.name)
+        self.policy.check(self.listen)
         sock, bound = await bind_listener(self.listen)
         self.generation += 1  # before serving: the first accepts belong to this run
         loop = asyncio.get_running_loop()
@@ -190,6 +193,8 @@ class Proxy:
         self.log.info("proxy_stopped", proxy=self.name, listen=self.listen, upstream=self.upstream)
 
     async def update(self, listen: str, upstream: str, enabled: bool) -> None:
+        if listen != self.listen:
+            self.policy.check(listen)  # refused before anything changes
         if listen != self.listen or upstream != self.upstream:
             self.stop()
             self.listen = listen
@@ -212,9 +217,10 @@ class ProxyInput:
 class ProxyCollection:
     """All proxies of the server, by name."""
 
-    def __init__(self, log: JsonLogger, rng: random.Random) -> None:
+    def __init__(self, log: JsonLogger, rng: random.Random, policy: ListenPolicy | None = None) -> None:
         self.log = log
         self.rng = rng
+        self.policy = policy or ListenPolicy(LOOPBACK)
         self.proxies: dict[str, Proxy] = {}
 
     def get(self, name: str) -> Proxy:
@@ -224,11 +230,13 @@ class ProxyCollection:
             raise PROXY_NOT_FOUND from None
 
     def new_proxy(self, p: ProxyInput) -> Proxy:
-        return Proxy(name=p.name, listen=p.listen, upstream=p.upstream, log=self.log, rng=self.rng)
+        return Proxy(name=p.name, listen=p.listen, upstream=p.upstream, log=self.log, rng=self.rng,
+                     policy=self.policy)
 
     async def add(self, p: ProxyInput) -> Proxy:
         if p.name in self.proxies:
             raise PROXY_ALREADY_EXISTS
+        self.policy.check(p.listen)
         proxy = self.new_proxy(p)
         if p.enabled:
             await proxy.start()
@@ -240,6 +248,8 @@ class ProxyCollection:
         if existing is not None:
             if existing.listen == p.listen and existing.upstream == p.upstream:
                 return existing
+        self.policy.check(p.listen)
+        if existing is not None:
             existing.stop()
         proxy = self.new_proxy(p)
         if p.enabled:

@@ -1,8 +1,10 @@
 """The Toxiproxy server process: HTTP API + proxies on one asyncio loop, clean SIGTERM shutdown.
 
 ``python -m nodes.toxiproxy [--host HOST] [--port PORT] [--config FILE] [--seed N]
-[--log-level LEVEL]`` — the flags of ``toxiproxy-server`` (``-host``, ``-port``, ``-config``,
-``-seed``; ``LOG_LEVEL`` in the environment as the default level).
+[--allow-listen CIDR ...] [--log-level LEVEL]`` — the flags of ``toxiproxy-server`` (``-host``,
+``-port``, ``-config``, ``-seed``; ``LOG_LEVEL`` in the environment as the default level), plus
+``--allow-listen``: the networks proxies may listen in (see listen_policy.py; default loopback,
+and the host's interface networks when the API listens on a wildcard address).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from aiohttp import web
 
 from .api import VERSION, ToxiproxyApi
 from .errors import ApiError, decode_json
+from .listen_policy import ListenPolicy
 from .log import JsonLogger, parse_level
 from .proxy import ProxyCollection, ProxyInput
 
@@ -37,10 +40,13 @@ class ToxiproxyServer:
     log: JsonLogger = field(default_factory=lambda: JsonLogger("toxiproxy"))
     seed: int | None = None
     version: str = VERSION
+    listen_policy: ListenPolicy | None = None  # None: ListenPolicy.default(host)
 
     def __post_init__(self) -> None:
         rng = random.Random(self.seed)
-        self.collection = ProxyCollection(self.log, rng)
+        if self.listen_policy is None:
+            self.listen_policy = ListenPolicy.default(self.host)
+        self.collection = ProxyCollection(self.log, rng, self.listen_policy)
         self.api = ToxiproxyApi(self.collection, self.log, self.version)
         self._runner: web.AppRunner | None = None
         self.api_port: int | None = None
@@ -59,7 +65,9 @@ class ToxiproxyServer:
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.api_port = sockets[0].getsockname()[1] if sockets else self.port
-        self.log.info("api_listening", address=f"{self.host}:{self.api_port}", version=self.version)
+        assert self.listen_policy is not None
+        self.log.info("api_listening", address=f"{self.host}:{self.api_port}", version=self.version,
+                      allow_listen=[str(n) for n in self.listen_policy.networks])
 
     async def populate_file(self, path: Path) -> None:
         """Create the proxies of a JSON config file (``-config``), like ``POST /populate``."""
@@ -97,7 +105,8 @@ class ToxiproxyServer:
 
 
 async def serve(args: argparse.Namespace, log: JsonLogger) -> int:
-    server = ToxiproxyServer(host=args.host, port=args.port, log=log, seed=args.seed)
+    server = ToxiproxyServer(host=args.host, port=args.port, log=log, seed=args.seed,
+                             listen_policy=ListenPolicy.parse(args.allow_listen) if args.allow_listen else None)
     try:
         await server.start()
     except RuntimeError as e:
@@ -123,13 +132,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", "-config", default="", help="JSON file of proxies to create at start")
     p.add_argument("--seed", "-seed", type=int, default=None,
                    help="seed of the toxicity random generator (default: random)")
+    p.add_argument("--allow-listen", action="append", default=[], metavar="CIDR",
+                   help="network proxies may listen in; repeat for several (default: loopback, plus this "
+                        "host's interface networks when --host is a wildcard such as 0.0.0.0)")
     p.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"),
                    help="trace|debug|info|warn|error (default $LOG_LEVEL or info)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        ListenPolicy.parse(args.allow_listen)
+    except ValueError as e:
+        parser.error(str(e))
     try:
         level = parse_level(args.log_level)
     except ValueError as e:

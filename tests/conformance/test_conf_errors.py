@@ -96,14 +96,13 @@ async def test_parameter_errors(wire: Wire, account: Account) -> None:
     assert not mismatches, "\n".join(mismatches)
 
 
-async def test_missing_signature_is_401_with_production_text(wire: Wire, account: Account) -> None:
-    """A retrieve with a timestamp but no signature: the storage server answers 400
-    ``invalid request: Required field 'signature' missing`` (asserted by NT r_bad3), but
-    PROTOCOL.md §4 ("401 bad/missing signature") is the testnet's contract and overrides the
-    status; the text stays production's (docs/conformance.md, "Deliberate deviations")."""
+async def test_missing_signature_is_400_with_production_text(wire: Wire, account: Account) -> None:
+    """A retrieve with a timestamp but no signature: 400 ``invalid request: Required field
+    'signature' missing``, as the storage server answers it (asserted by NT r_bad3) and as
+    PROTOCOL.md §4 (corrected) states."""
     node = wire.member(account)
     await expect_error(wire, node, "retrieve", {"pubkey": account.pubkey, "timestamp": wire.now()},
-                       401, "invalid request: Required field 'signature' missing")
+                       400, "invalid request: Required field 'signature' missing")
 
 
 async def test_store_ttl_403(wire: Wire, account: Account) -> None:

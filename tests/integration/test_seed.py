@@ -23,6 +23,7 @@ import pytest
 from nodes.common.proof import build_proof
 from nodes.protocol.keys import Identity, derive_seed
 from nodes.protocol.swarm import UNASSIGNED_SWARM
+from nodes.seed.registry import DEFAULT_START_HEIGHT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -152,7 +153,9 @@ async def test_seed_end_to_end(start_seed: Callable[[], SeedProc]) -> None:
         # the seed answers before any node registered: no block yet, nothing listed
         first = await wait_for("the seed to answer JSON-RPC",
                                lambda: rpc(session, seed.http, {}), 20, seed)
-        assert first["height"] == 0 and first["service_node_states"] == [] and first["status"] == "OK"
+        # the chain starts at a long-running network's height (--start-height's default)
+        assert first["height"] == DEFAULT_START_HEIGHT >= 10_000
+        assert first["service_node_states"] == [] and first["status"] == "OK"
 
         # bad inputs get proper errors
         async with session.post(f"{seed.http}/json_rpc", data=b"{nope") as resp:
@@ -184,7 +187,7 @@ async def test_seed_end_to_end(start_seed: Callable[[], SeedProc]) -> None:
             async def six_assigned() -> dict[str, Any] | None:
                 res = await rpc(session, seed.http, {"active_only": True})
                 states = res["service_node_states"]
-                ok = res["height"] >= 1 and len(states) == 6 and all(
+                ok = res["height"] >= DEFAULT_START_HEIGHT + 1 and len(states) == 6 and all(
                     s["swarm_id"] != UNASSIGNED_SWARM for s in states)
                 return res if ok else None
 
@@ -254,7 +257,7 @@ async def test_seed_end_to_end(start_seed: Callable[[], SeedProc]) -> None:
     assert seed.proc.wait(timeout=10) == 0
     assert any(r["event"] == "stopped" for r in seed.log_records())
     persisted = json.loads((seed.data_dir / "seed.json").read_text())
-    assert len(persisted["nodes"]) == 5 and persisted["height"] >= 2
+    assert len(persisted["nodes"]) == 5 and persisted["height"] >= DEFAULT_START_HEIGHT + 2
     assert (seed.data_dir / "tls" / "cert.pem").exists()
 
     # a restarted seed keeps the layout and the height

@@ -304,3 +304,19 @@ def test_first_list_is_held_below_the_bootstrap_threshold() -> None:
 def test_hardfork_below_19_3_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 19.3"):
         SeedConfig(testnet_seed=SEED, hardfork=(19, 2))
+
+
+def test_the_stand_in_reports_the_chains_start_height() -> None:
+    """With ``--start-height`` the real servers see a long-running chain's height, like our nodes."""
+    clock = FakeClock()
+    core = SeedCore(SeedConfig(testnet_seed=SEED, params=SMALL, hardfork=(19, 4), start_height=1_000_000),
+                    clock=clock)
+    cmds = OxendCommands(core, parse_real_nodes({"nodes": [spec(i) for i in range(1, 5)]}), SEED,
+                         rng_factory=lambda: random.Random(1), min_first_list=0)
+    cmds.register_all()
+    core.produce_block()
+    listing = ok_json(call(cmds, "sn01", "rpc.get_service_nodes", {"active_only": True}))
+    assert listing["height"] == 1_000_001
+    assert cmds.block_notification()[0] == b"1000001"
+    assert ok_json(call(cmds, "sn01", "rpc.get_block_hash", {"height": [1_000_000]})) == \
+        core.block_hash_at(1_000_000).hex()

@@ -180,7 +180,7 @@ async def test_ifelse_conditions(handler, acct, cond, expected):
     assert r.body["condition"] is expected
     assert (r.body["hf"], r.body["v"], r.body["height"]) == (
         list(HARDFORK), list(STORAGE_SERVER_VERSION), HEIGHT)
-    assert "t" in r.body
+    assert "t" not in r.body  # request_handler.cpp's ifelse answer has no "t"
     assert r.body["result"]["code"] == 200
     assert r.body["result"]["body"]["hash"] == message_hash(acct.session_id, 0, b"yes" if expected else b"no")
 
@@ -415,7 +415,7 @@ async def test_public_outbox_store_needs_owner_retrieve_is_open(handler, group):
     assert [m["hash"] for m in r.body["messages"]] == [message_hash(gid(group), -21, b"pub2")]
     # other negative namespaces stay private
     r = await call(handler, "retrieve", {"pubkey": gid(group), "namespace": -20})
-    assert (r.status, r.body) == (401, "invalid request: Required field 'signature' missing")
+    assert (r.status, r.body) == (400, "invalid request: Required field 'signature' missing")
     # storing to an outbox replaces what it holds, so a subaccount needs delete too
     member, _, fields = subaccount(group, READ | WRITE)
     r = await call(handler, "store", sub_store(group, member, fields, -21, b"sub"))
@@ -463,14 +463,14 @@ async def test_error_texts_match_the_storage_server(handler, acct):
         ("get_swarm", {"pubkey": "05abcd"}, 400, "invalid request: Pubkey must be 66 hex digits/33 bytes long"),
         ("store", {"pubkey": "05abcd", "timestamp": ts, "ttl": 60_000, "data": ""},
          400, "invalid request: Pubkey must be 66 hex digits (33 bytes) long"),
-        # PROTOCOL.md: a missing signature is a 401; the text is the storage server's
+        # a missing signature is the parser's 400 (the storage server and PROTOCOL.md §4)
         ("retrieve", {"pubkey": acct.session_id, "timestamp": ts},
-         401, "invalid request: Required field 'signature' missing"),
+         400, "invalid request: Required field 'signature' missing"),
         ("expire_all", {"pubkey": acct.session_id, "expiry": ts},
-         401, "invalid request: Required field 'signature' missing"),
+         400, "invalid request: Required field 'signature' missing"),
         ("batch", {"requests": [{"method": "retrieve", "params": {"pubkey": acct.session_id,
                                                                    "timestamp": ts}}]},
-         401, "invalid request: Required field 'signature' missing"),
+         400, "invalid request: Required field 'signature' missing"),
         # pubKey is an alias of store / retrieve / get_swarm only
         ("delete_all", {"pubKey": acct.session_id, "timestamp": ts, "signature": good["signature"]},
          400, "invalid request: Required field 'pubkey' missing"),
