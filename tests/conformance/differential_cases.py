@@ -361,7 +361,14 @@ async def case_onion(s: Side) -> None:
                                           path=s.path(s.outsider(acct))), syms)
     built = build_onion(path, UNKNOWN_HOP, json.dumps({"method": "info", "params": {}}).encode())
     s.record_onion("onion to an unknown next hop", await s.wire.send_onion(path[0], built), syms)
+    # an onion request for a server behind the exit node (libsession's v4 ``/oxen/v4/lsrpc``
+    # requests to SOGS / file servers); the server is a closed loopback port: nothing can leave
+    v4 = build_onion(path[:2], path[2], b"l40:{\"method\":\"GET\",\"endpoint\":\"/room\"}e",
+                     dest_meta={"host": "127.0.0.1", "target": "/oxen/v4/lsrpc", "method": "POST",
+                                "protocol": "https", "port": 9})
+    s.record_onion("onion v4 to a server behind the exit node", await s.wire.send_onion(path[0], v4), syms)
     url = f"{path[0].url}/onion_req/v2"
+    s.record("no onion v4 endpoint on a node", await s.wire.post(f"{path[0].url}/oxen/v4/lsrpc", b"{}"), syms)
     s.record("onion garbage frame", await s.wire.post(url, b"\x05\x00\x00\x00garbage"), syms)
     bad = build_onion([], path[0], b"{}")
     tampered = bad.frame[:4] + bytes(b ^ 0x55 for b in bad.frame[4:20]) + bad.frame[20:]
