@@ -133,7 +133,8 @@ async def case_directory(s: Side) -> None:
     syms = s.symbols.copy()
     node = s.member(acct)
     r = await s.rpc(node, "info", {})
-    s.record("info", r, syms, version=r.json.get("version") if r.status == 200 else None)
+    info = r.json if r.status == 200 else {}
+    s.record("info", r, syms, version=info.get("version"), hf=info.get("hf"))
     for probe, at in (("get_swarm", node), ("get_swarm from a non-member", s.outsider(acct))):
         r = await s.rpc(at, "get_swarm", {"pubkey": acct.pubkey})
         body = json.loads(r.body) if r.status == 200 else {}
