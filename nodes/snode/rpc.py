@@ -471,9 +471,10 @@ class RpcHandler:
         if not view.is_mine(req.pubkey):
             return self.wrong_swarm(view, req.pubkey)
         now = self.clock.now_ms()
+        tol = SIGNATURE_WINDOW_FORWARDED_MS if forwarded else SIGNATURE_WINDOW_MS
         applied: list[int] = []
         for e in req.expiry:
-            if e < now - 60_000:
+            if e < now - tol:
                 return Response(401, "expire: timestamp should be >= current time")
             applied.append(min(now + TTL_MAX_PRIVATE_MS, e))
         mode = "shorten" if req.shorten else "extend" if req.extend else ""

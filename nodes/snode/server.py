@@ -279,7 +279,7 @@ class Node:
         try:
             resp = await handler(request)
         except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
-            resp = _text(404, f"{request.method} {request.path} Not Found")
+            resp = _text(404, f"{request.method.lower()} {request.path} Not Found")  # as uWebSockets writes it
         except web.HTTPRequestEntityTooLarge:
             resp = _text(413, "Request body too large")
         delay = self.behaviours.delay_ms

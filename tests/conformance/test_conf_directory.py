@@ -218,7 +218,7 @@ async def test_unknown_path_is_404(wire: Wire) -> None:
     node = wire.nodes[0]
     r = await wire.post(f"{node.url}/storage_rpc/v2", b"{}")
     assert r.status == 404, str(r)
-    assert r.text == "POST /storage_rpc/v2 Not Found", r.text
+    assert r.text == "post /storage_rpc/v2 Not Found", r.text
     r = await wire.get(f"{node.url}/storage_rpc/v1")
     assert r.status == 404, str(r)
     # and the node keeps serving

@@ -155,7 +155,7 @@ async def test_not_ready_is_503_then_serves(cluster):
 async def test_unknown_path_and_oversized_body(four, cluster):
     s, base = cluster.session, cluster.url(four[0], "")
     async with s.get(base + "/nope") as r:
-        assert r.status == 404 and await r.text() == "GET /nope Not Found"
+        assert r.status == 404 and await r.text() == "get /nope Not Found"
     async with s.get(base + "/storage_rpc/v1") as r:
         assert r.status == 404
     async with s.post(base + "/storage_rpc/v1", data=b"x" * (MAX_REQUEST_BODY + 1)) as r:
