@@ -104,13 +104,19 @@ async def onion_timings(net: Testnet) -> dict[str, Any]:
                     await c.get_swarm(account.session_id, refresh=True)
                 async with s.delete(f"{toxics}/omq-latency") as r:
                     assert r.status < 300, await r.text()
-    with_victim: list[float] = []
+    with_victim: list[tuple[str, float]] = []
     without: list[float] = []
     for r in records:
         for a in r.attempts:
             if a.path and a.ok:
-                keys = {h["ed25519"] for h in a.path} | {(a.destination or {}).get("ed25519")}
-                (with_victim if victim.pubkey_ed25519 in keys else without).append(round(a.elapsed_ms, 1))
+                hops = [h["ed25519"] for h in a.path]
+                dest = (a.destination or {}).get("ed25519")
+                if victim.pubkey_ed25519 in hops:
+                    with_victim.append((f"hop{hops.index(victim.pubkey_ed25519)}", round(a.elapsed_ms, 1)))
+                elif victim.pubkey_ed25519 == dest:
+                    with_victim.append(("destination", round(a.elapsed_ms, 1)))
+                else:
+                    without.append(round(a.elapsed_ms, 1))
     return {"victim": victim.name, "with_victim_ms": with_victim, "without_victim_ms": without}
 
 
@@ -262,7 +268,12 @@ def test_latency_fault_on_one_real_node_shows_in_timings(report: dict[str, Any])
     assert median(t["after"][FAULTED]) < LATENCY_MS, f"removing the fault removes the delay: {t}"
     onion = report["onion_timings"]
     assert onion["with_victim_ms"] and onion["without_victim_ms"], onion
-    assert min(onion["with_victim_ms"]) >= LATENCY_MS, onion
+    # the victim was picked as the middle hop of the client's first path: the paths through it
+    # there take the latency (reached over OxenMQ through its proxy). Other roles are not
+    # asserted: OxenMQ sends over any open connection to a peer, also one the victim opened itself
+    # (through the other node's proxy, without the toxic), so one such request can be fast.
+    middle = [ms for role, ms in onion["with_victim_ms"] if role == "hop1"]
+    assert middle and median(middle) >= LATENCY_MS, onion
     assert median(onion["without_victim_ms"]) < LATENCY_MS, onion
 
 
