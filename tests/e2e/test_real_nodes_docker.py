@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENV_BINARY = "SESSION_TESTNET_OXEN_STORAGE"
 NODES = 10
 LATENCY_MS = 400
-FAULTED, CONTROL = "sn03", "sn04"
+FAULTED, CONTROL, CHURNED, PAUSED = "sn03", "sn04", "sn05", "sn06"
 PROBES = 5
 #: a TEST-NET-1 address (RFC 5737): public, routed nowhere; the probe must fail before any packet
 PUBLIC_PROBE = ("192.0.2.1", 80)
@@ -80,6 +80,16 @@ async def info_timings(url: str) -> list[float]:
             status, _ = await rpc.storage_rpc(s, url, "info", {})
             out.append(round((time.monotonic() - t0) * 1000, 1) if status == 200 else -1.0)
     return out
+
+
+async def answers(url: str) -> bool:
+    """Whether the node answers ``info`` within 3 s."""
+    async with rpc.new_session(rpc.aiohttp.ClientTimeout(total=3)) as s:
+        try:
+            status, _ = await rpc.storage_rpc(s, url, "info", {})
+        except rpc.RpcError:
+            return False
+    return status == 200
 
 
 async def onion_timings(net: Testnet) -> dict[str, Any]:
@@ -170,6 +180,24 @@ def scenario(client: Any, binary: Path, home: Path, name: str, report: dict[str,
         time.sleep(1)
     report["oxend"] = {n["name"]: {k: n[k] for k in ("status", "peer_reports_sent")}
                        for n in oxend["nodes"]}
+
+    churn: dict[str, Any] = {}
+    net.kill(CHURNED)
+    churn["running_after_kill"] = net.backend.is_running(net.state, CHURNED)
+    t1 = time.monotonic()
+    net.start(CHURNED)
+    net.wait_ready(timeout=90)
+    churn["ready_after_start_s"] = round(time.monotonic() - t1, 2)
+    churn["running_after_start"] = net.backend.is_running(net.state, CHURNED)
+    paused = net.node(PAUSED)
+    net.pause(PAUSED)
+    churn["answers_while_paused"] = asyncio.run(answers(paused.storage_url))
+    net.unpause(PAUSED)
+    churn["answers_after_unpause"] = asyncio.run(answers(paused.storage_url))
+    report["churn"] = churn
+    report["received_after_churn"] = json.loads(must(cli(
+        home, "recv", "--name", name, "--account", str(home / "bob.json"), "--json"),
+        "recv after churn"))
 
     network = client.networks.get(net.backend.network_name(net.state))  # type: ignore[attr-defined]
     report["network_internal"] = network.attrs.get("Internal")
@@ -284,6 +312,15 @@ def test_real_nodes_reach_each_other_through_proxies_and_relay(report: dict[str,
         assert obs["status"] == "active", (node, obs)
         sent = obs["peer_reports_sent"]
         assert sent["passed"] >= 1 and sent["failed"] == 0, (node, sent)
+
+
+def test_kill_start_pause_of_a_real_node(report: dict[str, Any], record_property: Any) -> None:
+    churn = report["churn"]
+    record_property("ready_after_start_s", churn["ready_after_start_s"])
+    assert churn["running_after_kill"] is False and churn["running_after_start"] is True, churn
+    assert churn["answers_while_paused"] is False and churn["answers_after_unpause"] is True, churn
+    # the message survives: the servers keep their SQLite on the nodes' volumes
+    assert [m["body"] for m in report["received_after_churn"]] == ["hello over real nodes in docker"]
 
 
 def test_nothing_leaves_the_testnet(report: dict[str, Any]) -> None:
