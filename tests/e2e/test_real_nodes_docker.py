@@ -27,6 +27,7 @@ from harness import rpc
 from harness.backends.docker_engine import LABEL
 from harness.client import Account, SessionClient
 from harness.faults import Faults
+from harness.images.oxen_storage import binary_digest, oxen_storage_image_tag
 from harness.naming import unique_name
 from harness.network import Testnet
 
@@ -341,3 +342,20 @@ def test_nothing_leaves_the_testnet(report: dict[str, Any]) -> None:
 def test_down_leaves_no_container_network_or_volume(report: dict[str, Any]) -> None:
     assert report["resources_up"]["networks"] and report["resources_up"]["volumes"]
     assert report["resources_after_down"] == {"containers": [], "networks": [], "volumes": []}
+
+
+def test_images_build_cli_reports_the_content_addressed_image(report: dict[str, Any],
+                                                              tmp_path: Path) -> None:
+    """`testnet images build --oxen-storage PATH --json`: the image the testnet ran, up to date;
+    a copy of the binary (same bytes) maps to the same tag, other bytes to another."""
+    binary = find_binary()
+    copy = tmp_path / "oxen-storage"
+    copy.write_bytes(binary.read_bytes())
+    out = json.loads(must(cli(tmp_path, "images", "build", "--oxen-storage", str(copy), "--json"),
+                          "images build"))
+    assert out["oxen_storage"]["tag"] == report["image"] and out["oxen_storage"]["built"] is False
+    assert out["oxen_storage"]["binary_sha256"] == binary_digest(binary)
+    assert set(out) == {"node", "node_id", "base", "built", "oxen_storage"}
+    assert oxen_storage_image_tag(binary_digest(binary)[::-1]) != report["image"]
+    missing = cli(tmp_path, "images", "build", "--oxen-storage", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
