@@ -48,8 +48,10 @@ def main() -> None:
 @click.option("--nodes", "node_groups", multiple=True, metavar="N[:KIND[=PATH]]",
               help="A group of N nodes of one implementation (repeatable): 'N:python' (ours, "
                    "the default) or 'N:oxen-storage=PATH' (the real Session storage server; "
-                   "PATH defaults to $SESSION_TESTNET_OXEN_STORAGE; needs >= 10 nodes and the "
-                   "process backend). Swarms follow from --swarm-size.")
+                   "PATH defaults to $SESSION_TESTNET_OXEN_STORAGE; needs >= 10 nodes; on the "
+                   "docker backend each runs in a container of the image 'testnet images build "
+                   "--oxen-storage PATH' makes, built offline when missing). Swarms follow from "
+                   "--swarm-size.")
 @click.option("--topology", "topology_file", type=click.Path(dir_okay=False), default=None,
               help="JSON topology file (fields of harness.topology.Topology).")
 @click.option("--timeout", type=float, default=90.0, show_default=True,

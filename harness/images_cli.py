@@ -55,29 +55,46 @@ def images() -> None:
 @images.command("build")
 @click.option("--force", is_flag=True, help="Rebuild even if the content-addressed tag exists.")
 @_base_image_option
+@click.option("--oxen-storage", "oxen_storage", default=None, metavar="PATH",
+              type=click.Path(exists=True, dir_okay=False),
+              help="Also build the image of the real storage server from this binary (a Debian "
+                   "base with its run-time packages, made offline with mmdebstrap; tagged by the "
+                   "binary's sha256). Docker testnets with 'N:oxen-storage=PATH' nodes build it "
+                   "themselves when missing.")
 @click.option("--json", "as_json", is_flag=True,
-              help='Print {"node": TAG, "node_id": ID, "base": IMAGE, "built": BOOL}.')
+              help='Print {"node": TAG, "node_id": ID, "base": IMAGE, "built": BOOL, '
+                   '"oxen_storage": null | {"tag": TAG, "base": IMAGE, "binary_sha256": HEX, '
+                   '"built": BOOL}}.')
 @friendly_errors
-def images_build(force: bool, base_image: str | None, as_json: bool) -> None:
-    """Build the node image if the installed nodes package or its dependencies changed. Works
-    without a registry: the base is then bootstrapped with mmdebstrap and the dependencies are
-    prepared as wheels on the host."""
+def images_build(force: bool, base_image: str | None, oxen_storage: str | None,
+                 as_json: bool) -> None:
+    """Build the node image if the installed nodes package or its dependencies changed (and,
+    with --oxen-storage, the real server's image). Works without a registry: the base is then
+    bootstrapped with mmdebstrap and the dependencies are prepared as wheels on the host."""
     from dataclasses import asdict
 
     from harness.images import ImageError, ensure_images
+    from harness.images.oxen_storage import OxenStorageImage, ensure_oxen_storage_image
 
     client = _client()
+    real: OxenStorageImage | None = None
     try:
         with progress() as report:
             result = ensure_images(client, progress=report, force=force, base_image=base_image)
+            if oxen_storage:
+                real = ensure_oxen_storage_image(client, oxen_storage, progress=report,
+                                                 force=force)
     except ImageError as e:
         raise ImageBuildError(str(e)) from None
     finally:
         client.close()
     if as_json:
-        click.echo(json.dumps(asdict(result)))
-    else:
-        click.echo(f"{result.node} ({'built' if result.built else 'up to date'}, base {result.base})")
+        click.echo(json.dumps({**asdict(result), "oxen_storage": asdict(real) if real else None}))
+        return
+    click.echo(f"{result.node} ({'built' if result.built else 'up to date'}, base {result.base})")
+    if real:
+        click.echo(f"{real.tag} ({'built' if real.built else 'up to date'}, base {real.base}, "
+                   f"binary sha256 {real.binary_sha256[:12]})")
 
 
 @images.command("tag")

@@ -267,7 +267,7 @@ class Testnet:
     def runtime_targets(self) -> list[str]:
         """Every runtime of the testnet: the seed, the Toxiproxy server (if any), the nodes."""
         return (["seed"] + (["toxiproxy"] if self.toxiproxy_url else [])
-                + (["udprelay"] if self.state.udprelay_pid else [])
+                + (["udprelay"] if self.state.udprelay_pid or self.state.udprelay_container else [])
                 + [n.name for n in self.state.nodes])
 
     async def _wait_proxy_api(self, timeout: float) -> None:

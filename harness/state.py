@@ -103,6 +103,8 @@ class NetworkState:
     toxiproxy_pid: int | None = None
     #: process backend: pid of the UDP relay of proxied QUIC ports (nodes.udprelay), if any
     udprelay_pid: int | None = None
+    #: docker backend: its container (nodes.udprelay in the proxy host's namespace), if any
+    udprelay_container: str | None = None
     #: docker backend: the node image, the Toxiproxy image and the Toxiproxy container's id
     image: str | None = None
     toxiproxy_image: str | None = None

@@ -14,6 +14,16 @@ every address below is fixed:
 
 Without proxies (``Topology.proxies=False``) node ``i`` advertises ``10.X.i.2`` itself.
 
+The network is ``internal``: the engine gives it no route out of the host (its iptables rules
+drop whatever a container sends outside the subnet), while the host still reaches every address
+in it. Real storage servers (``oxen-storage`` nodes) run from their own image
+(:mod:`harness.images.oxen_storage`), whose entrypoint also deletes the container's default
+route (docker 20.10 sets one even on internal networks), so a public address fails at once with
+"network is unreachable". Their OxenMQ listens on ``10.X.i.2:22020`` (its proxy on
+``10.X.i.1:22020``), and the seed serves node ``i``'s own OxenMQ endpoint on
+``10.X.0.2:(23000 + i)``. QUIC (UDP on the OxenMQ port) passes ``nodes.udprelay``, run in the
+proxy host's namespace next to Toxiproxy.
+
 Every container, network and volume carries the labels ``session-testnet=<name>``,
 ``session-testnet.state=<state folder>``, ``session-testnet.owner-pid`` and
 ``session-testnet.host``; ``destroy`` and the stale sweep find resources by these labels only.
@@ -40,11 +50,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import io
 import ipaddress
+import json
 import os
 import socket
 import sys
+import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -54,6 +68,7 @@ import docker.types
 import requests.exceptions
 from docker.client import DockerClient
 
+from harness import nodekinds
 from harness.backends.base import Backend, BackendError, Reporter
 from harness.backends.docker_engine import (
     KIND,
@@ -71,6 +86,8 @@ from harness.backends.docker_engine import (
 from harness.backends.docker_gc import remove_resources, sweep
 from harness.backends.docker_net import free_net_index, subnet_of
 from harness.images import ImageError, ensure_images, toxiproxy_image
+from harness.nodekinds.base import NodeKindError
+from harness.nodekinds.oxen_storage import DEFAULT_OMQ_PORT
 from harness.state import NetworkState, NodeRecord, StateDir, StateError, list_networks, locked
 from harness.topology import Topology, node_index
 from nodes.protocol.constants import ADMIN_PORT, SEED_HTTPS_PORT, SEED_PORT, STORAGE_PORT
@@ -81,6 +98,22 @@ DATA_DIR = "/data"
 CREATE_ATTEMPTS = 6
 #: run in the proxy host (as root) to add listen addresses: see nodes/common/netlink.py
 ADD_ADDRESSES = ["python", "-m", "nodes.common.netlink"]
+#: the seed's OxenMQ endpoint of real node i (its oxend) is 10.X.0.2:(SEED_OMQ_BASE + i)
+SEED_OMQ_BASE = 23000
+#: where the seed's real-node list and the UDP relay's config are put in their containers
+SEED_NODE_LIST = "/tmp/oxenmq-nodes.json"
+UDP_RELAY_CONFIG = "/tmp/udp-relays.json"
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    """An archive of ``files`` (absolute path -> content, world-readable) for put_archive."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, data in files.items():
+            ti = tarfile.TarInfo(path.lstrip("/"))
+            ti.size, ti.mode, ti.mtime = len(data), 0o644, int(time.time())
+            tar.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def _image(state: NetworkState) -> str:
@@ -176,15 +209,20 @@ class DockerBackend(Backend):
             node.public_ip = f"10.{x}.{i}.1" if proxies else f"10.{x}.{i}.2"
             node.bind_ip = f"10.{x}.{i}.2" if proxies else None
             node.proxy = node.name if proxies else None
+            if node.kind == nodekinds.OXEN_STORAGE:  # every node has its own addresses
+                node.omq_bind_port = node.omq_port = DEFAULT_OMQ_PORT
+                node.oxend_endpoint = f"tcp://{seed_ip}:{SEED_OMQ_BASE + i}"
 
     def _node_record(self, topology: Topology, name: str) -> NodeRecord:
         i = node_index(name)
         if not 1 <= i <= 254:
             raise BackendError(f"node {name}: the docker backend supports nodes sn01-sn254")
         ident = topology.node_identity(name)
+        kind = topology.node_group(name).kind
         return NodeRecord(name=name, public_ip="", storage_port=STORAGE_PORT,
-                          admin_port=ADMIN_PORT, pubkey_ed25519=ident.ed25519_hex,
-                          pubkey_x25519=ident.x25519_hex)
+                          admin_port=ADMIN_PORT if nodekinds.kind_class(kind).has_admin else 0,
+                          pubkey_ed25519=ident.ed25519_hex, pubkey_x25519=ident.x25519_hex,
+                          kind=kind)
 
     def plan_node(self, state: NetworkState, name: str) -> NodeRecord:
         node = self._node_record(Topology.from_dict(state.topology), name)
@@ -216,9 +254,27 @@ class DockerBackend(Backend):
         state.image = images.node
         if state.toxiproxy_url:
             state.toxiproxy_image = toxiproxy_image(self.client) or images.node
+        self._node_images(state, report)
         self._create_network(state, report)
         for target in ["seed"] + [n.name for n in state.nodes]:
             self._ensure_volume(state, target)
+
+    def _node_images(self, state: NetworkState, report: Reporter) -> None:
+        """Record the image of every node whose implementation brings its own (the real
+        server's, built offline if missing) in ``node.runtime["image"]``."""
+        topology = Topology.from_dict(state.topology)
+        by_group: dict[tuple[str, str | None], str | None] = {}
+        for node in state.nodes:
+            group = topology.node_group(node.name)
+            key = (group.kind, group.path)
+            if key not in by_group:
+                try:
+                    by_group[key] = nodekinds.node_kind(*key).container_image(self.client, report)
+                except NodeKindError as e:
+                    raise BackendError(str(e)) from None
+            image = by_group[key]
+            if image:
+                node.runtime["image"] = image
 
     def _create_network(self, state: NetworkState, report: Reporter) -> None:
         failed: set[int] = set()
@@ -228,7 +284,9 @@ class DockerBackend(Backend):
             pool = docker.types.IPAMPool(subnet=str(sub), iprange=f"10.{x}.255.0/25",
                                          gateway=f"10.{x}.255.254")
             try:
+                # internal: no route out of the host (see the module's docstring)
                 self.client.networks.create(self.network_name(state), driver="bridge",
+                                            internal=True,
                                             ipam=docker.types.IPAMConfig(pool_configs=[pool]),
                                             labels=self.labels(state, role="network"),
                                             check_duplicate=True)
@@ -256,11 +314,13 @@ class DockerBackend(Backend):
 
     def _run(self, state: NetworkState, target: str, image: str, command: list[str], *,
              role: str, ip: str | None = None, volume: bool = True, user: str | None = None,
-             cap_add: list[str] | None = None, network_mode: str | None = None) -> str:
+             cap_add: list[str] | None = None, network_mode: str | None = None,
+             files: dict[str, bytes] | None = None) -> str:
         """Create and start one container through testcontainers' client; return its name.
 
         With ``network_mode`` (``container:<id>``) the container joins that namespace; otherwise
         it is on the testnet's network at the fixed address ``ip`` with hostname ``target``.
+        ``files`` (absolute path -> content) are put into the container before it starts.
         """
         name = self.container_name(state, target)
         kwargs: dict[str, Any] = {"name": name, "init": True, "user": user, "cap_add": cap_add}
@@ -280,6 +340,8 @@ class DockerBackend(Backend):
         try:
             # pulls `image` only if absent; ours are built or checked by prepare()
             container = tc.create(image, command=command, labels=labels, **kwargs)
+            if files:
+                container.put_archive("/", _tar(files))
             tc.start(container)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
             self._remove_failed(name, labels)
@@ -312,9 +374,27 @@ class DockerBackend(Backend):
             pass  # gone, or the engine is unreachable: down/clean find it by label later
 
     def start_seed(self, state: NetworkState, argv: list[str]) -> None:
+        argv, files = list(argv), {}
+        if "--oxenmq-nodes" in argv:  # a file of the state folder: put a copy into the container
+            i = argv.index("--oxenmq-nodes") + 1
+            try:
+                with open(argv[i], "rb") as f:
+                    files[SEED_NODE_LIST] = f.read()
+            except OSError as e:
+                raise BackendError(f"cannot read the seed's real-node list {argv[i]}: {e}") from None
+            argv[i] = SEED_NODE_LIST
         state.seed_runtime["container"] = self._run(
             state, "seed", _image(state), ["python", *argv], role="seed",
-            ip=self.listen_ip(state, "seed"))
+            ip=self.listen_ip(state, "seed"), files=files)
+
+    def start_udp_relay(self, state: NetworkState, relays: list[dict[str, str]]) -> None:
+        """``nodes.udprelay`` in the proxy host's namespace (it owns the advertised addresses)."""
+        config = json.dumps({"relays": relays}, indent=1).encode()
+        host_id = self.client.containers.get(self.container_name(state, "proxyhost")).id
+        state.udprelay_container = self._run(
+            state, "udprelay", _image(state),
+            ["python", "-m", "nodes.udprelay", "--config", UDP_RELAY_CONFIG], role="udprelay",
+            volume=False, network_mode=f"container:{host_id}", files={UDP_RELAY_CONFIG: config})
 
     def start_proxy(self, state: NetworkState) -> None:
         x = state.net_index
@@ -361,7 +441,9 @@ class DockerBackend(Backend):
             return None
 
     def start_node(self, state: NetworkState, node: NodeRecord, argv: list[str]) -> None:
-        command = ["python", *argv]
+        kind = nodekinds.kind_class(node.kind)
+        command = ["python", *argv] if kind.runs_python else list(argv)
+        image = node.runtime.get("image") or _image(state)
         existing = self._container(state, node.name)
         if existing is not None:
             st = existing.attrs["State"]
@@ -375,8 +457,8 @@ class DockerBackend(Backend):
                 return
             existing.remove(force=True)
         node.runtime["container"] = self._run(
-            state, node.name, _image(state), command, role="node",
-            ip=self.listen_ip(state, node.name))
+            state, node.name, image, command, role="node", ip=self.listen_ip(state, node.name),
+            cap_add=list(kind.container_caps) or None)
         node.runtime.pop("paused", None)
 
     def start_nodes(self, state: NetworkState, nodes: list[tuple[NodeRecord, list[str]]]) -> None:

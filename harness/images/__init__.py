@@ -11,7 +11,10 @@ it is made of is read from the installed packages, so it builds from a wheel as 
 - :mod:`~harness.images.wheels` — the node dependencies as wheels for the base's interpreter, so
   the build needs no network;
 - :mod:`~harness.images.node` — the content-addressed tag, the build context, build and ensure;
-- :mod:`~harness.images.toxiproxy` — the official Toxiproxy image, if there is one.
+- :mod:`~harness.images.toxiproxy` — the official Toxiproxy image, if there is one;
+- :mod:`~harness.images.oxen_storage` — the real storage server's own image (a second local
+  Debian base with its run-time packages, the binary, ``dh.pem`` and an entrypoint), for
+  ``oxen-storage`` nodes on the docker backend.
 
 ``testnet images build`` (:mod:`harness.images_cli`) is the command line.
 """

@@ -39,7 +39,9 @@ from harness.images.engine import (
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 BASE_REPOSITORY = "session-testnet/base"
 #: Debian packages of the local base (mmdebstrap ``--variant=essential`` plus these)
-BASE_PACKAGES: tuple[str, ...] = ("python3", "python3-venv", "iproute2", "ca-certificates", "passwd")
+#: (libstdc++6: the pyzmq wheel of the seed links it)
+BASE_PACKAGES: tuple[str, ...] = ("python3", "python3-venv", "iproute2", "ca-certificates", "passwd",
+                                  "libstdc++6")
 
 
 def requested_base_image(base_image: str | None = None) -> str:
@@ -174,15 +176,18 @@ def host_debian_sources(suite: str, root: Path = Path("/")) -> list[str]:
     return out
 
 
-def local_base_tag(suite: str | None = None) -> str:
+def local_base_tag(suite: str | None = None,
+                   packages: tuple[str, ...] = BASE_PACKAGES) -> str:
+    """``session-testnet/base:<suite>-<hash12>``, the hash over the suite and ``packages``."""
     suite = suite or debian_suite()
     h = hashlib.sha256(f"recipe {RECIPE_VERSION}\nsuite {suite}\n"
-                       f"packages {' '.join(BASE_PACKAGES)}\n".encode()).hexdigest()
+                       f"packages {' '.join(packages)}\n".encode()).hexdigest()
     return f"{BASE_REPOSITORY}:{suite}-{h[:12]}"
 
 
-def _mmdebstrap_argv(exe: str, suite: str, target: Path, mirrors: list[str]) -> list[str]:
-    argv = [exe, "--variant=essential", "--include=" + ",".join(BASE_PACKAGES),
+def _mmdebstrap_argv(exe: str, suite: str, target: Path, mirrors: list[str],
+                     packages: tuple[str, ...] = BASE_PACKAGES) -> list[str]:
+    argv = [exe, "--variant=essential", "--include=" + ",".join(packages),
             "--format=tar", "--skip=output/dev"]
     hook = Path("/usr/share/mmdebstrap/hooks/maybe-merged-usr")
     if hook.is_dir():  # a merged /usr without the usrmerge package (and its perl)
@@ -195,10 +200,12 @@ def _mmdebstrap_argv(exe: str, suite: str, target: Path, mirrors: list[str]) -> 
 
 
 def ensure_local_base(client: docker.DockerClient, progress: Progress = quiet,
-                      cache_dir: Path | None = None) -> str:
-    """Return the tag of the local Debian base, making it once with mmdebstrap if missing."""
+                      cache_dir: Path | None = None, packages: tuple[str, ...] = BASE_PACKAGES,
+                      cmd: str | None = "python3") -> str:
+    """Return the tag of the local Debian base with ``packages`` (default: the node image's),
+    making it once with mmdebstrap if missing; ``cmd`` is its default command."""
     suite = debian_suite()
-    tag = local_base_tag(suite)
+    tag = local_base_tag(suite, packages)
     if get_image(client, tag) is not None:
         progress(f"local base {tag}: present")
         return tag
@@ -219,7 +226,7 @@ def ensure_local_base(client: docker.DockerClient, progress: Progress = quiet,
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(dir=cache, prefix="base-") as tmp:
         target = Path(tmp) / "rootfs.tar"
-        argv = _mmdebstrap_argv(exe, suite, target, mirrors)
+        argv = _mmdebstrap_argv(exe, suite, target, mirrors, packages)
         tail: list[str] = []
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL, text=True, errors="replace")
@@ -243,10 +250,9 @@ def ensure_local_base(client: docker.DockerClient, progress: Progress = quiet,
         changes = [
             "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "ENV LANG=C.UTF-8",
-            'CMD ["python3"]',
             f"LABEL {IMAGE_LABEL}=base",
             f"LABEL session-testnet.suite={suite}",
-        ]
+        ] + ([f'CMD ["{cmd}"]'] if cmd else [])
         with api_timeout(client, 600):
             answer = client.api.import_image_from_file(str(target), repository=repo, tag=tag_part,
                                                        changes=changes)

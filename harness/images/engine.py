@@ -16,7 +16,7 @@ from docker.models.images import Image
 #: image label: "node", "base" or "probe"
 IMAGE_LABEL = "session-testnet.image"
 #: bump when the build recipe changes in a way the hashed inputs do not show
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
 
 Progress = Callable[[str], None]
 

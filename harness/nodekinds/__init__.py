@@ -55,7 +55,7 @@ def check_groups(groups: Iterable[tuple[str, str | None]], backend: str) -> None
             raise NodeKindError(
                 f"{kind_name} nodes run on the {', '.join(sorted(kind.backends))} backend only, "
                 f"not {backend}: use --backend {sorted(kind.backends)[0]}")
-        kind.check()
+        kind.check(backend)
 
 
 def seed_args(state: NetworkState, folder: Path) -> list[str]:

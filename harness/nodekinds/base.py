@@ -9,6 +9,7 @@ network or backend layers.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -78,9 +79,17 @@ class NodeKind(abc.ABC):
         #: the group's path: ``PATH`` in ``12:oxen-storage=PATH`` (None for ``python``)
         self.path = path
 
-    def check(self) -> None:  # noqa: B027 - optional hook
-        """Raise :class:`NodeKindError` if this implementation cannot run here (missing binary,
-        libraries, tools); called before anything starts."""
+    def check(self, backend: str = "process") -> None:  # noqa: B027 - optional hook
+        """Raise :class:`NodeKindError` if this implementation cannot run on ``backend`` here
+        (missing binary, libraries, tools); called before anything starts."""
+
+    def container_image(self, client: Any, progress: Callable[[str], None]) -> str | None:
+        """The docker backend's image for these nodes (built if needed; ``client`` is a Docker
+        SDK client), or None for the project's node image (``python -m …`` commands)."""
+        return None
+
+    #: capabilities the container's entrypoint needs before it drops them (docker backend)
+    container_caps: ClassVar[tuple[str, ...]] = ()
 
     def supports(self, family: str) -> bool:
         return family in self.fault_families

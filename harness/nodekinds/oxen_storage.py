@@ -21,7 +21,7 @@ import re
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,6 +31,8 @@ from harness.nodekinds.names import OXEN_STORAGE, PATH_ENV
 from harness.state import NetworkState, NodeRecord
 
 ENV_BINARY = PATH_ENV[OXEN_STORAGE]
+#: the server's own default OxenMQ port (where every node has an address of its own: docker)
+DEFAULT_OMQ_PORT = 22020
 #: host ports for OxenMQ listeners, their proxies and the seed's per-node endpoints
 PORT_RANGE = range(26000, 32000)
 #: the Debian 12 packages holding the server's run-time libraries (shared README)
@@ -143,7 +145,9 @@ class OxenStorageNode(NodeKind):
     #: partitions need node -> node traffic through per-link addresses, which the real server
     #: (connecting to the advertised addresses) does not use; behaviours and clock need admin
     fault_families: ClassVar[frozenset[str]] = frozenset({NETWORK, CHURN})
-    backends: ClassVar[frozenset[str]] = frozenset({"process"})
+    backends: ClassVar[frozenset[str]] = frozenset({"process", "docker"})
+    #: the image's entrypoint deletes the container's default route, then drops every capability
+    container_caps: ClassVar[tuple[str, ...]] = ("NET_ADMIN",)
 
     def __init__(self, path: str | None = None) -> None:
         super().__init__(path or os.environ.get(ENV_BINARY))
@@ -155,11 +159,13 @@ class OxenStorageNode(NodeKind):
                                 f"'N:oxen-storage=PATH' or set ${ENV_BINARY}")
         return Path(self.path)
 
-    def check(self) -> None:
+    def check(self, backend: str = "process") -> None:
         binary = self.binary
         if not binary.is_file() or not os.access(binary, os.X_OK):
             raise NodeKindError(f"no executable oxen-storage binary at {binary} (give "
                                 f"'N:oxen-storage=PATH' or set ${ENV_BINARY})")
+        if backend == "docker":
+            return  # libraries and dh.pem come with its image (harness.images.oxen_storage)
         missing = missing_libraries(binary)
         if missing:
             pkgs = sorted({RUNTIME_PACKAGES.get(lib, f"? ({lib})") for lib in missing})
@@ -173,14 +179,28 @@ class OxenStorageNode(NodeKind):
         if node.oxend_endpoint is None or node.omq_bind_port is None:
             raise NodeKindError(f"node {node.name} has no OxenMQ ports: its testnet was planned "
                                 "without them (recreate it)")
-        ensure_dh_pem(Path(ctx.data_dir))
-        return [os.path.abspath(self.binary), "--testnet",
+        if ctx.state.backend == "docker":  # the image's entrypoint puts dh.pem in place
+            from harness.images.oxen_storage import BINARY_IN_IMAGE
+            program = BINARY_IN_IMAGE
+        else:
+            ensure_dh_pem(Path(ctx.data_dir))
+            program = os.path.abspath(self.binary)
+        return [program, "--testnet",
                 "--data-dir", ctx.data_dir,
                 "--oxend-rpc", node.oxend_endpoint,
                 "--bind-ip", ctx.listen_ip,
                 "--https-port", str(node.storage_port),
                 "--omq-port", str(node.omq_bind_port),
                 "--log-level", "info"]
+
+    def container_image(self, client: Any, progress: Callable[[str], None]) -> str | None:
+        from harness.images import ImageError
+        from harness.images.oxen_storage import ensure_oxen_storage_image
+
+        try:
+            return ensure_oxen_storage_image(client, self.binary, progress=progress).tag
+        except ImageError as e:
+            raise NodeKindError(str(e)) from None
 
     def proxies(self, node: NodeRecord) -> list[dict[str, Any]]:
         if not node.proxy:
