@@ -77,25 +77,11 @@ async def answers(url: str) -> bool:
     return status == 200
 
 
-async def toxic(net: Testnet, proxy: str, ms: int | None) -> None:
-    """Add (``ms``) or remove (None) a latency toxic on one Toxiproxy proxy, by its HTTP API."""
-    url = f"{net.toxiproxy_url}/proxies/{proxy}/toxics"
-    async with rpc.new_session() as s:
-        if ms is None:
-            async with s.delete(f"{url}/onion-latency") as r:
-                assert r.status < 300, await r.text()
-            return
-        body = {"name": "onion-latency", "type": "latency", "stream": "downstream",
-                "attributes": {"latency": ms, "jitter": 0}}
-        async with s.post(url, json=body) as r:
-            assert r.status < 300, await r.text()
-
-
 async def onion_timings(net: Testnet) -> dict[str, Any]:
     """The Session client's own records: onion requests whose path (or destination) holds the
     faulted node take the latency, the others do not. The faulted node is a middle hop of the
     client's first path, so the delay comes from node -> node OxenMQ through its OxenMQ proxy
-    (the Faults API puts the toxic on the HTTPS proxy; the OxenMQ proxy gets it here)."""
+    (a node-level fault of the Faults API acts on both of a real node's proxies)."""
     records: list[Any] = []
     account = Account.generate()
     async with SessionClient(net.seed_url, account, sink=records, test_guards=False) as c:
@@ -105,22 +91,28 @@ async def onion_timings(net: Testnet) -> dict[str, Any]:
         by_key = {n.pubkey_ed25519: n for n in net.state.nodes}
         victim = by_key[hops[1]]
         with Faults(net) as faults:
-            faults.latency(victim.name, LATENCY_MS)
-            await toxic(net, f"{victim.proxy}-omq", LATENCY_MS)
+            fault = faults.latency(victim.name, LATENCY_MS)
+            proxies_with_toxic = sorted(p for p, _ in fault.toxics)
             records.clear()
             for _ in range(12):
                 await c.get_swarm(account.session_id, refresh=True)
-            await toxic(net, f"{victim.proxy}-omq", None)
-    with_victim: list[float] = []
+    with_victim: list[tuple[str, float]] = []
     without: list[float] = []
     for r in records:
         for a in r.attempts:
             if not a.path or not a.ok:
                 continue
-            keys = {h["ed25519"] for h in a.path} | {(a.destination or {}).get("ed25519")}
-            (with_victim if victim.pubkey_ed25519 in keys else without).append(round(a.elapsed_ms, 1))
+            hops = [h["ed25519"] for h in a.path]
+            dest = (a.destination or {}).get("ed25519")
+            ms = round(a.elapsed_ms, 1)
+            if victim.pubkey_ed25519 in hops:
+                with_victim.append((f"hop{hops.index(victim.pubkey_ed25519)}", ms))
+            elif victim.pubkey_ed25519 == dest:
+                with_victim.append(("destination", ms))
+            else:
+                without.append(ms)
     return {"victim": victim.name, "victim_hop": 1, "with_victim_ms": with_victim,
-            "without_victim_ms": without}
+            "without_victim_ms": without, "proxies_with_toxic": proxies_with_toxic}
 
 
 def established_omq_peers(net: Testnet) -> dict[str, int]:

@@ -110,8 +110,12 @@ def test_latency_on_a_relay_node_shows_in_the_clients_onion_timings(report: dict
     """Onion requests over paths through the faulted real node (a middle hop: node -> node
     OxenMQ through its proxy) are slower by the latency; the others are not."""
     t = report["onion_timings"]
-    assert t["with_victim_ms"] and t["without_victim_ms"], t
-    assert min(t["with_victim_ms"]) >= LATENCY_MS, t
+    # the Faults API put the toxic on both proxies of the real node (HTTPS and OxenMQ)
+    assert t["proxies_with_toxic"] == sorted([t["victim"], f"{t['victim']}-omq"]), t
+    # a connection the faulted node opened itself may carry a later request without the delay,
+    # so judge the typical request through it as the middle hop, not every one
+    middle = [ms for role, ms in t["with_victim_ms"] if role == "hop1"]
+    assert middle and median(middle) >= LATENCY_MS, t
     assert median(t["without_victim_ms"]) < LATENCY_MS, t
 
 
