@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -52,7 +53,7 @@ class IndexEntry:
 
     @property
     def replay(self) -> str:
-        return f"python3 -m pytest '{self.nodeid}'"
+        return f"python3 -m pytest {shlex.quote(self.nodeid)}"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], base: Path | None = None) -> IndexEntry:
@@ -163,7 +164,10 @@ INDEX_STYLE = """
 .o-unknown{color:#8d99ae}
 #tests th{cursor:pointer;user-select:none}
 #tests th[aria-sort=ascending]::after{content:" ▲"}#tests th[aria-sort=descending]::after{content:" ▼"}
-#tests code{font-size:12px}
+#tests code{font-size:12px;word-break:break-all}
+#tests td:first-child{word-break:break-word}
+#tests .chk,#tests .seed{display:block;white-space:nowrap;margin:1px 0}
+.scroll{overflow-x:auto}
 .totals{display:flex;gap:18px;flex-wrap:wrap}.totals div{font-size:13px}
 .totals b{font-size:18px;display:block}
 """
@@ -215,16 +219,18 @@ def _link(path: str | None, folder: Path, label: str) -> str:
 
 def _row(e: IndexEntry, folder: Path) -> str:
     outcome = e.outcome or "unknown"
-    checks = " ".join(f"{badge(v)} {escape(k)}" for k, v in e.verdicts.items()) or "-"
+    checks = "".join(f'<span class="chk">{badge(v)} {escape(k)}</span>'
+                     for k, v in e.verdicts.items()) or "-"
     dur = "-" if e.duration is None else f"{e.duration:.2f}"
-    seeds = ", ".join(f"{t.get('name')}: {t.get('seed')}" for t in e.testnets) or "-"
+    seeds = "".join(f'<span class="seed">{escape(str(t.get("name")))}: '
+                    f'{escape(str(t.get("seed")))}</span>' for t in e.testnets) or "-"
     return (f'<tr data-outcome="{escape(outcome)}"><td>{escape(e.nodeid)}</td>'
             f'<td class="outcome o-{escape(outcome)}">{escape(outcome)}</td>'
             f'<td data-sort="{e.duration or 0:.3f}">{dur}</td>'
-            f'<td data-sort="{escape(verdict_of(e))}">{checks}</td><td>{escape(seeds)}</td>'
+            f'<td data-sort="{escape(verdict_of(e))}">{checks}</td><td>{seeds}</td>'
             f"<td><code>{escape(e.replay)}</code></td>"
             f"<td>{_link(e.report, folder, 'report.html')}</td>"
-            f"<td>{_link(e.logs, folder, os.path.basename(e.logs or '') or 'logs')}</td></tr>")
+            f"<td>{_link(e.logs, folder, 'logs')}</td></tr>")
 
 
 def render_index(entries: list[IndexEntry], folder: str | Path,
@@ -252,8 +258,9 @@ def render_index(entries: list[IndexEntry], folder: str | Path,
             + '</div></section><section id="tests-section"><h2>Tests</h2><div class="filters">'
             '<input id="test-filter" type="search" placeholder="filter: test id, check, seed…">'
             f'<select id="test-outcome"><option value="">any outcome</option>{options}</select>'
-            f'<span id="test-count"></span></div><table id="tests"><thead><tr>{head}</tr>'
-            f"</thead><tbody>{''.join(_row(e, base) for e in entries)}</tbody></table>"
+            f'<span id="test-count"></span></div><div class="scroll"><table id="tests"><thead>'
+            f"<tr>{head}</tr></thead><tbody>{''.join(_row(e, base) for e in entries)}</tbody>"
+            "</table></div>"
             f"</section></main><script>{INDEX_SCRIPT}</script></body></html>\n")
 
 
