@@ -225,7 +225,7 @@ def history(request: pytest.FixtureRequest) -> Iterator[HistoryRecorder]:
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
     report = yield
-    if INDEXED_FIXTURES & set(getattr(item, "fixturenames", ())):
+    if _indexed(item):
         item.stash.setdefault(_PHASES, {})[report.when] = report
         if report.when == "teardown":
             setattr(report, RUN_ATTR, _index_row(item).to_dict())
@@ -278,6 +278,15 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
             rec.close(remove_faults=not kept)
         except Exception as e:  # raised by the history fixture's teardown instead
             item.stash[_CLOSE_ERROR] = e
+
+
+def _indexed(item: pytest.Item) -> bool:
+    """The item requested one of :data:`INDEXED_FIXTURES` as this plugin defines it (not a
+    test module's own fixture of the same name, e.g. a fake ``testnet``)."""
+    info = getattr(item, "_fixtureinfo", None)  # pytest's resolved fixtures of the item
+    defs = getattr(info, "name2fixturedefs", None) or {}
+    return any(defs.get(name) and getattr(defs[name][-1].func, "__module__", None) == __name__
+               for name in INDEXED_FIXTURES & set(getattr(item, "fixturenames", ())))
 
 
 def _stash_testnets(item: pytest.Item, rec: HistoryRecorder | None) -> None:
