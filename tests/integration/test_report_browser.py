@@ -14,6 +14,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+
+# imported at collection: an in-process inner pytest (pytester) that renders a report would
+# otherwise import numpy first and drop it again, and numpy cannot be imported twice
+from matplotlib.image import imread
 from report_samples import sample_history, sample_results
 
 from harness.report import Report, write
@@ -138,8 +142,6 @@ def test_report_in_headless_chromium(artifacts: Path, tmp_path: Path) -> None:
     result = chromium(page, tmp_path / "profile", f"--screenshot={shot}",
                       "--window-size=1200,2400")
     assert console_messages(result.stderr) == []
-    from matplotlib.image import imread
-
     pixels = imread(str(shot))
     assert pixels.shape[:2] == (2400, 1200)
     assert float(pixels[..., :3].std()) > 0.1  # not a blank page
@@ -176,6 +178,4 @@ def test_run_index_in_headless_chromium(index_artifacts: Path, tmp_path: Path) -
     result = chromium(index, tmp_path / "profile", f"--screenshot={shot}",
                       "--window-size=1200,600")
     assert console_messages(result.stderr) == []
-    from matplotlib.image import imread
-
     assert float(imread(str(shot))[..., :3].std()) > 0.1  # not a blank page
