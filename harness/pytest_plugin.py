@@ -43,7 +43,6 @@ pytest-xdist: every worker starts its own testnets; names carry the worker id
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import re
 import shutil
@@ -57,7 +56,13 @@ import pytest
 from harness.backends.registry import BACKENDS, default_backend
 from harness.naming import unique_name
 from harness.network import Testnet
-from harness.pytest_runindex import INDEX_PATH, RUN_ATTR, RunIndexWriter, outcome_of
+from harness.pytest_runindex import (
+    INDEX_PATH,
+    RUN_ATTR,
+    RunIndexWriter,
+    check_verdicts,
+    outcome_of,
+)
 from harness.recording import HistoryRecorder, testnet_info
 from harness.report.ci import FailedTest, attachment_lines, github_summary, run_url
 from harness.report.index import IndexEntry
@@ -296,20 +301,6 @@ def _stash_testnets(item: pytest.Item, rec: HistoryRecorder | None) -> None:
     item.stash[_TESTNETS] = [testnet_info(net) for net in nets]
 
 
-def _verdicts(rec: HistoryRecorder | None, report: str | None) -> dict[str, str]:
-    """The check verdicts of the item: those its history recorded, else those of the report
-    written for it (the default checks)."""
-    if rec is not None and rec.results:
-        return {r.name: r.verdict.value for r in rec.results}
-    if report is not None:
-        try:
-            checks = json.loads(Path(report).with_name("report.json").read_text())["checks"]
-            return {str(c["name"]): str(c["verdict"]) for c in checks}
-        except (OSError, ValueError, KeyError, TypeError):
-            return {}
-    return {}
-
-
 def _index_row(item: pytest.Item) -> IndexEntry:
     """The item's row in the run index, once its teardown report exists."""
     phases = item.stash.get(_PHASES, {})
@@ -320,7 +311,8 @@ def _index_row(item: pytest.Item) -> IndexEntry:
     return IndexEntry(nodeid=item.nodeid, outcome=outcome_of(phases),
                       duration=round(sum(r.duration for r in phases.values()), 3),
                       testnets=item.stash.get(_TESTNETS, []),
-                      verdicts=_verdicts(item.stash.get(_RECORDER, None), report),
+                      verdicts=check_verdicts(getattr(item.stash.get(_RECORDER, None),
+                                                      "results", []), report),
                       report=report, logs=logs)
 
 

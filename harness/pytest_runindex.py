@@ -9,12 +9,15 @@ the controller, so nothing is shared on disk); :class:`RunIndexWriter` collects 
 
 from __future__ import annotations
 
+import json
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness.checks.result import CheckResult
 from harness.report.index import IndexEntry, RunFileError, write_index
 
 #: attribute of a test's teardown report: its index row (IndexEntry.to_dict())
@@ -40,6 +43,20 @@ def outcome_of(phases: dict[str, Any]) -> str:
     if teardown is not None and teardown.failed:
         return "error"
     return "passed"
+
+
+def check_verdicts(results: Sequence[CheckResult], report: str | None) -> dict[str, str]:
+    """A test's check verdicts: those its history recorded, else those of the report written
+    for it (the default checks), read from the ``report.json`` beside ``report``."""
+    if results:
+        return {r.name: r.verdict.value for r in results}
+    if report is None:
+        return {}
+    try:
+        checks = json.loads(Path(report).with_name("report.json").read_text())["checks"]
+        return {str(c["name"]): str(c["verdict"]) for c in checks}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 class RunIndexWriter:
@@ -74,4 +91,4 @@ class RunIndexWriter:
         self.config.stash[INDEX_PATH] = paths["html"]
 
 
-__all__ = ["INDEX_PATH", "RUN_ATTR", "RunIndexWriter", "outcome_of"]
+__all__ = ["INDEX_PATH", "RUN_ATTR", "RunIndexWriter", "check_verdicts", "outcome_of"]

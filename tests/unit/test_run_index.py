@@ -168,3 +168,17 @@ def test_github_summary_names_the_index() -> None:
                           "testnet-artifacts/index.html")
     assert "`testnet-artifacts/index.html`" in text and "runs/1#artifacts" in text
     assert "index" not in github_summary({"passed": 1}, [])
+
+
+def test_check_verdicts_from_results_else_from_the_written_report(tmp_path: Path) -> None:
+    from harness.checks.result import CheckResult, Verdict
+    from harness.pytest_runindex import check_verdicts
+
+    (tmp_path / "report.json").write_text(json.dumps({"checks": [
+        {"name": "delivery", "verdict": "failed"}, {"name": "latency", "verdict": "ok"}]}))
+    page = str(tmp_path / "report.html")
+    recorded = [CheckResult("censorship", Verdict.UNKNOWN, "no node censored")]
+    assert check_verdicts(recorded, page) == {"censorship": "unknown"}
+    assert check_verdicts([], page) == {"delivery": "failed", "latency": "ok"}
+    assert check_verdicts([], None) == {}
+    assert check_verdicts([], str(tmp_path / "elsewhere" / "report.html")) == {}
