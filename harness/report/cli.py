@@ -21,7 +21,8 @@ REPORT_JSON = ('{"output", "bytes", "seconds", "verdict", "checks": {name: verdi
 @click.option("--index", "index_dir", metavar="ARTIFACTS_DIR", type=click.Path(file_okay=False),
               help="Render the run's index page instead, from ARTIFACTS_DIR's index.json and "
                    "the report.json files below it [default output: ARTIFACTS_DIR/index.html].")
-@output_option("Write the HTML report to FILE [default: report.html beside RUN.json].")
+@output_option("Write the HTML page to FILE [default: report.html beside RUN.json; with "
+               "--index: ARTIFACTS_DIR/index.html].")
 @json_option(REPORT_JSON)
 @friendly_errors
 def report_cmd(run_file: str | None, index_dir: str | None, output: str | None,
