@@ -23,7 +23,15 @@ the GitHub Actions job summary when ``$GITHUB_STEP_SUMMARY`` is set.
 Options: ``--testnet-backend process|docker`` (default: process, or $SESSION_TESTNET_BACKEND),
 ``--testnet-artifacts DIR``, ``--testnet-prefix PREFIX`` (start of every testnet name, default
 ``t``), ``--testnet-keep-on-failure`` (a failed test's testnets, and the module testnet after a
-failed test, stay up with the faults in force; the summary says how to inspect and remove them).
+failed test, stay up with the faults in force; the summary says how to inspect and remove them),
+``--testnet-reports failed|all`` (default failed; ``all`` writes report.html for every test with
+a history, passing ones too).
+
+Run index: at session end (on the xdist controller; rows travel on the teardown reports)
+``<artifacts>/index.html`` and ``index.json`` list every test that used a testnet fixture or
+``history``: outcome, duration, check verdicts, seeds, replay command, links to its report and
+logs (:mod:`harness.pytest_runindex`, :mod:`harness.report.index`). Its path is printed in the
+summary and added to the GitHub step summary.
 
 Marker ``@pytest.mark.backends("process", "docker")`` runs a test (module) once per backend;
 the docker variants are marked ``e2e``. An explicit ``--testnet-backend`` runs only that one.
@@ -48,8 +56,16 @@ import pytest
 from harness.backends.registry import BACKENDS, default_backend
 from harness.naming import unique_name
 from harness.network import Testnet
-from harness.recording import HistoryRecorder
+from harness.pytest_runindex import (
+    INDEX_PATH,
+    RUN_ATTR,
+    RunIndexWriter,
+    check_verdicts,
+    outcome_of,
+)
+from harness.recording import HistoryRecorder, testnet_info
 from harness.report.ci import FailedTest, attachment_lines, github_summary, run_url
+from harness.report.index import IndexEntry
 from harness.topology import Topology
 
 #: --testnet-prefix: a testnet name starts with a letter or digit; room is left for the
@@ -73,6 +89,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--testnet-prefix", default="t", metavar="PREFIX",
                     help="start of the names of testnets the fixtures create (default: t; "
                          "1-12 of a-z 0-9 - _)")
+    group.addoption("--testnet-reports", default="failed", choices=["failed", "all"],
+                    help="which tests with a history get a report.html in the artifacts: "
+                         "failed ones (default) or all (passing runs too)")
     group.addoption("--testnet-keep-on-failure", action="store_true", default=False,
                     help="leave the testnets of a failed test up (faults still in force) and "
                          "print how to inspect and remove them")
@@ -86,6 +105,8 @@ def pytest_configure(config: pytest.Config) -> None:
             f"--testnet-prefix {prefix!r} is invalid: use 1-12 characters of a-z, 0-9, '-' or "
             "'_', starting with a letter or digit (testnet names are at most 31 characters)")
     config.pluginmanager.register(JUnitAttachments(config), "session-testnet-junit")
+    config.pluginmanager.register(RunIndexWriter(config, artifacts_root(config)),
+                                  "session-testnet-index")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -163,6 +184,11 @@ _RECORDER = pytest.StashKey[HistoryRecorder]()
 _CLOSE_ERROR = pytest.StashKey[BaseException]()
 #: the logs folder of a testnet that failed to come up in the item's setup or call
 _UP_FAILED = pytest.StashKey[Path]()
+#: the item's reports by phase, and the testnets it used (for its row in the run index)
+_PHASES = pytest.StashKey[dict[str, pytest.TestReport]]()
+_TESTNETS = pytest.StashKey[list[dict[str, Any]]]()
+#: the fixtures that make a test one of the run index's rows
+INDEXED_FIXTURES = frozenset({"testnet", "testnet_factory", "history"})
 
 
 @pytest.fixture
@@ -204,6 +230,10 @@ def history(request: pytest.FixtureRequest) -> Iterator[HistoryRecorder]:
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
     report = yield
+    if _indexed(item):
+        item.stash.setdefault(_PHASES, {})[report.when] = report
+        if report.when == "teardown":
+            setattr(report, RUN_ATTR, _index_row(item).to_dict())
     if report.when == "teardown":
         _add_html_extra(item, report)
     if report.when in ("setup", "call") and report.failed:
@@ -221,6 +251,18 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     failed test, then finalize its history. Never raises: the fixtures' teardown must run."""
     rec = item.stash.get(_RECORDER, None)
     kept = False
+    try:
+        _stash_testnets(item, rec)
+    except Exception as e:  # the index row then lacks the seeds; the teardown must go on
+        item.warn(pytest.PytestWarning(f"session-testnet: testnets of {item.nodeid} not "
+                                       f"recorded for the run index: {e!r}"))
+    if rec is not None and not item.stash.get(_FAILED, False) and \
+            item.config.getoption("--testnet-reports") == "all":
+        try:
+            _write_report(item, rec, artifacts_dir(item.config, item.nodeid), {})
+        except Exception as e:
+            item.warn(pytest.PytestWarning(f"session-testnet: report of {item.nodeid} not "
+                                           f"written: {e!r}"))
     if item.stash.get(_FAILED, False):
         try:
             owners = _owners_of(item)
@@ -241,6 +283,37 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
             rec.close(remove_faults=not kept)
         except Exception as e:  # raised by the history fixture's teardown instead
             item.stash[_CLOSE_ERROR] = e
+
+
+def _indexed(item: pytest.Item) -> bool:
+    """The item requested one of :data:`INDEXED_FIXTURES` as this plugin defines it (not a
+    test module's own fixture of the same name, e.g. a fake ``testnet``)."""
+    info = getattr(item, "_fixtureinfo", None)  # pytest's resolved fixtures of the item
+    defs = getattr(info, "name2fixturedefs", None) or {}
+    return any(defs.get(name) and getattr(defs[name][-1].func, "__module__", None) == __name__
+               for name in INDEXED_FIXTURES & set(getattr(item, "fixturenames", ())))
+
+
+def _stash_testnets(item: pytest.Item, rec: HistoryRecorder | None) -> None:
+    """The testnets the item used (name, seed, backend, shape), while they still run."""
+    nets = [net for owner in _owners_of(item) for net in owner.nets]
+    nets += [net for net in (rec.nets if rec is not None else []) if net not in nets]
+    item.stash[_TESTNETS] = [testnet_info(net) for net in nets]
+
+
+def _index_row(item: pytest.Item) -> IndexEntry:
+    """The item's row in the run index, once its teardown report exists."""
+    phases = item.stash.get(_PHASES, {})
+    props = {k: str(v) for k, v in item.user_properties
+             if k in (REPORT_PROPERTY, ARTIFACTS_PROPERTY)}
+    report = props.get(REPORT_PROPERTY)
+    logs = props.get(ARTIFACTS_PROPERTY)
+    return IndexEntry(nodeid=item.nodeid, outcome=outcome_of(phases),
+                      duration=round(sum(r.duration for r in phases.values()), 3),
+                      testnets=item.stash.get(_TESTNETS, []),
+                      verdicts=check_verdicts(getattr(item.stash.get(_RECORDER, None),
+                                                      "results", []), report),
+                      report=report, logs=logs)
 
 
 def _report_paths(report: Any) -> list[str]:
@@ -298,10 +371,14 @@ def _owners_of(item: pytest.Item) -> list[TestnetOwner]:
     return found
 
 
+def artifacts_root(config: pytest.Config) -> Path:
+    """``--testnet-artifacts`` (absolute): the tests' folders and the run index."""
+    return config.invocation_params.dir / str(config.getoption("--testnet-artifacts"))
+
+
 def artifacts_dir(config: pytest.Config, nodeid: str) -> Path:
     """``--testnet-artifacts/<test id as a folder name>`` (absolute)."""
-    root = config.invocation_params.dir / str(config.getoption("--testnet-artifacts"))
-    return root / "".join(c if c.isalnum() or c in "-_." else "_" for c in nodeid)[:120]
+    return artifacts_root(config) / "".join(c if c.isalnum() or c in "-_." else "_" for c in nodeid)[:120]
 
 
 def _save_artifacts(item: pytest.Item, owners: list[TestnetOwner],
@@ -330,9 +407,7 @@ def _save_artifacts(item: pytest.Item, owners: list[TestnetOwner],
                 log_paths.update({n.name: str(dest / f"{n.name}.log") for n in net.nodes})
     if rec is not None:
         try:
-            written = rec.write_report(folder, log_paths=log_paths)
-            if "html" in written:
-                item.user_properties.append((REPORT_PROPERTY, str(written["html"])))
+            _write_report(item, rec, folder, log_paths)
         except Exception as e:  # the test's own failure is what matters; say what is missing
             problems.append(f"check report: {e}")
     if problems:
@@ -340,6 +415,13 @@ def _save_artifacts(item: pytest.Item, owners: list[TestnetOwner],
         (folder / "ARTIFACT-ERRORS.txt").write_text("\n".join(problems) + "\n")
     if folder.exists():
         item.user_properties.append((ARTIFACTS_PROPERTY, str(folder)))
+
+
+def _write_report(item: pytest.Item, rec: HistoryRecorder, folder: Path,
+                  log_paths: dict[str, str]) -> None:
+    written = rec.write_report(folder, log_paths=log_paths)
+    if "html" in written:
+        item.user_properties.append((REPORT_PROPERTY, str(written["html"])))
 
 
 # -- terminal summary --------------------------------------------------------------------------
@@ -358,11 +440,14 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
                     reports[rep.nodeid] = str(value)
                 elif key == KEPT_PROPERTY:
                     kept[value["name"]] = (rep.nodeid, value.get("home"))
-    _github_summary(terminalreporter, config, artifacts, reports)
-    if not artifacts and not kept:
+    index = config.stash.get(INDEX_PATH, None)
+    _github_summary(terminalreporter, config, artifacts, reports, index)
+    if not artifacts and not kept and index is None:
         return
     tr = terminalreporter
     tr.section("session-testnet")
+    if index is not None:
+        tr.write_line(f"run index (every test with a testnet): {index}")
     if artifacts:
         tr.write_line("artifacts of failed tests (node logs, check report):")
         for nodeid, folder in sorted(artifacts.items()):
@@ -388,7 +473,7 @@ def _relative(path: str, config: pytest.Config) -> str:
 
 
 def _github_summary(tr: Any, config: pytest.Config, artifacts: dict[str, str],
-                    reports: dict[str, str]) -> None:
+                    reports: dict[str, str], index: Path | None = None) -> None:
     """In GitHub Actions ($GITHUB_STEP_SUMMARY set; not on xdist workers, nor in a pytest run
     outside $GITHUB_WORKSPACE such as a test's inner pytester session): append the pass/fail
     table and the failed tests' reports to the job's summary page."""
@@ -405,6 +490,7 @@ def _github_summary(tr: Any, config: pytest.Config, artifacts: dict[str, str],
               for n, f in sorted(artifacts.items())]
     try:
         with open(target, "a", encoding="utf-8") as f:
-            f.write(github_summary(counts, failed, run_url(os.environ)))
+            f.write(github_summary(counts, failed, run_url(os.environ),
+                                   _relative(str(index), config) if index else None))
     except OSError as e:
         tr.write_line(f"session-testnet: could not write $GITHUB_STEP_SUMMARY ({target}): {e}")

@@ -34,14 +34,18 @@ def _cell(text: str) -> str:
 
 
 def github_summary(counts: Mapping[str, int], failed: Sequence[FailedTest],
-                   url: str | None = None) -> str:
-    """The step summary: a pass/fail table, then each failed test with its artifacts and
-    report (paths inside the uploaded ``testnet-artifacts`` artifact)."""
+                   url: str | None = None, index: str | None = None) -> str:
+    """The step summary: a pass/fail table, the run index page, then each failed test with its
+    artifacts and report (paths inside the uploaded ``testnet-artifacts`` artifact)."""
     order = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
     shown = [k for k in order if counts.get(k)] or ["passed"]
     out = ["## session-testnet", "", "| " + " | ".join(shown) + " |",
            "| " + " | ".join("---" for _ in shown) + " |",
            "| " + " | ".join(str(counts.get(k, 0)) for k in shown) + " |", ""]
+    if index:
+        where = f" (in the [artifacts of this run]({url}#artifacts))" if url else ""
+        out += [f"Run index (every test with a testnet, its outcome, checks and report): "
+                f"`{_cell(index)}`{where}", ""]
     if failed:
         where = f" ([artifacts of this run]({url}#artifacts))" if url else ""
         out += [f"### Failed tests with testnet artifacts{where}", "",

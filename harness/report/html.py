@@ -90,7 +90,7 @@ def render(report: Report, folder: str | Path | None = None) -> str:
             + "".join(body) + f"<script>{SCRIPT}</script></body></html>\n")
 
 
-def _badge(verdict: str) -> str:
+def badge(verdict: str) -> str:
     label = {"ok": "PASS", "failed": "FAIL", "unknown": "UNKNOWN"}.get(verdict, verdict)
     return f'<span class="badge v-{escape(verdict)}">{label}</span>'
 
@@ -99,13 +99,13 @@ def _header(report: Report) -> str:
     nets = ", ".join(f"{t.get('name')} (seed {t.get('seed')}, {t.get('backend', '?')})"
                      for t in report.testnets) or report.testnet or "-"
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    return (f"<header><h1>{_badge(report.verdict.value)} {escape(report.title)}</h1>"
+    return (f"<header><h1>{badge(report.verdict.value)} {escape(report.title)}</h1>"
             f'<div class="sub">testnet {escape(nets)} · generated {when}</div></header><main>')
 
 
 def _checks(report: Report) -> str:
     rows = "".join(
-        f"<tr><td>{escape(r.name)}</td><td>{_badge(r.verdict.value)}</td>"
+        f"<tr><td>{escape(r.name)}</td><td>{badge(r.verdict.value)}</td>"
         f"<td>{escape(r.summary)}{_details(r.details) if not r.ok else ''}</td></tr>"
         for r in report.results)
     if not rows:
@@ -248,4 +248,4 @@ def _logs(report: Report, folder: str | Path | None) -> str:
             f"</th><th>log</th></tr></thead><tbody>{''.join(items)}</tbody></table></section></main>")
 
 
-__all__ = ["log_href", "render"]
+__all__ = ["STYLE", "badge", "log_href", "render"]

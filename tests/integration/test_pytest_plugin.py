@@ -127,7 +127,9 @@ def test_artifacts_only_for_the_failed_test_and_listed_in_the_summary(
     result = run(pytester, prefix)
     result.assert_outcomes(passed=1, failed=1)
     root = pytester.path / "testnet-artifacts"
-    assert [p.name for p in root.iterdir()] == ["test_inner.py__test_fails"]
+    # the run index lists both; only the failed test has a folder
+    assert sorted(p.name for p in root.iterdir()) == ["index.html", "index.json",
+                                                       "test_inner.py__test_fails"]
     folder = root / "test_inner.py__test_fails"
     net_dirs = [p for p in folder.iterdir() if p.is_dir()]
     assert len(net_dirs) == 1 and {"sn01.log", "sn02.log", "seed.log", "state.json"} <= {
@@ -187,9 +189,16 @@ def test_module_testnet_saves_logs_only_for_the_tests_that_used_it(
     root = pytester.path / "testnet-artifacts"
     # test_b's testnet is not saved although an earlier test (test_a) failed; test_a used no
     # testnet and no history: it has nothing to save
-    assert [p.name for p in root.iterdir()] == ["test_c_failing.py__test_bad"]
+    assert [p.name for p in root.iterdir() if p.is_dir()] == ["test_c_failing.py__test_bad"]
     saved = [p for p in (root / "test_c_failing.py__test_bad").iterdir() if p.is_dir()]
     assert len(saved) == 1 and (saved[0] / "sn06.log").is_file()
+    # the run index: the tests that used the module testnet, with its name (also the last test
+    # of a module, whose teardown brings the testnet down), not the one without a testnet
+    rows = {t["nodeid"]: t for t in json.loads((root / "index.json").read_text())["tests"]}
+    assert {n: r["outcome"] for n, r in rows.items()} == {
+        "test_b_clean.py::test_uses_it": "passed", "test_c_failing.py::test_bad": "failed",
+        "test_c_failing.py::test_good": "passed"}
+    assert rows["test_c_failing.py::test_good"]["testnets"][0]["name"] == saved[0].name
     assert leftovers(home, prefix) == ([], [])
 
 

@@ -2,7 +2,7 @@
 opened in headless Chromium (Debian's ``chromium`` package; scripts/setup.sh installs it where
 apt exists). No console errors, the script ran, the timeline and every plot are there and not
 empty, and a screenshot is saved with the artifacts (``testnet-artifacts/report-browser/``,
-uploaded by CI)."""
+uploaded by CI). The run index page likewise (``testnet-artifacts/report-browser-index/``)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,14 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+
+# imported at collection: an in-process inner pytest (pytester) that renders a report would
+# otherwise import numpy first and drop it again, and numpy cannot be imported twice
+from matplotlib.image import imread
 from report_samples import sample_history, sample_results
 
 from harness.report import Report, write
+from harness.report.index import IndexEntry, write_index
 
 pytestmark = pytest.mark.integration
 
@@ -81,12 +86,22 @@ class Elements(HTMLParser):
                 self.text[i] += data
 
 
-@pytest.fixture
-def artifacts(request: pytest.FixtureRequest) -> Path:
-    folder = request.config.invocation_params.dir / "testnet-artifacts" / "report-browser"
+def fresh_folder(request: pytest.FixtureRequest, name: str) -> Path:
+    folder = request.config.invocation_params.dir / "testnet-artifacts" / name
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     return folder
+
+
+@pytest.fixture
+def artifacts(request: pytest.FixtureRequest) -> Path:
+    return fresh_folder(request, "report-browser")
+
+
+@pytest.fixture
+def index_artifacts(request: pytest.FixtureRequest) -> Path:
+    """A folder of its own: the report test's screenshot stays where CI uploads it."""
+    return fresh_folder(request, "report-browser-index")
 
 
 def test_console_errors_are_caught(tmp_path: Path) -> None:
@@ -127,8 +142,6 @@ def test_report_in_headless_chromium(artifacts: Path, tmp_path: Path) -> None:
     result = chromium(page, tmp_path / "profile", f"--screenshot={shot}",
                       "--window-size=1200,2400")
     assert console_messages(result.stderr) == []
-    from matplotlib.image import imread
-
     pixels = imread(str(shot))
     assert pixels.shape[:2] == (2400, 1200)
     assert float(pixels[..., :3].std()) > 0.1  # not a blank page
@@ -136,3 +149,33 @@ def test_report_in_headless_chromium(artifacts: Path, tmp_path: Path) -> None:
     (artifacts / "figures.txt").write_text(f"report.html: {size} bytes, rendered in "
                                            f"{render_s:.2f}s; screenshot {shot.name}\n")
     assert size < 2_000_000
+
+
+def test_run_index_in_headless_chromium(index_artifacts: Path, tmp_path: Path) -> None:
+    """The run's index page: no console errors, the script ran (row count), the table holds
+    every test with its links, and a screenshot is saved beside the report's."""
+    h = sample_history()
+    folder = index_artifacts / "test_scenarios.py__test_censorship"
+    report = Report.build(sample_results(h), h, nodeid="tests/e2e/test_scenarios.py::test_censorship",
+                          testnets=[{"name": "t-demo", "seed": "42", "backend": "process"}])
+    page = write(report, folder)["html"]
+    entries = [IndexEntry("tests/e2e/test_scenarios.py::test_censorship", "failed", 41.2,
+                          report.testnets, {r.name: r.verdict.value for r in report.results},
+                          str(page), str(folder)),
+               IndexEntry("tests/e2e/test_scenarios.py::test_churn", "passed", 12.0,
+                          [{"name": "t-other", "seed": "7"}], {"delivery": "ok"})]
+    index = write_index(entries, index_artifacts)["html"]
+
+    dom = chromium(index, tmp_path / "profile", "--dump-dom")
+    assert console_messages(dom.stderr) == []
+    el = Elements()
+    el.feed(dom.stdout)
+    assert el.text["test-count"] == "2 of 2"  # the filter/sort script ran
+    assert "test_censorship" in el.text["tests"] and "test_churn" in el.text["tests"]
+    assert 'href="test_scenarios.py__test_censorship/report.html"' in dom.stdout
+    assert "failed" in el.text["totals"]
+    shot = index_artifacts / "index.png"
+    result = chromium(index, tmp_path / "profile", f"--screenshot={shot}",
+                      "--window-size=1200,600")
+    assert console_messages(result.stderr) == []
+    assert float(imread(str(shot))[..., :3].std()) > 0.1  # not a blank page
