@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import click
@@ -17,6 +18,7 @@ from harness.cliutil import (
     json_option,
     name_option,
 )
+from harness.lease import take_reaped
 from harness.logs import LogLine, Renderer, follow_merged, parse_record, read_merged
 from harness.network import Testnet, clean
 from harness.progress import progress
@@ -77,7 +79,7 @@ def up(name: str, backend: str, swarms: int | None, swarm_size: int | None, seed
     base.update({k: v for k, v in overrides.items() if v is not None})
     topology = Topology.from_dict(base)
     with progress() as report:
-        net = Testnet.up(topology, backend=backend, timeout=timeout, report=report)
+        net = Testnet.up(topology, backend=backend, timeout=timeout, report=report, lease=False)
     if as_json:
         click.echo(json.dumps(net.to_dict(), indent=2))
     else:
@@ -172,16 +174,27 @@ def logs(name: str, targets: tuple[str, ...], follow: bool, tail: int | None,
 
 
 @main.command("clean")
-@json_option('{"removed": [names of what was removed]}')
+@json_option('{"removed": [names of what was removed now], "reaped": [{"name", "backend", '
+             '"owner_pid", "reaped_at", "reason"} of testnets the reaper removed since the '
+             'last clean]}')
 @friendly_errors
 def clean_cmd(as_json: bool) -> None:
-    """Remove everything left by testnets whose harness is gone (crash, SIGKILL)."""
+    """Remove everything left by testnets whose harness is gone (crash, SIGKILL) or whose lease
+    owner died, and report the testnets the reaper removed since the last clean."""
     with progress() as report:
         removed = clean(report)
+    reaped = take_reaped()
     if as_json:
-        click.echo(json.dumps({"removed": removed}))
-    else:
-        click.echo(f"removed: {', '.join(removed)}" if removed else "nothing to clean")
+        click.echo(json.dumps({"removed": removed, "reaped": reaped}))
+        return
+    for r in reaped:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.get("reaped_at", 0)))
+        click.echo(f"reaped: {r.get('name')} ({r.get('backend')} backend; {r.get('reason')}; "
+                   f"at {when})")
+    if removed:
+        click.echo(f"removed: {', '.join(removed)}")
+    elif not reaped:
+        click.echo("nothing to clean")
 
 
 def _register_feature_commands() -> None:

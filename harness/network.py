@@ -9,7 +9,9 @@ and the nodes, readiness from protocol state (registered at the seed, in a swarm
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -20,8 +22,17 @@ from typing import Any
 from harness import nodekinds, rpc
 from harness.backends.base import Backend, BackendError, Reporter
 from harness.backends.registry import BACKENDS, backend_class
+from harness.lease import start_reaper, stop_reaper
 from harness.nodekinds.base import NodeContext, NodeKind
-from harness.state import NetworkState, NodeRecord, StateDir, StateError, is_stale, locked
+from harness.state import (
+    NetworkState,
+    NodeRecord,
+    StateDir,
+    StateError,
+    is_stale,
+    locked,
+    process_start_time,
+)
 from harness.topology import Topology, node_index, node_name
 from nodes.protocol.swarm import UNASSIGNED_SWARM
 
@@ -99,12 +110,18 @@ class Testnet:
         self.statedir = statedir
         self.backend = backend
         self._state_mtime = self._mtime()
+        #: the reaper this handle started (``up`` with a lease), stopped by ``down``
+        self._reaper: subprocess.Popen[bytes] | None = None
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
     def up(cls, topology: Topology | None = None, *, backend: str = "process",
-           timeout: float = 60.0, report: Reporter = _quiet) -> Testnet:
+           timeout: float = 60.0, report: Reporter = _quiet, lease: bool = True) -> Testnet:
         """Start a testnet and return once every node is registered, in a swarm and answering.
+
+        With ``lease`` (the default of the Python API and the pytest plugin) the testnet is
+        removed when this process dies, even by SIGKILL (:mod:`harness.reaper`); without
+        (``testnet up`` on the command line) it stays until ``down``.
 
         On failure every log is saved into the testnet's artifacts folder, everything started is
         removed, and :class:`NotReadyError` / :class:`BackendError` says what went wrong.
@@ -126,9 +143,16 @@ class Testnet:
             statedir.create()
             be = backend_cls(statedir)
             state = be.plan(topology, admin_token=secrets.token_hex(16))
+            if lease:
+                state.lease_owner_pid = os.getpid()
+                state.lease_owner_start = process_start_time(state.lease_owner_pid)
             statedir.save(state)
         net = cls(state, statedir, be)
         try:
+            if lease:
+                net._reaper = start_reaper(statedir, state)
+                net.state.reaper_pid = net._reaper.pid
+                net._save()
             net._start(report)
             net.wait_ready(timeout=timeout, report=report)
         except BaseException as e:
@@ -310,6 +334,18 @@ class Testnet:
         with locked():
             self.backend.destroy(self.state)
             self.statedir.remove()
+        stop_reaper(self._reaper)
+
+    def release_lease(self) -> None:
+        """Let the testnet outlive this process (e.g. kept to inspect a failed test): like one
+        started by ``testnet up``, it then stays until ``down``. Its reaper leaves."""
+        with locked():
+            self.sync_state()
+            self.state.lease_owner_pid = self.state.lease_owner_start = None
+            self.state.reaper_pid = None
+            self._save()
+        stop_reaper(self._reaper)
+        self._reaper = None
 
     # -- readiness ---------------------------------------------------------------------------
     async def readiness(self, session: Any | None = None) -> Readiness:

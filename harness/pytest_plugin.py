@@ -150,7 +150,7 @@ class TestnetOwner:
         backend = kwargs.pop("backend", None) or self.backend
         timeout = kwargs.pop("timeout", 90.0)
         kwargs.setdefault("name", unique_name(self.config.getoption("--testnet-prefix")))
-        net = Testnet.up(Topology(**kwargs), backend=backend, timeout=timeout)
+        net = Testnet.up(Topology(**kwargs), backend=backend, timeout=timeout, lease=True)
         self.nets.append(net)
         self.config.stash.setdefault(_OWNERS, {})[net.name] = self
         return net
@@ -165,7 +165,8 @@ class TestnetOwner:
         owners = self.config.stash.get(_OWNERS, {})
         for net in self.nets:
             owners.pop(net.name, None)
-            if self.keep:
+            if self.keep:  # kept for inspection: it must outlive this pytest run
+                net.release_lease()
                 continue
             try:
                 net.down()

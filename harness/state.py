@@ -109,6 +109,14 @@ class NetworkState:
     image: str | None = None
     toxiproxy_image: str | None = None
     toxiproxy_container: str | None = None
+    #: a lease (``Testnet.up(lease=True)``: the pytest plugin, the Python API): the process
+    #: whose death ends the testnet, and its start time (``/proc/PID/stat`` field 22, clock
+    #: ticks since boot) so that a reused pid is not taken for the owner; None: no lease
+    #: (``testnet up`` from the CLI), the testnet stays until ``down``
+    lease_owner_pid: int | None = None
+    lease_owner_start: int | None = None
+    #: the reaper (``python -m harness.reaper``) watching the lease owner, if one was started
+    reaper_pid: int | None = None
 
     def node(self, name: str) -> NodeRecord:
         for n in self.nodes:
@@ -228,6 +236,45 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def process_start_time(pid: int) -> int | None:
+    """When ``pid`` started (``/proc/PID/stat`` field 22, clock ticks since boot), or None when
+    there is no such process or it is a zombie (it has exited; only its parent's wait is left)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()  # after "pid (comm)": the comm may hold spaces
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def owner_alive(pid: int, start: int | None) -> bool:
+    """Whether the process ``pid`` that started at ``start`` still runs (a reused pid, a zombie
+    or a missing process count as dead; without a start time, any live ``pid`` counts)."""
+    now = process_start_time(pid)
+    if now is None:
+        return False
+    return start is None or now == start
+
+
+def lease_expired(state: NetworkState) -> bool:
+    """The testnet holds a lease and its owner process is gone."""
+    return state.lease_owner_pid is not None and not owner_alive(state.lease_owner_pid,
+                                                                 state.lease_owner_start)
+
+
+def stale_reason(state: NetworkState) -> str | None:
+    """Why the testnet is stale (its ``up`` never finished and the process running it is gone,
+    or the owner of its lease died), or None when it is not."""
+    if state.status != "up" and not pid_alive(state.owner_pid):
+        return f"its harness (pid {state.owner_pid}) died before it was up"
+    if lease_expired(state):
+        return f"the owner of its lease (pid {state.lease_owner_pid}) died"
+    return None
+
+
 def is_stale(state: NetworkState) -> bool:
-    """A testnet is stale when its ``up`` never finished and the process running it is gone."""
-    return state.status != "up" and not pid_alive(state.owner_pid)
+    """A testnet is stale when its ``up`` never finished and the process running it is gone,
+    or when it holds a lease whose owner process died (see :func:`stale_reason`)."""
+    return stale_reason(state) is not None

@@ -19,7 +19,15 @@ from docker.client import DockerClient
 
 from harness.backends.base import BackendError, Reporter
 from harness.backends.docker_engine import KIND, LABEL, LABEL_HOST, LABEL_OWNER, LABEL_STATE, resource_prefix
-from harness.state import StateDir, StateError, is_stale, list_networks, locked, pid_alive, state_home
+from harness.state import (
+    StateDir,
+    StateError,
+    list_networks,
+    locked,
+    pid_alive,
+    stale_reason,
+    state_home,
+)
 
 
 def _list_labelled(client: DockerClient, filters: dict[str, Any]) -> tuple[list, list, list]:
@@ -102,8 +110,9 @@ def _stale_reason(client: DockerClient, labels: dict[str, str], home: Path) -> s
         return None if folder.parent.parent != home else "its state is unreadable"
     if st.backend != KIND:
         return "its state belongs to another backend"
-    if is_stale(st):
-        return f"its harness (pid {st.owner_pid}) died before it was up"
+    reason = stale_reason(st)
+    if reason:
+        return reason
     if st.status == "up":
         try:
             seed = client.containers.get(f"{resource_prefix(st.name)}-seed")
@@ -145,8 +154,9 @@ def sweep(client: DockerClient, report: Reporter) -> list[str]:
                 st = sd.load()
             except StateError:
                 continue
-            if st.backend == KIND and is_stale(st) and name not in removed:
-                report(f"removing stale docker testnet {name!r} (its harness died before it was up)")
+            reason = stale_reason(st) if st.backend == KIND else None
+            if reason and name not in removed:
+                report(f"removing stale docker testnet {name!r} ({reason})")
                 remove_resources(client, {"label": [f"{LABEL}={name}", f"{LABEL_STATE}={sd.path}"]})
                 sd.remove()
                 removed.append(name)

@@ -33,7 +33,7 @@ from typing import BinaryIO
 import nodes
 from harness import nodekinds
 from harness.backends.base import Backend, BackendError, Reporter
-from harness.state import NetworkState, NodeRecord, StateDir, is_stale, list_networks, locked
+from harness.state import NetworkState, NodeRecord, StateDir, list_networks, locked, stale_reason
 from harness.topology import Topology, node_index
 from nodes.protocol.constants import ADMIN_PORT, SEED_HTTPS_PORT, SEED_PORT, STORAGE_PORT
 
@@ -416,8 +416,10 @@ class ProcessBackend(Backend):
                     continue
                 seed_pid = st.seed_runtime.get("pid")
                 seed_alive = isinstance(seed_pid, int) and seed_pid > 0 and _is_ours(seed_pid, str(sd.path))
-                if is_stale(st) or (st.status == "up" and not seed_alive):
-                    report(f"removing stale process testnet {name!r}")
+                reason = stale_reason(st) or (
+                    "its seed is gone" if st.status == "up" and not seed_alive else None)
+                if reason:
+                    report(f"removing stale process testnet {name!r} ({reason})")
                     cls._kill_all(str(sd.path))
                     sd.remove()
                     removed.append(name)

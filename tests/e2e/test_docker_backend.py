@@ -233,7 +233,7 @@ def test_two_testnets_at_once(client):
 def test_sigkill_during_up_then_clean_leaves_nothing(client):
     name = unique_name("dkkill")
     code = ("from harness.network import Testnet; from harness.topology import Topology; "
-            f"Testnet.up(Topology(name={name!r}), backend='docker', timeout=120)")
+            f"Testnet.up(Topology(name={name!r}), backend='docker', timeout=120, lease=False)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, env=os.environ.copy())
     try:
