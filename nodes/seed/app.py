@@ -336,6 +336,9 @@ class SeedServer:
 
     async def start(self) -> None:
         """Listen on HTTP (and HTTPS) and start producing blocks; raises StartupError."""
+        if not self.config.join_token:
+            self.log.warning("registration_open", reason="no join token (--join-token-file or "
+                             "$SESSION_TESTNET_JOIN_TOKEN): any process that can reach the seed may register a node")
         try:
             self.config.data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

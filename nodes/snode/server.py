@@ -131,6 +131,9 @@ class Node:
         except Exception as e:  # noqa: BLE001 - sqlite3/OS errors: report and stop
             raise StartupError(f"cannot open database {cfg.data_dir / 'storage.db'}: {e}") from e
         self._build_handlers()
+        if not cfg.admin_token:
+            self.log.warning("admin_disabled", reason="no admin token (--admin-token-file or "
+                             "$SESSION_TESTNET_ADMIN_TOKEN): every admin call is refused")
         await self._listen(self.make_storage_app(), cfg.ip, cfg.port, ctx, "storage")
         await self._listen(make_admin_app(self.admin_state, self.observations, self.behaviours,
                                           self.clock, self.peer_overrides, self.log,
