@@ -25,8 +25,8 @@ from harness.progress import progress
 from harness.state import StateDir, list_networks
 from harness.topology import Topology
 
-TESTNET_JSON = ('{"name", "backend", "status", "seed_url", "seed_https_url", "toxiproxy_url", '
-                '"nodes": [{"name", "public_ip", "storage_port", "pubkey_ed25519", '
+TESTNET_JSON = ('{"name", "backend", "status", "testnet_seed", "seed_url", "seed_https_url", '
+                '"toxiproxy_url", "nodes": [{"name", "public_ip", "storage_port", "pubkey_ed25519", '
                 '"pubkey_x25519", "swarm_id", "admin_url", "proxy"}]}')
 
 
@@ -65,7 +65,7 @@ def up(name: str, backend: str, swarms: int | None, swarm_size: int | None, seed
        as_json: bool) -> None:
     """Start a testnet; return when every node is registered, in a swarm and answering.
 
-    --json prints {"name", "backend", "status", "seed_url", "nodes": [{"name", "kind",
+    --json prints {"name", "backend", "status", "testnet_seed", "seed_url", "nodes": [{"name", "kind",
     "public_ip", "storage_port", "pubkey_ed25519", "pubkey_x25519", "swarm_id", "admin_url"
     (null without an admin interface), "proxy"?, "omq_port"?}], "toxiproxy_url"?, …}.
     """
@@ -88,6 +88,8 @@ def up(name: str, backend: str, swarms: int | None, swarm_size: int | None, seed
 
 def _print_summary(d: dict[str, Any]) -> None:
     click.echo(f"testnet {d['name']} ({d['backend']}) {d.get('status', '')}: seed {d['seed_url']}")
+    if d.get("testnet_seed"):
+        click.echo(f"  testnet seed {d['testnet_seed']} (same keys and swarms: --seed {d['testnet_seed']})")
     for n in d["nodes"]:
         swarm = n.get("swarm_id")
         swarm_s = f"{swarm:#018x}" if isinstance(swarm, int) else "-"

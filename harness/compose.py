@@ -78,10 +78,11 @@ def compose_dict(topology: Topology, image: str = DEFAULT_IMAGE, *,
             out["session-testnet.target"] = target
         return out
 
-    def service(target: str, argv: list[str], ip: str, role: str) -> dict[str, Any]:
+    def service(target: str, argv: list[str], env: dict[str, str], ip: str, role: str) -> dict[str, Any]:
         return {
             "image": image_ref,
             "command": ["python", *argv],
+            "environment": dict(env),  # secrets: never on the command line
             "init": True,
             "hostname": target,
             "labels": labels(role, target),
@@ -89,9 +90,10 @@ def compose_dict(topology: Topology, image: str = DEFAULT_IMAGE, *,
             "volumes": [f"{target}-data:/data"],
         }
 
-    services: dict[str, Any] = {"seed": service("seed", net.seed_argv(), state.seed_runtime["ip"], "seed")}
+    services: dict[str, Any] = {"seed": service("seed", net.seed_argv(), net.seed_env(), state.seed_runtime["ip"],
+                                           "seed")}
     for node in state.nodes:
-        svc = service(node.name, net.node_argv(node), node.public_ip, "node")
+        svc = service(node.name, net.node_argv(node), net.node_env(node), node.public_ip, "node")
         svc["depends_on"] = ["seed"]
         services[node.name] = svc
     return {

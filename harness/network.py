@@ -34,6 +34,7 @@ from harness.state import (
     process_start_time,
 )
 from harness.topology import Topology, node_index, node_name
+from nodes.common.auth import ENV_ADMIN_TOKEN, ENV_JOIN_TOKEN, ENV_TESTNET_SEED, derive_join_token
 from nodes.protocol.swarm import UNASSIGNED_SWARM
 
 
@@ -201,7 +202,9 @@ class Testnet:
         return self.state.node(name)
 
     def to_dict(self) -> dict[str, Any]:
-        return self.state.public_dict()
+        """The documented JSON of ``testnet up --json``: the state's public part and the testnet
+        seed (random unless given; ``--seed`` with it replays keys, swarms and schedules)."""
+        return {**self.state.public_dict(), "testnet_seed": self.topology.seed}
 
     # -- command lines -----------------------------------------------------------------------
     def seed_argv(self) -> list[str]:
@@ -213,14 +216,12 @@ class Testnet:
             "--port", str(st.seed_runtime["port"]),
             "--https-port", str(st.seed_runtime.get("https_port", 0)),
             "--data-dir", self.backend.data_dir(st, "seed"),
-            "--testnet-seed", t.seed,
             "--expect", str(t.node_count),
             "--min-swarm-size", str(t.effective_min_swarm_size),
             "--new-swarm-size", str(t.effective_new_swarm_size),
             "--ideal-swarm-margin", str(t.ideal_swarm_margin),
             "--block-interval", str(t.block_interval),
             "--proof-timeout", str(t.proof_timeout),
-            "--admin-token", st.admin_token,
         ]
         log = self.backend.log_file(st, "seed")
         if log:
@@ -228,19 +229,33 @@ class Testnet:
         argv += nodekinds.seed_args(st, self.statedir.path)
         return argv
 
+    def seed_env(self) -> dict[str, str]:
+        """The seed's secrets, passed in its environment (never on its command line): the testnet
+        seed (real nodes' keys derive from it), the admin token and the nodes' join token."""
+        token = self.state.admin_token
+        return {ENV_TESTNET_SEED: self.topology.seed, ENV_ADMIN_TOKEN: token,
+                ENV_JOIN_TOKEN: derive_join_token(token)}
+
+    def node_env(self, node: NodeRecord) -> dict[str, str]:
+        """The node's secrets (key seed, tokens), from its implementation (NodeKind.env)."""
+        return self.node_kind(node).env(self._node_context(node))
+
     def node_kind(self, node: NodeRecord) -> NodeKind:
         """The implementation of ``node`` (harness.nodekinds)."""
         return nodekinds.node_kind(node.kind, self.topology.node_group(node.name).path)
 
     def node_argv(self, node: NodeRecord) -> list[str]:
         """The node's command line, from its implementation (see NodeKind.argv)."""
+        return self.node_kind(node).argv(self._node_context(node))
+
+    def _node_context(self, node: NodeRecord) -> NodeContext:
         st = self.state
-        return self.node_kind(node).argv(NodeContext(
+        return NodeContext(
             state=st, node=node, listen_ip=self.backend.listen_ip(st, node.name),
             data_dir=self.backend.data_dir(st, node.name),
             log_file=self.backend.log_file(st, node.name),
             key_seed_hex=self.topology.node_identity(node.name).seed_hex,
-            topology=st.topology))
+            topology=st.topology)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _start(self, report: Reporter) -> None:
@@ -259,10 +274,11 @@ class Testnet:
                 self.backend.start_udp_relay(self.state, relays)
                 self._save()
         report("starting seed")
-        self.backend.start_seed(self.state, self.seed_argv())
+        self.backend.start_seed(self.state, self.seed_argv(), self.seed_env())
         self._save()
         report(f"starting {len(self.state.nodes)} nodes")
-        self.backend.start_nodes(self.state, [(n, self.node_argv(n)) for n in self.state.nodes])
+        self.backend.start_nodes(self.state, [(n, self.node_argv(n), self.node_env(n))
+                                              for n in self.state.nodes])
         self._save()
 
     def _save(self) -> None:
@@ -536,7 +552,10 @@ class Testnet:
         folder = self.statedir.home / "artifacts" / f"{self.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "REASON.txt").write_text(reason + "\n")
-        (folder / "state.json").write_text(self.state.to_json())
+        # the state holds the admin token and the testnet seed: owner-only, like the state file
+        fd = os.open(folder / "state.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.state.to_json())
         for t in self.runtime_targets():
             try:
                 text = self.backend.read_log(self.state, t)
@@ -560,7 +579,8 @@ class Testnet:
 
         async def call() -> Any:
             async with rpc.new_session() as s:
-                return await rpc.node_admin(s, rec.admin_url, path, body, method)
+                return await rpc.node_admin(s, rec.admin_url, self.state.admin_token, path, body,
+                                            method)
 
         return rpc.run_sync(call())
 
@@ -578,7 +598,7 @@ class Testnet:
 
     def start(self, node: str) -> None:
         rec = self.node(node)
-        self.backend.start_node(self.state, rec, self.node_argv(rec))
+        self.backend.start_node(self.state, rec, self.node_argv(rec), self.node_env(rec))
         self._save()
 
     def restart(self, node: str) -> None:
@@ -616,7 +636,7 @@ class Testnet:
         self._save()
         if self.toxiproxy_url:
             rpc.run_sync(self._populate_proxies(new))
-        self.backend.start_nodes(self.state, [(n, self.node_argv(n)) for n in new])
+        self.backend.start_nodes(self.state, [(n, self.node_argv(n), self.node_env(n)) for n in new])
         self._save()
         self.wait_ready(timeout=timeout, report=report)
         return new

@@ -80,11 +80,13 @@ async def seed_admin(session: aiohttp.ClientSession, seed_url: str, token: str, 
         raise RpcError(url, f"seed admin call failed: {e!r}") from None
 
 
-async def node_admin(session: aiohttp.ClientSession, admin_url: str, path: str,
+async def node_admin(session: aiohttp.ClientSession, admin_url: str, token: str, path: str,
                      body: dict[str, Any] | None = None, method: str = "GET") -> Any:
+    """A call to a node's admin interface, authenticated with the testnet's admin token."""
     url = f"{admin_url}/admin/v1/{path}"
     try:
-        async with session.request(method, url, json=body) as resp:
+        async with session.request(method, url, json=body,
+                                   headers={"Authorization": f"Bearer {token}"}) as resp:
             data = await _json(resp, url)
             if resp.status >= 300:
                 raise RpcError(url, f"HTTP {resp.status}: {data!r}", resp.status)

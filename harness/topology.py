@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,8 @@ class Topology:
     name: str = "default"
     swarms: int = 2
     swarm_size: int = 3
-    seed: str = "0"
+    #: fixes every key, the swarm layout and fault schedules; random per testnet unless given
+    seed: str = field(default_factory=lambda: secrets.token_hex(8))
     #: swarm-assignment constants (oxen-core's MIN_SWARM_SIZE, NEW_SWARM_SIZE,
     #: IDEAL_SWARM_MARGIN); None means "derived from swarm_size" (min = new = swarm_size,
     #: margin 0), which makes ``swarms * swarm_size`` nodes settle into exactly ``swarms`` swarms.

@@ -59,8 +59,9 @@ class Backend(abc.ABC):
         """Create shared resources (images, networks) before anything starts."""
 
     @abc.abstractmethod
-    def start_seed(self, state: NetworkState, argv: list[str]) -> None:
-        """Start the seed with ``python -m nodes.seed`` arguments ``argv``."""
+    def start_seed(self, state: NetworkState, argv: list[str], env: dict[str, str]) -> None:
+        """Start the seed with ``python -m nodes.seed`` arguments ``argv`` and the secrets ``env``
+        (environment variables: never on a command line)."""
 
     @abc.abstractmethod
     def start_proxy(self, state: NetworkState) -> None:
@@ -80,13 +81,17 @@ class Backend(abc.ABC):
         """Make ``ip`` an address of the proxy host (no-op where every address is local)."""
 
     @abc.abstractmethod
-    def start_node(self, state: NetworkState, node: NodeRecord, argv: list[str]) -> None:
-        """Start (or restart after a stop/kill) node ``node`` with ``python -m nodes.snode`` args."""
+    def start_node(self, state: NetworkState, node: NodeRecord, argv: list[str],
+                   env: dict[str, str]) -> None:
+        """Start (or restart after a stop/kill) node ``node`` with its command line ``argv`` and
+        its secrets ``env`` (environment variables: never on a command line)."""
 
-    def start_nodes(self, state: NetworkState, nodes: list[tuple[NodeRecord, list[str]]]) -> None:
-        """Start several nodes; backends may override to start them in parallel."""
-        for node, argv in nodes:
-            self.start_node(state, node, argv)
+    def start_nodes(self, state: NetworkState,
+                    nodes: list[tuple[NodeRecord, list[str], dict[str, str]]]) -> None:
+        """Start several nodes (``(node, argv, env)``); backends may override to start them in
+        parallel."""
+        for node, argv, env in nodes:
+            self.start_node(state, node, argv, env)
 
     @abc.abstractmethod
     def stop_node(self, state: NetworkState, node: NodeRecord, *, kill: bool = False) -> None:

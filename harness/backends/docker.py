@@ -315,15 +315,18 @@ class DockerBackend(Backend):
     def _run(self, state: NetworkState, target: str, image: str, command: list[str], *,
              role: str, ip: str | None = None, volume: bool = True, user: str | None = None,
              cap_add: list[str] | None = None, network_mode: str | None = None,
-             files: dict[str, bytes] | None = None) -> str:
+             files: dict[str, bytes] | None = None, env: dict[str, str] | None = None) -> str:
         """Create and start one container through testcontainers' client; return its name.
 
         With ``network_mode`` (``container:<id>``) the container joins that namespace; otherwise
         it is on the testnet's network at the fixed address ``ip`` with hostname ``target``.
-        ``files`` (absolute path -> content) are put into the container before it starts.
+        ``files`` (absolute path -> content) are put into the container before it starts;
+        ``env`` (secrets) is its environment: visible to ``docker inspect``, i.e. to whoever
+        controls the engine, never to ``ps`` on the host or in other containers.
         """
         name = self.container_name(state, target)
-        kwargs: dict[str, Any] = {"name": name, "init": True, "user": user, "cap_add": cap_add}
+        kwargs: dict[str, Any] = {"name": name, "init": True, "user": user, "cap_add": cap_add,
+                                  "environment": dict(env or {})}
         if volume:
             kwargs["mounts"] = [docker.types.Mount(target=DATA_DIR, type="volume",
                                                    source=self._ensure_volume(state, target))]
@@ -373,7 +376,7 @@ class DockerBackend(Backend):
         except (docker.errors.DockerException, requests.exceptions.RequestException):
             pass  # gone, or the engine is unreachable: down/clean find it by label later
 
-    def start_seed(self, state: NetworkState, argv: list[str]) -> None:
+    def start_seed(self, state: NetworkState, argv: list[str], env: dict[str, str]) -> None:
         argv, files = list(argv), {}
         if "--oxenmq-nodes" in argv:  # a file of the state folder: put a copy into the container
             i = argv.index("--oxenmq-nodes") + 1
@@ -385,7 +388,7 @@ class DockerBackend(Backend):
             argv[i] = SEED_NODE_LIST
         state.seed_runtime["container"] = self._run(
             state, "seed", _image(state), ["python", *argv], role="seed",
-            ip=self.listen_ip(state, "seed"), files=files)
+            ip=self.listen_ip(state, "seed"), files=files, env=env)
 
     def start_udp_relay(self, state: NetworkState, relays: list[dict[str, str]]) -> None:
         """``nodes.udprelay`` in the proxy host's namespace (it owns the advertised addresses)."""
@@ -440,7 +443,8 @@ class DockerBackend(Backend):
         except docker.errors.NotFound:
             return None
 
-    def start_node(self, state: NetworkState, node: NodeRecord, argv: list[str]) -> None:
+    def start_node(self, state: NetworkState, node: NodeRecord, argv: list[str],
+                   env: dict[str, str]) -> None:
         kind = nodekinds.kind_class(node.kind)
         command = ["python", *argv] if kind.runs_python else list(argv)
         image = node.runtime.get("image") or _image(state)
@@ -458,16 +462,17 @@ class DockerBackend(Backend):
             existing.remove(force=True)
         node.runtime["container"] = self._run(
             state, node.name, image, command, role="node", ip=self.listen_ip(state, node.name),
-            cap_add=list(kind.container_caps) or None)
+            cap_add=list(kind.container_caps) or None, env=env)
         node.runtime.pop("paused", None)
 
-    def start_nodes(self, state: NetworkState, nodes: list[tuple[NodeRecord, list[str]]]) -> None:
+    def start_nodes(self, state: NetworkState,
+                    nodes: list[tuple[NodeRecord, list[str], dict[str, str]]]) -> None:
         if len(nodes) <= 1:
             super().start_nodes(state, nodes)
             return
         _ = self.tc  # connect once, before the threads
         with ThreadPoolExecutor(max_workers=min(8, len(nodes))) as pool:
-            futures = [pool.submit(self.start_node, state, n, argv) for n, argv in nodes]
+            futures = [pool.submit(self.start_node, state, n, argv, env) for n, argv, env in nodes]
             errors = [f.exception() for f in futures]
         failed = [e for e in errors if e is not None]
         if failed:

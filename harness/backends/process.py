@@ -229,7 +229,7 @@ class ProcessBackend(Backend):
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _spawn(self, state: NetworkState, target: str, argv: list[str], *,
-               python: bool = True) -> int:
+               python: bool = True, secrets: dict[str, str] | None = None) -> int:
         """Start ``argv`` (arguments of this interpreter when ``python``, else a program and its
         arguments) in its own session, marked as a process of this testnet."""
         Path(self.data_dir(state, target)).mkdir(parents=True, exist_ok=True)
@@ -240,6 +240,7 @@ class ProcessBackend(Backend):
         env[ENV_MARK] = str(self.statedir.path)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NODES_IMPORT_ROOT), env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(secrets or {})  # /proc/PID/environ is readable by the owner only, unlike argv
         try:
             proc = subprocess.Popen([sys.executable, *argv] if python else argv, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=env, start_new_session=True,
@@ -250,12 +251,12 @@ class ProcessBackend(Backend):
             out.close()
         return proc.pid
 
-    def start_seed(self, state: NetworkState, argv: list[str]) -> None:
+    def start_seed(self, state: NetworkState, argv: list[str], env: dict[str, str]) -> None:
         ip, port = state.seed_runtime["ip"], state.seed_runtime["port"]
         if not _bindable(ip, port):
             raise BackendError(f"seed address {ip}:{port} is in use: is another testnet "
                                "running there? ('testnet status', 'testnet clean')")
-        state.seed_runtime["pid"] = self._spawn(state, "seed", argv)
+        state.seed_runtime["pid"] = self._spawn(state, "seed", argv, secrets=env)
 
     def start_proxy(self, state: NetworkState) -> None:
         ip = state.seed_runtime["ip"]
@@ -272,12 +273,14 @@ class ProcessBackend(Backend):
                 "--log-file", str(self.statedir.logs / "udprelay.log")]
         state.udprelay_pid = self._spawn(state, "udprelay", argv)
 
-    def start_node(self, state: NetworkState, node: NodeRecord, argv: list[str]) -> None:
+    def start_node(self, state: NetworkState, node: NodeRecord, argv: list[str],
+                   env: dict[str, str]) -> None:
         if self.is_running(state, node.name):
             raise BackendError(f"node {node.name} of testnet {state.name!r} is already running "
                                f"(pid {node.runtime.get('pid')})")
         node.runtime["pid"] = self._spawn(state, node.name, argv,
-                                          python=nodekinds.kind_class(node.kind).runs_python)
+                                          python=nodekinds.kind_class(node.kind).runs_python,
+                                          secrets=env)
         node.runtime.pop("paused", None)
 
     def _pid(self, state: NetworkState, target: str) -> int | None:

@@ -41,7 +41,7 @@ class NodeContext:
     #: a log file for the node (None: the runtime captures its output)
     log_file: str | None
     #: the node's deterministic Ed25519 seed (hex), for implementations that take their key from
-    #: the harness (ours, still as ``--key-seed``); the real server fetches its own from the seed
+    #: the harness (ours, through :meth:`NodeKind.env`); the real server fetches its own from the seed
     key_seed_hex: str
     #: the topology's fields (harness.topology.Topology.to_dict())
     topology: dict[str, Any]
@@ -107,7 +107,13 @@ class NodeKind(abc.ABC):
     def argv(self, ctx: NodeContext) -> list[str]:
         """The node's command line (prepares its data dir as needed): the program first, or,
         when :attr:`runs_python`, the arguments of the backend's interpreter
-        (``-m nodes.snode …``). Never key material: that goes through files or the seed."""
+        (``-m nodes.snode …``). Never key material or tokens (``ps`` shows argv to every local
+        user): those go through :meth:`env`, files or the seed."""
+
+    def env(self, ctx: NodeContext) -> dict[str, str]:
+        """Secrets the node reads from its environment (key seed, admin and join tokens); the
+        backend passes them to the process or container, never on the command line."""
+        return {}
 
     @abc.abstractmethod
     def proxies(self, node: NodeRecord) -> list[dict[str, Any]]:

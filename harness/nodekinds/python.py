@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from harness import rpc
 from harness.nodekinds.base import ALL_FAULT_FAMILIES, NodeContext, NodeKind, NodeView
 from harness.state import NetworkState, NodeRecord
+from nodes.common.auth import ENV_ADMIN_TOKEN, ENV_JOIN_TOKEN, ENV_KEY_SEED, derive_join_token
 from nodes.protocol.swarm import UNASSIGNED_SWARM
 
 
@@ -31,7 +32,6 @@ class PythonNode(NodeKind):
             "--admin-port", str(node.admin_port),
             "--seed-url", ctx.state.seed_url,
             "--data-dir", ctx.data_dir,
-            "--key-seed", ctx.key_seed_hex,
             "--name", node.name,
             "--proof-interval", str(t["proof_interval"]),
             "--poll-interval", str(t["poll_interval"]),
@@ -42,6 +42,10 @@ class PythonNode(NodeKind):
             argv += ["--log-file", ctx.log_file]
         return argv
 
+    def env(self, ctx: NodeContext) -> dict[str, str]:
+        return {ENV_KEY_SEED: ctx.key_seed_hex, ENV_ADMIN_TOKEN: ctx.state.admin_token,
+                ENV_JOIN_TOKEN: derive_join_token(ctx.state.admin_token)}
+
     def proxies(self, node: NodeRecord) -> list[dict[str, Any]]:
         if not node.proxy:
             return []
@@ -50,15 +54,16 @@ class PythonNode(NodeKind):
 
     async def probe(self, session: Any, state: NetworkState,
                     nodes: dict[str, tuple[NodeRecord, int | None]]) -> dict[str, NodeView]:
-        views = await asyncio.gather(*(self._probe(session, rec) for rec, _ in nodes.values()))
+        views = await asyncio.gather(*(self._probe(session, rec, state.admin_token)
+                                       for rec, _ in nodes.values()))
         return dict(zip(nodes, views, strict=True))
 
     @staticmethod
-    async def _probe(session: Any, node: NodeRecord) -> NodeView:
+    async def _probe(session: Any, node: NodeRecord, token: str) -> NodeView:
         """The node's own view through its admin interface, and an ``info`` answer."""
         view = NodeView()
         try:
-            st = await rpc.node_admin(session, node.admin_url, "state")
+            st = await rpc.node_admin(session, node.admin_url, token, "state")
             sid = st.get("swarm_id")
             view.swarm_id = None if sid in (None, UNASSIGNED_SWARM) else int(sid)
             sm = st.get("swarm_members")

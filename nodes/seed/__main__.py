@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from nodes.common.auth import ENV_ADMIN_TOKEN, ENV_JOIN_TOKEN, ENV_TESTNET_SEED, SecretError, read_secret
 from nodes.common.logs import JsonLogger
 from nodes.common.service import run_service
 from nodes.protocol.constants import HARDFORK, SEED_HTTPS_PORT, SEED_PORT
@@ -40,7 +41,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="HTTPS port for the same app, 0 disables it (default %(default)s)")
     p.add_argument("--data-dir", type=Path, default=Path("seed-data"),
                    help="state (seed.json) and tls/ directory (default %(default)s)")
-    p.add_argument("--testnet-seed", default="0", help="testnet seed string; block hashes derive from it")
+    p.add_argument("--testnet-seed", help="testnet seed string; block hashes and real nodes' keys derive from "
+                                         "it; visible in ps: for manual runs (default --testnet-seed-file, "
+                                         f"${ENV_TESTNET_SEED}, else \"0\")")
+    p.add_argument("--testnet-seed-file", type=Path, help="file holding the testnet seed")
     p.add_argument("--expect", type=int, default=0,
                    help="number of registered nodes before the first block (default %(default)s: at once)")
     p.add_argument("--min-swarm-size", type=int, default=PRODUCTION.min_swarm_size)
@@ -49,9 +53,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--block-interval", type=float, default=1.0, help="seconds between blocks")
     p.add_argument("--proof-timeout", type=float, default=6.0,
                    help="deregister a node whose last proof is older than this many seconds")
-    p.add_argument("--admin-token", default=os.environ.get("SESSION_TESTNET_ADMIN_TOKEN", ""),
-                   help="bearer token of the admin endpoints (default $SESSION_TESTNET_ADMIN_TOKEN; "
-                        "empty disables them)")
+    p.add_argument("--admin-token", help="bearer token of the admin endpoints; visible in ps: for manual runs "
+                                        f"(default --admin-token-file, ${ENV_ADMIN_TOKEN}; empty disables them)")
+    p.add_argument("--admin-token-file", type=Path, help="file holding the admin token")
+    p.add_argument("--join-token-file", type=Path,
+                   help=f"file holding the join token nodes must send with proofs (default ${ENV_JOIN_TOKEN}; "
+                        "none: any node may register)")
     p.add_argument("--oxenmq-nodes", type=Path, default=os.environ.get(ENV_NODES_FILE) or None,
                    help="JSON file listing the real storage servers this seed serves as their oxend over "
                         f"OxenMQ (default ${ENV_NODES_FILE}; none: no OxenMQ endpoints); see docs/nodes.md")
@@ -82,6 +89,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.block_interval <= 0 or args.proof_timeout <= 0 or args.oxenmq_timeout <= 0:
         p.error("--block-interval, --proof-timeout and --oxenmq-timeout must be > 0")
     try:
+        if args.testnet_seed is None:
+            args.testnet_seed = read_secret(args.testnet_seed_file, ENV_TESTNET_SEED, "--testnet-seed-file",
+                                            default="0") or "0"
+        if args.admin_token is None:
+            args.admin_token = read_secret(args.admin_token_file, ENV_ADMIN_TOKEN, "--admin-token-file")
+        args.join_token = read_secret(args.join_token_file, ENV_JOIN_TOKEN, "--join-token-file")
+    except SecretError as exc:
+        p.error(str(exc))
+    try:
         args.hardfork = parse_hardfork(args.hardfork)
     except ValueError as exc:
         p.error(str(exc))
@@ -111,7 +127,7 @@ async def run(args: argparse.Namespace) -> int:
                               proof_timeout=args.proof_timeout, admin_token=args.admin_token,
                               logger=logger, real_nodes=args.real_nodes, hardfork=args.hardfork,
                               oxenmq_timeout=args.oxenmq_timeout, oxenmq_min_nodes=args.oxenmq_min_nodes,
-                              start_height=args.start_height)
+                              start_height=args.start_height, join_token=args.join_token)
         await server.start()
 
     async def stop() -> None:

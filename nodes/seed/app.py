@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import os
 import random
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from nodes.common import jsonrpc
+from nodes.common.auth import bearer_ok
 from nodes.common.files import write_atomic
 from nodes.common.http import (
     InvalidJson,
@@ -81,6 +81,9 @@ class ServerConfig:
     https_port: int  # 0 = no HTTPS listener
     data_dir: Path
     admin_token: str
+    #: bearer token a node must send with its proofs; empty: registration is open (a seed run
+    #: by hand; the harness always sets one)
+    join_token: str = ""
     block_interval: float = 1.0
     limits: ServerLimits = field(default_factory=ServerLimits)
 
@@ -238,6 +241,8 @@ class SeedServer:
         body: Any = None
         try:
             body = await self._json_body(request)
+            if (denied := self._join_denied(request, body)) is not None:
+                return denied
             result = self.core.accept_proof(body)
         except RequestError as exc:
             pk = body.get("pubkey_ed25519") if isinstance(body, dict) else None
@@ -249,13 +254,25 @@ class SeedServer:
             self._wake.set()
         return json_response(result)
 
+    def _join_denied(self, request: web.Request, body: Any) -> web.Response | None:
+        """401 (logged) for a proof without the testnet's join token, when one is set."""
+        token = self.config.join_token
+        if not token or bearer_ok(request.headers.get("Authorization"), token):
+            return None
+        pk = body.get("pubkey_ed25519") if isinstance(body, dict) else None
+        self.log.warning("proof_unauthorized", pubkey_ed25519=pk if isinstance(pk, str) else None,
+                         remote=request.remote, known=isinstance(pk, str) and pk in self.core.nodes)
+        return json_error(401, "missing or wrong join token: send 'Authorization: Bearer <join token>' "
+                               "(a node of this testnet gets it from $SESSION_TESTNET_JOIN_TOKEN)")
+
     def _authorized(self, request: web.Request) -> web.Response | None:
         token = self.config.admin_token
-        header = request.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
         if not token:
-            return json_error(401, "admin interface disabled: start the seed with --admin-token")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            return json_error(401, "admin interface disabled: start the seed with an admin token "
+                                   "(--admin-token-file or $SESSION_TESTNET_ADMIN_TOKEN)")
+        if not bearer_ok(request.headers.get("Authorization"), token):
+            self.log.warning("admin_unauthorized", method=request.method, path=request.path,
+                             remote=request.remote)
             return json_error(401, "missing or wrong admin token: send 'Authorization: Bearer <token>'")
         return None
 
@@ -319,6 +336,9 @@ class SeedServer:
 
     async def start(self) -> None:
         """Listen on HTTP (and HTTPS) and start producing blocks; raises StartupError."""
+        if not self.config.join_token:
+            self.log.warning("registration_open", reason="no join token (--join-token-file or "
+                             "$SESSION_TESTNET_JOIN_TOKEN): any process that can reach the seed may register a node")
         try:
             self.config.data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -376,13 +396,14 @@ def build_server(*, host: str, port: int, https_port: int, data_dir: Path, testn
                  logger: JsonLogger, clock: Callable[[], float] = time.time,
                  real_nodes: list[RealNodeSpec] | None = None, hardfork: tuple[int, int] = HARDFORK,
                  oxenmq_timeout: float = 90.0, oxenmq_min_nodes: int = SERVER_BOOTSTRAP_THRESHOLD,
-                 start_height: int = DEFAULT_START_HEIGHT) -> SeedServer:
+                 start_height: int = DEFAULT_START_HEIGHT, join_token: str = "") -> SeedServer:
     core = SeedCore(SeedConfig(testnet_seed=testnet_seed, expect=expect, params=params,
                                proof_timeout=proof_timeout, hardfork=hardfork, oxenmq_timeout=oxenmq_timeout,
                                start_height=start_height),
                     clock=clock, logger=logger)
     server = SeedServer(core, ServerConfig(host=host, port=port, https_port=https_port, data_dir=data_dir,
-                                           admin_token=admin_token, block_interval=block_interval), logger)
+                                           admin_token=admin_token, join_token=join_token,
+                                           block_interval=block_interval), logger)
     server.load_state()
     if real_nodes:
         try:  # pyzmq: only a seed with real nodes needs it

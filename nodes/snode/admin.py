@@ -5,6 +5,10 @@ GET  /admin/v1/observations?since=SEQ      DELETE /admin/v1/observations
 GET  /admin/v1/behaviours                  PUT    /admin/v1/behaviours
 GET  /admin/v1/clock                       PUT    /admin/v1/clock {"offset_ms": int}
 GET  /admin/v1/peer_overrides              PUT    /admin/v1/peer_overrides {"<ed25519 hex>": "ip:port" | null}
+
+Every endpoint requires ``Authorization: Bearer <admin token>`` (the testnet's admin secret);
+without it, or with a wrong one, it answers 401 and changes nothing, and the attempt is logged.
+A node started without a token refuses every admin call.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from nodes.common.auth import bearer_ok
 from nodes.common.http import InvalidJson, json_error, json_response, read_json
 from nodes.common.values import is_int
 
@@ -61,10 +66,26 @@ class Observations:
 
 def make_admin_app(state: Callable[[], Awaitable[dict[str, Any]]], observations: Observations,
                    behaviours: Behaviours, clock: Clock, peer_overrides: PeerOverrides,
-                   log: Any = None) -> web.Application:
+                   log: Any = None, *, token: str) -> web.Application:
     """Every PUT answers 400 with {"error", "status"} for a body that is not valid JSON or not
-    what the endpoint expects, and changes nothing then."""
-    app = web.Application()
+    what the endpoint expects, and changes nothing then. Every request without the bearer
+    ``token`` answers 401 before any handler runs."""
+
+    @web.middleware
+    async def require_token(request: web.Request,
+                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                            ) -> web.StreamResponse:
+        if bearer_ok(request.headers.get("Authorization"), token):
+            return await handler(request)
+        if log:
+            log.warning("admin_unauthorized", method=request.method, path=request.path,
+                        remote=request.remote)
+        if not token:
+            return json_error(401, "admin interface disabled: no admin token configured "
+                                   "(--admin-token-file or $SESSION_TESTNET_ADMIN_TOKEN)")
+        return json_error(401, "missing or wrong admin token: send 'Authorization: Bearer <token>'")
+
+    app = web.Application(middlewares=[require_token])
 
     async def get_state(request: web.Request) -> web.Response:
         return json_response(await state())

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from nodes.common.auth import ENV_ADMIN_TOKEN, ENV_JOIN_TOKEN, ENV_KEY_SEED, SecretError, read_secret
 from nodes.protocol.constants import ADMIN_PORT, LMQ_PORT, STORAGE_PORT
 
 
@@ -25,6 +26,10 @@ class Config:
     seed_url: str
     data_dir: Path
     key_seed_hex: str
+    #: bearer token of the admin port (empty: every admin call is refused)
+    admin_token: str = ""
+    #: sent with proofs so the seed accepts this node (empty: none sent)
+    join_token: str = ""
     proof_interval: float = 1.0
     poll_interval: float = 1.0
     rate_limit: float = 0.0  # requests per second per client IP; 0 = off
@@ -82,7 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lmq-port", type=int, default=LMQ_PORT, help="advertised OMQ port (not served)")
     p.add_argument("--seed-url", required=True, help="seed base URL, e.g. http://127.0.1.1:22023")
     p.add_argument("--data-dir", required=True, type=Path, help="directory for storage.db and tls/")
-    p.add_argument("--key-seed", required=True, help="64 hex chars: the node's Ed25519 seed")
+    p.add_argument("--key-seed-file", type=Path,
+                   help=f"file holding the node's Ed25519 seed, 64 hex chars (default ${ENV_KEY_SEED})")
+    p.add_argument("--key-seed", help="the seed itself; visible in ps to every local user: for manual "
+                                      "runs only (the harness uses the environment)")
+    p.add_argument("--admin-token-file", type=Path,
+                   help=f"file holding the admin port's bearer token (default ${ENV_ADMIN_TOKEN}; "
+                        "none: every admin call is refused)")
+    p.add_argument("--join-token-file", type=Path,
+                   help=f"file holding the testnet's join token sent with proofs (default ${ENV_JOIN_TOKEN})")
     p.add_argument("--proof-interval", type=float, default=1.0, help="seconds between proofs")
     p.add_argument("--poll-interval", type=float, default=1.0,
                    help="seconds between get_service_nodes polls")
@@ -104,9 +117,17 @@ def parse_args(argv: list[str] | None = None) -> Config:
     seed_url = args.seed_url.rstrip("/")
     if not seed_url.startswith(("http://", "https://")):
         raise ConfigError(f"--seed-url {args.seed_url!r}: expected http://HOST:PORT or https://HOST:PORT")
-    key = args.key_seed.strip().lower()
-    if not re.fullmatch(r"[0-9a-f]{64}", key):
+    try:
+        key = (args.key_seed or read_secret(args.key_seed_file, ENV_KEY_SEED, "--key-seed-file")).lower()
+        admin_token = read_secret(args.admin_token_file, ENV_ADMIN_TOKEN, "--admin-token-file")
+        join_token = read_secret(args.join_token_file, ENV_JOIN_TOKEN, "--join-token-file")
+    except SecretError as e:
+        raise ConfigError(str(e)) from None
+    if not key:
+        raise ConfigError(f"no key seed: give --key-seed-file FILE or set ${ENV_KEY_SEED}")
+    if not re.fullmatch(r"[0-9a-f]{64}", key.strip()):
         raise ConfigError("--key-seed: expected 64 hex characters (the node's 32-byte Ed25519 seed)")
+    key = key.strip()
     for flag, val in (("--proof-interval", args.proof_interval), ("--poll-interval", args.poll_interval),
                       ("--fanout-timeout", args.fanout_timeout), ("--relay-timeout", args.relay_timeout)):
         if val <= 0:
@@ -120,6 +141,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         seed_url=seed_url,
         data_dir=args.data_dir,
         key_seed_hex=key,
+        admin_token=admin_token,
+        join_token=join_token,
         proof_interval=args.proof_interval,
         poll_interval=args.poll_interval,
         rate_limit=parse_rate(args.rate_limit),

@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 
 from nodes.common import jsonrpc
+from nodes.common.auth import bearer
 from nodes.common.http import ClientSessions
 from nodes.common.proof import PROOF_PATH, build_proof
 from nodes.protocol.keys import Identity
@@ -19,13 +20,15 @@ class SeedError(Exception):
 
 class SeedClient:
     def __init__(self, seed_url: str, identity: Identity, public_ip: str, storage_port: int,
-                 lmq_port: int, admin_port: int, timeout: float = 3.0) -> None:
+                 lmq_port: int, admin_port: int, timeout: float = 3.0, join_token: str = "") -> None:
         self.seed_url = seed_url.rstrip("/")
         self.identity = identity
         self.public_ip = public_ip
         self.storage_port = storage_port
         self.lmq_port = lmq_port
         self.admin_port = admin_port
+        #: the testnet's join token, sent with every proof (the seed refuses proofs without it)
+        self.join_token = join_token
         self._sessions = ClientSessions(timeout=timeout)
 
     @property
@@ -43,7 +46,8 @@ class SeedClient:
     async def send_proof(self) -> dict[str, Any]:
         url = f"{self.seed_url}{PROOF_PATH}"
         try:
-            async with self.session.post(url, json=self.proof_body()) as resp:
+            async with self.session.post(url, json=self.proof_body(),
+                                         headers=bearer(self.join_token) if self.join_token else None) as resp:
                 text = await resp.text()
                 if resp.status != 200:
                     raise SeedError(f"proof rejected by {url}: HTTP {resp.status} {text[:200]}")

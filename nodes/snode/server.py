@@ -72,7 +72,7 @@ class Node:
         self.peer_overrides = PeerOverrides()
         self.peers = PeerClient(self.identity, overrides=self.peer_overrides)
         self.seed = SeedClient(cfg.seed_url, self.identity, cfg.public_ip, cfg.port, cfg.lmq_port,
-                               cfg.admin_port, timeout=cfg.seed_timeout)
+                               cfg.admin_port, timeout=cfg.seed_timeout, join_token=cfg.join_token)
         self.fanout = SwarmFanout(self.peers, cfg.fanout_timeout, self.log)
         self._poll_now = asyncio.Event()
         self._replicate_now = asyncio.Event()
@@ -131,9 +131,13 @@ class Node:
         except Exception as e:  # noqa: BLE001 - sqlite3/OS errors: report and stop
             raise StartupError(f"cannot open database {cfg.data_dir / 'storage.db'}: {e}") from e
         self._build_handlers()
+        if not cfg.admin_token:
+            self.log.warning("admin_disabled", reason="no admin token (--admin-token-file or "
+                             "$SESSION_TESTNET_ADMIN_TOKEN): every admin call is refused")
         await self._listen(self.make_storage_app(), cfg.ip, cfg.port, ctx, "storage")
         await self._listen(make_admin_app(self.admin_state, self.observations, self.behaviours,
-                                          self.clock, self.peer_overrides, self.log),
+                                          self.clock, self.peer_overrides, self.log,
+                                          token=cfg.admin_token),
                            cfg.ip, cfg.admin_port, None, "admin")
         self.log.info("started", ip=cfg.ip, public_ip=cfg.public_ip, port=cfg.port,
                       admin_port=cfg.admin_port, pubkey_ed25519=self.identity.ed25519_hex,

@@ -174,6 +174,27 @@ def _admin_messages(net: Testnet, node: str) -> int | None:
         return None
 
 
+def test_secrets_not_in_container_commands_and_admin_needs_the_token(client, small_net):
+    """Issue 12, findings 2-3 on docker: secrets reach containers through their environment,
+    never their command line; a node's admin port refuses calls without the admin token."""
+    net = small_net
+    token = net.state.admin_token
+    secret_values = [token, net.topology.seed] + [net.topology.node_identity(n.name).seed_hex
+                                                 for n in net.nodes]
+    for target in ["seed"] + [n.name for n in net.nodes]:
+        c = client.containers.get(net.backend.container_name(net.state, target))
+        cmd = c.attrs["Config"]["Cmd"]
+        assert not [a for a in cmd for v in secret_values if v in a or a == v], (target, cmd)
+        assert f"SESSION_TESTNET_ADMIN_TOKEN={token}" in c.attrs["Config"]["Env"]
+
+    async def anonymous() -> int:
+        async with rpc.new_session() as s, s.get(f"{net.node('sn01').admin_url}/admin/v1/state") as r:
+            return r.status
+
+    assert asyncio.run(anonymous()) == 401
+    assert net.node_admin("sn01", "state")["ready"] is True
+
+
 def test_logs_tail_and_follow(small_net):
     tail = small_net.logs("sn01", tail=5)
     lines = [json.loads(x) for x in tail.splitlines() if x.startswith("{")]

@@ -368,12 +368,13 @@ async def test_push_rejects_foreign_accounts_and_bad_hashes(cluster):
 async def test_admin_interface(four, cluster):
     n = four[0]
     await cluster.rpc(n, "info", {})
-    app = make_admin_app(n.admin_state, n.observations, n.behaviours, n.clock, n.peer_overrides, n.log)
+    app = make_admin_app(n.admin_state, n.observations, n.behaviours, n.clock, n.peer_overrides, n.log,
+                         token="admin-secret")
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
         base = f"http://127.0.0.1:{server.port}/admin/v1"
-        s = cluster.session
+        s = aiohttp.ClientSession(headers={"Authorization": "Bearer admin-secret"})
         async with s.get(base + "/state") as r:
             st = await r.json()
         assert st["pubkey_ed25519"] == n.identity.ed25519_hex and st["ready"] is True
@@ -414,6 +415,7 @@ async def test_admin_interface(four, cluster):
         async with s.get(base + "/state") as r:
             assert (await r.json())["peer_overrides"] == {other: "127.9.3.3:22021"}
     finally:
+        await s.close()
         await server.close()
 
 
