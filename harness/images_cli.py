@@ -154,14 +154,19 @@ def compose() -> None:
                    "build' points at the current build].")
 @click.option("--json", "as_json", is_flag=True,
               help="Write the Compose document as JSON (Compose reads it as well) instead of YAML.")
+@click.option("--seed", "seed", default=None,
+              help="Testnet seed: fixes node keys and the swarm layout [default: the topology "
+                   "file's, else random].")
 @friendly_errors
 def compose_render(topology_file: str | None, output: str | None, image: str | None,
-                   as_json: bool) -> None:
+                   as_json: bool, seed: str | None) -> None:
     """Write a docker-compose file (Compose v1 and v2) for TOPOLOGY_FILE or the default."""
     from harness.compose import DEFAULT_IMAGE, compose_dict, render_compose
     from harness.topology import Topology
 
     topology = Topology.load(topology_file) if topology_file else Topology()
+    if seed is not None:
+        topology = Topology.from_dict({**topology.to_dict(), "seed": seed})
     node_image = image or DEFAULT_IMAGE
     if as_json:
         text = json.dumps(compose_dict(topology, node_image), indent=2) + "\n"

@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_checked_in_default_is_current():
     text = (ROOT / "compose" / "default.yml").read_text()
-    assert text == render_compose(Topology()), (
-        "compose/default.yml is out of date: regenerate it with "
-        "`testnet compose render --image session-testnet/node:latest -o compose/default.yml`")
+    assert text == render_compose(Topology(seed="0")), (
+        "compose/default.yml is out of date: regenerate it with `testnet compose render --seed 0 "
+        "--image session-testnet/node:latest -o compose/default.yml`")
 
 
 def test_rendered_file_is_the_documented_layout():
