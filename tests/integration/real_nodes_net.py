@@ -79,9 +79,9 @@ async def answers(url: str) -> bool:
 
 async def onion_timings(net: Testnet) -> dict[str, Any]:
     """The Session client's own records: onion requests whose path (or destination) holds the
-    faulted node take the latency, the others do not. The faulted node is a middle hop of the
-    client's first path, so the delay comes from node -> node OxenMQ through its OxenMQ proxy
-    (a node-level fault of the Faults API acts on both of a real node's proxies)."""
+    faulted node take the latency, the others do not. The faulted node is the guard of the
+    client's first path (reached through its HTTPS proxy); a node-level fault of the Faults API
+    acts on both of a real node's proxies (HTTPS and OxenMQ)."""
     records: list[Any] = []
     account = Account.generate()
     async with SessionClient(net.seed_url, account, sink=records, test_guards=False) as c:
@@ -89,7 +89,7 @@ async def onion_timings(net: Testnet) -> dict[str, Any]:
         first = [a for r in records for a in r.attempts if a.path]
         hops = [h["ed25519"] for h in first[-1].path]
         by_key = {n.pubkey_ed25519: n for n in net.state.nodes}
-        victim = by_key[hops[1]]
+        victim = by_key[hops[0]]
         with Faults(net) as faults:
             fault = faults.latency(victim.name, LATENCY_MS)
             proxies_with_toxic = sorted(p for p, _ in fault.toxics)
@@ -111,7 +111,7 @@ async def onion_timings(net: Testnet) -> dict[str, Any]:
                 with_victim.append(("destination", ms))
             else:
                 without.append(ms)
-    return {"victim": victim.name, "victim_hop": 1, "with_victim_ms": with_victim,
+    return {"victim": victim.name, "victim_hop": 0, "with_victim_ms": with_victim,
             "without_victim_ms": without, "proxies_with_toxic": proxies_with_toxic}
 
 
