@@ -131,7 +131,12 @@ class Testnet:
         statedir = StateDir(topology.name)
         backend_cls = backend_class(backend)
         nodekinds.check_groups(((g.kind, g.path) for g in topology.nodes), backend)
-        backend_cls.sweep_stale(report)
+        try:
+            backend_cls.sweep_stale(report)
+        except BackendError as e:
+            # leftovers of another, dead testnet (e.g. a network the engine still holds an
+            # endpoint of) must not stop this one from coming up; `testnet clean` reports them
+            report(f"warning: could not remove every stale testnet ({e}); continuing")
         with locked():
             if statedir.exists():
                 old = statedir.load()
