@@ -25,7 +25,14 @@ Options: ``--testnet-backend process|docker`` (default: process, or $SESSION_TES
 ``t``), ``--testnet-keep-on-failure`` (a failed test's testnets, and the module testnet after a
 failed test, stay up with the faults in force; the summary says how to inspect and remove them),
 ``--testnet-reports failed|all`` (default failed; ``all`` writes report.html for every test with
-a history, passing ones too).
+a history, passing ones too), ``--testnet-seed SEED`` (every testnet the fixtures start gets this
+seed, so keys, swarm layout, accounts of :func:`harness.suites` scenarios and fault targets
+replay; default: a random seed per testnet, printed when a test fails), ``--testnet-client CMD``
+(the client under test of the packaged scenarios: a command speaking the adapter protocol of
+docs/client-adapter.md; default: the built-in client).
+
+Markers: the scenario families of :mod:`harness.suites` (``delivery``, ``churn``, …) and
+``builtin_client`` (a scenario that needs the built-in client: skipped under ``--testnet-client``).
 
 Run index: at session end (on the xdist controller; rows travel on the teardown reports)
 ``<artifacts>/index.html`` and ``index.json`` list every test that used a testnet fixture or
@@ -66,6 +73,7 @@ from harness.pytest_runindex import (
 from harness.recording import HistoryRecorder, testnet_info
 from harness.report.ci import FailedTest, attachment_lines, github_summary, run_url
 from harness.report.index import IndexEntry
+from harness.suites.families import BUILTIN_CLIENT_MARKER, FAMILIES
 from harness.topology import Topology
 
 #: --testnet-prefix: a testnet name starts with a letter or digit; room is left for the
@@ -92,6 +100,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--testnet-reports", default="failed", choices=["failed", "all"],
                     help="which tests with a history get a report.html in the artifacts: "
                          "failed ones (default) or all (passing runs too)")
+    group.addoption("--testnet-seed", default=None, metavar="SEED",
+                    help="seed of every testnet the fixtures start (replays keys, swarms, "
+                         "accounts and fault targets; default: random, printed on failure)")
+    group.addoption("--testnet-client", default=None, metavar="CMD",
+                    help="client under test of the packaged scenarios: a command speaking the "
+                         "adapter protocol (docs/client-adapter.md); default: the built-in client")
     group.addoption("--testnet-keep-on-failure", action="store_true", default=False,
                     help="leave the testnets of a failed test up (faults still in force) and "
                          "print how to inspect and remove them")
@@ -99,6 +113,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "backends(*names): run once per testnet backend")
+    for family, what in FAMILIES.items():
+        config.addinivalue_line("markers", f"{family}: scenario family: {what}")
+    config.addinivalue_line("markers", f"{BUILTIN_CLIENT_MARKER}: a scenario that needs the "
+                            "built-in client (skipped under --testnet-client)")
     prefix = config.getoption("--testnet-prefix")
     if not PREFIX_RE.match(prefix):
         raise pytest.UsageError(
@@ -150,6 +168,9 @@ class TestnetOwner:
         backend = kwargs.pop("backend", None) or self.backend
         timeout = kwargs.pop("timeout", 90.0)
         kwargs.setdefault("name", unique_name(self.config.getoption("--testnet-prefix")))
+        seed = self.config.getoption("--testnet-seed")
+        if seed is not None:
+            kwargs.setdefault("seed", str(seed))
         net = Testnet.up(Topology(**kwargs), backend=backend, timeout=timeout, lease=True)
         self.nets.append(net)
         self.config.stash.setdefault(_OWNERS, {})[net.name] = self

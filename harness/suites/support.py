@@ -1,0 +1,76 @@
+"""What the scenarios share: client settings, deterministic accounts, the client factory (the
+built-in client or the adapter under test), and small helpers over a testnet's swarms.
+
+Scenarios import from here; nothing here knows a scenario."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from harness.client import Account, StoreFailed
+from harness.client.records import SendRecord
+from nodes.protocol.keys import derive_seed
+from nodes.protocol.swarm import swarm_for, swarm_space
+
+#: a short request timeout: a killed container does not refuse, it stays silent
+CLIENT: dict[str, Any] = {"request_timeout": 4.0}
+
+
+class ScenarioClient(Protocol):
+    """What every scenario that accepts ``--testnet-client`` uses of a client: the built-in
+    :class:`harness.recording.RecordedClient` and :class:`harness.adapter.AdapterClient` both
+    have it."""
+
+    @property
+    def session_id(self) -> str: ...
+
+    def send(self, to: str, body: str) -> Any: ...
+
+    def wait_for(self, predicate: Callable[[list[Any]], bool] | None = None, *,
+                 count: int | None = None, timeout: float = 30.0) -> list[Any]: ...
+
+    def close(self) -> None: ...
+
+
+def account_for(net: Any, label: str) -> Account:
+    """The account ``label`` of a scenario on ``net``: derived from the testnet's seed, so a
+    replay with the same seed has the same Session IDs (and so the same swarms and targets)."""
+    return Account.from_seed_hex(derive_seed(str(net.topology.seed), "account", label).hex())
+
+
+def send_like_an_app(client: Any, to: str, body: str, tries: int = 3) -> None:
+    """Send; if the client gives up, resend as a messenger app's send job does (its attempts can
+    all meet a just-killed node that the client cannot tell from a broken path). Failed tries
+    stay in the history (the report shows them)."""
+    for n in range(1, tries + 1):
+        try:
+            client.send(to, body)
+            return
+        except StoreFailed:
+            if n == tries:
+                raise
+
+
+def swarm_names(net: Any, client: Any, session_id: str) -> set[str]:
+    """Node names of the swarm of ``session_id`` as ``client`` (built-in) sees it."""
+    by_key = {n.pubkey_ed25519: n.name for n in net.nodes}
+    return {by_key[m.ed25519] for m in client.get_swarm(session_id)}
+
+
+def swarm_of(net: Any, session_id: str) -> list[str]:
+    """Node names of the swarm of ``session_id`` by the testnet's directory as it was at ``up``
+    (no client; after churn ask a client: :func:`swarm_names`)."""
+    ids = sorted({n.swarm_id for n in net.nodes if n.swarm_id is not None})
+    sid = swarm_for(swarm_space(session_id), ids)
+    return sorted(n.name for n in net.nodes if n.swarm_id == sid)
+
+
+def store_route(record: SendRecord) -> set[str]:
+    """ed25519 keys of the path and destination of a send's successful store."""
+    ok = [a for a in record.attempts if a.method == "store" and a.ok][-1]
+    return {h["ed25519"] for h in [*ok.path, ok.destination or {}] if "ed25519" in h}
+
+
+__all__ = ["CLIENT", "ScenarioClient", "account_for", "send_like_an_app", "store_route",
+           "swarm_names", "swarm_of"]
