@@ -41,7 +41,8 @@ logs (:mod:`harness.pytest_runindex`, :mod:`harness.report.index`). Its path is 
 summary and added to the GitHub step summary.
 
 Marker ``@pytest.mark.backends("process", "docker")`` runs a test (module) once per backend;
-the docker variants are marked ``e2e``. An explicit ``--testnet-backend`` runs only that one.
+the docker variants are marked ``e2e``. An explicit ``--testnet-backend`` runs only that one (a
+test whose marker does not name it is skipped, saying so).
 
 pytest-xdist: every worker starts its own testnets; names carry the worker id
 (:func:`harness.naming.unique_name`), so ``pytest -n 2`` runs them side by side.
@@ -113,6 +114,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "backends(*names): run once per testnet backend")
+    # the tiers the packaged scenarios use (e2e: the plugin marks docker variants with it), so
+    # `pytest --pyargs harness.suites --strict-markers` works from any directory
+    config.addinivalue_line("markers", "integration: starts real node processes on loopback")
+    config.addinivalue_line("markers", "e2e: starts containers on the Docker engine")
     for family, what in FAMILIES.items():
         config.addinivalue_line("markers", f"{family}: scenario family: {what}")
     config.addinivalue_line("markers", f"{BUILTIN_CLIENT_MARKER}: a scenario that needs the "
@@ -131,8 +136,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("backends")
     if marker is None or "testnet_backend" not in metafunc.fixturenames:
         return
-    if metafunc.config.getoption("--testnet-backend"):
-        return  # the user chose one backend
+    chosen = metafunc.config.getoption("--testnet-backend")
+    if chosen:  # the user chose one backend: a test made for others is skipped, saying so
+        if chosen not in marker.args:
+            skip = pytest.mark.skip(reason=f"runs on the {', '.join(marker.args)} backend(s) "
+                                           f"only, not {chosen}")
+            metafunc.parametrize("testnet_backend", [pytest.param(chosen, id=chosen, marks=skip)],
+                                 indirect=True, scope="module")
+        return
     params = [pytest.param(b, id=b, marks=[pytest.mark.e2e] if b == "docker" else [])
               for b in marker.args]
     metafunc.parametrize("testnet_backend", params, indirect=True, scope="module")

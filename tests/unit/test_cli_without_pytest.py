@@ -1,6 +1,8 @@
 """`testnet` is a product command: it must work where pytest is not installed (pytest is only in
 the test extra). A child interpreter hides pytest and its plugins, then imports every harness
-module but the pytest plugin and runs `testnet --help`."""
+module but the pytest plugin and the packaged scenarios (harness/suites' conftest and test
+modules, which pytest runs) and runs `testnet --help`; `testnet suite …` then says how to get
+pytest."""
 
 from __future__ import annotations
 
@@ -38,7 +40,10 @@ CHILD = textwrap.dedent("""
     import harness
     imported = []
     for mod in pkgutil.walk_packages(harness.__path__, "harness."):
-        if "pytest" in mod.name or mod.name.endswith("__main__"):  # the plugin may need pytest
+        last = mod.name.rpartition(".")[2]
+        if "pytest" in mod.name or last == "__main__":  # the plugin may need pytest
+            continue
+        if last == "conftest" or last.startswith("test_"):  # the packaged scenarios: pytest's
             continue
         importlib.import_module(mod.name)
         imported.append(mod.name)
@@ -71,3 +76,14 @@ def test_the_guard_really_hides_pytest():
                          cwd=ROOT, timeout=120)
     assert res.returncode != 0
     assert "hidden: pytest is not installed" in res.stderr
+
+
+@pytest.mark.parametrize("args", [["suite", "list"], ["suite", "run", "delivery"]])
+def test_suite_commands_say_how_to_install_pytest(args):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    code = CHILD.split("import harness", 1)[0] + f"from harness.cli import main\nmain({args!r})\n"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=ROOT, timeout=120)
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.startswith("error: the scenario suites run with pytest, which is not installed")
+    assert 'pip install "session-testnet[test]"' in res.stderr
