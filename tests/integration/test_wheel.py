@@ -158,6 +158,10 @@ def test_wheel_carries_the_runtime_files(dist: Dist):
     checkout = NodeSources(nodes=ROOT / "nodes", dockerfile=ROOT / "harness/images/Dockerfile")
     source_nodes = {arcname for arcname, _ in checkout.files()}
     assert source_nodes <= names, f"missing from the wheel: {sorted(source_nodes - names)}"
+    # the packaged scenario suites (testnet suite run / pytest --pyargs harness.suites)
+    suites = {f"harness/suites/{p.name}" for p in (ROOT / "harness" / "suites").glob("*.py")}
+    assert {"harness/suites/conftest.py", "harness/suites/cli.py"} <= suites
+    assert suites <= names, f"missing from the wheel: {sorted(suites - names)}"
     assert not any(n.startswith(("tests/", "docs/", "scripts/")) for n in names)
     assert not any(n.endswith(".pyc") for n in names)
     # the dependencies come from the requirement files: the nodes' and the harness's
@@ -222,6 +226,22 @@ def test_process_testnet_from_the_wheel(venv: Venv):
     status = venv.testnet("status", "--json", check=False)
     assert name not in status.stdout
     print(f"\ninstall {venv.install_seconds:.1f}s, up {up_seconds:.1f}s (process backend, 6 nodes)")
+
+
+def test_suite_list_from_the_wheel(venv: Venv):
+    """The installed scenario suites are listed (collected by pytest, with the wheel's plugin and
+    conftest) from outside the checkout: the same families and scenarios as the checkout's."""
+    res = venv.testnet("suite", "list", "--json")
+    listed = json.loads(res.stdout)
+    assert Path(listed["package_dir"]).resolve().is_relative_to(venv.path.resolve())
+    from harness.suites import FAMILIES
+    from harness.suites.cli import collect
+
+    assert [f["name"] for f in listed["families"]] == list(FAMILIES)
+    checkout = {(s.name, s.family, tuple(s.nodeids)) for s in collect()}
+    assert {(s["name"], s["family"], tuple(s["nodeids"])) for s in listed["scenarios"]} == checkout
+    bad = venv.testnet("suite", "run", "no_such_family", check=False)
+    assert bad.returncode == 2 and "families: delivery, churn" in bad.stderr
 
 
 # -- the docker backend from the wheel --------------------------------------------------------------
