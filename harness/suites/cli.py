@@ -338,14 +338,19 @@ def timing(junit: Path, wall: float, opts: RunOptions, exit_code: int) -> dict[s
             "exit_code": exit_code, "junit": str(junit.resolve()), "durations": cases}
 
 
+def _count(n: int) -> str:
+    return f"{n} scenario" + ("" if n == 1 else "s")
+
+
 def print_timing(report: dict[str, Any]) -> None:
     click.echo("\nscenario durations (setup + call + teardown; a module's testnet start counts in "
                "its first scenario):")
     for c in report["durations"]:
         click.echo(f"  {c['seconds']:8.1f}s  {c['outcome']:<7}  {c['nodeid']}")
     workers = f" with -n {report['workers']}" if report["workers"] is not None else ""
-    click.echo(f"total: {report['wall_seconds']:.1f}s wall{workers} for {report['scenarios']} "
-               f"scenarios (sum of their durations {report['sum_seconds']:.1f}s)")
+    click.echo(f"total: {report['wall_seconds']:.1f}s wall{workers} for "
+               f"{_count(report['scenarios'])} (sum of their durations "
+               f"{report['sum_seconds']:.1f}s)")
 
 
 # -- the commands ----------------------------------------------------------------------------
@@ -481,13 +486,13 @@ def list_cmd(as_json: bool) -> None:
                 continue
             click.echo("(no family marker)")
         else:
-            click.echo(f"{family} ({len(members)} scenarios): {FAMILIES[family]}")
+            click.echo(f"{family} ({_count(len(members))}): {FAMILIES[family]}")
         for s in members:
             backends = ", ".join(s.backends) or "--backend"
             client = "; built-in client" if s.builtin_client else ""
             click.echo(f"  {s.name}  [{backends}{client}]")
             click.echo(f"      {s.prop}")
-    click.echo(f"{len(scenarios)} scenarios in {suites_dir()}")
+    click.echo(f"{_count(len(scenarios))} in {suites_dir()}")
 
 
 commands: list[click.Command] = [suite]

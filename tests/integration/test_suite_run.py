@@ -65,7 +65,7 @@ def test_a_passing_scenario_exit_status_junit_and_timing(tmp_path: Path) -> None
         (1, 1, "process", 0)
     assert Path(timing["junit"]) == tmp_path / "out" / "junit.xml"
     assert "scenario durations" in res.stdout and f"passed   {NODEID}" in res.stdout
-    assert "total: " in res.stdout and "wall with -n 1 for 1 scenarios" in res.stdout
+    assert "total: " in res.stdout and "wall with -n 1 for 1 scenario (" in res.stdout
     assert (tmp_path / "arts" / "index.json").exists()  # the plugin's run index, same folder
     assert "1 passed" in res.stdout and "rootdir: " in res.stdout
 
