@@ -167,6 +167,8 @@ def test_an_unknown_name_exits_2_listing_families_and_scenarios(tmp_path):
 
 
 def test_a_selection_that_matches_nothing_exits_5_saying_which(tmp_path):
+    # a project's own pytest configuration in the current directory does not apply
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --no-such-option\n")
     r = run_testnet("suite", "run", "delivery", "--", "-k", "no_scenario_has_this_name",
                 cwd=tmp_path)
     assert r.returncode == 5, r.stdout + r.stderr
