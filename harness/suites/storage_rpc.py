@@ -17,6 +17,7 @@ into a :class:`~harness.checks.CheckResult` for ``history.require``.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 import warnings
@@ -280,6 +281,25 @@ class StorageRpc:
         """``fn(member)`` for every member, by member name."""
         return {m.name: fn(m) for m in members}
 
+    def view(self, members: Iterable[Member], account: Account, *,
+             namespace: int = 0) -> dict[str, list[str]]:
+        """The hashes each member returns for the account's ``namespace``, in its order."""
+        return self.each(members, lambda m: self.hashes(m, account, namespace=namespace))
+
+
+def swarm_results(answer: Answer) -> dict[str, dict[str, Any]]:
+    """The per-member results (``swarm``) of a store/delete/expire answer, by ed25519 key."""
+    swarm = answer.json.get("swarm")
+    assert isinstance(swarm, dict), f"no swarm results in {answer}"
+    return swarm
+
+
+def by_member(members: Iterable[Member], swarm: dict[str, dict[str, Any]],
+              key: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    """``key(result)`` of each member's swarm result, by member name (None: no result from
+    it, which :func:`on_every_member` counts as no answer)."""
+    return {m.name: (key(swarm[m.ed25519]) if m.ed25519 in swarm else None) for m in members}
+
 
 def wait_until(what: str, probe: Callable[[], T], done: Callable[[T], bool], *,
                timeout: float, interval: float = 0.5) -> T:
@@ -343,9 +363,22 @@ def largest_body_within(sender: Account, recipient: str, limit: int = MAX_MESSAG
     return lo
 
 
+def seeded_bytes(net: Any, label: str, size: int) -> bytes:
+    """``size`` bytes derived from the testnet's seed and ``label`` (a replay with the same
+    seed stores the same data, so the same hashes)."""
+    out = b""
+    counter = 0
+    while len(out) < size:
+        out += hashlib.blake2b(f"{net.topology.seed}/{label}/{counter}".encode(),
+                               digest_size=64).digest()
+        counter += 1
+    return out[:size]
+
+
 def raw_hash(pubkey: str, namespace: int, data: bytes) -> str:
     return message_hash(pubkey, namespace, data)
 
 
-__all__ = ["CLEANUP_PERIOD_S", "Answer", "Member", "StorageRpc", "b64", "largest_body_within",
-           "now_ms", "on_every_member", "raw_hash", "session_data_len", "wait_until"]
+__all__ = ["CLEANUP_PERIOD_S", "Answer", "Member", "StorageRpc", "b64", "by_member",
+           "largest_body_within", "now_ms", "on_every_member", "raw_hash", "seeded_bytes",
+           "session_data_len", "swarm_results", "wait_until"]

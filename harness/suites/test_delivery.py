@@ -10,9 +10,8 @@ call recorded in the history) and asserted with :func:`~harness.suites.storage_r
 from __future__ import annotations
 
 import base64
-import hashlib
 import itertools
-from collections.abc import Callable
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -24,16 +23,18 @@ from harness.network import Testnet
 from harness.recording import HistoryRecorder
 from harness.suites.storage_rpc import (
     CLEANUP_PERIOD_S,
-    Answer,
     Member,
     StorageRpc,
+    by_member,
     largest_body_within,
     now_ms,
     on_every_member,
     raw_hash,
+    seeded_bytes,
+    swarm_results,
     wait_until,
 )
-from harness.suites.support import CLIENT
+from harness.suites.support import CLIENT, account_for
 from nodes.protocol.constants import MAX_MESSAGE_DATA
 from nodes.protocol.signing import retrieve_message, sign_request, store_message
 
@@ -46,34 +47,17 @@ pytestmark = [pytest.mark.delivery, pytest.mark.integration,
 HOUR_MS = 3_600_000
 
 
-def seeded_bytes(net: Testnet, label: str, size: int) -> bytes:
-    """``size`` bytes derived from the testnet's seed and ``label`` (replays identically)."""
-    out = b""
-    counter = 0
-    while len(out) < size:
-        out += hashlib.blake2b(f"{net.topology.seed}/{label}/{counter}".encode(),
-                               digest_size=64).digest()
-        counter += 1
-    return out[:size]
+def scenario_account(net: Testnet, clients: Clients) -> Account:
+    """An account of the scenario (derived from the testnet's seed) that no client uses: raw
+    storage RPC only."""
+    return account_for(net, clients.label())
 
 
-def swarm_view(rpc: StorageRpc, members: list[Member], account: Account, *,
-               namespace: int = 0) -> dict[str, list[str]]:
-    """Hashes each member returns for the account (in its order)."""
-    return rpc.each(members, lambda m: rpc.hashes(m, account, namespace=namespace))
-
-
-def per_member(answer: Answer) -> dict[str, dict[str, Any]]:
-    """The ``swarm`` results of a recursive request's answer, by member ed25519 key."""
-    swarm = answer.json.get("swarm")
-    assert isinstance(swarm, dict), f"no swarm results in {answer}"
-    return swarm
-
-
-def by_name(members: list[Member], swarm: dict[str, dict[str, Any]],
-            key: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
-    """``key(result)`` of each member's swarm result, by member name (None: no result)."""
-    return {m.name: (key(swarm[m.ed25519]) if m.ed25519 in swarm else None) for m in members}
+@pytest.fixture
+def rpc(testnet: Testnet, history: HistoryRecorder) -> Iterator[StorageRpc]:
+    """Direct storage RPC to the testnet's nodes, recorded into the scenario's history."""
+    with StorageRpc(testnet, history.history) as r:
+        yield r
 
 
 def joined(pages: dict[str, list[list[str]]]) -> dict[str, list[str]]:
@@ -134,7 +118,8 @@ def test_fan_in_twenty_senders(testnet: Testnet, history: HistoryRecorder,
 # -- 3. size limit -----------------------------------------------------------------------------
 
 @pytest.mark.builtin_client
-def test_size_limit(testnet: Testnet, history: HistoryRecorder, clients: Clients) -> None:
+def test_size_limit(testnet: Testnet, history: HistoryRecorder, clients: Clients,
+                    rpc: StorageRpc) -> None:
     """A message of exactly the size limit (76,800 bytes of decoded ``data``) is stored on every
     swarm member and delivered; one just over it is refused with an error that names the limit,
     and no member stores anything of it.
@@ -143,8 +128,7 @@ def test_size_limit(testnet: Testnet, history: HistoryRecorder, clients: Clients
     padded, sealed and wrapped ``data`` is the largest that fits; one character more adds a
     160-byte padding step and goes over), and raw ``store`` of 76,800 and 76,801 bytes."""
     alice, bob = clients.builtin(testnet, **CLIENT), clients.builtin(testnet, **CLIENT)
-    carol = clients.builtin(testnet).account  # raw stores only: nobody polls it
-    rpc = StorageRpc(testnet, history.history)
+    carol = scenario_account(testnet, clients)  # raw stores only: nobody polls it
     bob_members, carol_members = rpc.members(bob.session_id), rpc.members(carol.session_id)
 
     fits = largest_body_within(alice.account, bob.session_id)
@@ -159,9 +143,9 @@ def test_size_limit(testnet: Testnet, history: HistoryRecorder, clients: Clients
                                                                          MAX_MESSAGE_DATA + 1))
     assert too_big.status == 400 and f"{MAX_MESSAGE_DATA} bytes" in too_big.text, str(too_big)
     history.require(
-        on_every_member("nothing stored (client)", swarm_view(rpc, bob_members, bob.account),
+        on_every_member("nothing stored (client)", rpc.view(bob_members, bob.account),
                         [], prop="no member holds anything for the recipient of the refused send"),
-        on_every_member("nothing stored (raw)", swarm_view(rpc, carol_members, carol), [],
+        on_every_member("nothing stored (raw)", rpc.view(carol_members, carol), [],
                         prop="no member holds anything of the refused raw store"))
 
     rec = alice.send(bob.session_id, "x" * fits)
@@ -171,16 +155,16 @@ def test_size_limit(testnet: Testnet, history: HistoryRecorder, clients: Clients
     at_limit = seeded_bytes(testnet, "at-limit", MAX_MESSAGE_DATA)
     stored = rpc.store(carol_members[0], carol.session_id, at_limit)
     want = raw_hash(carol.session_id, 0, at_limit)
-    swarm = per_member(stored)
+    swarm = swarm_results(stored)
     sizes = rpc.each(carol_members, lambda m: [
         (x["hash"], len(base64.b64decode(x["data"])))
         for x in rpc.messages(m, carol)])
     h = history.collect()
     history.require(
         delivery(h),
-        on_every_member("stored at the limit (client)", swarm_view(rpc, bob_members, bob.account),
+        on_every_member("stored at the limit (client)", rpc.view(bob_members, bob.account),
                         [rec.message_hash], prop="every member holds the message at the limit"),
-        on_every_member("store acknowledged (raw)", by_name(carol_members, swarm,
+        on_every_member("store acknowledged (raw)", by_member(carol_members, swarm,
                                                             lambda r: r.get("hash")),
                         want, prop="every member acknowledged the raw store at the limit"),
         on_every_member("stored at the limit (raw)", sizes, [(want, MAX_MESSAGE_DATA)],
@@ -220,13 +204,13 @@ def test_two_devices_both_receive(testnet: Testnet, history: HistoryRecorder,
     history.require(*results)
     for v in views:
         assert sorted(d["body"] for d in v.deliveries) == sorted(bodies)
-        assert all(r.evidence["delivered"] == len(bodies) for r in results)
+    assert all(r.evidence["delivered"] == len(bodies) for r in results)
 
 
 # -- 5. paging ---------------------------------------------------------------------------------
 
 def test_retrieve_paging_with_last_hash(testnet: Testnet, history: HistoryRecorder,
-                                        clients: Clients) -> None:
+                                        clients: Clients, rpc: StorageRpc) -> None:
     """Retrieving with ``last_hash`` page by page (``max_count`` or ``max_size`` pages) returns
     every message of the account exactly once, in storage order, on every swarm member; an
     unknown ``last_hash`` returns everything.
@@ -239,9 +223,8 @@ def test_retrieve_paging_with_last_hash(testnet: Testnet, history: HistoryRecord
     for body in bodies:
         alice.send(bob.session_id, body)
     got = bob.wait_for(count=len(bodies), timeout=30)
-    rpc = StorageRpc(testnet, history.history)
     members = rpc.members(bob.session_id)
-    full = swarm_view(rpc, members, bob.account)
+    full = rpc.view(members, bob.account)
     order = full[members[0].name]
     assert sorted(order) == sorted(m.hash for m in got)
 
@@ -285,7 +268,8 @@ def test_retrieve_paging_with_last_hash(testnet: Testnet, history: HistoryRecord
 # -- 6. TTL ----------------------------------------------------------------------------------
 
 @pytest.mark.builtin_client
-def test_ttl_expiry(testnet: Testnet, history: HistoryRecorder, clients: Clients) -> None:
+def test_ttl_expiry(testnet: Testnet, history: HistoryRecorder, clients: Clients,
+                    rpc: StorageRpc) -> None:
     """A message stored with a short TTL is delivered while it lives, then is gone from every
     swarm member: within the purge period after its expiry no member returns it or lists its
     expiry, and it never comes back (production purges every 10 s; our nodes also never return
@@ -295,11 +279,10 @@ def test_ttl_expiry(testnet: Testnet, history: HistoryRecorder, clients: Clients
     default (14 days)."""
     ttl_ms = 12_000
     alice, bob = clients.builtin(testnet, **CLIENT), clients.builtin(testnet, **CLIENT)
-    rpc = StorageRpc(testnet, history.history)
     members = rpc.members(bob.session_id)
     short = alice.send(bob.session_id, "short-lived", ttl_ms=ttl_ms)
     expiry = (short.timestamp_ms or 0) + ttl_ms
-    while_alive = swarm_view(rpc, members, bob.account)
+    while_alive = rpc.view(members, bob.account)
     bob.wait_for(count=1, timeout=ttl_ms / 1000)
     long = alice.send(bob.session_id, "long-lived")
     bob.wait_for(count=1, timeout=30)
@@ -346,7 +329,8 @@ def test_ttl_expiry(testnet: Testnet, history: HistoryRecorder, clients: Clients
 
 # -- 7. delete ---------------------------------------------------------------------------------
 
-def test_delete_by_owner(testnet: Testnet, history: HistoryRecorder, clients: Clients) -> None:
+def test_delete_by_owner(testnet: Testnet, history: HistoryRecorder, clients: Clients,
+                         rpc: StorageRpc) -> None:
     """A message its owner deletes is gone from every swarm member (the others stay); a delete
     signed by anyone else is refused (401) and deletes nothing.
 
@@ -354,22 +338,21 @@ def test_delete_by_owner(testnet: Testnet, history: HistoryRecorder, clients: Cl
     member, which applies it on the whole swarm."""
     alice = clients.new(testnet, **CLIENT)
     bob = clients.builtin(testnet, **CLIENT)
-    mallory = clients.builtin(testnet).account
+    mallory = scenario_account(testnet, clients)
     for i in range(3):
         alice.send(bob.session_id, f"delete me? {i}")
     bob.wait_for(count=3, timeout=30)
-    rpc = StorageRpc(testnet, history.history)
     members = rpc.members(bob.session_id)
-    before = swarm_view(rpc, members, bob.account)
+    before = rpc.view(members, bob.account)
     order = before[members[0].name]
     assert len(order) == 3
     victim = order[1]
     forged = rpc.delete(members[0], bob.account, [victim], signer=mallory)
     assert forged.status == 401, str(forged)
-    untouched = swarm_view(rpc, members, bob.account)
+    untouched = rpc.view(members, bob.account)
     deleted = rpc.delete(members[-1], bob.account, [victim])
-    reported = by_name(members, per_member(deleted), lambda r: r.get("deleted"))
-    gone = wait_until("deleted everywhere", lambda: swarm_view(rpc, members, bob.account),
+    reported = by_member(members, swarm_results(deleted), lambda r: r.get("deleted"))
+    gone = wait_until("deleted everywhere", lambda: rpc.view(members, bob.account),
                       lambda v: all(victim not in hs for hs in v.values()), timeout=10)
     history.require(
         delivery(history.collect()),
@@ -380,13 +363,13 @@ def test_delete_by_owner(testnet: Testnet, history: HistoryRecorder, clients: Cl
         on_every_member("deleted everywhere", gone, [order[0], order[2]],
                         prop="the deleted message is gone from every member, the others stay"))
     assert deleted.status == 200, str(deleted)
-    assert swarm_view(rpc, members, bob.account) == gone  # and it stays gone
+    assert rpc.view(members, bob.account) == gone  # and it stays gone
 
 
 # -- 8. expire ---------------------------------------------------------------------------------
 
-def test_expire_extend_shorten(testnet: Testnet, history: HistoryRecorder,
-                               clients: Clients) -> None:
+def test_expire_extend_shorten(testnet: Testnet, history: HistoryRecorder, clients: Clients,
+                               rpc: StorageRpc) -> None:
     """``expire`` with ``shorten`` never makes an expiry later and ``extend`` never makes one
     earlier; each member applies the rule, reports the same expiry, and ``get_expiries`` on
     every member agrees with it.
@@ -398,7 +381,6 @@ def test_expire_extend_shorten(testnet: Testnet, history: HistoryRecorder,
     bob = clients.builtin(testnet, **CLIENT)
     alice.send(bob.session_id, "expire me")
     (msg,) = bob.wait_for(count=1, timeout=30)
-    rpc = StorageRpc(testnet, history.history)
     members = rpc.members(bob.session_id)
     start = rpc.each(members, lambda m: {x["hash"]: x["expiration"]
                                          for x in rpc.messages(m, bob.account)}.get(msg.hash))
@@ -411,7 +393,7 @@ def test_expire_extend_shorten(testnet: Testnet, history: HistoryRecorder,
     for n, (mode, asked, want) in enumerate(steps, 1):
         answer = rpc.expire(members[n % len(members)], bob.account, [msg.hash], asked, mode=mode)
         assert answer.status == 200, str(answer)
-        swarm = per_member(answer)
+        swarm = swarm_results(answer)
 
         def reported(r: dict[str, Any]) -> Any:
             # "updated" lists the hash when the rule let it change ("expiry" is then the new
@@ -426,10 +408,10 @@ def test_expire_extend_shorten(testnet: Testnet, history: HistoryRecorder,
         stored = rpc.each(members, lambda m: {x["hash"]: x["expiration"]
                                               for x in rpc.messages(m, bob.account)}.get(msg.hash))
         results += [
-            on_every_member(f"{label}: applied?", by_name(
+            on_every_member(f"{label}: applied?", by_member(
                 members, swarm, lambda r: msg.hash in r.get("updated", [])), asked == want,
                 prop=f"{label}: every member {'applies' if asked == want else 'refuses'} it"),
-            on_every_member(f"{label}: answer", by_name(members, swarm, reported), want,
+            on_every_member(f"{label}: answer", by_member(members, swarm, reported), want,
                             prop=f"{label}: every member reports expiry E{(want - e0) // HOUR_MS:+d}h"),
             on_every_member(f"{label}: get_expiries", listed, want,
                             prop=f"{label}: get_expiries agrees on every member"),
@@ -440,8 +422,8 @@ def test_expire_extend_shorten(testnet: Testnet, history: HistoryRecorder,
 
 # -- 9. authenticated namespaces -----------------------------------------------------------------
 
-def test_authenticated_namespace(testnet: Testnet, history: HistoryRecorder,
-                                 clients: Clients) -> None:
+def test_authenticated_namespace(testnet: Testnet, history: HistoryRecorder, clients: Clients,
+                                 rpc: StorageRpc) -> None:
     """A config namespace (2, the user profile) accepts a store only with the owner's signature:
     unsigned is refused (400/401), a wrong signature is refused (401), neither stores anything on
     any member; the signed store is on every member and readable only with the owner's
@@ -449,9 +431,8 @@ def test_authenticated_namespace(testnet: Testnet, history: HistoryRecorder,
 
     Raw storage RPC (the Session client API stores 1-to-1 messages in namespace 0 only)."""
     ns = 2
-    bob = clients.builtin(testnet).account
-    mallory = clients.builtin(testnet).account
-    rpc = StorageRpc(testnet, history.history)
+    bob = scenario_account(testnet, clients)
+    mallory = scenario_account(testnet, clients)
     members = rpc.members(bob.session_id)
     data = seeded_bytes(testnet, "config", 300)
     want = raw_hash(bob.session_id, ns, data)
@@ -467,11 +448,11 @@ def test_authenticated_namespace(testnet: Testnet, history: HistoryRecorder,
                          signer=bob, timestamp=ts,
                          signature=sign_request(bob.identity, store_message(ns + 1, ts)))
     assert other_ns.status == 401, str(other_ns)  # signed for namespace 3, not 2
-    nothing = swarm_view(rpc, members, bob, namespace=ns)
+    nothing = rpc.view(members, bob, namespace=ns)
 
     signed = rpc.store(members[-1], bob.session_id, data, namespace=ns, signer=bob)
-    acked = by_name(members, per_member(signed), lambda r: r.get("hash"))
-    stored = swarm_view(rpc, members, bob, namespace=ns)
+    acked = by_member(members, swarm_results(signed), lambda r: r.get("hash"))
+    stored = rpc.view(members, bob, namespace=ns)
     anonymous = rpc.each(members, lambda m: rpc.retrieve(m, bob, namespace=ns, signed=False))
     as_mallory = rpc.each(members, lambda m: rpc.call(m, "retrieve", {
         **_signed_retrieve(mallory, ns), "pubkey": bob.session_id}))
@@ -499,14 +480,13 @@ def _signed_retrieve(who: Account, ns: int) -> dict[str, Any]:
 # -- 10. duplicates ----------------------------------------------------------------------------
 
 def test_duplicate_store_is_idempotent(testnet: Testnet, history: HistoryRecorder,
-                                       clients: Clients) -> None:
+                                       clients: Clients, rpc: StorageRpc) -> None:
     """Storing the same message twice is idempotent: both stores answer the same hash, every
     member marks the second one ``already``, and every member holds (and returns) one copy.
 
     Raw ``store`` of the same data through two different members (a client retrying through
     another member does exactly this)."""
-    bob = clients.builtin(testnet).account
-    rpc = StorageRpc(testnet, history.history)
+    bob = scenario_account(testnet, clients)
     members = rpc.members(bob.session_id)
     data = seeded_bytes(testnet, "twice", 200)
     ts = now_ms()
@@ -514,12 +494,12 @@ def test_duplicate_store_is_idempotent(testnet: Testnet, history: HistoryRecorde
     second = rpc.store(members[1], bob.session_id, data, timestamp=ts + 1000)
     want = raw_hash(bob.session_id, 0, data)
     history.require(
-        on_every_member("first store new", by_name(members, per_member(first),
+        on_every_member("first store new", by_member(members, swarm_results(first),
                                                     lambda r: (r.get("hash"), r.get("already"))),
                         (want, None), prop="the first store is new on every member"),
-        on_every_member("second store already", by_name(
-            members, per_member(second), lambda r: (r.get("hash"), r.get("already"))),
+        on_every_member("second store already", by_member(
+            members, swarm_results(second), lambda r: (r.get("hash"), r.get("already"))),
             (want, True), prop="the second store is 'already' on every member"),
-        on_every_member("one copy", swarm_view(rpc, members, bob), [want],
+        on_every_member("one copy", rpc.view(members, bob), [want],
                         prop="every member holds one copy"))
     assert first.json.get("hash") == second.json.get("hash") == want
