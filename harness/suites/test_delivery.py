@@ -120,9 +120,9 @@ def test_fan_in_twenty_senders(testnet: Testnet, history: HistoryRecorder,
 @pytest.mark.builtin_client
 def test_size_limit(testnet: Testnet, history: HistoryRecorder, clients: Clients,
                     rpc: StorageRpc) -> None:
-    """A message of exactly the size limit (76,800 bytes of decoded ``data``) is stored on every
-    swarm member and delivered; one just over it is refused with an error that names the limit,
-    and no member stores anything of it.
+    """A message at the size limit (76,800 bytes of decoded ``data``; for a 1-to-1 message the
+    largest padded size that fits) is stored on every swarm member and delivered; one just over
+    it is refused with an error that names the limit, and no member stores anything of it.
 
     Two ways: 1-to-1 Session messages through the client (the body is computed so that its
     padded, sealed and wrapped ``data`` is the largest that fits; one character more adds a
