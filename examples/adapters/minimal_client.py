@@ -290,17 +290,20 @@ class Network:
     def swarm(self, session_id: str, refresh: bool = False) -> list[Node]:
         if not refresh and self.swarms.get(session_id):
             return self.swarms[session_id]
-        errors = []
-        for node in random.sample(self.nodes, min(4, len(self.nodes))):
-            try:
-                members = self.parse_swarm(self.rpc(node, "get_swarm", {"pubkey": session_id}))
-            except RpcError as e:
-                errors.append(str(e))
-                continue
-            if members:
-                self.swarms[session_id] = members
-                return members
-        raise RuntimeError(f"cannot find the swarm of {session_id}: {'; '.join(errors)}")
+        errors: list[str] = []
+        for round_ in range(2):  # the second round with a fresh node list from the seed
+            if round_ or not self.nodes:
+                self.bootstrap()
+            for node in random.sample(self.nodes, min(4, len(self.nodes))):
+                try:
+                    members = self.parse_swarm(self.rpc(node, "get_swarm", {"pubkey": session_id}))
+                except RpcError as e:
+                    errors.append(str(e))
+                    continue
+                if members:
+                    self.swarms[session_id] = members
+                    return members
+        raise RuntimeError(f"cannot find the swarm of {session_id}: {'; '.join(errors[-4:])}")
 
 
 # -- the client ----------------------------------------------------------------------------------
@@ -484,7 +487,6 @@ class Adapter:
                 raise ValueError("this adapter already has an account")
             seed = req.get("seed")
             me = Identity(bytes.fromhex(seed) if seed else os.urandom(32))
-            self.net.bootstrap()
             self.client = MinimalClient(self.net, me, self.args.poll_interval)
             return {"session_id": me.session_id}
         if self.client is None:
