@@ -229,12 +229,20 @@ class Network:
         self.http = requests.Session()
         # certificates are self-signed: not verified (per request: REQUESTS_CA_BUNDLE in the
         # environment would override a session-wide setting)
-        self.offset_ms = 0  # local - network
+        #: per node: local time - the node's time (ms), from the "t" of its last answer
+        self.offsets: dict[str, int] = {}
         self.nodes: list[Node] = []
         self.swarms: dict[str, list[Node]] = {}
 
-    def now_ms(self) -> int:
-        return int(time.time() * 1000) - self.offset_ms
+    def now_ms(self, node: Node | None = None) -> int:
+        """Network time: the node's clock when it answered before, else the median of all."""
+        if node is not None and node.ed25519 in self.offsets:
+            offset = self.offsets[node.ed25519]
+        elif self.offsets:
+            offset = sorted(self.offsets.values())[len(self.offsets) // 2]
+        else:
+            offset = 0
+        return int(time.time() * 1000) - offset
 
     def bootstrap(self) -> None:
         body = {"jsonrpc": "2.0", "id": 0, "method": "get_n_service_nodes",
@@ -264,7 +272,7 @@ class Network:
         except ValueError:
             pass
         if isinstance(data, dict) and isinstance(data.get("t"), int):
-            self.offset_ms = int(time.time() * 1000) - data["t"]
+            self.offsets[node.ed25519] = int(time.time() * 1000) - data["t"]
         if r.status_code != 200:
             raise RpcError(node, r.status_code, r.text, data)
         if not isinstance(data, dict):
@@ -357,7 +365,7 @@ class MinimalClient:
                     tried.clear()
                 elif e.status in (406, 425):  # our clock is off: re-read it, rebuild the message
                     self.net.resync(node)
-                    ts = self.net.now_ms()
+                    ts = self.net.now_ms(node)
                     data = encrypt(self.me, to, body, ts)
                     h = message_hash(to, 0, data)
                     tried.discard(node)
@@ -388,7 +396,7 @@ class MinimalClient:
         before = self.last_hash.get(node.ed25519, "")
         count = 0
         for _ in range(MAX_PAGES):
-            ts = self.net.now_ms()
+            ts = self.net.now_ms(node)
             res = self.net.rpc(node, "retrieve", {
                 "pubkey": self.me.session_id, "namespace": 0,
                 "last_hash": self.last_hash.get(node.ed25519, ""), "timestamp": ts,
@@ -444,6 +452,8 @@ class MinimalClient:
                     errors.append(str(e))
                     if e.status == 421:
                         self.net.swarms.pop(self.me.session_id, None)
+                    elif e.status in (406, 425):  # its clock differs: read it for the next poll
+                        self.net.resync(node)
             if found or time.monotonic() >= deadline:
                 break
             time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
