@@ -496,3 +496,16 @@ def test_minimal_client_speaks_the_protocol_without_a_network(net: Any, history:
     finally:
         c.close()
     assert os.path.exists(ROOT / "examples" / "adapters" / "minimal_client.py")
+
+
+def test_client_adapter_is_a_testnet_command() -> None:
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    r = CliRunner().invoke(main, ["--help"])
+    assert r.exit_code == 0 and "client-adapter" in r.output
+    r = CliRunner().invoke(main, ["client-adapter", "--help"])
+    assert r.exit_code == 0 and "docs/client-adapter.md" in r.output
+    r = CliRunner().invoke(main, ["client-adapter", "--poll", "some"])
+    assert r.exit_code == 2 and "error:" in r.output
