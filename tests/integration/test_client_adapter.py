@@ -19,7 +19,7 @@ from harness.network import Testnet
 from harness.recording import HistoryRecorder
 from nodes.protocol.keys import derive_seed
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends("process", "docker")]
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = shlex.quote(sys.executable)
