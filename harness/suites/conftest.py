@@ -47,14 +47,15 @@ class Clients:
         return self.history.client(net, **kw)
 
     def new(self, net: Any, **kw: Any) -> Any:
-        """A client of the scenario: the adapter under test if there is one (``kw`` are then
-        ignored: they tune the built-in client), else :meth:`builtin`."""
+        """A client of the scenario: the adapter under test if there is one (of ``kw`` only
+        ``account`` is then used, e.g. a second device of an account; the rest tune the
+        built-in client), else :meth:`builtin`."""
         if self.command is None:
             return self.builtin(net, **kw)
         from harness.adapter import AdapterClient  # only scenarios under --testnet-client
 
-        c = AdapterClient.start(self.command, net, self.history, seed_hex=account_for(
-            net, self.label()).seed_hex)
+        account = kw.get("account") or account_for(net, self.label())
+        c = AdapterClient.start(self.command, net, self.history, seed_hex=account.seed_hex)
         self._adapters.append(c)
         return c
 

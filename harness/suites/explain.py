@@ -43,8 +43,9 @@ def message_lines(history: History, results: list[CheckResult], limit: int = 10)
     lines: list[str] = []
     for s in history.sends:
         if not s.ok:
-            body = history.sent.get(s.op_id, {}).get("body")
-            lines.append(f"send {s.op_id} to {str(s.recipient)[:10]}… body {body!r} failed: "
+            body = str(history.sent.get(s.op_id, {}).get("body"))
+            shown = body if len(body) <= 60 else f"{body[:40]}… ({len(body)} characters)"
+            lines.append(f"send {s.op_id} to {str(s.recipient)[:10]}… body {shown!r} failed: "
                          f"{s.error}")
     for r in results:
         for lost in (r.evidence or {}).get("lost", []) if isinstance(r.evidence, dict) else []:

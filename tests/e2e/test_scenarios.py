@@ -35,18 +35,6 @@ def swarm_names(net, client, session_id: str) -> set[str]:
     return {by_key[m.ed25519] for m in client.get_swarm(session_id)}
 
 
-def test_delivery_both_ways(testnet, history):
-    alice, bob = history.client(testnet, **CLIENT), history.client(testnet, **CLIENT)
-    for i in range(10):
-        alice.send(bob.session_id, f"a->b {i}")
-        bob.send(alice.session_id, f"b->a {i}")
-    bob.wait_for(count=10, timeout=30)
-    alice.wait_for(count=10, timeout=30)
-    history.require(delivery(history.collect()), latency(history.history, send_p95_ms=10_000,
-                                                         delivery_p95_ms=15_000))
-    assert history.results[0].evidence["delivered"] == 20
-
-
 def test_metadata_privacy(testnet, history):
     alice, bob = history.client(testnet, **CLIENT), history.client(testnet, **CLIENT)
     for i in range(5):
