@@ -410,7 +410,7 @@ class _RunCommand(click.Command):
         return super().parse_args(ctx, args)
 
 
-@click.group("suite")
+@click.group("suite", short_help="Run and list the packaged end-to-end scenario suites.")
 def suite() -> None:
     """The packaged end-to-end scenario suites (harness.suites), run with pytest.
 
@@ -420,7 +420,8 @@ def suite() -> None:
     """
 
 
-@suite.command("run", cls=_RunCommand)
+@suite.command("run", cls=_RunCommand,
+               short_help="Run scenarios (families, names or node ids) with pytest.")
 @click.argument("selection", metavar="[FAMILY|SCENARIO]... [-- PYTEST_ARGS...]", nargs=-1)
 @click.option("--backend", "-b", type=click.Choice(BACKENDS), default=None,
               help="Run every scenario on this backend [default: each scenario's backends "
@@ -429,13 +430,13 @@ def suite() -> None:
               help="Client under test: a command speaking the adapter protocol "
                    "(docs/client-adapter.md); scenarios that need the built-in client are "
                    "skipped.")
-@click.option("-n", "--workers", type=click.IntRange(min=1), default=None,
+@click.option("-n", "--workers", type=click.IntRange(min=1), default=None, metavar="N",
               help="Parallel pytest-xdist workers (--dist loadscope: a module's testnet is "
                    "never duplicated) [default: no xdist].")
-@click.option("--seed", default=None, help="Seed of every testnet (replays a failed run).")
+@click.option("--seed", default=None, metavar="SEED", help="Seed of every testnet (replays a failed run).")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the JUnit XML to FILE.")
-@click.option("--artifacts", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--artifacts", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               default=Path("testnet-artifacts"), show_default=True,
               help="Folder of failed scenarios' logs and reports, the run index and "
                    f"{TIMING_FILE}.")
@@ -451,7 +452,7 @@ def run_cmd(ctx: click.Context, selection: tuple[str, ...], backend: str | None,
     nothing matched); then the duration of every scenario is printed and written to
     ARTIFACTS/suite-timing.json.
 
-    pytest options go after '--', e.g. 'testnet suite run delivery -- -x --lf'.
+    pytest options go after '--', e.g. 'testnet suite run delivery -- -x -k fan_in'.
     """
     opts = RunOptions(selection=selection, backend=backend, client=client, workers=workers,
                       seed=seed, junit=junit, artifacts=artifacts, reports=reports,
@@ -464,7 +465,7 @@ LIST_JSON = ('{"package_dir", "families": [{"name", "property", "scenarios"}], "
              '"builtin_client", "nodeids"}]}')
 
 
-@suite.command("list")
+@suite.command("list", short_help="List the families and scenarios with their properties.")
 @json_option(LIST_JSON)
 def list_cmd(as_json: bool) -> None:
     """List the families (with the property their scenarios check) and the scenarios (with
