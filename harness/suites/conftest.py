@@ -91,9 +91,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     report = yield
     if report.failed and call.when == "call":
         try:
-            report.sections.append(("scenario", _explain(item)))
+            text = _explain(item)
         except Exception as e:  # the explanation must never hide the failure
-            report.sections.append(("scenario", f"(could not explain the failure: {e})"))
+            text = f"(could not explain the failure: {e})"
+        report.sections.append(("scenario", text))
+        # the failure text itself carries it too: JUnit XML and CI pages show only that
+        add = getattr(report.longrepr, "addsection", None)
+        if callable(add):
+            add("scenario", text)
     return report
 
 
@@ -107,6 +112,7 @@ def _explain(item: pytest.Item) -> str:
                 nets.append(net)
     history = rec.collect() if isinstance(rec, HistoryRecorder) else None
     return explain(prop=property_of(getattr(item, "function", None)), nodeid=item.nodeid,
+                   client=item.config.getoption("--testnet-client"),
                    testnets=[testnet_info(n) for n in nets], history=history,
                    events=list(rec.timeline.events) if isinstance(rec, HistoryRecorder) else [],
                    results=list(rec.results) if isinstance(rec, HistoryRecorder) else [],

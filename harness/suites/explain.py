@@ -8,6 +8,7 @@ failed test's report as the ``scenario`` section, so it shows in the terminal an
 from __future__ import annotations
 
 import inspect
+import shlex
 from collections.abc import Iterable
 from typing import Any
 
@@ -55,14 +56,27 @@ def message_lines(history: History, results: list[CheckResult], limit: int = 10)
     return lines
 
 
+def replay_command(nodeid: str, seed: str, backend: str | None, client: str | None) -> str:
+    """The ``testnet suite run`` line that runs the scenario again on the same seed, backend
+    and client."""
+    cmd = f"testnet suite run {shlex.quote(nodeid)} --seed {shlex.quote(seed)}"
+    if backend:
+        cmd += f" --backend {shlex.quote(backend)}"
+    if client:
+        cmd += f" --client {shlex.quote(client)}"
+    return cmd
+
+
 def explain(*, prop: str, nodeid: str, testnets: list[dict[str, Any]], history: History | None,
-            events: list[Event], results: list[CheckResult], report: str | None) -> str:
+            events: list[Event], results: list[CheckResult], report: str | None,
+            client: str | None = None) -> str:
     """The ``scenario`` section of a failed scenario's report."""
     seeds = sorted({str(t.get("seed")) for t in testnets if t.get("seed") is not None})
     out = [f"property: {prop}"]
     if seeds:
         out.append(f"seed: {', '.join(seeds)}")
-        out.append(f"replay: testnet suite run '{nodeid}' --seed {seeds[0]}")
+        backend = next((str(t["backend"]) for t in testnets if t.get("backend")), None)
+        out.append(f"replay: {replay_command(nodeid, seeds[0], backend, client)}")
     else:
         out.append("seed: (no testnet was started)")
     if testnets:
@@ -84,4 +98,4 @@ def explain(*, prop: str, nodeid: str, testnets: list[dict[str, Any]], history: 
     return "\n".join(out)
 
 
-__all__ = ["active_faults", "explain", "message_lines", "property_of"]
+__all__ = ["active_faults", "explain", "message_lines", "property_of", "replay_command"]

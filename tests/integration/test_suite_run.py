@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -81,18 +82,22 @@ def test_a_failing_scenario_names_property_seed_and_replay(tmp_path: Path, prop:
     out = res.stdout
     assert f"property: {prop}" in out
     assert "seed: 4242" in out
-    replay = f"replay: testnet suite run '{NODEID}' --seed 4242"
+    replay = (f"replay: testnet suite run {shlex.quote(NODEID)} --seed 4242 --backend process "
+              f"--client {missing}")
     assert replay in out
     assert "report: " in out and "FAILED" in out
     root = ET.parse(tmp_path / "junit.xml").getroot()
     (case,) = root.iter("testcase")
-    assert case.find("failure") is not None
+    failure = case.find("failure")
+    assert failure is not None
+    # the explanation is part of the failure text (what CI pages show of a JUnit failure)
+    assert f"property: {prop}" in (failure.text or "") and "seed: 4242" in (failure.text or "")
     timing = json.loads((tmp_path / "testnet-artifacts" / "suite-timing.json").read_text())
     assert [(d["nodeid"], d["outcome"]) for d in timing["durations"]] == [(NODEID, "failed")]
     assert timing["exit_code"] == 1 and timing["seed"] == "4242"
     assert f"failed   {NODEID}" in out
     # the replay line is a valid selection of the command (collected, not run again)
     again = run_testnet(*replay.split(": ", 1)[1].replace("'", "").split()[1:],
-                        "--backend", "process", "--", "--collect-only", "-q", cwd=tmp_path)
+                        "--", "--collect-only", "-q", cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"{NODEID}" in again.stdout and "1 test collected" in again.stdout
