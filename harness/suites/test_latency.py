@@ -11,6 +11,7 @@ delays what a node sends back on every connection made to it (clients' and peers
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from harness.checks import delivery, latency
 from harness.client import SessionClient
 from harness.faults.wan import WAN_TAG, apply_wan, wan_profile
 from harness.network import Testnet
+from harness.pytest_plugin import TestnetOwner
 from harness.recording import HistoryRecorder
 from harness.suites.conftest import Clients
 from harness.suites.support import CLIENT, store_route, swarm_names
@@ -29,20 +31,32 @@ pytestmark = [pytest.mark.latency, pytest.mark.integration, pytest.mark.backends
 SLACK_MS = 3_000
 
 
+@pytest.fixture(scope="module")
+def testnet9(request: pytest.FixtureRequest, testnet_backend: str) -> Iterator[Testnet]:
+    """3 swarms × 3 nodes, shared by the module's scenarios: with 9 nodes a client's two paths
+    differ, a node outside the recipient's swarm is on some routes and not on others, and a
+    client has nodes enough to build a path around a failed one."""
+    owner = TestnetOwner(request.config, testnet_backend)
+    try:
+        yield owner(swarms=3, swarm_size=3)
+    finally:
+        owner.finish()
+
+
 def _names(net: Testnet) -> dict[str, str]:
     """ed25519 -> node name."""
     return {n.pubkey_ed25519: n.name for n in net.nodes}
 
 
 @pytest.mark.builtin_client
-def test_latency_on_one_node(testnet_factory: Any, history: HistoryRecorder,
+def test_latency_on_one_node(testnet9: Testnet, history: HistoryRecorder,
                              clients: Clients) -> None:
     """Latency added to one node slows exactly the sends routed through it (by at least most of
     the added delay), the others not, and every message is still delivered.
 
     9 nodes, so that the client's two paths differ and a node outside bob's swarm is on some
     sends' routes and not on others: the contrast between those sends measures the fault."""
-    testnet = testnet_factory(swarms=3, swarm_size=3)
+    testnet = testnet9
     bob = clients.builtin(testnet, **CLIENT)
     warmups = 0
     partial: dict[str, int] = {}
@@ -81,7 +95,7 @@ def test_latency_on_one_node(testnet_factory: Any, history: HistoryRecorder,
     assert median_gap >= 150, (slow, through, around)
 
 
-def test_seeded_wan_profile(testnet: Testnet, history: HistoryRecorder, clients: Clients) -> None:
+def test_seeded_wan_profile(testnet9: Testnet, history: HistoryRecorder, clients: Clients) -> None:
     """Under a seeded WAN profile on every node (region delays, jitter, bandwidth caps), messages
     flow both ways and arrive within the bounds the profile gives: send p95 <= twice the
     slowest 5-node route of the profile (guard, 2 relays, destination, its slowest swarm peer;
@@ -90,6 +104,7 @@ def test_seeded_wan_profile(testnet: Testnet, history: HistoryRecorder, clients:
 
     The profile comes from the testnet seed (harness.faults.wan): a replay with --seed applies
     the same delays to the same nodes."""
+    testnet = testnet9
     profile = wan_profile(testnet.topology.seed, [n.name for n in testnet.nodes])
     route_ms = 2 * profile.slowest_route_ms(5) + SLACK_MS
     alice, bob = clients.new(testnet, **CLIENT), clients.new(testnet, **CLIENT)
@@ -128,11 +143,13 @@ def test_seeded_wan_profile(testnet: Testnet, history: HistoryRecorder, clients:
 
 @pytest.mark.builtin_client
 def test_node_slower_than_request_timeout_is_routed_around(
-        testnet: Testnet, history: HistoryRecorder, clients: Clients) -> None:
+        testnet9: Testnet, history: HistoryRecorder, clients: Clients) -> None:
     """A node whose answers take longer than the client's request timeout (the guard of one of
     its onion paths, outside the recipient's swarm) is routed around: every send still
-    succeeds, at most a few attempts time out on it, it is on no successful route, each send
-    takes at most 3 request timeouts, and every message is delivered."""
+    succeeds, each attempt that meets the node gives up at the timeout, the node is on no
+    successful route, each send takes at most the client's attempts (4) × its request timeout,
+    and every message is delivered."""
+    testnet = testnet9
     timeout_s = 3.0
     slow_ms = 4_000  # > the request timeout
     bob = clients.builtin(testnet, **{**CLIENT, "request_timeout": timeout_s})
@@ -165,26 +182,28 @@ def test_node_slower_than_request_timeout_is_routed_around(
             sent.append(alice.send(bob.session_id, f"around {i}"))  # StoreFailed fails the test
         bob.wait_for(count=len(sent), timeout=40)
     h = history.collect()
-    history.require(delivery(h), latency(h, send_max_ms=3 * timeout_s * 1000))
+    attempts = alice.config.max_attempts
+    history.require(delivery(h), latency(h, send_max_ms=attempts * timeout_s * 1000))
     assert all(r.ok for r in sent)
     assert not [r.op_id for r in sent if key in store_route(r)], f"{slow} on a successful route"
     met = [a for r in sent for a in r.attempts
-           if a.path and a.path[0].get("ed25519") == key and not a.ok]
-    # the client met the slow guard (it was on its paths) and gave up on it in time
+           if key in {x.get("ed25519") for x in [*a.path, a.destination or {}]}]
+    # the client met the slow node (it was its guard) and gave up on it at the timeout
     assert met, f"no attempt went through the slow guard {slow}"
-    assert all(a.error_kind == "timeout" for a in met), [(a.error_kind, a.error) for a in met]
+    assert all(not a.ok and a.error_kind == "timeout" for a in met), \
+        [(a.ok, a.error_kind, a.error) for a in met]
     assert all(a.elapsed_ms < slow_ms for a in met)
-    assert len(met) <= 2 * alice.config.path_failure_threshold, len(met)
 
 
 @pytest.mark.builtin_client
 def test_bandwidth_capped_node_with_large_messages(
-        testnet: Testnet, history: HistoryRecorder, clients: Clients) -> None:
+        testnet9: Testnet, history: HistoryRecorder, clients: Clients) -> None:
     """Large messages (50 KB bodies) whose every store crosses a swarm member capped at 48 KB/s
     are stored and delivered: each store takes at least the message's size at that rate (the
     cap is in force) and each send at most two crossings of twice the message's size plus 3 s;
     each message reaches its recipient at most one more such crossing plus 3 s after its send
     ended."""
+    testnet = testnet9
     kbps = 48
     body_bytes = 50_000
     alice = clients.builtin(testnet, **CLIENT)
