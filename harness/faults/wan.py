@@ -6,7 +6,10 @@ A :class:`WanProfile` is pure data derived from a seed and the node names only
 the names come in, so a failing run replays with its seed. :func:`apply_wan` puts a profile on a
 running testnet through :class:`~harness.faults.actions.Faults` (a ``latency`` and a
 ``bandwidth`` fault per node, tagged ``wan``, so they stack with other faults on the same node
-and are removed like any fault).
+and are removed like any fault). :class:`Wan` is the same as one fault kind (action ``wan``,
+parameters ``seed`` and ``bandwidth``, no target: every node), for schedules and the CLI: with
+``DEFAULT_REGISTRY.with_kinds(Wan())`` (or once it is in the default registry) it is
+``Faults.apply("wan", seed="42")`` and ``testnet fault wan [--seed S] [--no-bandwidth]``.
 
 What the numbers mean on our network (docs/faults.md): a ``latency`` toxic on a node's proxy
 delays the data that node sends back on every connection made *to* it, so each request that
@@ -24,9 +27,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from harness.faults.families.base import FaultKind, Param, Request
+from harness.faults.fault import Attempts, Fault
+
 if TYPE_CHECKING:
     from harness.faults.actions import Faults
-    from harness.faults.fault import Fault
+    from harness.faults.context import FaultContext
 
 #: the tag of the toxics a WAN profile adds (toxic names end in ``_wan``)
 WAN_TAG = "wan"
@@ -195,5 +201,49 @@ def apply_wan(faults: Faults, profile: WanProfile, *, bandwidth: bool = True) ->
     return applied
 
 
-__all__ = ["DEFAULT_REGIONS", "LATENCY_SPREAD", "WAN_TAG", "NodeLink", "Region", "WanProfile",
-           "apply_wan", "profile_from_json", "wan_profile"]
+class Wan(FaultKind):
+    """Put a seeded WAN profile on every node: each node placed in a region, with that region's
+    delay +- jitter and bandwidth cap (harness.faults.wan); removal takes it off."""
+
+    action = "wan"
+    family = "toxics"
+    params = (Param("seed", str, None, "Seed of the profile [default: the testnet seed]."),
+              Param("bandwidth", bool, True, "Also cap each node's bandwidth."))
+    target = "none"
+    reversible = True
+    cleared_by = "network"
+    weight = 0
+    generatable = False
+
+    def apply(self, ctx: FaultContext, fault: Fault, req: Request) -> None:
+        seed = req.params.get("seed")
+        if seed is None:
+            seed = str(ctx.net.state.topology.get("seed", "0"))
+        profile = wan_profile(seed, ctx.view().names)
+        ctx.require(profile.nodes, "network")
+        fault.nodes = profile.nodes
+        fault.result = profile.to_json()
+        tag = req.tag or WAN_TAG
+        tp = ctx.toxiproxy
+        for link in profile.links:
+            toxics: list[tuple[str, str, dict[str, Any]]] = [
+                ("latency", "downstream", {"latency": link.latency_ms, "jitter": link.jitter_ms})]
+            if req.params["bandwidth"]:
+                toxics += [("bandwidth", s, {"rate": link.kbps}) for s in ("upstream", "downstream")]
+            for proxy in ctx.proxies_of(link.node):
+                for kind, stream, attributes in toxics:
+                    name = f"{kind}_{stream}_{tag}"
+                    tp.remove_toxic(proxy, name, missing_ok=True)  # applying again replaces it
+                    tp.add_toxic(proxy, kind, attributes, stream=stream, name=name)
+                    fault.toxics.append((proxy, name))
+
+    def undo(self, ctx: FaultContext, fault: Fault) -> list[str]:
+        attempts = Attempts()
+        for proxy, name in fault.toxics:
+            with attempts.step(f"remove toxic {name} of {proxy}"):
+                ctx.toxiproxy.remove_toxic(proxy, name, missing_ok=True)
+        return attempts.errors
+
+
+__all__ = ["DEFAULT_REGIONS", "LATENCY_SPREAD", "WAN_TAG", "NodeLink", "Region", "Wan",
+           "WanProfile", "apply_wan", "profile_from_json", "wan_profile"]

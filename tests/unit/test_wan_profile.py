@@ -1,18 +1,21 @@
-"""harness.faults.wan: seeded WAN profiles (pure), and applying one through Faults (recorded
-calls)."""
+"""harness.faults.wan: seeded WAN profiles (pure), applying one through Faults (recorded calls),
+and the ``wan`` fault kind on the fake testnet and Toxiproxy of the fault unit tests."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from harness.faults import DEFAULT_REGISTRY, Faults, NetworkView, Timeline
 from harness.faults.wan import (
     DEFAULT_REGIONS,
     LATENCY_SPREAD,
     WAN_TAG,
     NodeLink,
     Region,
+    Wan,
     WanProfile,
     apply_wan,
     profile_from_json,
@@ -129,3 +132,73 @@ def test_apply_puts_every_node_link_on_its_node() -> None:
     f2 = RecordingFaults()
     assert len(apply_wan(f2, p, bandwidth=False)) == 3  # type: ignore[arg-type]
     assert {c[0] for c in f2.calls} == {"latency"}
+
+
+# -- the ``wan`` fault kind (schedules, CLI) against the fake testnet of test_faults_actions ----
+
+@pytest.fixture
+def fake() -> Iterator[tuple[Any, Any]]:
+    from test_faults_actions import FakeNet
+    from test_faults_toxiproxy import FakeToxiproxy
+
+    tp = FakeToxiproxy()
+    try:
+        net = FakeNet(tp.url, seed="wan-unit")
+        for rec in net.state.nodes:
+            tp.proxies[rec.name] = {"name": rec.name, "listen": f"{rec.public_ip}:22021",
+                                    "upstream": f"{rec.bind_ip}:22021", "enabled": True,
+                                    "toxics": {}}
+        yield net, tp
+    finally:
+        tp.close()
+
+
+def _faults(net: Any) -> Faults:
+    return Faults(net, view=lambda: NetworkView.from_state(net.state),
+                  registry=DEFAULT_REGISTRY.with_kinds(Wan()))
+
+
+def test_wan_kind_puts_the_testnet_seed_profile_on_every_node(fake: tuple[Any, Any]) -> None:
+    net, tp = fake
+    tl = Timeline()
+    faults = Faults(net, tl, view=lambda: NetworkView.from_state(net.state),
+                    registry=DEFAULT_REGISTRY.with_kinds(Wan()))
+    fault = faults.apply("wan")
+    profile = wan_profile("wan-unit", [n.name for n in net.nodes])
+    assert fault.nodes == profile.nodes and fault.result == profile.to_json()
+    for link in profile.links:
+        toxics = tp.proxies[link.node]["toxics"]
+        assert toxics["latency_downstream_wan"]["attributes"] == {"latency": link.latency_ms,
+                                                                  "jitter": link.jitter_ms}
+        assert toxics["bandwidth_upstream_wan"]["attributes"] == {"rate": link.kbps}
+        assert toxics["bandwidth_downstream_wan"]["attributes"] == {"rate": link.kbps}
+    assert [(e.action, e.phase) for e in tl] == [("wan", "apply")]
+    fault.remove()
+    assert all(not p["toxics"] for p in tp.proxies.values())
+
+
+def test_wan_kind_seed_and_no_bandwidth(fake: tuple[Any, Any]) -> None:
+    net, tp = fake
+    faults = _faults(net)
+    faults.apply("wan", seed="other", bandwidth=False)
+    profile = wan_profile("other", [n.name for n in net.nodes])
+    for link in profile.links:
+        toxics = tp.proxies[link.node]["toxics"]
+        assert list(toxics) == ["latency_downstream_wan"]
+        assert toxics["latency_downstream_wan"]["attributes"]["latency"] == link.latency_ms
+    # the same toxics as apply_wan: applying the one after the other replaces, not stacks
+    apply_wan(faults, profile, bandwidth=False)
+    assert all(len(p["toxics"]) == 1 for p in tp.proxies.values())
+    faults.remove_all()
+    assert all(not p["toxics"] for p in tp.proxies.values())
+
+
+def test_wan_kind_cli_command() -> None:
+    from click.testing import CliRunner
+
+    from harness.faults.cli import kind_command
+
+    out = CliRunner().invoke(kind_command(Wan()), ["--help"]).output
+    assert "Usage: wan [OPTIONS]" in out
+    for opt in ("--seed", "--no-bandwidth", "--duration", "--json", "--name"):
+        assert opt in out
