@@ -106,24 +106,28 @@ def test_swarm_cut_in_two_and_healed(testnet4: Testnet, history: HistoryRecorder
     every acknowledged message is acknowledged by one half only, is retrievable from each member
     that acknowledged it, and a recipient polling all members receives all of them; after the
     cut heals, new messages are acknowledged by the whole swarm, and everything is delivered
-    and still retrievable from its acknowledgers."""
+    and still retrievable from its acknowledgers.
+
+    Two senders: one knowing the whole swarm (its stores land on either half; once a path
+    through the cut failed it tends to keep to one), and one whose cached swarm of the
+    recipient lists one half only (a stale cache, planted), once for each half, so that both
+    halves hold messages the other lacks."""
     net = testnet4
     alice = clients.builtin(net, **PRODUCTION)
+    carol = clients.builtin(net, **PRODUCTION)
     bob = clients.builtin(net, poll_mode="all", **CLIENT)
     members = sorted(swarm_names(net, alice, bob.session_id))
     assert len(members) == 4
-    during: list[SendRecord] = []
+    snodes = {m.ed25519: m for m in carol.get_swarm(bob.session_id)}
     with history.faults(net) as faults:
         half = sorted(faults.resolve(f"swarm-of:{bob.session_id}:2"))
         other = sorted(set(members) - set(half))
-        cut = faults.partition(half, other)
         sides = {tuple(half), tuple(other)}
-        # until both halves acknowledged a message (the member a store lands on is random)
-        while len(during) < 40:
-            during.append(resend(alice, bob.session_id, f"cut {len(during)}"))
-            acks = {tuple(sorted(acked_by(net, s))) for s in during}
-            if len(during) >= 6 and acks >= sides:
-                break
+        cut = faults.partition(half, other)
+        during = [resend(alice, bob.session_id, f"cut {i}") for i in range(6)]
+        for side in (half, other):
+            plant_swarm(carol, bob.session_id, [snodes[net.node(n).pubkey_ed25519] for n in side])
+            during += [resend(carol, bob.session_id, f"cut {side[0]} {i}") for i in range(2)]
         receive_all(bob, during)
         assert_retrievable_from_acknowledgers(net, during, bob.account)
         h = history.collect()
@@ -140,6 +144,15 @@ def test_swarm_cut_in_two_and_healed(testnet4: Testnet, history: HistoryRecorder
     assert all(acked_by(net, s) == set(members) for s in after), \
         [(s.op_id, sorted(acked_by(net, s))) for s in after]
     assert_retrievable_from_acknowledgers(net, during + after, bob.account)
+
+
+def plant_swarm(client: Any, session_id: str, members: list[Any]) -> None:
+    """Make ``client``'s cached swarm of ``session_id`` list only ``members`` (Snodes)."""
+
+    async def plant(c: SessionClient) -> None:
+        c.set_cached_swarm(session_id, members)
+
+    client.run(plant)
 
 
 def test_node_isolated_from_its_swarm_peers(testnet4: Testnet, history: HistoryRecorder,
@@ -163,13 +176,8 @@ def test_node_isolated_from_its_swarm_peers(testnet4: Testnet, history: HistoryR
         isolated = faults.resolve(f"swarm-of:{bob.session_id}:1")[0]
         peers = [m for m in members if m != isolated]
         key = net.node(isolated).pubkey_ed25519
-        stale = [m for m in carol.get_swarm(bob.session_id) if m.ed25519 == key]
-
-
-        async def plant(c: SessionClient) -> None:
-            c.set_cached_swarm(bob.session_id, stale)
-
-        carol.run(plant)
+        plant_swarm(carol, bob.session_id,
+                    [m for m in carol.get_swarm(bob.session_id) if m.ed25519 == key])
         cut = faults.partition(isolated, peers)
         during = [resend(alice, bob.session_id, f"isolated {i}") for i in range(6)]
         alone: list[SendRecord] = []
