@@ -82,6 +82,7 @@ def delivery_curve(history: History, bad: list[Misbehaviour] | None = None
     bad = misbehaviours(history) if bad is None else bad
     total = len(history.nodes) or len({m.node for m in bad}) or 1
     got = {(d.get("account"), d.get("hash")) for d in history.deliveries}
+    got |= {(r.account or r.recipient, h) for r in history.receives for h in r.new_hashes}
     messages: dict[Any, list[tuple[int, bool]]] = {}
     for s in history.sends:
         t1 = s.ended_at or s.started_at
