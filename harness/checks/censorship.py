@@ -1,5 +1,11 @@
-"""Censorship resistance: messages got through although some nodes misbehaved, and the client's
-records show it routed around them."""
+"""Censorship resistance: messages got through although some nodes misbehaved (or were blocked
+from the client), and the client's records show it routed around them.
+
+Censoring nodes come from the timeline: ``misbehave`` events with a censoring behaviour, and
+``block_clients`` events (a firewall between the client and those nodes: they censor in the
+role of guard, the only hop a client connects to). The check's evidence keeps the delivery rate
+against the fraction of nodes censoring while each send ran (``evidence["curve"]``: the points
+of the report's "delivery rate versus censoring nodes" plot)."""
 
 from __future__ import annotations
 
@@ -13,6 +19,9 @@ from harness.checks.result import CheckResult, Verdict, checker
 
 #: behaviour -> the role in which it censors ("relay": on an onion path; "destination")
 CENSORING = {"drop_relays": "relay", "corrupt_relays": "relay", "drop_stores": "destination"}
+#: fault actions (not misbehave) whose nodes censor, with the behaviour name and role they get:
+#: a node blocked from clients cannot be a client's guard
+BLOCKING = {"block_clients": ("client_blocked", "guard")}
 
 
 @dataclass
@@ -35,16 +44,20 @@ def misbehaviours(history: History,
     out: list[Misbehaviour] = []
     open_: dict[tuple[str, tuple[str, ...]], Misbehaviour] = {}
     for ev in sorted(history.events, key=lambda e: (e.wall, e.seq)):
-        if ev.action != "misbehave" or not ev.ok:
+        if ev.action in BLOCKING and ev.ok:
+            names: tuple[str, ...] = (BLOCKING[ev.action][0],)
+            roles = {BLOCKING[ev.action][1]}
+        elif ev.action == "misbehave" and ev.ok:
+            names = tuple(sorted(k for k, v in ev.params.items() if k in CENSORING and v))
+            roles = {CENSORING[b] for b in names}
+        else:
             continue
-        names = tuple(sorted(k for k, v in ev.params.items() if k in CENSORING and v))
         if not names:
             continue
         for node in ev.nodes:
             key = (node, names)
             if ev.phase == "apply":
-                m = Misbehaviour(node, list(names), start=ev.wall,
-                                 roles={CENSORING[b] for b in names})
+                m = Misbehaviour(node, list(names), start=ev.wall, roles=roles)
                 open_[key] = m
                 out.append(m)
             elif key in open_:
@@ -56,12 +69,55 @@ def misbehaviours(history: History,
     return out
 
 
+def delivery_curve(history: History, bad: list[Misbehaviour] | None = None
+                   ) -> list[dict[str, Any]]:
+    """Delivery rate by the fraction of nodes censoring while each message was sent: one point
+    per number of censoring nodes seen, ``{"censoring", "nodes", "censoring_fraction",
+    "messages", "sends", "delivered", "delivery_rate"}`` (sorted by fraction).
+
+    A message is what an application sends: one body to one recipient (``history.sent``), with
+    every send of it (an app resends what failed); it counts at the most censoring nodes any of
+    its sends met, and as delivered when its recipient got one of its sends' hashes. Empty
+    without sends."""
+    bad = misbehaviours(history) if bad is None else bad
+    total = len(history.nodes) or len({m.node for m in bad}) or 1
+    got = {(d.get("account"), d.get("hash")) for d in history.deliveries}
+    got |= {(r.account or r.recipient, h) for r in history.receives for h in r.new_hashes}
+    messages: dict[Any, list[tuple[int, bool]]] = {}
+    for s in history.sends:
+        t1 = s.ended_at or s.started_at
+        k = len({m.node for m in bad if m.active(s.started_at, t1)})
+        messages.setdefault(message_key(history, s), []).append(
+            (k, bool(s.ok) and (s.recipient, s.message_hash) in got))
+    groups: dict[int, list[tuple[int, bool]]] = {}
+    for sends in messages.values():
+        groups.setdefault(max(k for k, _ in sends), []).append(
+            (len(sends), any(ok for _, ok in sends)))
+    return [{"censoring": k, "nodes": total, "censoring_fraction": round(k / total, 4),
+             "messages": len(v), "sends": sum(n for n, _ in v),
+             "delivered": sum(ok for _, ok in v),
+             "delivery_rate": round(sum(ok for _, ok in v) / len(v), 4)}
+            for k, v in sorted(groups.items())]
+
+
+def message_key(history: History, send: Any) -> Any:
+    """What identifies an application's message across its resends: (recipient, body) when the
+    history knows the body, else the send itself."""
+    body = history.sent.get(send.op_id, {}).get("body")
+    return (send.recipient, body) if body is not None else send.op_id
+
+
 @checker("censorship")
 def censorship(history: History, behaviours: dict[str, dict[str, Any]] | None = None) -> CheckResult:
-    """Every send made while a node censored (``drop_stores``, ``drop_relays``,
-    ``corrupt_relays``) succeeded and was delivered, no successful store went through a
-    censoring node in the role it censors in, and ``evidence["avoided"]`` says, per censoring
-    node, how often the client ran into it and how many routes it took around it.
+    """Every message sent while a node censored (``drop_stores``, ``drop_relays``,
+    ``corrupt_relays``, or blocked from clients by ``block_clients``) was delivered, no
+    successful store went through a censoring node in the role it censors in, and
+    ``evidence["avoided"]`` says, per censoring node, how often the client ran into it and how
+    many routes it took around it; ``evidence["curve"]`` is :func:`delivery_curve`.
+
+    A failed send is a violation unless the application sent the same body to the same
+    recipient again and that send succeeded (a messenger's send job resends: the message got
+    through; ``evidence["resent"]`` lists such sends).
 
     Verdict: ``FAILED`` on any violation; else ``UNKNOWN`` when no node censored, no send
     overlapped a censoring period, or a message sent then is unchecked (its recipient did not
@@ -85,31 +141,39 @@ def censorship(history: History, behaviours: dict[str, dict[str, Any]] | None = 
                  "errors": [], "successful_routes_through": 0, "routes_around": 0}
         for m in bad}
     during = 0
+    stored = {message_key(history, s) for s in history.sends
+              if s.ok and s.op_id not in lost and message_key(history, s) != s.op_id}
+    resent: list[str] = []
     for s in history.sends:
         t1 = s.ended_at or s.started_at
         active = [m for m in bad if m.active(s.started_at, t1)]
         if not active:
             continue
         during += 1
-        if not s.ok:
+        if not s.ok and message_key(history, s) in stored:
+            resent.append(f"send {s.op_id} failed while {', '.join(m.node for m in active)} "
+                          f"censored ({s.error_type}) and the message was sent again")
+        elif not s.ok:
             violations.append(f"send {s.op_id} failed while {', '.join(m.node for m in active)} "
                               f"censored: {s.error_type}: {s.error}")
             bad_ops.append(s.op_id)
             continue
-        if s.op_id in unchecked_ops:
+        if s.ok and s.op_id in unchecked_ops:
             unchecked.append(f"send {s.op_id} ({s.message_hash}) during censoring: its delivery "
                              "is unchecked (the recipient did not read after it)")
-        if s.op_id in lost:
+        if s.ok and s.op_id in lost:
             violations.append(f"send {s.op_id} ({s.message_hash}) was stored but not delivered "
                               f"while {', '.join(m.node for m in active)} censored")
             bad_ops.append(s.op_id)
         stores = [a for a in s.attempts if a.method == "store"]
         for a in stores:
             relays = {history.node_name(h.get("ed25519")) for h in a.path}
+            guard = history.node_name(a.path[0].get("ed25519")) if a.path else None
             dest = history.node_name((a.destination or {}).get("ed25519"))
             for m in active:
-                hit = ("relay" in m.roles and m.node in relays) or ("destination" in m.roles
-                                                                     and m.node == dest)
+                hit = (("relay" in m.roles and m.node in relays)
+                       or ("destination" in m.roles and m.node == dest)
+                       or ("guard" in m.roles and m.node == guard))
                 if not hit:
                     if a.ok:
                         avoided[m.node]["routes_around"] += 1
@@ -134,11 +198,14 @@ def censorship(history: History, behaviours: dict[str, dict[str, Any]] | None = 
                        f"{info['failed_attempts']} times and took {info['routes_around']} "
                        f"successful routes around it")
     verdict = Verdict.FAILED if violations else Verdict.UNKNOWN if missing else Verdict.OK
-    delivered = during - len(set(bad_ops)) - len(unchecked)
+    delivered = during - len(set(bad_ops)) - len(unchecked) - len(resent)
     if verdict is Verdict.FAILED:
         summary = f"{len(violations)} problems with censoring nodes {names}"
     else:
-        summary = f"{delivered}/{during} messages sent while censoring got through despite {names}"
+        summary = (f"{delivered}/{during - len(resent)} messages sent while censoring got "
+                   f"through despite {names}")
+        if resent:
+            summary += f" ({len(resent)} failed sends were sent again)"
         if during == 0:
             summary += "; unknown: no send overlapped a censoring period"
         elif unchecked:
@@ -147,9 +214,11 @@ def censorship(history: History, behaviours: dict[str, dict[str, Any]] | None = 
         "censoring": [{"node": m.node, "behaviours": m.behaviours, "start": m.start, "end": m.end}
                       for m in bad],
         "avoided": avoided, "sends_during": during, "violations": violations,
+        "curve": delivery_curve(history, bad), "resent": resent,
         "missing": missing,
         "op_ids": list(dict.fromkeys(bad_ops)),
     })
 
 
-__all__ = ["CENSORING", "Misbehaviour", "censorship", "misbehaviours"]
+__all__ = ["BLOCKING", "CENSORING", "Misbehaviour", "censorship", "delivery_curve",
+           "misbehaviours"]

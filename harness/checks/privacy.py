@@ -194,4 +194,75 @@ def privacy(history: History, *, hops: int = 3, slack_s: float = 2.0,
     })
 
 
-__all__ = ["privacy", "subnet24"]
+def history_accounts(history: History) -> set[str]:
+    """Session IDs of the history's clients and recipients: from records, sends and deliveries
+    (so a client under test without onion records counts too)."""
+    out = {x for r in history.records for x in (r.account, r.recipient) if x}
+    out |= {str(v["to"]) for v in history.sent.values() if v.get("to")}
+    out |= {str(d["account"]) for d in history.deliveries if d.get("account")}
+    return out
+
+
+@checker("observed_privacy")
+def observed_privacy(history: History, *, slack_s: float = 2.0) -> CheckResult:
+    """What the nodes saw, without the client's records (so it holds for any client):
+
+    1. *relays read nothing* — no onion observation with ``hop == "relay"`` carries an account
+       or a storage method (the relay could not read the request it passed on);
+    2. *accounts only reach nodes through onions* — every observation naming one of the
+       history's accounts is an onion destination's or a swarm peer's (node-to-node), never a
+       direct storage RPC (where the sender is the client itself);
+    3. *the destination never meets the client* — every onion destination observation naming
+       an account was relayed to it: another node recorded an onion relay to it (``next_hop``
+       its key) within ``slack_s``, so the connection came from a node, not the client.
+
+    Verdict: ``FAILED`` on any violation; ``UNKNOWN`` when no destination observation names an
+    account of the history (nothing was checked); else ``OK``."""
+    accounts = history_accounts(history)
+    key_of = {name: str(info.get("ed25519")) for name, info in history.nodes.items()}
+    relays_to: dict[str, list[float]] = {}
+    relay_obs = 0
+    violations: list[str] = []
+    for name, obs in history.observations.items():
+        for o in obs:
+            if o.get("channel") != "onion" or o.get("hop") != "relay":
+                continue
+            relay_obs += 1
+            if o.get("next_hop"):
+                relays_to.setdefault(str(o["next_hop"]), []).append(float(o.get("ts", 0)))
+            if o.get("accounts") or o.get("method"):
+                violations.append(f"{name} as a relay (seq {o.get('seq')}) read "
+                                  f"{o.get('method')!r} {o.get('accounts')}")
+    destinations = matched = 0
+    for name, obs in history.observations.items():
+        for o in obs:
+            named = set(o.get("accounts") or []) & accounts
+            if not named:
+                continue
+            where = f"{name} (seq {o.get('seq')}, {o.get('channel')} {o.get('method')})"
+            if o.get("channel") == "swarm":
+                continue
+            if o.get("channel") != "onion" or o.get("hop") != "destination":
+                violations.append(f"{where} saw {sorted(named)} outside an onion request: the "
+                                  f"sender {o.get('remote_addr')} named them to it directly")
+                continue
+            destinations += 1
+            ts = float(o.get("ts", 0))
+            if any(abs(t - ts) <= slack_s for t in relays_to.get(key_of.get(name, ""), [])):
+                matched += 1
+            else:
+                violations.append(f"{where} saw {sorted(named)} but no node relayed a request "
+                                  "to it then: it may have come from the client directly")
+    verdict = (Verdict.FAILED if violations else Verdict.UNKNOWN if destinations == 0
+               else Verdict.OK)
+    summary = (f"{destinations} destination observations naming the history's accounts, "
+               f"{matched} relayed by a node; {relay_obs} relay observations; "
+               f"{len(violations)} violations")
+    details = list(violations) or ([] if destinations else [
+        "unknown: no node observed a request naming an account of the history"])
+    return CheckResult("observed_privacy", verdict, summary, details, {
+        "violations": violations, "destinations": destinations, "relayed": matched,
+        "relay_observations": relay_obs, "accounts": sorted(accounts)})
+
+
+__all__ = ["history_accounts", "observed_privacy", "privacy", "subnet24"]

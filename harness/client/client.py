@@ -3,7 +3,10 @@
 :class:`SessionClient` talks to a testnet (or any Session network) the way session-desktop and
 libsession-util do:
 
-* bootstrap: ``get_n_service_nodes`` (``active_only``) from a seed, kept as the node pool;
+* bootstrap: ``get_n_service_nodes`` (``active_only``) from a seed, kept as the node pool; when
+  no seed answers, from the service nodes of a kept node list (``nodes=``): ``oxend_request``
+  ``get_service_nodes`` to 3 of them through onion paths, keeping what they agree on (as
+  session-desktop's ``getSnodePoolFromSnodes``);
 * every storage RPC goes through an onion path (2 paths, 3 hops, distinct guards, /24
   diversity, destination never on the path) — see :mod:`harness.client.paths`;
 * ``get_swarm`` (``get_snodes_for_pubkey``) to a random node, cached per account;
@@ -56,7 +59,7 @@ from .errors import (
 from .failures import ErrorKind, FailureClassifier, Outcome, Verdict
 from .paths import OnionPath, PathSet, build_path
 from .policy import PathPolicy
-from .pool import NodePool
+from .pool import NODES_ASKED, NodePool, agreed, nodes_from_listing
 from .records import (
     OUTCOME_ERROR,
     OUTCOME_OK,
@@ -193,6 +196,8 @@ class SessionClient:
     ``account``: an :class:`Account`, an :class:`Identity` or None (a new random account).
     ``sink``: where finished operation records go (a list, or a callable).
     ``transport`` / ``clock`` / ``rng``: injectable for tests (``local_now_ms`` skews the clock).
+    ``nodes``: a node list kept from an earlier run (an app's database, ``pool.nodes()``): the
+    pool starts with it, and a refresh no seed answers asks these nodes instead.
     Settings: a :class:`ClientConfig` and/or keyword overrides (``enc_type="xchacha20"``, …).
     """
 
@@ -207,6 +212,7 @@ class SessionClient:
         clock: NetworkClock | None = None,
         local_now_ms: Callable[[], int] | None = None,
         rng: random.Random | None = None,
+        nodes: Sequence[Snode] | None = None,
         **overrides: Any,
     ) -> None:
         seed_list = [seeds] if isinstance(seeds, str) else list(seeds)
@@ -237,6 +243,10 @@ class SessionClient:
         self._path_lock = asyncio.Lock()
         self._pool_lock = asyncio.Lock()
         self._last_refresh_try = 0.0
+        #: a refresh from the service nodes is running (its own requests must not start one)
+        self._refreshing_from_nodes = False
+        if nodes:
+            self.pool.load(nodes)
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -300,11 +310,62 @@ class SessionClient:
             self._finish(op, exc)
             exc.record = op.record
             raise
-        op.record.details = {"pool_size": len(self.pool), "height": self.pool.height,
-                             "paths": [p.refs() for p in self.paths.paths]}
+        op.record.details.update({"pool_size": len(self.pool), "height": self.pool.height,
+                                  "paths": [p.refs() for p in self.paths.paths]})
         return self._finish(op)
 
     async def _refresh_pool(self, op: _Op) -> None:
+        """Re-read the node pool from a seed; when no seed answers and the pool still has nodes
+        (a kept list), from those nodes (:meth:`_refresh_from_nodes`)."""
+        if self._refreshing_from_nodes:
+            raise BootstrapError("the node pool is being refreshed from the service nodes")
+        try:
+            await self._refresh_from_seeds(op)
+        except BootstrapError as exc:
+            if len(self.pool) <= self.config.path_hops:
+                raise
+            await self._refresh_from_nodes(op, exc)
+
+    async def _refresh_from_nodes(self, op: _Op, seed_error: BootstrapError) -> None:
+        """session-desktop getSnodePoolFromSnodes: ask NODES_ASKED random nodes of the pool for
+        ``get_service_nodes`` (``oxend_request``, through onion paths built from the pool) and
+        keep the nodes all answers agree on."""
+        self._refreshing_from_nodes = True
+        try:
+            asked = self._rng.sample(self.pool.nodes(), min(NODES_ASKED, len(self.pool)))
+            listings: list[list[Snode]] = []
+            errors: list[str] = []
+            params = {"endpoint": "get_service_nodes",
+                      "params": {"active_only": True, "fields": {f: True for f in SEED_FIELDS}}}
+            for node in asked:
+
+                def validate(dest: Snode, data: dict[str, Any], a: AttemptRecord) -> None:
+                    if not nodes_from_listing(data):
+                        raise DestinationError(dest, 200, json.dumps(data)[:200],
+                                               method="oxend_request",
+                                               detail="get_service_nodes lists no usable node")
+
+                try:
+                    _, data, _ = await self._call(op, "oxend_request", lambda _d: params,
+                                                  _Target(self, fixed=node), validate=validate)
+                except ClientError as exc:
+                    errors.append(f"{node}: {exc}")
+                    continue
+                listings.append(nodes_from_listing(data) or [])
+                op.record.attempts[-1].actions.append(f"pool_from_node:{len(listings[-1])}")
+            common = agreed(listings)
+            if len(listings) < len(asked) or len(common) <= self.config.path_hops:
+                raise BootstrapError(
+                    f"{seed_error}; and the service nodes gave no agreed node list "
+                    f"({len(listings)}/{len(asked)} answered, {len(common)} nodes in common"
+                    + (f": {'; '.join(errors)}" if errors else "") + ")")
+            self.pool.replace(common)
+            self._after_pool_change(op.record.attempts[-1] if op.record.attempts else None)
+            op.record.details["pool_from_nodes"] = len(common)
+        finally:
+            self._refreshing_from_nodes = False
+
+    async def _refresh_from_seeds(self, op: _Op) -> None:
         async with self._pool_lock:
             self._last_refresh_try = time.monotonic()
             failures: list[str] = []

@@ -6,15 +6,46 @@ every cached swarm, and repaired out of the onion paths by the client).  A node 
 does not exist (``Next node not found: X``) is dropped at once.  A refresh from the seed replaces
 the pool; dropped nodes the seed still lists come back with their counters reset (as
 session-desktop resets the counter of a node it drops).
+
+Without a seed (unreachable, as behind a firewall) the pool comes from the service nodes
+themselves, as session-desktop's ``getSnodePoolFromSnodes`` does: the client starts from a node
+list it kept (``SessionClient(nodes=…)``, the app's database), asks :data:`NODES_ASKED` random
+nodes of it for ``oxend_request`` ``get_service_nodes`` through its onion paths, and keeps the
+nodes every answer agrees on (:func:`agreed`).
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from .snode import Snode
+
+#: nodes asked for their node list when the pool is refreshed without a seed (session-desktop
+#: getSnodePoolFromSnodes: ``sampleSize(existingSnodePool, 3)``)
+NODES_ASKED = 3
+
+
+def nodes_from_listing(data: Any) -> list[Snode] | None:
+    """The usable nodes of a ``get_service_nodes`` answer (an ``oxend_request`` body
+    ``{"result": {"service_node_states": […]}}`` or the seed's ``result``); None when it has no
+    node list."""
+    result = data.get("result", data) if isinstance(data, dict) else None
+    states = result.get("service_node_states") if isinstance(result, dict) else None
+    if not isinstance(states, list):
+        return None
+    return [n for n in (Snode.from_seed_entry(e) for e in states) if n is not None]
+
+
+def agreed(lists: Sequence[Sequence[Snode]]) -> list[Snode]:
+    """The nodes every list names (same key, address and port), in the first list's order:
+    session-desktop keeps the intersection of the answers of the nodes it asked."""
+    if not lists:
+        return []
+    keys = [{(n.ed25519, n.ip, n.port) for n in nodes} for nodes in lists[1:]]
+    return [n for n in lists[0] if all((n.ed25519, n.ip, n.port) in k for k in keys)]
 
 
 class NodePool:
@@ -39,6 +70,12 @@ class NodePool:
         self.dropped = {}
         self.refreshed_at = time.monotonic()
         self.height = height
+
+    def load(self, nodes: Iterable[Snode]) -> None:
+        """Start from a kept node list (an app's database): the pool holds it but counts as
+        never refreshed, so the next refresh still asks the network."""
+        self.replace(nodes)
+        self.refreshed_at = None
 
     def add(self, node: Snode) -> None:
         """Learn a node (e.g. a swarm member the seed list did not have yet)."""

@@ -256,6 +256,11 @@ class Faults(FaultContext):
         :class:`~harness.faults.families.clear.Clear`; returns the event."""
         return _event(self.apply("clear", node, node_side=node_side, step=step))
 
+    def block_clients(self, node: TargetLike, prefix: int = 24, **opts: Any) -> Fault:
+        """Make the /``prefix`` network of ``node`` unreachable from clients (a national
+        firewall); node-to-node traffic keeps flowing."""
+        return self.apply("block_clients", node, prefix=prefix, **opts)
+
     def skew_clock(self, node: TargetLike, offset_ms: int, **opts: Any) -> Fault:
         """Shift ``node``'s clock by ``offset_ms`` (removal restores the previous offset)."""
         return self.apply("skew_clock", node, offset_ms=offset_ms, **opts)

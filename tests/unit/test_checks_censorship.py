@@ -74,3 +74,48 @@ def test_unread_recipient_is_unknown_not_lost():
     r = censorship(scenario(deliver=False, read=False))
     assert r.verdict is Verdict.UNKNOWN and r.evidence["op_ids"] == []
     assert any("unchecked" in d for d in r.details)
+
+
+def test_the_curve_of_delivery_versus_censoring_fraction():
+    h = scenario()
+    nodes = h.nodes
+    # a message before any censor: the curve's point at fraction 0
+    h.events = [event("misbehave", "apply", ["sn02"], T0 + 0.5, 0, drop_stores=True),
+                event("misbehave", "apply", ["sn05"], T0 + 0.5, 1, drop_relays=True)]
+    early = attempt(nodes, 1, ["sn01", "sn03", "sn06"], "sn04", at=T0 - 5)
+    h.records.insert(0, send("send-0", A, B, "H0", [early], at=T0 - 5))
+    h.records.append(receive("r0", B, ["H0"], at=T0 - 4))
+    r = censorship(h)
+    assert r.verdict is Verdict.OK, r
+    assert r.evidence["curve"] == [
+        {"censoring": 0, "nodes": 6, "censoring_fraction": 0.0, "messages": 1, "sends": 1,
+         "delivered": 1, "delivery_rate": 1.0},
+        {"censoring": 2, "nodes": 6, "censoring_fraction": 0.3333, "messages": 1, "sends": 1,
+         "delivered": 1, "delivery_rate": 1.0}]
+
+
+def test_a_failed_send_the_app_sent_again_is_no_violation():
+    h = scenario()
+    nodes = h.nodes
+    failed = attempt(nodes, 1, ["sn01", "sn05", "sn03"], "sn04", at=T0 + 0.5, ok=False,
+                     error_kind="path", status=None)
+    h.records.insert(0, send("send-0", A, B, "H1", [failed], at=T0 + 0.5, ok=False))
+    h.sent = {"send-0": {"to": B, "body": "hello"}, "send-1": {"to": B, "body": "hello"}}
+    r = censorship(h)
+    assert r.verdict is Verdict.OK, r
+    assert len(r.evidence["resent"]) == 1 and "sent again" in r.summary
+    assert [(p["messages"], p["sends"], p["delivered"]) for p in r.evidence["curve"]] == [(1, 2, 1)]
+    h.sent["send-0"]["body"] = "another"  # never sent again: the failure is a violation
+    r = censorship(h)
+    assert r.verdict is Verdict.FAILED and "send send-0 failed" in r.details[0]
+
+
+def test_nodes_blocked_from_clients_censor_as_guards():
+    h = scenario()
+    h.events = [event("block_clients", "apply", ["sn01"], T0, 0, prefix=24)]
+    r = censorship(h)  # every attempt of the scenario enters through sn01
+    assert [(m.node, m.behaviours, m.roles) for m in misbehaviours(h)] == [
+        ("sn01", ["client_blocked"], {"guard"})]
+    assert r.verdict is Verdict.FAILED and "through censoring node sn01" in r.details[0]
+    h.events = [event("block_clients", "apply", ["sn06"], T0, 0, prefix=24)]
+    assert censorship(h).verdict is Verdict.OK  # sn06 was a relay, never the guard

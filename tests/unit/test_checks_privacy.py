@@ -82,3 +82,43 @@ def test_direct_storage_rpc_naming_an_account_fails():
                                         method="retrieve", accounts=[B])]
     r = privacy(h)
     assert not r.ok and any("direct storage RPC retrieve" in v for v in r.evidence["violations"])
+
+
+# -- observed_privacy: the nodes' observations alone ----------------------------------------------
+
+def observed() -> History:
+    """A history with no client records (a client under test): Bob's ID reached as a send's
+    recipient; the observations of one onion store sn01 -> sn03 -> sn05 => sn02."""
+    from harness.checks.synth import onion_obs as o
+    nodes = directory()
+    h = History(nodes=nodes, sent={"op-1": {"to": B, "body": "x"}})
+    ed = {n: v["ed25519"] for n, v in nodes.items()}
+    h.observations = {
+        "sn01": [o(1, T0, hop_="relay", next_hop=ed["sn03"], remote=CLIENT)],
+        "sn03": [o(1, T0, hop_="relay", next_hop=ed["sn05"])],
+        "sn05": [o(1, T0, hop_="relay", next_hop=ed["sn02"])],
+        "sn02": [o(1, T0 + 0.1, hop_="destination", method="store", accounts=[B])],
+        "sn04": [o(2, T0 + 0.2, hop_=None, channel="swarm", accounts=[B])],
+    }
+    return h
+
+
+def test_observed_privacy_from_observations_only():
+    from harness.checks.privacy import observed_privacy
+    r = observed_privacy(observed())
+    assert r.verdict is Verdict.OK, r
+    assert (r.evidence["destinations"], r.evidence["relayed"],
+            r.evidence["relay_observations"]) == (1, 1, 3)
+    h = observed()
+    h.observations["sn03"][0]["accounts"] = [B]  # a relay that read the request
+    assert "as a relay" in observed_privacy(h).details[0]
+    h = observed()
+    h.observations["sn06"] = [{"seq": 1, "ts": T0, "remote_addr": CLIENT, "channel": "storage_rpc",
+                               "method": "retrieve", "accounts": [B], "status": 200}]
+    r = observed_privacy(h)
+    assert r.verdict is Verdict.FAILED and "outside an onion request" in r.details[0]
+    h = observed()
+    h.observations["sn05"] = []  # nobody relayed to the destination: the client came itself
+    r = observed_privacy(h)
+    assert r.verdict is Verdict.FAILED and "no node relayed a request to it" in r.details[0]
+    assert observed_privacy(History()).verdict is Verdict.UNKNOWN

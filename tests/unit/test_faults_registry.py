@@ -83,6 +83,7 @@ def test_the_built_in_families_and_their_actions():
         "toxics": ["latency", "bandwidth", "timeout", "reset", "slow_close", "slicer",
                    "limit_data"],
         "links": ["down", "up", "partition", "heal"],
+        "firewall": ["block_clients"],
         "clock": ["skew_clock"],
         "behaviours": ["misbehave"],
         "churn": ["kill", "stop", "start", "restart", "pause", "unpause", "decommission",
@@ -95,7 +96,7 @@ def test_the_built_in_families_and_their_actions():
                                  "pause": 1}
     assert {k.action for k in REVERSIBLE} == {
         "latency", "bandwidth", "timeout", "reset", "slow_close", "slicer", "limit_data", "down",
-        "partition", "skew_clock", "misbehave", "kill", "stop", "pause", "decommission"}
+        "partition", "block_clients", "skew_clock", "misbehave", "kill", "stop", "pause", "decommission"}
 
 
 def test_unknown_action_is_an_error_everywhere(net: FakeNet):

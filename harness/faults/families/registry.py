@@ -16,6 +16,7 @@ from harness.faults.families.behaviours import Misbehave
 from harness.faults.families.churn import CHURN
 from harness.faults.families.clear import Clear
 from harness.faults.families.clock import SkewClock
+from harness.faults.families.firewall import FIREWALL
 from harness.faults.families.links import LINKS
 from harness.faults.families.toxics import TOXICS
 
@@ -82,8 +83,9 @@ class Registry:
         return frozenset(k.action for k in self if k.exclusive)
 
 
-#: the built-in families: toxics, links, clock, node behaviours, churn, clear
-DEFAULT_REGISTRY = Registry([*TOXICS, *LINKS, SkewClock(), Misbehave(), *CHURN, Clear()])
+#: the built-in families: toxics, links, firewall, clock, node behaviours, churn, clear
+DEFAULT_REGISTRY = Registry([*TOXICS, *LINKS, *FIREWALL, SkewClock(), Misbehave(), *CHURN,
+                             Clear()])
 #: what Schedule.generate draws from by default (weights)
 DEFAULT_MIX = DEFAULT_REGISTRY.default_mix()
 
