@@ -25,14 +25,18 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from harness.faults.families.base import FaultKind, Param, Request
-from harness.faults.fault import Attempts, Fault
+from harness.faults.fault import Fault
 
-if TYPE_CHECKING:
-    from harness.faults.actions import Faults
-    from harness.faults.context import FaultContext
+
+class AppliesToxics(Protocol):
+    """What :func:`apply_wan` uses of :class:`harness.faults.actions.Faults` (a protocol, so
+    that this model does not import the layer that applies faults)."""
+
+    def latency(self, node: str, ms: int, jitter: int = ..., **opts: Any) -> Fault: ...
+
+    def bandwidth(self, node: str, kbps: int, **opts: Any) -> Fault: ...
 
 #: the tag of the toxics a WAN profile adds (toxic names end in ``_wan``)
 WAN_TAG = "wan"
@@ -187,7 +191,7 @@ def profile_from_json(data: Mapping[str, Any]) -> WanProfile:
                  jitter_ms=int(n["jitter_ms"]), kbps=int(n["kbps"])) for n in data["nodes"]))
 
 
-def apply_wan(faults: Faults, profile: WanProfile, *, bandwidth: bool = True) -> list[Fault]:
+def apply_wan(faults: AppliesToxics, profile: WanProfile, *, bandwidth: bool = True) -> list[Fault]:
     """Put ``profile`` on the testnet of ``faults``: per node a ``latency`` fault
     (``latency_ms`` ± ``jitter_ms`` on what the node sends back) and, with ``bandwidth``, a
     ``bandwidth`` fault (``kbps``, both directions), all tagged :data:`WAN_TAG`. Returns the
@@ -201,49 +205,5 @@ def apply_wan(faults: Faults, profile: WanProfile, *, bandwidth: bool = True) ->
     return applied
 
 
-class Wan(FaultKind):
-    """Put a seeded WAN profile on every node: each node placed in a region, with that region's
-    delay +- jitter and bandwidth cap (harness.faults.wan); removal takes it off."""
-
-    action = "wan"
-    family = "toxics"
-    params = (Param("seed", str, None, "Seed of the profile [default: the testnet seed]."),
-              Param("bandwidth", bool, True, "Also cap each node's bandwidth."))
-    target = "none"
-    reversible = True
-    cleared_by = "network"
-    weight = 0
-    generatable = False
-
-    def apply(self, ctx: FaultContext, fault: Fault, req: Request) -> None:
-        seed = req.params.get("seed")
-        if seed is None:
-            seed = str(ctx.net.state.topology.get("seed", "0"))
-        profile = wan_profile(seed, ctx.view().names)
-        ctx.require(profile.nodes, "network")
-        fault.nodes = profile.nodes
-        fault.result = profile.to_json()
-        tag = req.tag or WAN_TAG
-        tp = ctx.toxiproxy
-        for link in profile.links:
-            toxics: list[tuple[str, str, dict[str, Any]]] = [
-                ("latency", "downstream", {"latency": link.latency_ms, "jitter": link.jitter_ms})]
-            if req.params["bandwidth"]:
-                toxics += [("bandwidth", s, {"rate": link.kbps}) for s in ("upstream", "downstream")]
-            for proxy in ctx.proxies_of(link.node):
-                for kind, stream, attributes in toxics:
-                    name = f"{kind}_{stream}_{tag}"
-                    tp.remove_toxic(proxy, name, missing_ok=True)  # applying again replaces it
-                    tp.add_toxic(proxy, kind, attributes, stream=stream, name=name)
-                    fault.toxics.append((proxy, name))
-
-    def undo(self, ctx: FaultContext, fault: Fault) -> list[str]:
-        attempts = Attempts()
-        for proxy, name in fault.toxics:
-            with attempts.step(f"remove toxic {name} of {proxy}"):
-                ctx.toxiproxy.remove_toxic(proxy, name, missing_ok=True)
-        return attempts.errors
-
-
-__all__ = ["DEFAULT_REGIONS", "LATENCY_SPREAD", "WAN_TAG", "NodeLink", "Region", "Wan",
+__all__ = ["DEFAULT_REGIONS", "LATENCY_SPREAD", "WAN_TAG", "NodeLink", "Region",
            "WanProfile", "apply_wan", "profile_from_json", "wan_profile"]

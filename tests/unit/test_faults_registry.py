@@ -81,7 +81,7 @@ def valid_params(kind: FaultKind) -> dict[str, Any]:
 def test_the_built_in_families_and_their_actions():
     assert {f: [k.action for k in ks] for f, ks in DEFAULT_REGISTRY.families().items()} == {
         "toxics": ["latency", "bandwidth", "timeout", "reset", "slow_close", "slicer",
-                   "limit_data"],
+                   "limit_data", "wan"],
         "links": ["down", "up", "partition", "heal"],
         "firewall": ["block_clients"],
         "clock": ["skew_clock"],
@@ -95,8 +95,8 @@ def test_the_built_in_families_and_their_actions():
                                  "down": 2, "partition": 1, "skew_clock": 1, "kill": 2,
                                  "pause": 1}
     assert {k.action for k in REVERSIBLE} == {
-        "latency", "bandwidth", "timeout", "reset", "slow_close", "slicer", "limit_data", "down",
-        "partition", "block_clients", "skew_clock", "misbehave", "kill", "stop", "pause", "decommission"}
+        "latency", "bandwidth", "timeout", "reset", "slow_close", "slicer", "limit_data", "wan",
+        "down", "partition", "block_clients", "skew_clock", "misbehave", "kill", "stop", "pause", "decommission"}
 
 
 def test_unknown_action_is_an_error_everywhere(net: FakeNet):

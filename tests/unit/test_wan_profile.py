@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from harness.faults import DEFAULT_REGISTRY, Faults, NetworkView, Timeline
+from harness.faults.families.wan import Wan
 from harness.faults.wan import (
     DEFAULT_REGIONS,
     LATENCY_SPREAD,
     WAN_TAG,
     NodeLink,
     Region,
-    Wan,
     WanProfile,
     apply_wan,
     profile_from_json,
@@ -155,14 +155,14 @@ def fake() -> Iterator[tuple[Any, Any]]:
 
 def _faults(net: Any) -> Faults:
     return Faults(net, view=lambda: NetworkView.from_state(net.state),
-                  registry=DEFAULT_REGISTRY.with_kinds(Wan()))
+                  registry=DEFAULT_REGISTRY)
 
 
 def test_wan_kind_puts_the_testnet_seed_profile_on_every_node(fake: tuple[Any, Any]) -> None:
     net, tp = fake
     tl = Timeline()
     faults = Faults(net, tl, view=lambda: NetworkView.from_state(net.state),
-                    registry=DEFAULT_REGISTRY.with_kinds(Wan()))
+                    registry=DEFAULT_REGISTRY)
     fault = faults.apply("wan")
     profile = wan_profile("wan-unit", [n.name for n in net.nodes])
     assert fault.nodes == profile.nodes and fault.result == profile.to_json()

@@ -19,6 +19,7 @@ from harness.faults.families.clock import SkewClock
 from harness.faults.families.firewall import FIREWALL
 from harness.faults.families.links import LINKS
 from harness.faults.families.toxics import TOXICS
+from harness.faults.families.wan import Wan
 
 
 class UnknownAction(ValueError):
@@ -83,9 +84,10 @@ class Registry:
         return frozenset(k.action for k in self if k.exclusive)
 
 
-#: the built-in families: toxics, links, firewall, clock, node behaviours, churn, clear
-DEFAULT_REGISTRY = Registry([*TOXICS, *LINKS, *FIREWALL, SkewClock(), Misbehave(), *CHURN,
-                             Clear()])
+#: the built-in families: toxics (+ the WAN profile), links, firewall, clock, node behaviours,
+#: churn, clear
+DEFAULT_REGISTRY = Registry([*TOXICS, Wan(), *LINKS, *FIREWALL, SkewClock(), Misbehave(),
+                             *CHURN, Clear()])
 #: what Schedule.generate draws from by default (weights)
 DEFAULT_MIX = DEFAULT_REGISTRY.default_mix()
 
