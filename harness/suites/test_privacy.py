@@ -123,7 +123,7 @@ def guards_of(h: History, account: str, after: float = 0.0, ok: bool = True) -> 
             for a in r.attempts if a.path and a.started_at > after and (a.ok or not ok)]
 
 
-def tested_at(h: History, node: str, before: float) -> bool:
+def was_tested_before(h: History, node: str, before: float) -> bool:
     """The node observed a direct ``info`` request naming no account before ``before`` (the
     guard test production clients make before using a node as a guard)."""
     return any(o.get("channel") == "storage_rpc" and o.get("method") == "info"
@@ -183,6 +183,6 @@ def test_guards_rotate_as_production_clients_do(testnet: Testnet, history: Histo
     g = new[0]
     first_use = min(a.started_at for r in h.records if r.account == alice.session_id
                     for a in r.attempts if a.path and h.node_name(a.path[0]["ed25519"]) == g)
-    assert tested_at(h, g, first_use + 1.0), f"new guard {g} was used untested"
+    assert was_tested_before(h, g, first_use + 1.0), f"new guard {g} was used untested"
     assert [a for r in h.records for a in r.attempts if a.method == "guard_test" and a.ok
             and h.node_name((a.destination or {}).get("ed25519")) == g]
