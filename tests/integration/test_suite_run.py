@@ -101,3 +101,21 @@ def test_a_failing_scenario_names_property_seed_and_replay(tmp_path: Path, prop:
                         "--", "--collect-only", "-q", cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"{NODEID}" in again.stdout and "1 test collected" in again.stdout
+
+
+def test_the_delivery_family_passes_with_an_independent_client_under_test(tmp_path: Path) -> None:
+    """Issue 10's "a second adapter that is not the built-in client passes the delivery
+    family": examples/adapters/minimal_client.py (written against the wire protocol, imports
+    nothing of harness/ or nodes/) is the client of every delivery scenario that accepts one;
+    the rest are skipped saying they need the built-in client."""
+    client = f"{shlex.quote(sys.executable)} {shlex.quote(str(ROOT / 'examples/adapters/minimal_client.py'))}"
+    res = run_testnet("suite", "run", "delivery", "--backend", "process", "--client", client,
+                      "--junit", "junit.xml", cwd=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr
+    cases = list(ET.parse(tmp_path / "junit.xml").getroot().iter("testcase"))
+    ran = [c.get("name") for c in cases if not [e for e in c if e.tag == "skipped"]]
+    skipped = {c.get("name"): c.find("skipped") for c in cases if c.find("skipped") is not None}
+    assert len(ran) >= 6 and "test_delivery_both_ways" in ran and "test_fan_in_twenty_senders" in ran
+    assert not [e for c in cases for e in c if e.tag in ("failure", "error")]
+    for node in skipped.values():
+        assert "needs the built-in client" in (node.get("message") or "")
