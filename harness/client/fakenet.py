@@ -8,7 +8,10 @@ errors.  It is *not* the testnet's storage node; integration tests run the real 
 
 Knobs for failure tests: ``FakeNode.up`` (connection refused), ``hang`` (timeout), ``clock_offset_ms``,
 ``drop_stores``, ``drop_relays`` (relays answer 504), ``hook`` (answer a storage RPC yourself),
-``FakeNetwork.unlisted`` (nodes the relays no longer know: ``Next node not found``).
+``FakeNetwork.unlisted`` (nodes the relays no longer know: ``Next node not found``),
+``FakeNetwork.relay_timeout_on_down`` (a relay whose next hop is down answers 504 ``Request time
+out``, as the storage server does when its request to the next node fails, instead of 502 ``Next
+node is currently unreachable``, which it only says of a node it has no address for).
 """
 
 from __future__ import annotations
@@ -91,6 +94,9 @@ class FakeNetwork:
         #: (kind, url) of every HTTP request, kind in {"seed", "direct", "onion"}
         self.log: list[tuple[str, str]] = []
         self.seed_up = True
+        #: a down next hop: 504 "Request time out" (the storage server when its request to the
+        #: next node fails: a killed node) instead of 502 "Next node is currently unreachable"
+        self.relay_timeout_on_down = False
 
     # -- lookups -------------------------------------------------------------------------------
     def node(self, name_or_ed: str) -> FakeNode:
@@ -166,6 +172,8 @@ class FakeNetwork:
         if nxt is None or nxt.name in self.unlisted:
             return HttpResult(502, f"Next node not found: {info.next_ed25519_hex}".encode())
         if node.drop_relays:
+            return HttpResult(504, b"Request time out")
+        if not nxt.up and self.relay_timeout_on_down:
             return HttpResult(504, b"Request time out")
         if not nxt.up:
             return HttpResult(502, f"Next node is currently unreachable: {info.next_ed25519_hex}".encode())

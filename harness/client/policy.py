@@ -78,6 +78,31 @@ class PathPolicy:
                 if hop.ed25519 not in skip:
                     self.strike_node(hop, "on a failed path", a)
 
+    def suspect_routes(self, routes: list[set[str]], a: AttemptRecord) -> str | None:
+        """After failures of one request that named no node (a 504 "Request time out" relayed
+        by the guard, no answer through the path), each route being the path's hops plus the
+        destination: if at least two routes failed and exactly one node is on all of them,
+        that node is dropped (pool, swarm caches, paths repaired) and returned.
+
+        Production clients only strike the path on a 504 (session-desktop
+        ``incrementBadPathCountOrDrop``, libsession ``PathTimedOut``: penalize_path) and rebuild
+        it away from its nodes; on mainnet the next route then shares no node with the failed
+        one. On a small network the rebuilt path holds the same nodes (nothing else is free) and
+        a dead node can be on every route a request can take: as destination through one path
+        and as a relay of the only path that fits the other destinations. A node every failed
+        route shares is what libsession drops at once when a relay names it (502 "Next node is
+        currently unreachable": force_remove_node); where routes share no node (mainnet) this
+        never fires, and a node that is not dead comes back with the next pool refresh."""
+        if len(routes) < 2:
+            return None
+        common = set.intersection(*routes)
+        if len(common) != 1:
+            return None
+        (culprit,) = common
+        a.actions.append(f"suspect_on_every_route:{culprit[-8:]}")
+        self.drop_node(culprit, f"on every failed route of a request ({len(routes)})", a)
+        return culprit
+
     def retire_path(self, path: OnionPath, a: AttemptRecord) -> None:
         if self.paths.remove(path):
             a.actions.append(f"drop_path:{path.id}")

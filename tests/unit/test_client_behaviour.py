@@ -24,6 +24,7 @@ from harness.client import (
     Timeout,
 )
 from harness.client.fakenet import FakeNetwork
+from harness.client.paths import OnionPath
 from nodes.protocol.onion import ENC_XCHACHA20
 
 pytestmark = pytest.mark.unit
@@ -516,3 +517,49 @@ async def test_guard_timeout_strikes_the_path_and_retries_on_the_other():
         assert slow.failures >= 1 and alice.paths.get(slow.id) is slow  # kept until 3 strikes
         ok = [a for a in rec.attempts if a.ok and a.method == "store"][-1]
         assert ok.n > t.n and ok.path[0]["ed25519"] != slow.guard.ed25519
+
+
+async def test_dead_member_on_one_path_with_the_others_on_the_other_is_found_by_its_routes():
+    # the CI failure of the churn kill scenario, made deterministic: 6 nodes, so the two paths
+    # hold every node; the killed member K of bob's swarm is a relay of P1 and bob's two other
+    # members are on P2. A store to K goes through P2 and a store to b or c must go through
+    # P1: every route meets K, and every failure is a 504 "Request time out" from a live relay
+    # (the storage server's answer when the next node does not answer), blamed on a path.
+    # Path strikes alone rebuild P1 from the same three nodes (nothing else is free): the
+    # client must see that K is the one node on every failed route and leave it.
+    net = FakeNetwork(swarms=2, swarm_size=3)
+    net.relay_timeout_on_down = True
+    records: list = []
+    bob = Account.generate()
+    members = net.swarm_of(bob.session_id)
+    others = [n for n in net.nodes if n not in members]
+    killed, b, c = members
+    async with make(net, records, seed=3) as alice:
+        await alice.bootstrap()
+        await alice.get_swarm(bob.session_id)
+        def snode(n):
+            return alice.pool.get(n.ed25519)
+
+        p1 = OnionPath([snode(others[0]), snode(killed), snode(others[1])])
+        p2 = OnionPath([snode(others[2]), snode(b), snode(c)])
+        alice.paths.paths = [p1, p2]
+        killed.up = False
+        sends = [await alice.send(bob.session_id, f"m{i}") for i in range(5)]
+    assert all(s.ok for s in sends)
+    first = sends[0]
+    # three failed routes at most (K as destination, b and c through K) single K out
+    assert len([a for a in first.attempts if a.method == "store"]) <= 4
+    suspects = [a for a in first.attempts if any(x.startswith("suspect_on_every_route:")
+                                                 for x in a.actions)]
+    assert suspects and f"drop_node:{killed.ed25519[-8:]}" in suspects[0].actions
+    assert killed.ed25519 not in alice.pool
+    # once found, it is neither a destination nor a relay of the later sends
+    for s in sends[1:]:
+        assert len(s.attempts) == 1
+        assert killed.ed25519 not in store_route_keys(s)
+    check_records(records)
+
+
+def store_route_keys(rec: SendRecord) -> set[str]:
+    ok = [a for a in rec.attempts if a.method == "store" and a.ok][-1]
+    return {h["ed25519"] for h in ok.path} | {ok.destination["ed25519"]}
