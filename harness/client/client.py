@@ -112,10 +112,6 @@ class _Op:
         self.failed_paths: set[str] = set()
         #: every hop of those paths (which hop failed is unknown: a relay answers 504 for any)
         self.failed_hops: set[str] = set()
-        #: the nodes (hops and destination) of each attempt that failed without naming a node
-        #: (a 504 "Request time out" relayed by the guard, no answer through the path): a node
-        #: on every one of them is the likely culprit (see PathPolicy.suspect_routes)
-        self.failed_routes: list[set[str]] = []
         self.reported_421: set[tuple[str, str]] = set()
         #: times the network rejected our timestamp and the clock was re-read (406/425)
         self.clock_resyncs = 0
@@ -129,6 +125,11 @@ class _Op:
                           started_at=time.time())
         self.record.attempts.append(a)
         return a
+
+
+def _route(path: OnionPath, dest: Snode) -> set[str]:
+    """The nodes a request through ``path`` to ``dest`` depends on."""
+    return {h.ed25519 for h in path.hops} | {dest.ed25519}
 
 
 class _Target:
@@ -596,6 +597,7 @@ class SessionClient:
                         if n < self.config.max_attempts:
                             await asyncio.sleep(self._backoff(n))
                         continue
+                self.policy.route_worked(_route(path, dest))
                 return dest, result.data, path
             last = result.error
             if result.kind == Outcome.FATAL:
@@ -614,13 +616,11 @@ class SessionClient:
                 op.failed_hops.update(h.ed25519 for h in path.hops)
                 a = op.record.attempts[-1]
                 if a.failed_node is None:  # nobody named: the path's hops or the destination
-                    op.failed_routes.append({h.ed25519 for h in path.hops} | {dest.ed25519})
-                    culprit = self.policy.suspect_routes(op.failed_routes, a)
+                    culprit = self.policy.route_failed(_route(path, dest), a)
                     if culprit is not None:
                         # the node is gone from the pool, the swarm caches and the paths: the
                         # paths and hops that failed with it are not suspect any more
                         target.excluded.add(culprit)
-                        op.failed_routes.clear()
                         op.failed_paths.clear()
                         op.failed_hops.clear()
             elif result.kind in (Outcome.RETRY_DEST, Outcome.SWARM_MOVED):

@@ -6,7 +6,8 @@ It implements the client-visible protocol with the real protocol library: the se
 hashes) and signed ``retrieve`` with ``last_hash``, 421 for the wrong swarm and 406 for clock
 errors.  It is *not* the testnet's storage node; integration tests run the real nodes.
 
-Knobs for failure tests: ``FakeNode.up`` (connection refused), ``hang`` (timeout), ``clock_offset_ms``,
+Knobs for failure tests: ``FakeNode.up`` (connection refused), ``hang`` (timeout: a frozen node,
+directly, as a relay's next hop or as a swarm member in a store's fan-out), ``clock_offset_ms``,
 ``drop_stores``, ``drop_relays`` (relays answer 504), ``hook`` (answer a storage RPC yourself),
 ``FakeNetwork.unlisted`` (nodes the relays no longer know: ``Next node not found``),
 ``FakeNetwork.relay_timeout_on_down`` (a relay whose next hop is down answers 504 ``Request time
@@ -173,6 +174,8 @@ class FakeNetwork:
             return HttpResult(502, f"Next node not found: {info.next_ed25519_hex}".encode())
         if node.drop_relays:
             return HttpResult(504, b"Request time out")
+        if nxt.hang:  # a frozen next hop: nothing comes back before the client gives up
+            raise TransportError(TIMEOUT, f"onion via {node.name}", f"{nxt.name} does not answer")
         if not nxt.up and self.relay_timeout_on_down:
             return HttpResult(504, b"Request time out")
         if not nxt.up:
@@ -243,7 +246,8 @@ class FakeNetwork:
         else:
             swarm = {}
             for member in self.swarm_of(pk):
-                swarm[member.ed25519] = put(member) if member.up else {"failed": True, "timeout": True}
+                swarm[member.ed25519] = (put(member) if member.up and not member.hang
+                                         else {"failed": True, "timeout": True})
         return 200, self._misc(node, {"swarm": swarm, "hash": h})
 
     def _retrieve(self, node: FakeNode, p: dict[str, Any], now: int) -> tuple[int, Any]:

@@ -549,7 +549,7 @@ async def test_dead_member_on_one_path_with_the_others_on_the_other_is_found_by_
     first = sends[0]
     # three failed routes at most (K as destination, b and c through K) single K out
     assert len([a for a in first.attempts if a.method == "store"]) <= 4
-    suspects = [a for a in first.attempts if any(x.startswith("suspect_on_every_route:")
+    suspects = [a for a in first.attempts if any(x.startswith("suspect_on_every_failed_route:")
                                                  for x in a.actions)]
     assert suspects and f"drop_node:{killed.ed25519[-8:]}" in suspects[0].actions
     assert killed.ed25519 not in alice.pool
@@ -563,3 +563,48 @@ async def test_dead_member_on_one_path_with_the_others_on_the_other_is_found_by_
 def store_route_keys(rec: SendRecord) -> set[str]:
     ok = [a for a in rec.attempts if a.method == "store" and a.ok][-1]
     return {h["ed25519"] for h in ok.path} | {ok.destination["ed25519"]}
+
+
+@pytest.mark.parametrize("seed", [4, 11, 23, 42])
+async def test_frozen_member_is_singled_out_across_sends_by_the_routes_that_worked(seed):
+    # a frozen (paused) member of bob's swarm: requests to it or through it time out, one per
+    # send at most before the retry works elsewhere, so no single send fails twice. Across
+    # sends, the node on every failed route and on no route that worked is found and left.
+    net = FakeNetwork(swarms=2, swarm_size=3)
+    records: list = []
+    bob = Account.generate()
+    async with make(net, records, seed=seed) as alice:
+        await alice.bootstrap()
+        await alice.get_swarm(bob.session_id)
+        frozen = net.swarm_of(bob.session_id)[0]
+        frozen.hang = True
+        sends = [await alice.send(bob.session_id, f"m{i}") for i in range(12)]
+    assert all(s.ok for s in sends)
+    timeouts = [a for s in sends for a in s.attempts if a.error_kind == "timeout"]
+    found = [a for s in sends for a in s.attempts
+             if f"suspect_on_every_failed_route:{frozen.ed25519[-8:]}" in a.actions]
+    assert len(found) == 1 and len(timeouts) >= 2
+    assert frozen.ed25519 not in alice.pool
+    # nothing timed out after it was found; its swarm results say it never confirmed
+    after = [a for s in sends for a in s.attempts if a.started_at > found[0].started_at]
+    assert after and not any(a.error_kind == "timeout" for a in after)
+    assert all(not s.swarm_results[frozen.ed25519]["ok"] for s in sends)
+    check_records(records)
+
+
+async def test_unrelated_failures_single_out_nobody():
+    from harness.client.config import ClientConfig
+    from harness.client.paths import PathSet
+    from harness.client.policy import PathPolicy
+    from harness.client.pool import NodePool
+    from harness.client.records import AttemptRecord
+
+    policy = PathPolicy(ClientConfig(), NodePool(), PathSet(), {})
+    a = AttemptRecord(n=1, method="store")
+    assert policy.route_failed({"a", "b", "c", "d"}, a) is None  # one failure is no evidence
+    assert policy.route_failed({"e", "f", "g", "h"}, a) is None  # nothing in common: start over
+    policy.route_worked({"e", "f"})  # these answered since: {g, h} are left
+    assert policy.route_failed({"e", "f", "x", "y"}, a) is None  # nothing in common: start over
+    assert policy.route_failed({"e", "g", "x", "z"}, a) is None  # {e, x}: two suspects
+    assert policy.route_failed({"x", "q", "r", "s"}, a) == "x"
+    assert a.actions[-2:] == ["suspect_on_every_failed_route:x", "drop_node:x"]
