@@ -6,8 +6,9 @@ It implements the client-visible protocol with the real protocol library: the se
 hashes) and signed ``retrieve`` with ``last_hash``, 421 for the wrong swarm and 406 for clock
 errors.  It is *not* the testnet's storage node; integration tests run the real nodes.
 
-Knobs for failure tests: ``FakeNode.up`` (connection refused), ``hang`` (timeout: a frozen node,
-directly, as a relay's next hop or as a swarm member in a store's fan-out), ``clock_offset_ms``,
+Knobs for failure tests: ``FakeNode.up`` (connection refused), ``hang`` (direct requests time out),
+``frozen`` (a paused node: it times out directly, as a relay's next hop and as a swarm member in
+a store's fan-out), ``clock_offset_ms``,
 ``drop_stores``, ``drop_relays`` (relays answer 504), ``hook`` (answer a storage RPC yourself),
 ``FakeNetwork.unlisted`` (nodes the relays no longer know: ``Next node not found``),
 ``FakeNetwork.relay_timeout_on_down`` (a relay whose next hop is down answers 504 ``Request time
@@ -51,6 +52,8 @@ class FakeNode:
     drop_relays: bool = False
     #: requests sent to this node directly never get an answer (TransportError TIMEOUT)
     hang: bool = False
+    #: a frozen (paused) node: as ``hang``, and relays' requests to it and fan-out to it time out
+    frozen: bool = False
     #: called for every storage RPC this node answers as destination; a (status, body) return
     #: value replaces the normal answer
     hook: Hook | None = None
@@ -132,7 +135,7 @@ class FakeNetwork:
         node = self._by_addr(u.hostname or "", u.port or 443)
         if node is None or not node.up:
             raise TransportError(CONNECT, url, "connection refused")
-        if node.hang:
+        if node.hang or node.frozen:
             raise TransportError(TIMEOUT, url, f"no answer within {timeout:g}s")
         if u.path == "/onion_req/v2":
             self.log.append(("onion", url))
@@ -174,7 +177,7 @@ class FakeNetwork:
             return HttpResult(502, f"Next node not found: {info.next_ed25519_hex}".encode())
         if node.drop_relays:
             return HttpResult(504, b"Request time out")
-        if nxt.hang:  # a frozen next hop: nothing comes back before the client gives up
+        if nxt.frozen:  # a frozen next hop: nothing comes back before the client gives up
             raise TransportError(TIMEOUT, f"onion via {node.name}", f"{nxt.name} does not answer")
         if not nxt.up and self.relay_timeout_on_down:
             return HttpResult(504, b"Request time out")
@@ -246,7 +249,7 @@ class FakeNetwork:
         else:
             swarm = {}
             for member in self.swarm_of(pk):
-                swarm[member.ed25519] = (put(member) if member.up and not member.hang
+                swarm[member.ed25519] = (put(member) if member.up and not member.frozen
                                          else {"failed": True, "timeout": True})
         return 200, self._misc(node, {"swarm": swarm, "hash": h})
 

@@ -577,7 +577,7 @@ async def test_frozen_member_is_singled_out_across_sends_by_the_routes_that_work
         await alice.bootstrap()
         await alice.get_swarm(bob.session_id)
         frozen = net.swarm_of(bob.session_id)[0]
-        frozen.hang = True
+        frozen.frozen = True
         sends = [await alice.send(bob.session_id, f"m{i}") for i in range(12)]
     assert all(s.ok for s in sends)
     timeouts = [a for s in sends for a in s.attempts if a.error_kind == "timeout"]
