@@ -41,7 +41,7 @@ from nodes.protocol.signing import retrieve_message, sign_request
 from . import transport as tr
 from .account import Account
 from .clock import NetworkClock
-from .config import POLL_ALL, ClientConfig
+from .config import POLL_ALL, POLL_SAMPLE, RETRIEVE_SNODES_COUNT, ClientConfig
 from .errors import (
     BootstrapError,
     ClientError,
@@ -837,6 +837,25 @@ class SessionClient:
                         errors.append(exc)
                 if errors and len(errors) == len(members):
                     raise errors[-1]
+            elif mode == POLL_SAMPLE:
+                # session-desktop pollOnceForKey: sampleSize(swarm, RETRIEVE_SNODES_COUNT) polled
+                # at once, results merged ("it's easy for a snode to be out of sync"); each node
+                # with its own last hash; the poll fails only if every sampled node failed
+                members = self.policy.prefer_reachable(
+                    await self._swarm_members(self.session_id, op, refresh=False, enc_type=enc))
+                sample = self._rng.sample(members, min(RETRIEVE_SNODES_COUNT, len(members)))
+                results = await asyncio.gather(*(self._poll_node(
+                    op, _Target(self, pubkey=self.session_id, fixed=m, enc_type=enc), nss, enc)
+                    for m in sample), return_exceptions=True)
+                failures = [r for r in results if isinstance(r, BaseException)]
+                for r in results:
+                    if not isinstance(r, BaseException):
+                        out.extend(r)
+                for f in failures:
+                    if not isinstance(f, ClientError):
+                        raise f
+                if failures and len(failures) == len(results):
+                    raise failures[-1]
             else:
                 def prefer(cands: list[Snode]) -> list[Snode]:
                     # session-desktop polls one node, preferably one it already has a last hash for

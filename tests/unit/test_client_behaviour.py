@@ -608,3 +608,26 @@ async def test_unrelated_failures_single_out_nobody():
     assert policy.route_failed({"e", "g", "x", "z"}, a) is None  # {e, x}: two suspects
     assert policy.route_failed({"x", "q", "r", "s"}, a) == "x"
     assert a.actions[-2:] == ["suspect_on_every_failed_route:x", "drop_node:x"]
+
+
+async def test_sample_polling_gets_what_one_out_of_sync_member_missed():
+    # desktop polls 2 random members at once and merges (RETRIEVE_SNODES_COUNT): a member that
+    # missed a message (frozen while it was stored) cannot hide it from a recipient that had a
+    # last hash there (the older sticky one-node polling would never ask anyone else)
+    net = FakeNetwork(swarms=2, swarm_size=3)
+    records: list = []
+    bob_acct = Account.generate()
+    async with make(net, records, seed=5) as alice, make(net, records, bob_acct, seed=6) as bob:
+        assert bob.config.poll_mode == "sample"
+        await alice.send(bob.session_id, "everyone has it")
+        assert [m.body for m in await bob.receive()] == ["everyone has it"]
+        missing = net.swarm_of(bob.session_id)[0]
+        missing.frozen = True
+        await alice.send(bob.session_id, "one member missed it")
+        missing.frozen = False
+        got = await bob.wait_for(count=1, timeout=5, poll_interval=0.01)
+    assert [m.body for m in got] == ["one member missed it"]
+    assert got[0].hash not in net.stored(bob.session_id)[missing.name]  # it really missed it
+    polls = [r for r in records if isinstance(r, ReceiveRecord) and r.account == bob_acct.session_id]
+    assert all(len({p["ed25519"] for p in r.polled}) <= 2 for r in polls)
+    assert any(len({p["ed25519"] for p in r.polled}) == 2 for r in polls)
