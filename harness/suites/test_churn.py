@@ -231,8 +231,6 @@ def test_churn_decommission_and_deregistration(testnet_factory: TestnetOwner,
     h = history.collect()
     history.require(delivery(h))
     assert [(e.action, e.phase) for e in h.events] == [
-        ("decommission", "apply"), ("kill", "apply"), ("start", "remove"),
-        ("recommission", "remove")] or [(e.action, e.phase) for e in h.events] == [
         ("decommission", "apply"), ("kill", "apply"), ("kill", "remove"),
         ("decommission", "remove")]
     members = [sorted(n for m in lay.values() for n in m) for lay in layouts]
@@ -254,6 +252,7 @@ def test_churn_seed_down_for_a_while(testnet: Testnet, history: HistoryRecorder,
     send_like_an_app(alice, bob.session_id, "with the seed")
     inbox.wait(expected)  # both clients have their node lists now
     down_for = testnet.topology.proof_timeout + 2
+    heights = {n.name: registration_height(testnet, n.name) for n in testnet.nodes}
     with history.faults(testnet) as faults:
         stopped = faults.apply("stop_seed")
         since = time.monotonic()
@@ -267,6 +266,8 @@ def test_churn_seed_down_for_a_while(testnet: Testnet, history: HistoryRecorder,
         assert not seed_answers(testnet.seed_url)
         faults.remove(stopped)
     testnet.wait_ready(timeout=60)  # every node registered and in its swarm again
+    # nobody was deregistered for the silence (a restarted seed restarts every proof age)
+    assert {n.name: registration_height(testnet, n.name) for n in testnet.nodes} == heights
     # a new registration: the seed forgets a node, whose next proofs register it again
     name = testnet.nodes[0].name
     before = registration_height(testnet, name)
@@ -403,6 +404,8 @@ def test_churn_standard_schedule_keeps_delivering(testnet: Testnet, history: His
     ok_sends = [s for s in h.sends if s.ok]
     lost = len(check.evidence.get("lost", [])) if isinstance(check.evidence, dict) else 0
     ratio = (len(ok_sends) - lost) / len(ok_sends)
+    print(f"standard churn: {len(schedule.steps)} kills, {len(ok_sends)} acknowledged sends "
+          f"({failed} gave up after app resends), {ratio:.4%} delivered")
     assert ratio >= 0.999, f"{ratio:.4%} of {len(ok_sends)} acknowledged sends delivered: {check}"
     assert check.ok, str(check)
     assert len(schedule.steps) == 12 and len(acked) >= 60, (len(schedule.steps), len(acked))
