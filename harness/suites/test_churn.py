@@ -34,6 +34,8 @@ pytestmark = [pytest.mark.churn, pytest.mark.integration,
 #: a request timeout longer than a node's fan-out timeout (5 s): a store whose destination
 #: waits for a frozen swarm member still answers in time (production clients wait 10+ s)
 FROZEN_CLIENT: dict[str, Any] = {"request_timeout": 7.0}
+#: sends per second of the standard schedule's stream
+SEND_RATE = 5.0
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -385,10 +387,12 @@ def test_churn_standard_schedule_keeps_delivering(testnet: Testnet, history: His
     with history.faults(testnet) as faults:
         worker = threading.Thread(target=apply_schedule, name="churn-schedule", daemon=True)
         worker.start()
-        i = 0
+        i, start = 0, time.monotonic()
         while not done.is_set():
             body = f"steady {i}"
             i += 1
+            # a steady stream of SEND_RATE sends per second (slower when sends take longer)
+            time.sleep(max(0.0, start + i / SEND_RATE - time.monotonic()))
             try:
                 send_like_an_app(alice, bob.session_id, body)
                 acked.add(body)
