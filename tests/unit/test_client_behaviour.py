@@ -631,3 +631,29 @@ async def test_sample_polling_gets_what_one_out_of_sync_member_missed():
     polls = [r for r in records if isinstance(r, ReceiveRecord) and r.account == bob_acct.session_id]
     assert all(len({p["ed25519"] for p in r.polled}) <= 2 for r in polls)
     assert any(len({p["ed25519"] for p in r.polled}) == 2 for r in polls)
+
+
+@pytest.mark.parametrize("seed", [9, 13, 21, 34])
+async def test_not_ready_answer_relayed_by_the_guard_strikes_the_path_not_the_guard(seed):
+    # a decommissioned node answers 503 "Service node is not ready" (naming nobody) to whoever
+    # reaches it, relays included, so the guard of a path through it relays that answer.
+    # Blaming the guard (libsession's EdgeNotReady, right where only edges speak HTTPS) struck
+    # innocent guards out one after the other; the path is struck (desktop) and no node is
+    # recorded as the culprit, so the failed routes can single the node out
+    net = FakeNetwork(swarms=2, swarm_size=3)
+    records: list = []
+    bob = Account.generate()
+    async with make(net, records, seed=seed) as alice:
+        await alice.bootstrap()
+        await alice.get_swarm(bob.session_id)
+        gone = alice.paths.paths[0].hops[1]
+        net.node(gone.ed25519).not_ready = True
+        sends = [await alice.send(bob.session_id, f"m{i}") for i in range(4)]
+    assert all(s.ok for s in sends)
+    failures = [a for s in sends for a in s.attempts if a.http_status == 503]
+    assert failures
+    for a in failures:
+        assert a.failed_node is None and a.error_kind == "path"
+        assert any(x.startswith("strike_path:") for x in a.actions)
+        assert f"strike_node:{a.path[0]['ed25519'][-8:]}" not in a.actions[:1]
+    check_records(records)
