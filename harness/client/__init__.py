@@ -12,7 +12,7 @@
 from .account import Account
 from .client import Received, SessionClient
 from .clock import NetworkClock
-from .config import POLL_ALL, POLL_ONE, ClientConfig
+from .config import POLL_ALL, POLL_ONE, POLL_SAMPLE, ClientConfig
 from .errors import (
     AccountError,
     BootstrapError,
@@ -43,7 +43,7 @@ from .sync import Client
 
 __all__ = [
     "Account", "Client", "ClientConfig", "NetworkClock", "NodePool", "OnionPath", "PathSet",
-    "POLL_ALL", "POLL_ONE", "Received", "SessionClient", "Snode", "build_path",
+    "POLL_ALL", "POLL_ONE", "POLL_SAMPLE", "Received", "SessionClient", "Snode", "build_path",
     "AttemptRecord", "OperationRecord", "ReceiveRecord", "RecordSink", "SendRecord", "record_from_dict",
     "AccountError", "BootstrapError", "ClientError", "ClockError", "DestinationError", "NoPathError",
     "PathError", "RequestRejected", "RetrieveFailed", "StoreFailed", "StoreUnconfirmed", "SwarmError",

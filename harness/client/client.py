@@ -44,7 +44,7 @@ from nodes.protocol.signing import retrieve_message, sign_request
 from . import transport as tr
 from .account import Account
 from .clock import NetworkClock
-from .config import POLL_ALL, ClientConfig
+from .config import POLL_ALL, POLL_SAMPLE, RETRIEVE_SNODES_COUNT, ClientConfig
 from .errors import (
     BootstrapError,
     ClientError,
@@ -128,6 +128,11 @@ class _Op:
                           started_at=time.time())
         self.record.attempts.append(a)
         return a
+
+
+def _route(path: OnionPath, dest: Snode) -> set[str]:
+    """The nodes a request through ``path`` to ``dest`` depends on."""
+    return {h.ed25519 for h in path.hops} | {dest.ed25519}
 
 
 class _Target:
@@ -653,6 +658,7 @@ class SessionClient:
                         if n < self.config.max_attempts:
                             await asyncio.sleep(self._backoff(n))
                         continue
+                self.policy.route_worked(_route(path, dest))
                 return dest, result.data, path
             last = result.error
             if result.kind == Outcome.FATAL:
@@ -669,6 +675,15 @@ class SessionClient:
             if result.kind == Outcome.RETRY_PATH:
                 op.failed_paths.add(path.id)
                 op.failed_hops.update(h.ed25519 for h in path.hops)
+                a = op.record.attempts[-1]
+                if a.failed_node is None:  # nobody named: the path's hops or the destination
+                    culprit = self.policy.route_failed(_route(path, dest), a)
+                    if culprit is not None:
+                        # the node is gone from the pool, the swarm caches and the paths: the
+                        # paths and hops that failed with it are not suspect any more
+                        target.excluded.add(culprit)
+                        op.failed_paths.clear()
+                        op.failed_hops.clear()
             elif result.kind in (Outcome.RETRY_DEST, Outcome.SWARM_MOVED):
                 target.excluded.add(dest.ed25519)
                 if result.kind == Outcome.SWARM_MOVED:
@@ -883,6 +898,25 @@ class SessionClient:
                         errors.append(exc)
                 if errors and len(errors) == len(members):
                     raise errors[-1]
+            elif mode == POLL_SAMPLE:
+                # session-desktop pollOnceForKey: sampleSize(swarm, RETRIEVE_SNODES_COUNT) polled
+                # at once, results merged ("it's easy for a snode to be out of sync"); each node
+                # with its own last hash; the poll fails only if every sampled node failed
+                members = self.policy.prefer_reachable(
+                    await self._swarm_members(self.session_id, op, refresh=False, enc_type=enc))
+                sample = self._rng.sample(members, min(RETRIEVE_SNODES_COUNT, len(members)))
+                results = await asyncio.gather(*(self._poll_node(
+                    op, _Target(self, pubkey=self.session_id, fixed=m, enc_type=enc), nss, enc)
+                    for m in sample), return_exceptions=True)
+                failures = [r for r in results if isinstance(r, BaseException)]
+                for r in results:
+                    if not isinstance(r, BaseException):
+                        out.extend(r)
+                for f in failures:
+                    if not isinstance(f, ClientError):
+                        raise f
+                if failures and len(failures) == len(results):
+                    raise failures[-1]
             else:
                 def prefer(cands: list[Snode]) -> list[Snode]:
                     # session-desktop polls one node, preferably one it already has a last hash for

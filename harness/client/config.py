@@ -12,6 +12,10 @@ from .paths import SUBNET_AUTO, SUBNET_MODES
 
 POLL_ONE = "one"
 POLL_ALL = "all"
+POLL_SAMPLE = "sample"
+POLL_MODES = (POLL_SAMPLE, POLL_ONE, POLL_ALL)
+#: members polled at once by ``poll_mode="sample"`` (session-desktop RETRIEVE_SNODES_COUNT)
+RETRIEVE_SNODES_COUNT = 2
 
 
 @dataclass(frozen=True)
@@ -42,9 +46,10 @@ class ClientConfig:
     message_ttl_ms: int = TTL_MAX_PUBLIC_MS
     #: namespaces polled by receive() (1-to-1 messages live in namespace 0)
     namespaces: tuple[int, ...] = (0,)
-    #: receive(): poll "one" swarm member (session-desktop: sticky, the one with a last hash)
-    #: or "all" members
-    poll_mode: str = POLL_ONE
+    #: receive(): poll a "sample" of RETRIEVE_SNODES_COUNT random members at once and merge
+    #: (session-desktop swarmPolling.ts: a member can be out of sync with its swarm), "one"
+    #: member (older desktop: sticky, the one with a last hash) or "all" members
+    poll_mode: str = POLL_SAMPLE
     #: wait_for() poll period, seconds (desktop polls its own swarm every 5 s when active)
     poll_interval: float = 1.0
     #: retrieve pages followed while the node says "more"
@@ -71,8 +76,8 @@ class ClientConfig:
             raise ValueError(f"subnet_diversity must be one of {SUBNET_MODES}, got {self.subnet_diversity!r}")
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
-        if self.poll_mode not in (POLL_ONE, POLL_ALL):
-            raise ValueError(f"poll_mode must be {POLL_ONE!r} or {POLL_ALL!r}, got {self.poll_mode!r}")
+        if self.poll_mode not in POLL_MODES:
+            raise ValueError(f"poll_mode must be one of {', '.join(POLL_MODES)}, got {self.poll_mode!r}")
         for name in ("request_timeout", "seed_timeout", "guard_test_timeout", "poll_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")

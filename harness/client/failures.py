@@ -170,8 +170,20 @@ class FailureClassifier:
             return Verdict(Outcome.RETRY_PATH, error=err)
         if status == 503:
             not_ready = extract_pubkey(text, SNODE_NOT_READY_PREFIX)
-            culprit = self.policy.pool.get(not_ready) if not_ready else guard
-            culprit = culprit or guard
+            named = self.policy.pool.get(not_ready) if not_ready else None
+            if named is None:
+                # "Service node is not ready" names nobody. session-desktop strikes the path
+                # (incrementBadPathCountOrDrop); libsession blames the edge (EdgeNotReady),
+                # right where only the edge speaks HTTPS, but our nodes relay over HTTPS too, so
+                # a not-ready relay or destination behind the guard answers the same: the path
+                # is struck, no node is recorded as the culprit, and the failed routes single
+                # out the node on all of them (PathPolicy.route_failed)
+                err = PathError(guard, status, text, hop=0, method=method,
+                                detail="a node on the path or the destination is not ready")
+                a.error_kind, a.error = ErrorKind.PATH.value, str(err)
+                self.policy.strike_path(path, a)
+                return Verdict(Outcome.RETRY_PATH, error=err)
+            culprit = named
             err = PathError(culprit, status, text, hop=path.index_of(culprit.ed25519), method=method)
             a.error_kind, a.error = ErrorKind.PATH.value, str(err)
             a.failed_node = culprit.ref()

@@ -6,9 +6,15 @@ It implements the client-visible protocol with the real protocol library: the se
 hashes) and signed ``retrieve`` with ``last_hash``, 421 for the wrong swarm and 406 for clock
 errors.  It is *not* the testnet's storage node; integration tests run the real nodes.
 
-Knobs for failure tests: ``FakeNode.up`` (connection refused), ``hang`` (timeout), ``clock_offset_ms``,
+Knobs for failure tests: ``FakeNode.up`` (connection refused), ``hang`` (direct requests time out),
+``frozen`` (a paused node: it times out directly, as a relay's next hop and as a swarm member in
+a store's fan-out), ``not_ready`` (503 "Service node is not ready", directly and relayed),
+``clock_offset_ms``,
 ``drop_stores``, ``drop_relays`` (relays answer 504), ``hook`` (answer a storage RPC yourself),
-``FakeNetwork.unlisted`` (nodes the relays no longer know: ``Next node not found``).
+``FakeNetwork.unlisted`` (nodes the relays no longer know: ``Next node not found``),
+``FakeNetwork.relay_timeout_on_down`` (a relay whose next hop is down answers 504 ``Request time
+out``, as the storage server does when its request to the next node fails, instead of 502 ``Next
+node is currently unreachable``, which it only says of a node it has no address for).
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from nodes.protocol.swarm import swarm_for, swarm_space
 from .snode import Snode
 from .transport import CONNECT, TIMEOUT, HttpResult, TransportError
 
+NOT_READY = b"Service node is not ready: this node is not active (decommissioned)\n"
+
 Hook = Callable[["FakeNode", str, dict[str, Any]], "tuple[int, Any] | None"]
 
 
@@ -47,6 +55,12 @@ class FakeNode:
     drop_relays: bool = False
     #: requests sent to this node directly never get an answer (TransportError TIMEOUT)
     hang: bool = False
+    #: a frozen (paused) node: as ``hang``, and relays' requests to it and fan-out to it time out
+    frozen: bool = False
+    #: a decommissioned node: every request to it, direct or relayed to it, gets 503 "Service
+    #: node is not ready" (as our nodes answer over HTTPS, relays included); the seed's list
+    #: (active nodes) leaves it out
+    not_ready: bool = False
     #: called for every storage RPC this node answers as destination; a (status, body) return
     #: value replaces the normal answer
     hook: Hook | None = None
@@ -91,6 +105,9 @@ class FakeNetwork:
         #: (kind, url) of every HTTP request, kind in {"seed", "direct", "onion"}
         self.log: list[tuple[str, str]] = []
         self.seed_up = True
+        #: a down next hop: 504 "Request time out" (the storage server when its request to the
+        #: next node fails: a killed node) instead of 502 "Next node is currently unreachable"
+        self.relay_timeout_on_down = False
 
     # -- lookups -------------------------------------------------------------------------------
     def node(self, name_or_ed: str) -> FakeNode:
@@ -125,7 +142,9 @@ class FakeNetwork:
         node = self._by_addr(u.hostname or "", u.port or 443)
         if node is None or not node.up:
             raise TransportError(CONNECT, url, "connection refused")
-        if node.hang:
+        if node.not_ready:
+            return HttpResult(503, NOT_READY)
+        if node.hang or node.frozen:
             raise TransportError(TIMEOUT, url, f"no answer within {timeout:g}s")
         if u.path == "/onion_req/v2":
             self.log.append(("onion", url))
@@ -147,7 +166,7 @@ class FakeNetwork:
         states = [{"public_ip": n.ip, "storage_port": n.port, "pubkey_ed25519": n.ed25519,
                    "pubkey_x25519": n.identity.x25519_hex, "swarm_id": n.swarm_id,
                    "storage_server_version": [2, 11, 3]}
-                  for n in self.nodes if n.name not in self.unlisted]
+                  for n in self.nodes if n.name not in self.unlisted and not n.not_ready]
         return HttpResult(200, json.dumps({"jsonrpc": "2.0", "id": 0, "result": {
             "service_node_states": states, "height": 100, "block_hash": "00" * 32}}).encode())
 
@@ -166,6 +185,12 @@ class FakeNetwork:
         if nxt is None or nxt.name in self.unlisted:
             return HttpResult(502, f"Next node not found: {info.next_ed25519_hex}".encode())
         if node.drop_relays:
+            return HttpResult(504, b"Request time out")
+        if nxt.not_ready:
+            return HttpResult(503, NOT_READY)
+        if nxt.frozen:  # a frozen next hop: nothing comes back before the client gives up
+            raise TransportError(TIMEOUT, f"onion via {node.name}", f"{nxt.name} does not answer")
+        if not nxt.up and self.relay_timeout_on_down:
             return HttpResult(504, b"Request time out")
         if not nxt.up:
             return HttpResult(502, f"Next node is currently unreachable: {info.next_ed25519_hex}".encode())
@@ -235,7 +260,8 @@ class FakeNetwork:
         else:
             swarm = {}
             for member in self.swarm_of(pk):
-                swarm[member.ed25519] = put(member) if member.up else {"failed": True, "timeout": True}
+                swarm[member.ed25519] = (put(member) if member.up and not member.frozen
+                                         else {"failed": True, "timeout": True})
         return 200, self._misc(node, {"swarm": swarm, "hash": h})
 
     def _retrieve(self, node: FakeNode, p: dict[str, Any], now: int) -> tuple[int, Any]:

@@ -40,6 +40,11 @@ class PathPolicy:
         self._quarantine: dict[str, float] = {}
         #: nodes that refused or dropped a direct connection (failed guard test) -> until when
         self._unreachable: dict[str, float] = {}
+        #: nodes on every failed route since the last reset and on no route that worked since,
+        #: how many failures that is, and when the last one was (see route_failed)
+        self._suspects: set[str] | None = None
+        self._suspect_failures = 0
+        self._suspect_last = 0.0
 
     def forget_node(self, ed: str, a: AttemptRecord | None) -> None:
         """After a node left the pool: remove it from swarm caches and repair the paths."""
@@ -77,6 +82,52 @@ class PathPolicy:
             for hop in path.hops:
                 if hop.ed25519 not in skip:
                     self.strike_node(hop, "on a failed path", a)
+
+    def route_failed(self, route: set[str], a: AttemptRecord) -> str | None:
+        """An attempt through ``route`` (its path's hops and its destination) failed without a
+        node being named: a 504 "Request time out" relayed by the guard, or no answer through
+        the path. Returns the node dropped if this singles one out, else None.
+
+        The client keeps the nodes common to every such failure since the last reset, minus
+        the nodes of the routes that worked since (they answered). Once two failures or more
+        leave exactly one node, that node is dropped (pool, swarm caches, paths repaired) and
+        the bookkeeping starts over; when the failures have no node in common (two unrelated
+        faults), it starts over from the newest one; failures older than ``path_quarantine``
+        are forgotten.
+
+        Production clients only strike the path on a 504 (session-desktop
+        ``incrementBadPathCountOrDrop``, libsession ``PathTimedOut``: penalize_path) and rebuild
+        it away from its nodes, so on mainnet the next route shares no node with the failed
+        one. On a small network the rebuilt path holds the same nodes (nothing else is free)
+        and a dead or frozen node can be on every route a request can take: the destination
+        through one path, a relay of the only path that fits the other destinations. Path
+        strikes then never end the failures. A node on every failed route and on none that
+        worked is what libsession drops at once when a relay names it (502 "Next node is
+        currently unreachable": force_remove_node); a node that is not dead comes back with the
+        next pool refresh. On mainnet two failed routes share no node and this never fires."""
+        now = time.monotonic()
+        if self._suspects is None or now - self._suspect_last > self.config.path_quarantine:
+            self._suspects, self._suspect_failures = set(route), 1
+        else:
+            common = self._suspects & route
+            if common:
+                self._suspects, self._suspect_failures = common, self._suspect_failures + 1
+            else:  # no common cause: start over from this failure
+                self._suspects, self._suspect_failures = set(route), 1
+        self._suspect_last = now
+        if self._suspect_failures < 2 or len(self._suspects) != 1:
+            return None
+        (culprit,) = self._suspects
+        self._suspects = None
+        a.actions.append(f"suspect_on_every_failed_route:{culprit[-8:]}")
+        self.drop_node(culprit, f"on every failed route ({self._suspect_failures}) and on none "
+                                "that worked since", a)
+        return culprit
+
+    def route_worked(self, route: set[str]) -> None:
+        """An attempt through ``route`` got its answer: its nodes are not the suspects."""
+        if self._suspects is not None:
+            self._suspects -= route
 
     def retire_path(self, path: OnionPath, a: AttemptRecord) -> None:
         if self.paths.remove(path):

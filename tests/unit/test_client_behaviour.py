@@ -24,6 +24,7 @@ from harness.client import (
     Timeout,
 )
 from harness.client.fakenet import FakeNetwork
+from harness.client.paths import OnionPath
 from nodes.protocol.onion import ENC_XCHACHA20
 
 pytestmark = pytest.mark.unit
@@ -516,3 +517,143 @@ async def test_guard_timeout_strikes_the_path_and_retries_on_the_other():
         assert slow.failures >= 1 and alice.paths.get(slow.id) is slow  # kept until 3 strikes
         ok = [a for a in rec.attempts if a.ok and a.method == "store"][-1]
         assert ok.n > t.n and ok.path[0]["ed25519"] != slow.guard.ed25519
+
+
+async def test_dead_member_on_one_path_with_the_others_on_the_other_is_found_by_its_routes():
+    # the CI failure of the churn kill scenario, made deterministic: 6 nodes, so the two paths
+    # hold every node; the killed member K of bob's swarm is a relay of P1 and bob's two other
+    # members are on P2. A store to K goes through P2 and a store to b or c must go through
+    # P1: every route meets K, and every failure is a 504 "Request time out" from a live relay
+    # (the storage server's answer when the next node does not answer), blamed on a path.
+    # Path strikes alone rebuild P1 from the same three nodes (nothing else is free): the
+    # client must see that K is the one node on every failed route and leave it.
+    net = FakeNetwork(swarms=2, swarm_size=3)
+    net.relay_timeout_on_down = True
+    records: list = []
+    bob = Account.generate()
+    members = net.swarm_of(bob.session_id)
+    others = [n for n in net.nodes if n not in members]
+    killed, b, c = members
+    async with make(net, records, seed=3) as alice:
+        await alice.bootstrap()
+        await alice.get_swarm(bob.session_id)
+        def snode(n):
+            return alice.pool.get(n.ed25519)
+
+        p1 = OnionPath([snode(others[0]), snode(killed), snode(others[1])])
+        p2 = OnionPath([snode(others[2]), snode(b), snode(c)])
+        alice.paths.paths = [p1, p2]
+        killed.up = False
+        sends = [await alice.send(bob.session_id, f"m{i}") for i in range(5)]
+    assert all(s.ok for s in sends)
+    first = sends[0]
+    # three failed routes at most (K as destination, b and c through K) single K out
+    assert len([a for a in first.attempts if a.method == "store"]) <= 4
+    suspects = [a for a in first.attempts if any(x.startswith("suspect_on_every_failed_route:")
+                                                 for x in a.actions)]
+    assert suspects and f"drop_node:{killed.ed25519[-8:]}" in suspects[0].actions
+    assert killed.ed25519 not in alice.pool
+    # once found, it is neither a destination nor a relay of the later sends
+    for s in sends[1:]:
+        assert len(s.attempts) == 1
+        assert killed.ed25519 not in store_route_keys(s)
+    check_records(records)
+
+
+def store_route_keys(rec: SendRecord) -> set[str]:
+    ok = [a for a in rec.attempts if a.method == "store" and a.ok][-1]
+    return {h["ed25519"] for h in ok.path} | {ok.destination["ed25519"]}
+
+
+@pytest.mark.parametrize("seed", [4, 11, 23, 42])
+async def test_frozen_member_is_singled_out_across_sends_by_the_routes_that_worked(seed):
+    # a frozen (paused) member of bob's swarm: requests to it or through it time out, one per
+    # send at most before the retry works elsewhere, so no single send fails twice. Across
+    # sends, the node on every failed route and on no route that worked is found and left.
+    net = FakeNetwork(swarms=2, swarm_size=3)
+    records: list = []
+    bob = Account.generate()
+    async with make(net, records, seed=seed) as alice:
+        await alice.bootstrap()
+        await alice.get_swarm(bob.session_id)
+        frozen = net.swarm_of(bob.session_id)[0]
+        frozen.frozen = True
+        sends = [await alice.send(bob.session_id, f"m{i}") for i in range(12)]
+    assert all(s.ok for s in sends)
+    timeouts = [a for s in sends for a in s.attempts if a.error_kind == "timeout"]
+    found = [a for s in sends for a in s.attempts
+             if f"suspect_on_every_failed_route:{frozen.ed25519[-8:]}" in a.actions]
+    assert len(found) == 1 and len(timeouts) >= 2
+    assert frozen.ed25519 not in alice.pool
+    # nothing timed out after it was found; its swarm results say it never confirmed
+    after = [a for s in sends for a in s.attempts if a.started_at > found[0].started_at]
+    assert after and not any(a.error_kind == "timeout" for a in after)
+    assert all(not s.swarm_results[frozen.ed25519]["ok"] for s in sends)
+    check_records(records)
+
+
+async def test_unrelated_failures_single_out_nobody():
+    from harness.client.config import ClientConfig
+    from harness.client.paths import PathSet
+    from harness.client.policy import PathPolicy
+    from harness.client.pool import NodePool
+    from harness.client.records import AttemptRecord
+
+    policy = PathPolicy(ClientConfig(), NodePool(), PathSet(), {})
+    a = AttemptRecord(n=1, method="store")
+    assert policy.route_failed({"a", "b", "c", "d"}, a) is None  # one failure is no evidence
+    assert policy.route_failed({"e", "f", "g", "h"}, a) is None  # nothing in common: start over
+    policy.route_worked({"e", "f"})  # these answered since: {g, h} are left
+    assert policy.route_failed({"e", "f", "x", "y"}, a) is None  # nothing in common: start over
+    assert policy.route_failed({"e", "g", "x", "z"}, a) is None  # {e, x}: two suspects
+    assert policy.route_failed({"x", "q", "r", "s"}, a) == "x"
+    assert a.actions[-2:] == ["suspect_on_every_failed_route:x", "drop_node:x"]
+
+
+async def test_sample_polling_gets_what_one_out_of_sync_member_missed():
+    # desktop polls 2 random members at once and merges (RETRIEVE_SNODES_COUNT): a member that
+    # missed a message (frozen while it was stored) cannot hide it from a recipient that had a
+    # last hash there (the older sticky one-node polling would never ask anyone else)
+    net = FakeNetwork(swarms=2, swarm_size=3)
+    records: list = []
+    bob_acct = Account.generate()
+    async with make(net, records, seed=5) as alice, make(net, records, bob_acct, seed=6) as bob:
+        assert bob.config.poll_mode == "sample"
+        await alice.send(bob.session_id, "everyone has it")
+        assert [m.body for m in await bob.receive()] == ["everyone has it"]
+        missing = net.swarm_of(bob.session_id)[0]
+        missing.frozen = True
+        await alice.send(bob.session_id, "one member missed it")
+        missing.frozen = False
+        got = await bob.wait_for(count=1, timeout=5, poll_interval=0.01)
+    assert [m.body for m in got] == ["one member missed it"]
+    assert got[0].hash not in net.stored(bob.session_id)[missing.name]  # it really missed it
+    polls = [r for r in records if isinstance(r, ReceiveRecord) and r.account == bob_acct.session_id]
+    assert all(len({p["ed25519"] for p in r.polled}) <= 2 for r in polls)
+    assert any(len({p["ed25519"] for p in r.polled}) == 2 for r in polls)
+
+
+@pytest.mark.parametrize("seed", [9, 13, 21, 34])
+async def test_not_ready_answer_relayed_by_the_guard_strikes_the_path_not_the_guard(seed):
+    # a decommissioned node answers 503 "Service node is not ready" (naming nobody) to whoever
+    # reaches it, relays included, so the guard of a path through it relays that answer.
+    # Blaming the guard (libsession's EdgeNotReady, right where only edges speak HTTPS) struck
+    # innocent guards out one after the other; the path is struck (desktop) and no node is
+    # recorded as the culprit, so the failed routes can single the node out
+    net = FakeNetwork(swarms=2, swarm_size=3)
+    records: list = []
+    bob = Account.generate()
+    async with make(net, records, seed=seed) as alice:
+        await alice.bootstrap()
+        await alice.get_swarm(bob.session_id)
+        gone = alice.paths.paths[0].hops[1]
+        net.node(gone.ed25519).not_ready = True
+        sends = [await alice.send(bob.session_id, f"m{i}") for i in range(4)]
+    assert all(s.ok for s in sends)
+    failures = [a for s in sends for a in s.attempts if a.http_status == 503]
+    assert failures
+    for a in failures:
+        assert a.failed_node is None and a.error_kind == "path"
+        assert any(x.startswith("strike_path:") for x in a.actions)
+        assert f"strike_node:{a.path[0]['ed25519'][-8:]}" not in a.actions[:1]
+    check_records(records)

@@ -36,7 +36,8 @@ from harness.faults.families.base import Param
 pytestmark = pytest.mark.unit
 
 KINDS = list(DEFAULT_REGISTRY)
-REVERSIBLE = [k for k in KINDS if k.reversible]
+#: (stop_seed acts on the seed, not on nodes: tests/unit/test_faults_seed.py)
+REVERSIBLE = [k for k in KINDS if k.reversible and k.action != "stop_seed"]
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "faults.md"
 
 #: a valid value of each parameter type, and one of the wrong type
@@ -87,7 +88,7 @@ def test_the_built_in_families_and_their_actions():
         "clock": ["skew_clock"],
         "behaviours": ["misbehave"],
         "churn": ["kill", "stop", "start", "restart", "pause", "unpause", "decommission",
-                  "recommission", "add_nodes"],
+                  "recommission", "add_nodes", "stop_seed"],
         "maintenance": ["clear"],
     }
     assert DEFAULT_REGISTRY.exclusive() == {"kill", "stop", "pause", "decommission", "down"}
