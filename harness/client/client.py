@@ -689,10 +689,7 @@ class SessionClient:
             if result.kind == Outcome.RETRY_PATH:
                 op.failed_paths.add(path.id)
                 a = op.record.attempts[-1]
-                named = a.failed_node.get("ed25519") if a.failed_node else None
-                if named is not None and path.index_of(named) is not None:
-                    op.failed_hops.add(named)  # the answer named the hop at fault
-                else:
+                if result.avoid is None:  # else the answer named the node at fault (avoided)
                     op.failed_hops.update(h.ed25519 for h in path.hops)
                 if a.failed_node is None:  # nobody named: the path's hops or the destination
                     culprit = self.policy.route_failed(_route(path, dest), a)
