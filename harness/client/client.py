@@ -115,6 +115,9 @@ class _Op:
         self.failed_paths: set[str] = set()
         #: every hop of those paths (which hop failed is unknown: a relay answers 504 for any)
         self.failed_hops: set[str] = set()
+        #: nodes that said they are not ready (503): kept off this operation's paths and
+        #: destinations
+        self.avoid: set[str] = set()
         self.reported_421: set[tuple[str, str]] = set()
         #: times the network rejected our timestamp and the clock was re-read (406/425)
         self.clock_resyncs = 0
@@ -509,14 +512,20 @@ class SessionClient:
 
     def _fresh_path_around(self, op: _Op, dest: Snode) -> OnionPath | None:
         """A path for this request only that avoids the destination, suspect nodes and every
-        node of the paths that already failed this operation; None if the pool has too few."""
-        try:
-            path = self._request_path({dest.ed25519} | self.policy.quarantined() | self.policy.unreachable_nodes()
-                                      | op.failed_hops)
-        except NoPathError:
-            return None
-        op.record.details["fresh_paths"] = op.record.details.get("fresh_paths", 0) + 1
-        return path
+        node of the paths that already failed this operation; failing that, one that avoids at
+        least the nodes that said they are not ready; None if the pool has too few."""
+        base = {dest.ed25519} | op.avoid
+        tiers = [base | self.policy.quarantined() | self.policy.unreachable_nodes() | op.failed_hops]
+        if op.avoid:
+            tiers += [base | self.policy.unreachable_nodes(), base]
+        for ex in tiers:
+            try:
+                path = self._request_path(ex)
+            except NoPathError:
+                continue
+            op.record.details["fresh_paths"] = op.record.details.get("fresh_paths", 0) + 1
+            return path
+        return None
 
     async def _test_guard(self, op: _Op, guard: Snode) -> bool:
         """session-desktop testGuardNode: a direct storage RPC must answer 200."""
@@ -633,8 +642,9 @@ class SessionClient:
                     op.pool_refreshed = True
                     await self._refresh_pool(op)
                     path = self.paths.choose(dest.ed25519) or self._one_off_path(dest, method)
-            elif path.id in op.failed_paths:
-                # the only path that fits already failed this operation: go around its nodes
+            elif path.id in op.failed_paths or op.avoid & {h.ed25519 for h in path.hops}:
+                # the only path that fits already failed this operation, or holds a node that
+                # said it is not ready: go around them
                 path = self._fresh_path_around(op, dest) or path
             result = await self._attempt(op, method=method, params=make_params(dest), dest=dest,
                                          path=path, enc_type=enc, associated_with=target.pubkey)
@@ -672,10 +682,15 @@ class SessionClient:
                 await self._resync_clock(op, dest, path, enc)
                 continue
             target.tried.add(dest.ed25519)
+            if result.avoid is not None:
+                op.avoid.add(result.avoid)
+                op.failed_hops.add(result.avoid)
+                target.excluded.add(result.avoid)
             if result.kind == Outcome.RETRY_PATH:
                 op.failed_paths.add(path.id)
-                op.failed_hops.update(h.ed25519 for h in path.hops)
                 a = op.record.attempts[-1]
+                if result.avoid is None:  # else the answer named the node at fault (avoided)
+                    op.failed_hops.update(h.ed25519 for h in path.hops)
                 if a.failed_node is None:  # nobody named: the path's hops or the destination
                     culprit = self.policy.route_failed(_route(path, dest), a)
                     if culprit is not None:
@@ -683,7 +698,7 @@ class SessionClient:
                         # paths and hops that failed with it are not suspect any more
                         target.excluded.add(culprit)
                         op.failed_paths.clear()
-                        op.failed_hops.clear()
+                        op.failed_hops = set(op.avoid)
             elif result.kind in (Outcome.RETRY_DEST, Outcome.SWARM_MOVED):
                 target.excluded.add(dest.ed25519)
                 if result.kind == Outcome.SWARM_MOVED:

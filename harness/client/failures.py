@@ -24,6 +24,8 @@ from .transport import CONNECT, DISCONNECTED, TIMEOUT, HttpResult, TransportErro
 
 NODE_NOT_FOUND_PREFIXES = ("Next node not found: ", "Next node is currently unreachable: ")
 SNODE_NOT_READY_PREFIX = "Snode not ready: "
+#: 503 answers of the edge itself (oxen-storage HTTPS: check_ready, the request queue being full)
+EDGE_NOT_READY_PREFIXES = ("Service node is not ready: ", "Server busy, try again later")
 
 
 class Outcome(Enum):
@@ -61,6 +63,8 @@ class Verdict:
     kind: Outcome
     data: dict[str, Any] | None = None
     error: ClientError | None = None
+    #: a node to keep off the rest of this operation's routes (a node that said it is not ready)
+    avoid: str | None = None
 
 
 def extract_pubkey(text: str, prefix: str) -> str | None:
@@ -168,29 +172,8 @@ class FailureClassifier:
             if self.policy.paths.get(path.id) is not None:
                 self.policy.strike_path(path, a, skip={missing})
             return Verdict(Outcome.RETRY_PATH, error=err)
-        if status == 503:
-            not_ready = extract_pubkey(text, SNODE_NOT_READY_PREFIX)
-            named = self.policy.pool.get(not_ready) if not_ready else None
-            if named is None:
-                # "Service node is not ready" names nobody. session-desktop strikes the path
-                # (incrementBadPathCountOrDrop); libsession blames the edge (EdgeNotReady),
-                # right where only the edge speaks HTTPS, but our nodes relay over HTTPS too, so
-                # a not-ready relay or destination behind the guard answers the same: the path
-                # is struck, no node is recorded as the culprit, and the failed routes single
-                # out the node on all of them (PathPolicy.route_failed)
-                err = PathError(guard, status, text, hop=0, method=method,
-                                detail="a node on the path or the destination is not ready")
-                a.error_kind, a.error = ErrorKind.PATH.value, str(err)
-                self.policy.strike_path(path, a)
-                return Verdict(Outcome.RETRY_PATH, error=err)
-            culprit = named
-            err = PathError(culprit, status, text, hop=path.index_of(culprit.ed25519), method=method)
-            a.error_kind, a.error = ErrorKind.PATH.value, str(err)
-            a.failed_node = culprit.ref()
-            self.policy.strike_node(culprit, "not ready", a)
-            if culprit.ed25519 == dest.ed25519:
-                return Verdict(Outcome.RETRY_DEST, error=err)
-            return Verdict(Outcome.RETRY_PATH, error=err)
+        if status == 503 and (SNODE_NOT_READY_PREFIX in text or text.startswith(EDGE_NOT_READY_PREFIXES)):
+            return self.not_ready(a, status, text, path, dest, method)
         err = PathError(guard, status, text, method=method,
                         detail="error somewhere on the path (the guard relayed it)")
         a.error_kind, a.error = ErrorKind.PATH.value, str(err)
@@ -200,6 +183,41 @@ class FailureClassifier:
         else:
             self.policy.strike_path(path, a)
         return Verdict(Outcome.RETRY_PATH, error=err)
+
+    def not_ready(self, a: AttemptRecord, status: int, text: str, path: OnionPath, dest: Snode,
+                  method: str) -> Verdict:
+        """A plain 503 through the path. As libsession (``SnodeNotReady`` / ``EdgeNotReady``):
+
+        * ``Snode not ready: X`` — a node behind the guard is not ready (the storage server's
+          answer on the node<->node channel, relayed back unchanged; our relays give the same):
+          one strike for X; the destination is retried elsewhere, a relay on another path.
+        * ``Service node is not ready: …`` / ``Server busy, try again later`` naming nobody —
+          only the edge answers so (over HTTPS): one strike for the guard, another path.
+
+        Other 503s (e.g. a connection cap) go the way of any error relayed by the guard.
+
+        The node is named either way, so the failure does not feed the route intersection
+        (PathPolicy.route_failed: a decommissioned node's answers mixed with another fault's
+        failed routes single out an innocent node)."""
+        key = extract_pubkey(text, SNODE_NOT_READY_PREFIX)
+        if key is not None:
+            named = self.policy.pool.get(key) or (dest if key == dest.ed25519 else None)
+            hop = len(path.hops) if key == dest.ed25519 else path.index_of(key)
+            err: ClientError = PathError(named, status, text, hop=hop,
+                                         method=method, detail="that node is not ready")
+            a.error_kind, a.error = ErrorKind.PATH.value, str(err)
+            a.failed_node = named.ref() if named is not None else {"ed25519": key}
+            if key in self.policy.pool:
+                self.policy.strike_node(key, "not ready", a)
+            if key == dest.ed25519:
+                return Verdict(Outcome.RETRY_DEST, error=err, avoid=key)
+            return Verdict(Outcome.RETRY_PATH, error=err, avoid=key)
+        guard = path.guard
+        err = PathError(guard, status, text, hop=0, method=method, detail="the guard is not ready")
+        a.error_kind, a.error = ErrorKind.PATH.value, str(err)
+        a.failed_node = guard.ref()
+        self.policy.strike_node(guard, "guard not ready", a)
+        return Verdict(Outcome.RETRY_PATH, error=err, avoid=guard.ed25519)
 
     def wrong_swarm(self, reported_421: set[tuple[str, str]], a: AttemptRecord, data: Any, text: str, dest: Snode,
                     method: str, associated_with: str | None) -> Verdict:

@@ -8,7 +8,8 @@ errors.  It is *not* the testnet's storage node; integration tests run the real 
 
 Knobs for failure tests: ``FakeNode.up`` (connection refused), ``hang`` (direct requests time out),
 ``frozen`` (a paused node: it times out directly, as a relay's next hop and as a swarm member in
-a store's fan-out), ``not_ready`` (503 "Service node is not ready", directly and relayed),
+a store's fan-out), ``not_ready`` (a decommissioned node: 503 "Service node is not ready" to
+direct requests, "Snode not ready: <its key>" relayed),
 ``clock_offset_ms``,
 ``drop_stores``, ``drop_relays`` (relays answer 504), ``hook`` (answer a storage RPC yourself),
 ``FakeNetwork.unlisted`` (nodes the relays no longer know: ``Next node not found``),
@@ -57,9 +58,9 @@ class FakeNode:
     hang: bool = False
     #: a frozen (paused) node: as ``hang``, and relays' requests to it and fan-out to it time out
     frozen: bool = False
-    #: a decommissioned node: every request to it, direct or relayed to it, gets 503 "Service
-    #: node is not ready" (as our nodes answer over HTTPS, relays included); the seed's list
-    #: (active nodes) leaves it out
+    #: a decommissioned node: direct requests get 503 "Service node is not ready: …", a relay's
+    #: request to it 503 "Snode not ready: <its ed25519>" (the storage server's node<->node
+    #: answer, which our relays give too); the seed's list (active nodes) leaves it out
     not_ready: bool = False
     #: called for every storage RPC this node answers as destination; a (status, body) return
     #: value replaces the normal answer
@@ -123,8 +124,9 @@ class FakeNetwork:
         return sorted({n.swarm_id for n in self.nodes})
 
     def swarm_of(self, pubkey: str) -> list[FakeNode]:
+        """The swarm's members; a not-ready (decommissioned) node has left its swarm."""
         sid = swarm_for(swarm_space(pubkey), self.swarm_ids())
-        return [n for n in self.nodes if n.swarm_id == sid]
+        return [n for n in self.nodes if n.swarm_id == sid and not n.not_ready]
 
     def stored(self, pubkey: str) -> dict[str, set[str]]:
         """node name -> hashes it holds for ``pubkey``."""
@@ -187,7 +189,7 @@ class FakeNetwork:
         if node.drop_relays:
             return HttpResult(504, b"Request time out")
         if nxt.not_ready:
-            return HttpResult(503, NOT_READY)
+            return HttpResult(503, f"Snode not ready: {nxt.ed25519}".encode())
         if nxt.frozen:  # a frozen next hop: nothing comes back before the client gives up
             raise TransportError(TIMEOUT, f"onion via {node.name}", f"{nxt.name} does not answer")
         if not nxt.up and self.relay_timeout_on_down:

@@ -7,7 +7,16 @@
 * destination (JSON has "headers"): run the storage RPC in the blob and answer
   ``{"status", "body"}`` encrypted with the same key and scheme, base64, HTTP 200
 * relay: next hop unknown -> 502 "Next node not found: <hex>"; no answer -> 504 "Request time out";
-  otherwise the next hop's status and body are passed back unchanged.
+  next hop not ready -> 503 "Snode not ready: <its ed25519 hex>" (see below); otherwise the next
+  hop's status and body are passed back unchanged.
+
+A not-ready next hop: the storage server relays over OxenMQ (``sn.onion_request``), where a node
+that is not ready answers ``503 "Snode not ready: <its own ed25519 hex>"`` (RequestHandler::
+process_onion_req); only the edge, reached over HTTPS, answers ``"Service node is not ready:
+<reason>"`` (HTTPS::check_ready). Our relays reach the next hop over HTTPS, so its readiness
+answer is the edge's; the relay gives the client what the OxenMQ channel would have: the
+not-ready node named, which clients strike (libsession ``SnodeNotReady``) instead of blaming the
+edge (``EdgeNotReady``) for a node behind it.
 
 Hop counter: like the storage server (which carries ``hop_no`` in its node<->node onion message
 and also accepts a fake starting ``hop_no`` in the guard's JSON), a relay adds
@@ -33,6 +42,10 @@ from .rpc import RpcHandler
 from .swarm_view import SwarmView
 
 ONION_PATH = "/onion_req/v2"
+#: the HTTPS readiness answer (server.py ``_not_ready``, oxen-storage HTTPS::check_ready)
+HTTPS_NOT_READY_PREFIX = b"Service node is not ready:"
+#: what a not-ready node answers on the node<->node channel (oxen-storage process_onion_req)
+SNODE_NOT_READY = "Snode not ready: {}"
 
 
 @dataclass
@@ -140,5 +153,7 @@ class OnionHandler:
             if self.log:
                 self.log.info("onion_relay_failed", next_hop=next_ed, error=repr(e))
             return _plain(504, "Request time out", hop="relay", next_hop=next_ed)
+        if status == 503 and body.startswith(HTTPS_NOT_READY_PREFIX):
+            return _plain(503, SNODE_NOT_READY.format(next_ed), hop="relay", next_hop=next_ed)
         return OnionOutcome(status, body, content_type=ctype.split(";")[0] or "text/plain",
                             hop="relay", next_hop=next_ed)

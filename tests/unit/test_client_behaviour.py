@@ -634,12 +634,11 @@ async def test_sample_polling_gets_what_one_out_of_sync_member_missed():
 
 
 @pytest.mark.parametrize("seed", [9, 13, 21, 34])
-async def test_not_ready_answer_relayed_by_the_guard_strikes_the_path_not_the_guard(seed):
-    # a decommissioned node answers 503 "Service node is not ready" (naming nobody) to whoever
-    # reaches it, relays included, so the guard of a path through it relays that answer.
-    # Blaming the guard (libsession's EdgeNotReady, right where only edges speak HTTPS) struck
-    # innocent guards out one after the other; the path is struck (desktop) and no node is
-    # recorded as the culprit, so the failed routes can single the node out
+async def test_a_not_ready_node_behind_the_guard_is_named_and_struck_not_the_guard(seed):
+    # a decommissioned relay: the storage server's relay gets 503 "Snode not ready: <its key>"
+    # from it (the node<->node answer; our relays give the same) and passes it back. The client
+    # strikes that node (libsession SnodeNotReady), not the guard nor the path's other nodes,
+    # and three such answers drop it
     net = FakeNetwork(swarms=2, swarm_size=3)
     records: list = []
     bob = Account.generate()
@@ -648,12 +647,80 @@ async def test_not_ready_answer_relayed_by_the_guard_strikes_the_path_not_the_gu
         await alice.get_swarm(bob.session_id)
         gone = alice.paths.paths[0].hops[1]
         net.node(gone.ed25519).not_ready = True
-        sends = [await alice.send(bob.session_id, f"m{i}") for i in range(4)]
+        sends = [await alice.send(bob.session_id, f"m{i}") for i in range(6)]
+        assert all(s.ok for s in sends)
+        failures = [a for s in sends for a in s.attempts if a.http_status == 503]
+        assert failures
+        for a in failures:
+            assert a.failed_node is not None and a.failed_node["ed25519"] == gone.ed25519
+            assert a.actions[0] == f"strike_node:{gone.ed25519[-8:]}", a.actions
+            assert not any(x.startswith(("strike_path:", "suspect_on_every")) for x in a.actions)
+        assert len(failures) <= 3
+        if len(failures) == 3:
+            assert gone.ed25519 not in alice.pool
+    check_records(records)
+
+
+async def test_a_not_ready_guard_is_struck_as_the_edge():
+    # only the edge answers "Service node is not ready: <reason>" (HTTPS): libsession's
+    # EdgeNotReady, one strike for the guard
+    net = FakeNetwork(swarms=2, swarm_size=3)
+    records: list = []
+    bob = Account.generate()
+    async with make(net, records, seed=5) as alice:
+        await alice.bootstrap()
+        await alice.get_swarm(bob.session_id)
+        guard = alice.paths.paths[0].guard
+        net.node(guard.ed25519).not_ready = True
+        sends = [await alice.send(bob.session_id, f"m{i}") for i in range(6)]
     assert all(s.ok for s in sends)
     failures = [a for s in sends for a in s.attempts if a.http_status == 503]
     assert failures
-    for a in failures:
-        assert a.failed_node is None and a.error_kind == "path"
-        assert any(x.startswith("strike_path:") for x in a.actions)
-        assert f"strike_node:{a.path[0]['ed25519'][-8:]}" not in a.actions[:1]
+    assert any(a.path[0]["ed25519"] == guard.ed25519 for a in failures)
+    for a in failures:  # as the guard, or named by a relay
+        assert a.failed_node is not None and a.failed_node["ed25519"] == guard.ed25519
+        assert a.actions[0] == f"strike_node:{guard.ed25519[-8:]}", a.actions
+        assert not any(x.startswith("strike_path:") for x in a.actions)
+    check_records(records)
+
+
+@pytest.mark.parametrize("seed", range(12))
+async def test_decommissioned_node_and_a_killed_one_single_out_no_innocent_node(seed):
+    # the churn scenario on Docker: one member of the recipient's swarm decommissioned (503 not
+    # ready; it left its swarm and the seed's list, the client's caches still have it) and
+    # another node killed and deregistered, whose address no longer answers (connections time
+    # out, as a stopped container's: `frozen`; relays do not know it any more). When the
+    # not-ready answers named nobody, their routes and the timed-out ones were intersected, an
+    # innocent node common to both was dropped, and the sends kept failing on the not-ready
+    # node. Every not-ready answer now names its node, which is kept off the operation's
+    # routes; no innocent node is singled out
+    net = FakeNetwork(swarms=2, swarm_size=3)
+    records: list = []
+    bob = Account.generate()
+    rng = random.Random(seed)
+    async with make(net, records, seed=seed, request_timeout=0.05) as alice:
+        await alice.bootstrap()
+        await alice.get_swarm(bob.session_id)
+        members = net.swarm_of(bob.session_id)
+        gone = rng.choice(members)
+        dead = rng.choice([n for n in net.nodes if n not in members])
+        gone.not_ready = dead.frozen = True
+        net.unlisted.add(dead.name)
+        ok = 0
+        for i in range(4):
+            try:
+                await alice.send(bob.session_id, f"m{i}")
+                ok += 1
+            except StoreFailed:
+                pass
+    assert ok >= 3
+    attempts = [a for r in records for a in r.attempts]
+    assert any(a.http_status == 503 for a in attempts)
+    for a in attempts:
+        if a.http_status == 503:
+            assert a.failed_node is not None and a.failed_node["ed25519"] == gone.ed25519
+            assert a.actions[0] == f"strike_node:{gone.ed25519[-8:]}", a.actions
+        for x in a.actions:
+            if x.startswith(("suspect_on_every_failed_route:", "drop_node:")):
+                assert x.endswith((gone.ed25519[-8:], dead.ed25519[-8:])), (x, a.actions)
     check_records(records)

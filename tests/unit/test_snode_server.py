@@ -286,6 +286,28 @@ async def test_onion_path_errors(four, cluster):
     assert status == 200 and onion.decrypt_onion_response(req, body)[0] == 200  # still serving
 
 
+async def test_onion_relay_names_a_next_hop_that_is_not_ready(four, cluster):
+    # the storage server relays over OxenMQ, where a not-ready node answers 503 "Snode not
+    # ready: <its ed25519>" (only the HTTPS edge says "Service node is not ready: <reason>");
+    # our relays reach the next hop over HTTPS and give the client the same named answer, as a
+    # middle relay and as the last hop before the destination, through the guard unchanged
+    guard, relay, gone = four[2], four[3], four[0]
+    entries = [seed_entry(n.identity, "127.0.0.1", cluster.port(n), sid, active=n is not gone)
+               for sid, members in {SWARM_A: four[:2], SWARM_B: four[2:]}.items() for n in members]
+    gone.set_view(SwarmView.build(gone.identity.ed25519_hex, entries, height=2))  # decommissioned
+    payload = b'{"method": "info", "params": {}}'
+    url = cluster.url(guard, "/onion_req/v2")
+    named = (503, f"Snode not ready: {gone.identity.ed25519_hex}")
+    for hops, dest in (([guard], gone), ([guard, relay], gone), ([guard, gone], four[1])):
+        req = onion.build_onion_request([hop(h) for h in hops], hop(dest), payload)
+        async with cluster.session.post(url, data=req.frame) as r:
+            assert (r.status, await r.text()) == named
+    async with cluster.session.post(cluster.url(gone, "/onion_req/v2"), data=b"x") as r:
+        # as the edge it says so itself, naming nobody (oxen-storage HTTPS::check_ready)
+        assert r.status == 503
+        assert (await r.text()).startswith("Service node is not ready: this node is not active")
+
+
 async def test_onion_relay_timeout_is_504(four, cluster):
     guard, dest = four[2], four[0]
     guard.onion.relay_timeout = 0.5
