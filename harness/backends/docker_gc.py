@@ -47,6 +47,28 @@ def _remove(what: str, action: Callable[[], Any], errors: list[str]) -> None:
         errors.append(f"{what}: {e.explanation or e}")
 
 
+class EngineLeftover(BackendError):
+    """Only networks are left, held by the engine through endpoints of containers that are gone
+    (no container attached, removal refused with "has active endpoints"): a fault of the engine
+    that only its restart clears. Nothing of the testnet runs; ``networks`` names what is left."""
+
+    def __init__(self, message: str, networks: list[str]) -> None:
+        super().__init__(message)
+        self.networks = networks
+
+
+def _orphaned(net: Any, errors: list[str]) -> bool:
+    """The network has no container attached and its removal failed with "active endpoints"."""
+    try:
+        net.reload()
+    except docker.errors.NotFound:
+        return True
+    except docker.errors.APIError:
+        return False
+    return not (net.attrs.get("Containers") or {}) and any(
+        e.startswith(f"network {net.name}:") and "active endpoints" in e for e in errors)
+
+
 def remove_resources(client: DockerClient, filters: dict[str, Any], rounds: int = 5) -> None:
     """Remove every container, then network and volume matching ``filters``. Idempotent.
 
@@ -87,6 +109,13 @@ def remove_resources(client: DockerClient, filters: dict[str, Any], rounds: int 
         return
     what = [f"container {c.name}" for c in left[0]] + [f"network {n.name}" for n in left[1]] \
         + [f"volume {v.name}" for v in left[2]]
+    if not left[0] and not left[2] and all(_orphaned(n, errors) for n in left[1]):
+        raise EngineLeftover(
+            f"the Docker engine keeps {', '.join(what)} with an endpoint of a container that no "
+            "longer exists (an engine fault: no container is attached, the engine refuses the "
+            "removal with 'has active endpoints'); nothing of the testnet runs any more. The "
+            "engine lets it go once it restarts (e.g. 'sudo systemctl restart docker'); 'testnet "
+            "clean' removes it then", [n.name for n in left[1]])
     raise BackendError(f"could not remove {', '.join(what)} after {rounds} rounds"
                        + (f": {'; '.join(errors)}" if errors else "")
                        + " (retry 'testnet down' / 'testnet clean')")
@@ -142,8 +171,13 @@ def sweep(client: DockerClient, report: Reporter) -> list[str]:
             if reason is None:
                 continue
             report(f"removing stale docker testnet {name!r} ({reason})")
-            remove_resources(client, {"label": [f"{LABEL}={name}", f"{LABEL_STATE}={folder}"]})
             path = Path(folder)
+            try:
+                remove_resources(client, {"label": [f"{LABEL}={name}", f"{LABEL_STATE}={folder}"]})
+            except EngineLeftover as e:  # nothing runs; the engine holds a dangling network
+                report(f"warning: {name}: {e}")
+                if not (path.exists() and path.parent.parent == home):
+                    continue  # its state went earlier (or is not ours): only the leftover remains
             if path.parent.parent == home and re.fullmatch(r"[a-z0-9][a-z0-9_-]*", path.name):
                 StateDir(path.name, home).remove()
             removed.append(name)
@@ -157,7 +191,11 @@ def sweep(client: DockerClient, report: Reporter) -> list[str]:
             reason = stale_reason(st) if st.backend == KIND else None
             if reason and name not in removed:
                 report(f"removing stale docker testnet {name!r} ({reason})")
-                remove_resources(client, {"label": [f"{LABEL}={name}", f"{LABEL_STATE}={sd.path}"]})
+                try:
+                    remove_resources(client, {"label": [f"{LABEL}={name}",
+                                                        f"{LABEL_STATE}={sd.path}"]})
+                except EngineLeftover as e:
+                    report(f"warning: {name}: {e}")
                 sd.remove()
                 removed.append(name)
     return removed
