@@ -59,6 +59,7 @@ import sys
 import tarfile
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -83,7 +84,7 @@ from harness.backends.docker_engine import (
     explain,
     resource_prefix,
 )
-from harness.backends.docker_gc import remove_resources, sweep
+from harness.backends.docker_gc import EngineLeftover, EngineLeftoverWarning, remove_resources, sweep
 from harness.backends.docker_net import free_net_index, subnet_of
 from harness.images import ImageError, ensure_images, toxiproxy_image
 from harness.nodekinds.base import NodeKindError
@@ -512,7 +513,11 @@ class DockerBackend(Backend):
         return c
 
     def destroy(self, state: NetworkState) -> None:
-        remove_resources(self.client, self._filters(state))
+        try:
+            remove_resources(self.client, self._filters(state))
+        except EngineLeftover as e:  # every container is gone; the engine holds a network
+            warnings.warn(f"testnet {state.name!r} is down, but {e}", EngineLeftoverWarning,
+                          stacklevel=2)
 
     # -- inspection --------------------------------------------------------------------------
     def is_running(self, state: NetworkState, target: str) -> bool:

@@ -57,6 +57,10 @@ class EngineLeftover(BackendError):
         self.networks = networks
 
 
+class EngineLeftoverWarning(RuntimeWarning):
+    """A testnet went down but the engine keeps one of its networks (:class:`EngineLeftover`)."""
+
+
 def _orphaned(net: Any, errors: list[str]) -> bool:
     """The network has no container attached and its removal failed with "active endpoints"."""
     try:
