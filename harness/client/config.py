@@ -60,6 +60,11 @@ class ClientConfig:
     store_confirmations: int | None = None
     #: nodes of a failed path are kept out of new paths for this long (s)
     path_quarantine: float = 60.0
+    #: drop a node that is on every failed route (504s naming nobody) and on none that worked
+    #: (a small-network aid, PathPolicy.route_failed); it misjudges a live node that only some
+    #: relays cannot reach (a partition between it and its peers), so a client that must keep
+    #: polling such a node turns it off
+    drop_route_suspects: bool = True
     #: refresh the node pool from the seed when older than this (s) or smaller than needed
     pool_max_age: float = 300.0
     pool_min_refresh_interval: float = 2.0

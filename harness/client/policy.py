@@ -115,7 +115,8 @@ class PathPolicy:
             else:  # no common cause: start over from this failure
                 self._suspects, self._suspect_failures = set(route), 1
         self._suspect_last = now
-        if self._suspect_failures < 2 or len(self._suspects) != 1:
+        if (self._suspect_failures < 2 or len(self._suspects) != 1
+                or not self.config.drop_route_suspects):
             return None
         (culprit,) = self._suspects
         self._suspects = None
