@@ -5,6 +5,7 @@ Scenarios import from here; nothing here knows a scenario."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -39,10 +40,12 @@ def account_for(net: Any, label: str) -> Account:
     return Account.from_seed_hex(derive_seed(str(net.topology.seed), "account", label).hex())
 
 
-def send_like_an_app(client: Any, to: str, body: str, tries: int = 3) -> None:
-    """Send; if the client gives up, resend as a messenger app's send job does (its attempts can
-    all meet a just-killed node that the client cannot tell from a broken path). Failed tries
-    stay in the history (the report shows them)."""
+def send_like_an_app(client: Any, to: str, body: str, tries: int = 3,
+                     backoff: float = 0.5) -> None:
+    """Send; if the client gives up, resend as a messenger app's send job does, after a backoff
+    that doubles per try (its attempts can all meet a just-killed or restarting node that the
+    client cannot tell from a broken path). Failed tries stay in the history (the report shows
+    them)."""
     for n in range(1, tries + 1):
         try:
             client.send(to, body)
@@ -50,6 +53,7 @@ def send_like_an_app(client: Any, to: str, body: str, tries: int = 3) -> None:
         except StoreFailed:
             if n == tries:
                 raise
+            time.sleep(backoff * 2 ** (n - 1))  # the app's retry backoff, not a readiness wait
 
 
 def swarm_names(net: Any, client: Any, session_id: str) -> set[str]:

@@ -141,7 +141,7 @@ def test_churn_rolling_restart_of_every_node(testnet: Testnet, history: HistoryR
             faults.restart(name)
             for j in range(2):  # right after the restart: the node may still be starting
                 body = f"during {name} {j}"
-                send_like_an_app(alice, bob.session_id, body)
+                send_like_an_app(alice, bob.session_id, body, tries=4)
                 expected.add(body)
             testnet.wait_ready(timeout=30)
     bob.wait_for(lambda got: bodies(got) >= expected, timeout=40)
