@@ -6,7 +6,7 @@ Scenarios import from here; nothing here knows a scenario."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from harness.client import Account, StoreFailed
@@ -32,6 +32,19 @@ class ScenarioClient(Protocol):
                  count: int | None = None, timeout: float = 30.0) -> list[Any]: ...
 
     def close(self) -> None: ...
+
+
+def module_testnet(request: Any, backend: str, **topology: Any) -> Iterator[Any]:
+    """Body of a module-scoped testnet fixture with its own shape: ``yield from
+    module_testnet(request, testnet_backend, swarms=3, swarm_size=3)`` (started and torn down
+    by the plugin's :class:`~harness.pytest_plugin.TestnetOwner`, like the ``testnet`` fixture)."""
+    from harness.pytest_plugin import TestnetOwner  # pytest-only, as the scenarios are
+
+    owner = TestnetOwner(request.config, backend)
+    try:
+        yield owner(**topology)
+    finally:
+        owner.finish()
 
 
 def account_for(net: Any, label: str) -> Account:
@@ -76,5 +89,5 @@ def store_route(record: SendRecord) -> set[str]:
     return {h["ed25519"] for h in [*ok.path, ok.destination or {}] if "ed25519" in h}
 
 
-__all__ = ["CLIENT", "ScenarioClient", "account_for", "send_like_an_app", "store_route",
+__all__ = ["CLIENT", "ScenarioClient", "account_for", "module_testnet", "send_like_an_app", "store_route",
            "swarm_names", "swarm_of"]

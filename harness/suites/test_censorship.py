@@ -23,10 +23,16 @@ from harness.checks import censorship, delivery
 from harness.checks.result import CheckResult
 from harness.client import Client
 from harness.network import Testnet
-from harness.pytest_plugin import TestnetOwner
 from harness.recording import HistoryRecorder, RecordedClient
 from harness.suites.conftest import Clients
-from harness.suites.support import CLIENT, account_for, send_like_an_app, swarm_names, swarm_of
+from harness.suites.support import (
+    CLIENT,
+    account_for,
+    module_testnet,
+    send_like_an_app,
+    swarm_names,
+    swarm_of,
+)
 
 pytestmark = [pytest.mark.censorship, pytest.mark.integration,
               pytest.mark.backends("process", "docker")]
@@ -43,11 +49,7 @@ BEFORE, DURING = 2, 6
 @pytest.fixture(scope="module")
 def net9(request: pytest.FixtureRequest, testnet_backend: str) -> Iterator[Testnet]:
     """The module's testnet: 3 swarms x 3 nodes."""
-    owner = TestnetOwner(request.config, testnet_backend)
-    try:
-        yield owner(swarms=3, swarm_size=3)
-    finally:
-        owner.finish()
+    yield from module_testnet(request, testnet_backend, swarms=3, swarm_size=3)
 
 
 def send_all(alice: Any, to: str, label: str, count: int) -> list[str]:

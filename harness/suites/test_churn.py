@@ -53,18 +53,6 @@ def swarm_id_of(swarms: dict[int, list[str]], session_id: str) -> int:
     return swarm_for(swarm_space(session_id), sorted(swarms))
 
 
-def wait_until(what: str, predicate: Any, timeout: float, poll: float = 0.25) -> Any:
-    """Poll ``predicate()`` until it is truthy (its value is returned); fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:g}s")
-        time.sleep(poll)
-
-
 def bodies(got: list[Any]) -> set[str]:
     return {m.body for m in got}
 
@@ -216,15 +204,15 @@ def test_churn_decommission_and_deregistration(testnet_factory: TestnetOwner,
     with history.faults(net) as faults:
         dec = faults.decommission(f"swarm-of:{bob.session_id}:1")
         gone = dec.nodes[0]
-        layouts.append(wait_until(
-            f"swarms re-formed without the decommissioned {gone}",
+        layouts.append(net.wait_for(
             lambda: (lambda s: s if all(gone not in m for m in s.values()) else None)(
-                live_swarms(net)), timeout=20))
+                live_swarms(net)), timeout=20,
+            what=f"swarms re-formed without the decommissioned {gone}"))
         stream("decommissioned")
         killed = faults.kill(f"swarm-of:{bob.session_id}:1", exclude=[gone])
         dead = killed.nodes[0]
-        wait_until(f"the seed deregistered the killed {dead}",
-                   lambda: not registered(net, dead), timeout=30)
+        net.wait_for(lambda: not registered(net, dead), timeout=30,
+                     what=f"the seed deregistered the killed {dead}")
         layouts.append(live_swarms(net))
         stream("deregistered")
     net.wait_ready(timeout=60)  # recommissioned, and the killed node registered again
@@ -274,8 +262,8 @@ def test_churn_seed_down_for_a_while(testnet: Testnet, history: HistoryRecorder,
     name = testnet.nodes[0].name
     before = registration_height(testnet, name)
     testnet.seed_admin("deregister", {"pubkey_ed25519": testnet.node(name).pubkey_ed25519})
-    wait_until(f"{name} registered again", lambda: (registration_height(testnet, name) or 0)
-               > (before or 0), timeout=30)
+    testnet.wait_for(lambda: (registration_height(testnet, name) or 0) > (before or 0),
+                     timeout=30, what=f"{name} registered again")
     testnet.wait_ready(timeout=60)
     carol = clients.new(testnet, **CLIENT)  # bootstraps from the restarted seed
     send_like_an_app(carol, bob.session_id, "after the seed")
@@ -335,9 +323,9 @@ def test_churn_pause_and_unpause_a_swarm_member(testnet_factory: TestnetOwner,
     records: list[Any] = []
     with Client(net.seed_url, bob.account, sink=records, poll_mode="all",
                 **FROZEN_CLIENT) as check:
-        counts = wait_until(f"{frozen} answering retrieves again",
-                            lambda: (lambda c: c if key in c else None)(polled(check, records)),
-                            timeout=30, poll=0.5)
+        counts = net.wait_for(
+            lambda: (lambda c: c if key in c else None)(polled(check, records)),
+            timeout=30, poll=0.5, what=f"{frozen} answering retrieves again")
     h = history.collect()
     history.require(delivery(h))
     frozen_at, thawed_at = (e.wall for e in h.events)

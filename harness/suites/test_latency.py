@@ -20,10 +20,9 @@ from harness.checks import delivery, latency
 from harness.client import SessionClient
 from harness.faults.wan import WAN_TAG, apply_wan, wan_profile
 from harness.network import Testnet
-from harness.pytest_plugin import TestnetOwner
 from harness.recording import HistoryRecorder
 from harness.suites.conftest import Clients
-from harness.suites.support import CLIENT, store_route, swarm_names
+from harness.suites.support import CLIENT, module_testnet, store_route, swarm_names
 
 pytestmark = [pytest.mark.latency, pytest.mark.integration, pytest.mark.backends("process", "docker")]
 
@@ -36,11 +35,7 @@ def testnet9(request: pytest.FixtureRequest, testnet_backend: str) -> Iterator[T
     """3 swarms × 3 nodes, shared by the module's scenarios: with 9 nodes a client's two paths
     differ, a node outside the recipient's swarm is on some routes and not on others, and a
     client has nodes enough to build a path around a failed one."""
-    owner = TestnetOwner(request.config, testnet_backend)
-    try:
-        yield owner(swarms=3, swarm_size=3)
-    finally:
-        owner.finish()
+    yield from module_testnet(request, testnet_backend, swarms=3, swarm_size=3)
 
 
 def _names(net: Testnet) -> dict[str, str]:

@@ -29,10 +29,9 @@ from harness.checks import delivery
 from harness.client import Account, SessionClient, StoreFailed
 from harness.client.records import SendRecord
 from harness.network import Testnet
-from harness.pytest_plugin import TestnetOwner
 from harness.recording import HistoryRecorder
 from harness.suites.conftest import Clients
-from harness.suites.support import CLIENT, swarm_names
+from harness.suites.support import CLIENT, module_testnet, swarm_names
 from nodes.protocol.signing import retrieve_message, sign_request
 
 pytestmark = [pytest.mark.partitions, pytest.mark.integration, pytest.mark.builtin_client,
@@ -49,11 +48,7 @@ RECIPIENT = {**CLIENT, "drop_route_suspects": False}
 @pytest.fixture(scope="module")
 def testnet4(request: pytest.FixtureRequest, testnet_backend: str) -> Iterator[Testnet]:
     """2 swarms × 4 nodes, shared by the module's scenarios."""
-    owner = TestnetOwner(request.config, testnet_backend)
-    try:
-        yield owner(swarms=2, swarm_size=4)
-    finally:
-        owner.finish()
+    yield from module_testnet(request, testnet_backend, swarms=2, swarm_size=4)
 
 
 def stored_at(net: Testnet, node: str, account: Account) -> set[str]:
