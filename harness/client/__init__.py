@@ -31,6 +31,7 @@ from .errors import (
 from .paths import OnionPath, PathSet, build_path
 from .pool import NodePool
 from .records import (
+    ONE_OFF_PATH,
     AttemptRecord,
     OperationRecord,
     ReceiveRecord,
@@ -44,7 +45,7 @@ from .sync import Client
 __all__ = [
     "Account", "Client", "ClientConfig", "NetworkClock", "NodePool", "OnionPath", "PathSet",
     "POLL_ALL", "POLL_ONE", "POLL_SAMPLE", "Received", "SessionClient", "Snode", "build_path",
-    "AttemptRecord", "OperationRecord", "ReceiveRecord", "RecordSink", "SendRecord", "record_from_dict",
+    "ONE_OFF_PATH", "AttemptRecord", "OperationRecord", "ReceiveRecord", "RecordSink", "SendRecord", "record_from_dict",
     "AccountError", "BootstrapError", "ClientError", "ClockError", "DestinationError", "NoPathError",
     "PathError", "RequestRejected", "RetrieveFailed", "StoreFailed", "StoreUnconfirmed", "SwarmError",
     "Timeout",

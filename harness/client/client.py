@@ -61,6 +61,7 @@ from .paths import OnionPath, PathSet, build_path
 from .policy import PathPolicy
 from .pool import NODES_ASKED, NodePool, agreed, nodes_from_listing
 from .records import (
+    ONE_OFF_PATH,
     OUTCOME_ERROR,
     OUTCOME_OK,
     AttemptRecord,
@@ -646,8 +647,11 @@ class SessionClient:
                 # the only path that fits already failed this operation, or holds a node that
                 # said it is not ready: go around them
                 path = self._fresh_path_around(op, dest) or path
+            one_off = self.paths.get(path.id) is None  # built for this request only
             result = await self._attempt(op, method=method, params=make_params(dest), dest=dest,
                                          path=path, enc_type=enc, associated_with=target.pubkey)
+            if one_off:  # after what the client did about the answer (reports read those first)
+                op.record.attempts[-1].actions.append(ONE_OFF_PATH)
             if result.kind == Outcome.OK:
                 assert result.data is not None
                 if validate is not None:

@@ -23,6 +23,11 @@ OUTCOME_OK = "ok"
 OUTCOME_ERROR = "error"
 
 
+#: attempt action: the onion path was built for this request only (a retry around failed paths,
+#: or no kept path fits the destination); its guard is not one of the client's guards
+ONE_OFF_PATH = "one_off_path"
+
+
 def new_op_id(kind: str) -> str:
     return f"{kind}-{uuid.uuid4().hex[:12]}"
 

@@ -17,6 +17,7 @@ import pytest
 from harness.checks import delivery, privacy
 from harness.checks.history import History
 from harness.checks.privacy import observed_privacy
+from harness.client import ONE_OFF_PATH
 from harness.network import Testnet
 from harness.recording import HistoryRecorder
 from harness.suites.conftest import Clients
@@ -118,9 +119,17 @@ def test_the_destination_never_sees_the_client(testnet: Testnet, history: Histor
 
 
 def guards_of(h: History, account: str, after: float = 0.0, ok: bool = True) -> list[str]:
-    """Guard node names of the account's onion attempts started after ``after``, in order."""
+    """Guard node names of the account's onion attempts through its kept paths (not paths built
+    for one request) started after ``after``, in order."""
     return [str(h.node_name(a.path[0].get("ed25519"))) for r in h.records if r.account == account
-            for a in r.attempts if a.path and a.started_at > after and (a.ok or not ok)]
+            for a in r.attempts if a.path and a.started_at > after and (a.ok or not ok)
+            and ONE_OFF_PATH not in a.actions]
+
+
+def current_guards(net: Testnet, client: Any) -> set[str]:
+    """Node names of the built-in client's guards now (one per path)."""
+    by_key = {n.pubkey_ed25519: n.name for n in net.nodes}
+    return {by_key[p.guard.ed25519] for p in client.aio.paths.paths}
 
 
 def was_tested_before(h: History, node: str, before: float) -> bool:
@@ -164,7 +173,7 @@ def test_guards_rotate_as_production_clients_do(testnet: Testnet, history: Histo
         sent = 6
         # send until the client has replaced the lost guard (it meets it on a request that
         # picks that path), then a few more
-        while sent < 30 and not set(guards_of(history.collect(), alice.session_id, t0)) - set(first):
+        while sent < 30 and current_guards(testnet, alice) == set(first):
             send_like_an_app(alice, bob.session_id, f"rotated {sent}")
             sent += 1
         for _ in range(4):
@@ -174,15 +183,20 @@ def test_guards_rotate_as_production_clients_do(testnet: Testnet, history: Histo
     h = history.collect()
     history.require(delivery(h), observed_privacy(h), privacy(h, require_evidence=False))
     after = guards_of(h, alice.session_id, after=t0)
-    new = sorted(set(after) - set(first))
     assert lost not in after, after
     # the path that lost its guard got one new guard; the other path kept its guard
-    assert len(new) == 1 and set(after) <= set(kept) | set(new), (first, after)
-    current = {by_key[p.guard.ed25519] for p in alice.aio.paths.paths}
-    assert current == set(kept) | set(new), (current, kept, new)
+    current = current_guards(testnet, alice)
+    new = sorted(current - set(first))
+    assert len(new) == 1 and current == set(kept) | set(new), (first, sorted(current))
+    # every request after the block went through a guard the client holds now (the new path
+    # may never carry a store to Bob: its hops can hold his swarm members)
+    assert set(after) <= current, (sorted(current), after)
     g = new[0]
-    first_use = min(a.started_at for r in h.records if r.account == alice.session_id
-                    for a in r.attempts if a.path and h.node_name(a.path[0]["ed25519"]) == g)
-    assert was_tested_before(h, g, first_use + 1.0), f"new guard {g} was used untested"
-    assert [a for r in h.records for a in r.attempts if a.method == "guard_test" and a.ok
-            and h.node_name((a.destination or {}).get("ed25519")) == g]
+    tests = [a.started_at for r in h.records if r.account == alice.session_id
+             for a in r.attempts if a.method == "guard_test" and a.ok
+             and h.node_name((a.destination or {}).get("ed25519")) == g]
+    assert tests and min(tests) > t0, f"new guard {g} was never tested after the block"
+    uses = [a.started_at for r in h.records if r.account == alice.session_id for a in r.attempts
+            if a.path and ONE_OFF_PATH not in a.actions and h.node_name(a.path[0]["ed25519"]) == g]
+    if uses:
+        assert was_tested_before(h, g, min(uses) + 1.0), f"new guard {g} was used untested"

@@ -13,6 +13,7 @@ import random
 import pytest
 
 from harness.client import (
+    ONE_OFF_PATH,
     Account,
     BootstrapError,
     Client,
@@ -249,6 +250,8 @@ async def test_retry_goes_around_a_failed_path_when_no_other_fits():
     assert second.ok and second.method == first.method
     assert not {h.ed25519 for h in bad.hops} & {h["ed25519"] for h in second.path}
     assert rec.ok and rec.details["fresh_paths"] >= 1 and len(rec.attempts) == 3
+    # the retry's path is marked as built for that request only; attempts on the kept path not
+    assert ONE_OFF_PATH in second.actions and ONE_OFF_PATH not in first.actions
 
 
 async def kill_and_fail_guard_test(net: FakeNetwork, client: SessionClient, ed25519: str):
