@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -49,6 +50,9 @@ PIP_HINT = 'pip install "session-testnet[test]"'
 NO_TESTS_COLLECTED = 5
 #: per-scenario timeout (pytest-timeout), seconds; ``-- -o timeout=N`` overrides it
 TIMEOUT = 300
+#: how much of a failure the run's closing summary repeats (per line, lines per scenario)
+FAILURE_CHARS, FAILURE_LINES = 300, 8
+
 #: the timing report, in the artifacts folder
 TIMING_FILE = "suite-timing.json"
 #: the markers the scenarios use besides the families (the project's test tiers)
@@ -321,6 +325,24 @@ def _outcome(case: ET.Element) -> str:
     return "passed"
 
 
+def _failure(case: ET.Element) -> dict[str, Any] | None:
+    """What a failed (or erroring) case's JUnit entry says: its message and the ``E`` lines of
+    its traceback, where they say what went wrong, plus where it was raised."""
+    for tag in ("failure", "error"):
+        el = case.find(tag)
+        if el is None:
+            continue
+        text = el.text or ""
+        lines = text.splitlines()
+        e_lines = [ln[1:].strip() for ln in lines if ln.startswith("E ")]
+        where = [ln.strip() for ln in lines if re.match(r"^\S+\.py:\d+: \w+", ln)]
+        return {"nodeid": _nodeid(case), "outcome": "failed" if tag == "failure" else "error",
+                "message": (el.get("message") or "").strip()[:FAILURE_CHARS],
+                "lines": [ln[:FAILURE_CHARS] for ln in e_lines[:FAILURE_LINES]],
+                "raised_at": where[-1] if where else None}
+    return None
+
+
 def timing(junit: Path, wall: float, opts: RunOptions, exit_code: int) -> dict[str, Any]:
     """The timing report of a run from its JUnit XML: every scenario's duration (setup, call and
     teardown: a module's shared testnet counts in its first scenario), slowest first."""
@@ -335,7 +357,9 @@ def timing(junit: Path, wall: float, opts: RunOptions, exit_code: int) -> dict[s
             "sum_seconds": round(sum(c["seconds"] for c in cases), 3),
             "scenarios": len(cases), "workers": opts.workers, "backend": opts.backend,
             "client": opts.client, "seed": opts.seed, "selection": list(opts.selection),
-            "exit_code": exit_code, "junit": str(junit.resolve()), "durations": cases}
+            "exit_code": exit_code, "junit": str(junit.resolve()), "durations": cases,
+            "failures": [f for s in suites for c in s.iter("testcase")
+                         if (f := _failure(c)) is not None]}
 
 
 def _count(n: int) -> str:
@@ -351,6 +375,17 @@ def print_timing(report: dict[str, Any]) -> None:
     click.echo(f"total: {report['wall_seconds']:.1f}s wall{workers} for "
                f"{_count(report['scenarios'])} (sum of their durations "
                f"{report['sum_seconds']:.1f}s)")
+    failures = report.get("failures") or []
+    if failures:
+        # last, where a CI log's tail shows it: which scenarios failed and why, in short (the
+        # tracebacks are above; each failed scenario's report is in the artifacts folder)
+        click.echo(f"\n{_count(len(failures))} failed:")
+        for f in failures:
+            click.echo(f"  {f['outcome'].upper()} {f['nodeid']}")
+            for line in f["lines"] or [f["message"]]:
+                click.echo(f"      {line}")
+            if f["raised_at"]:
+                click.echo(f"      at {f['raised_at']}")
 
 
 # -- the commands ----------------------------------------------------------------------------

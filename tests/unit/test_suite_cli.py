@@ -238,7 +238,16 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testcase classname="harness.suites.test_delivery" name="test_delivery_both_ways[process]"
  time="12.250" />
 <testcase classname="harness.suites.test_churn" name="test_member_killed" time="40.125">
-<failure message="boom">trace</failure></testcase>
+<failure message="AssertionError: (['sn03'], ['sn06'])">testnet = &lt;Testnet&gt;
+
+    def test_member_killed(testnet):
+&gt;       assert len(new) == 1, (first, after)
+E       AssertionError: (['sn03'], ['sn06'])
+E       assert (0 == 1)
+
+harness/suites/test_churn.py:180: AssertionError
+-------- scenario --------
+seed: 11f1</failure></testcase>
 <testcase classname="harness.suites.test_clock" name="test_skewed_node" time="0.001">
 <skipped type="pytest.skip" message="needs the built-in client">why</skipped></testcase>
 <testcase classname="harness.suites.test_clock.TestSkew" name="test_in_class" time="3.5" />
@@ -274,8 +283,26 @@ def test_timing_is_printed_slowest_first(tmp_path, capsys):
     suite_cli.print_timing(timing(junit, 63.2, RunOptions(workers=2), 1))
     out = capsys.readouterr().out.splitlines()
     assert out[2].split() == ["40.1s", "failed", "harness/suites/test_churn.py::test_member_killed"]
-    assert out[-1] == ("total: 63.2s wall with -n 2 for 4 scenarios (sum of their durations "
-                       "55.9s)")
+    total = out.index("total: 63.2s wall with -n 2 for 4 scenarios (sum of their durations "
+                      "55.9s)")
+    # the failures close the output (a CI log's tail), each with its E lines and where it raised
+    assert out[total + 1:] == [
+        "", "1 scenario failed:",
+        "  FAILED harness/suites/test_churn.py::test_member_killed",
+        "      AssertionError: (['sn03'], ['sn06'])",
+        "      assert (0 == 1)",
+        "      at harness/suites/test_churn.py:180: AssertionError",
+    ]
+
+
+def test_timing_keeps_each_failure_for_the_report(tmp_path):
+    junit = tmp_path / "j.xml"
+    junit.write_text(JUNIT)
+    (f,) = timing(junit, 1.0, RunOptions(), 1)["failures"]
+    assert f == {"nodeid": "harness/suites/test_churn.py::test_member_killed", "outcome": "failed",
+                 "message": "AssertionError: (['sn03'], ['sn06'])",
+                 "lines": ["AssertionError: (['sn03'], ['sn06'])", "assert (0 == 1)"],
+                 "raised_at": "harness/suites/test_churn.py:180: AssertionError"}
 
 
 # -- missing pytest / pytest-xdist --------------------------------------------------------------
