@@ -24,6 +24,10 @@ from .transport import CONNECT, DISCONNECTED, TIMEOUT, HttpResult, TransportErro
 
 NODE_NOT_FOUND_PREFIXES = ("Next node not found: ", "Next node is currently unreachable: ")
 SNODE_NOT_READY_PREFIX = "Snode not ready: "
+#: statuses relayed back through a path that are no path failure (session-desktop: "no path
+#: strike for 400/404"): the request was refused or garbled on the way (a corrupting relay makes
+#: the next hop answer 400 "Invalid ciphertext"), no node is down
+NO_PATH_STRIKE_STATUSES = (400, 404)
 #: 503 answers of the edge itself (oxen-storage HTTPS: check_ready, the request queue being full)
 EDGE_NOT_READY_PREFIXES = ("Service node is not ready: ", "Server busy, try again later")
 
@@ -177,7 +181,7 @@ class FailureClassifier:
         err = PathError(guard, status, text, method=method,
                         detail="error somewhere on the path (the guard relayed it)")
         a.error_kind, a.error = ErrorKind.PATH.value, str(err)
-        if status in (400, 404):
+        if status in NO_PATH_STRIKE_STATUSES:
             # session-desktop: no path strike for 400/404 ("probably a dead sogs"), just retry
             a.actions.append("retry_other_path")
         else:

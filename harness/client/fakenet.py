@@ -11,7 +11,8 @@ Knobs for failure tests: ``FakeNode.up`` (connection refused), ``hang`` (direct 
 a store's fan-out), ``not_ready`` (a decommissioned node: 503 "Service node is not ready" to
 direct requests, "Snode not ready: <its key>" relayed),
 ``clock_offset_ms``,
-``drop_stores``, ``drop_relays`` (relays answer 504), ``hook`` (answer a storage RPC yourself),
+``drop_stores``, ``drop_relays`` (relays answer 504), ``corrupt_relays`` (the next hop answers
+400), ``hook`` (answer a storage RPC yourself),
 ``FakeNetwork.unlisted`` (nodes the relays no longer know: ``Next node not found``),
 ``FakeNetwork.relay_timeout_on_down`` (a relay whose next hop is down answers 504 ``Request time
 out``, as the storage server does when its request to the next node fails, instead of 502 ``Next
@@ -54,6 +55,8 @@ class FakeNode:
     clock_offset_ms: int = 0
     drop_stores: bool = False
     drop_relays: bool = False
+    #: a relay that garbles what it passes on: the next hop answers 400 "Invalid ciphertext"
+    corrupt_relays: bool = False
     #: requests sent to this node directly never get an answer (TransportError TIMEOUT)
     hang: bool = False
     #: a frozen (paused) node: as ``hang``, and relays' requests to it and fan-out to it time out
@@ -196,7 +199,10 @@ class FakeNetwork:
             return HttpResult(504, b"Request time out")
         if not nxt.up:
             return HttpResult(502, f"Next node is currently unreachable: {info.next_ed25519_hex}".encode())
-        return self._onion(nxt, info.frame, hops + 1)
+        frame = info.frame
+        if node.corrupt_relays:  # flip a ciphertext byte (after the 4-byte size): the next hop
+            frame = frame[:5] + bytes([frame[5] ^ 0xFF]) + frame[6:]  # cannot decrypt its layer
+        return self._onion(nxt, frame, hops + 1)
 
     # -- storage RPC ----------------------------------------------------------------------------
     def _misc(self, node: FakeNode, body: dict[str, Any]) -> dict[str, Any]:

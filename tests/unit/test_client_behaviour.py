@@ -727,3 +727,39 @@ async def test_decommissioned_node_and_a_killed_one_single_out_no_innocent_node(
             if x.startswith(("suspect_on_every_failed_route:", "drop_node:")):
                 assert x.endswith((gone.ed25519[-8:], dead.ed25519[-8:])), (x, a.actions)
     check_records(records)
+
+
+async def test_corrupting_relays_single_out_no_innocent_node():
+    # two relays garble what they pass on (the next hop answers 400 "Invalid ciphertext"), one
+    # in each path, both paths to the same destination: a relayed 400 is no path failure
+    # (production: no path strike), so the route intersection must not take it as a dead node
+    # (it would drop the honest destination the failed routes share). 12 nodes: a path around
+    # both failed paths and the destination exists
+    net = FakeNetwork(swarms=4)
+    records: list = []
+    bob = Account.generate()
+    members = net.swarm_of(bob.session_id)
+    others = [n for n in net.nodes if n not in members]
+    async with make(net, records, seed=5) as alice:
+        await alice.bootstrap()
+        await alice.get_swarm(bob.session_id)
+
+        def snode(n):
+            return alice.pool.get(n.ed25519)
+
+        p1 = OnionPath([snode(others[0]), snode(others[1]), snode(others[2])])
+        p2 = OnionPath([snode(others[3]), snode(others[4]), snode(others[5])])
+        alice.paths.paths = [p1, p2]
+        others[1].corrupt_relays = others[4].corrupt_relays = True
+        sends = [await alice.send(bob.session_id, f"m{i}") for i in range(5)]
+        pool = {n.ed25519 for n in alice.pool.nodes()}
+    assert all(s.ok for s in sends)
+    attempts = [a for s in sends for a in s.attempts]
+    garbled = [a for a in attempts if a.http_status == 400]
+    assert garbled and all("Invalid ciphertext" in (a.error or "") for a in garbled)
+    assert not [x for a in attempts for x in a.actions
+                if x.startswith(("suspect_on_every_failed_route:", "drop_node:"))]
+    assert pool == {n.ed25519 for n in net.nodes}
+    # the stores that worked went around both corrupting relays
+    bad = {others[1].ed25519, others[4].ed25519}
+    assert all(not bad & {h["ed25519"] for h in a.path} for a in attempts if a.ok and a.path)
