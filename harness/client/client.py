@@ -465,36 +465,47 @@ class SessionClient:
 
     # -- paths --------------------------------------------------------------------------------
     async def _ensure_paths(self, op: _Op) -> None:
-        if not self.paths.missing():
-            return
-        async with self._path_lock:
-            refreshed = False
-            failed_guards: set[str] = set()
-            rounds = 0
-            while self.paths.missing():
-                rounds += 1
-                try:
-                    path = self.policy.graded(lambda ex: self.paths.build(self.pool.nodes(),
-                                                                    exclude=failed_guards | ex))
-                except NoPathError:
-                    if not refreshed and time.monotonic() - self._last_refresh_try >= self.config.pool_min_refresh_interval:
-                        refreshed = True
-                        try:
-                            await self._refresh_pool(op)
-                        except BootstrapError:
-                            pass
-                        continue
-                    if len(self.paths) > 0:
-                        return  # run with fewer paths than wanted rather than not at all
-                    raise
-                if self.config.test_guards and rounds <= 6 + self.config.path_count:
-                    if not await self._test_guard(op, path.guard):
-                        failed_guards.add(path.guard.ed25519)
-                        continue
-                elif self.config.test_guards:
-                    raise NoPathError(f"no working guard found after {rounds - 1} guard tests "
-                                      f"(failed: {sorted(g[-8:] for g in failed_guards)})")
-                self.paths.add(path)
+        refreshed = False
+        while self.paths.missing():
+            async with self._path_lock:
+                wants_refresh = await self._build_paths(op, may_refresh=not refreshed)
+            if not wants_refresh:
+                return
+            # re-read the pool outside the path lock: with no seed answering, the refresh asks
+            # nodes through onion requests, which need paths themselves (and so the lock)
+            refreshed = True
+            try:
+                await self._refresh_pool(op)
+            except BootstrapError:
+                pass
+
+    async def _build_paths(self, op: _Op, *, may_refresh: bool) -> bool:
+        """Build the missing paths (holding the path lock). True if the pool is too small for
+        one and a pool refresh is due first; with fewer paths than wanted but at least one, the
+        client runs with those; with none, NoPathError."""
+        failed_guards: set[str] = set()
+        rounds = 0
+        while self.paths.missing():
+            rounds += 1
+            try:
+                path = self.policy.graded(lambda ex: self.paths.build(self.pool.nodes(),
+                                                                exclude=failed_guards | ex))
+            except NoPathError:
+                since = time.monotonic() - self._last_refresh_try
+                if may_refresh and since >= self.config.pool_min_refresh_interval:
+                    return True
+                if len(self.paths) > 0:
+                    return False  # run with fewer paths than wanted rather than not at all
+                raise
+            if self.config.test_guards and rounds <= 6 + self.config.path_count:
+                if not await self._test_guard(op, path.guard):
+                    failed_guards.add(path.guard.ed25519)
+                    continue
+            elif self.config.test_guards:
+                raise NoPathError(f"no working guard found after {rounds - 1} guard tests "
+                                  f"(failed: {sorted(g[-8:] for g in failed_guards)})")
+            self.paths.add(path)
+        return False
 
     def _request_path(self, exclude: set[str]) -> OnionPath:
         """A path for one request only (not kept with the client's paths)."""

@@ -4,12 +4,13 @@ session-desktop's getSnodePoolFromSnodes), against the in-process fake network."
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
 import pytest
 
-from harness.client import Account, BootstrapError, SessionClient
+from harness.client import Account, BootstrapError, NoPathError, SessionClient
 from harness.client.fakenet import FakeNetwork, FakeNode
 from harness.client.pool import NodePool, agreed, nodes_from_listing
 from harness.client.snode import Snode
@@ -99,3 +100,34 @@ async def test_nodes_that_do_not_answer_their_list_make_the_refresh_fail():
     async with client(net, [], [n.snode for n in net.nodes]) as c:
         with pytest.raises(BootstrapError, match="the service nodes gave no agreed node list"):
             await c.bootstrap()
+
+
+async def test_paths_missing_while_no_seed_answers_do_not_deadlock_the_refresh():
+    # the paths are gone and none can be built from the pool: the client re-reads the pool; no
+    # seed answers, so it asks nodes through onion requests, which need paths themselves. The
+    # refresh must run outside the path lock (it deadlocked: a send hung for good)
+    net = FakeNetwork(swarms=3)
+    answer_oxend(net)
+    records: list[Any] = []
+    async with SessionClient(net.seed_url, Account.generate(), transport=net, sink=records,
+                             rng=random.Random(3), retry_backoff=0.001,
+                             pool_min_refresh_interval=0.0) as c:
+        await c.bootstrap()
+        net.seed_up = False
+        c.paths.paths = []
+        real = c.policy.graded
+        calls = {"n": 0}
+
+        def no_path_once(build: Any) -> Any:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise NoPathError("test: no path from this pool")
+            return real(build)
+
+        c.policy.graded = no_path_once  # type: ignore[method-assign]
+        rec = await asyncio.wait_for(c.send(Account.generate().session_id, "hi"), timeout=20)
+    assert rec.ok
+    boot = [r for r in records if r.kind == "send"][-1]
+    seed_tries = [a for a in boot.attempts if a.method == "get_n_service_nodes"]
+    assert seed_tries and not any(a.ok for a in seed_tries)  # the refresh ran, seedless
+    assert len([a for a in boot.attempts if a.method == "oxend_request" and a.ok]) == 3
