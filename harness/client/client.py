@@ -56,7 +56,7 @@ from .errors import (
     SwarmError,
     Timeout,
 )
-from .failures import NO_PATH_STRIKE_STATUSES, ErrorKind, FailureClassifier, Outcome, Verdict
+from .failures import ErrorKind, FailureClassifier, Outcome, Verdict
 from .paths import OnionPath, PathSet, build_path
 from .policy import PathPolicy
 from .pool import NODES_ASKED, NodePool, agreed, nodes_from_listing
@@ -706,11 +706,8 @@ class SessionClient:
                 a = op.record.attempts[-1]
                 if result.avoid is None:  # else the answer named the node at fault (avoided)
                     op.failed_hops.update(h.ed25519 for h in path.hops)
-                # nobody named and no node seems down (a timeout, no answer, a relayed 5xx): the
-                # path's hops or the destination. A relayed 400/404 is no node's absence: fed to
-                # the route intersection it singles out the honest destination that the routes
-                # through two corrupting relays share
-                if a.failed_node is None and a.http_status not in NO_PATH_STRIKE_STATUSES:
+                # nobody named, and a node may be dead: the path's hops or the destination
+                if a.failed_node is None and result.dead_node_possible:
                     culprit = self.policy.route_failed(_route(path, dest), a)
                     if culprit is not None:
                         # the node is gone from the pool, the swarm caches and the paths: the

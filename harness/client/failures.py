@@ -69,6 +69,11 @@ class Verdict:
     error: ClientError | None = None
     #: a node to keep off the rest of this operation's routes (a node that said it is not ready)
     avoid: str | None = None
+    #: the failure may be a dead node somewhere on the route (a timeout, no answer, a relayed
+    #: 5xx): when it names nobody, the route feeds PathPolicy.route_failed. A relayed 400/404 is
+    #: no node's absence: fed to it, the routes through two corrupting relays single out the
+    #: honest destination they share
+    dead_node_possible: bool = True
 
 
 def extract_pubkey(text: str, prefix: str) -> str | None:
@@ -184,8 +189,8 @@ class FailureClassifier:
         if status in NO_PATH_STRIKE_STATUSES:
             # session-desktop: no path strike for 400/404 ("probably a dead sogs"), just retry
             a.actions.append("retry_other_path")
-        else:
-            self.policy.strike_path(path, a)
+            return Verdict(Outcome.RETRY_PATH, error=err, dead_node_possible=False)
+        self.policy.strike_path(path, a)
         return Verdict(Outcome.RETRY_PATH, error=err)
 
     def not_ready(self, a: AttemptRecord, status: int, text: str, path: OnionPath, dest: Snode,
