@@ -318,25 +318,17 @@ def _nodeid(case: ET.Element) -> str:
     return f"{classname}::{name}"
 
 
-def _outcome(case: ET.Element) -> str:
-    for tag, outcome in (("failure", "failed"), ("error", "error"), ("skipped", "skipped")):
-        if case.find(tag) is not None:
-            return outcome
-    return "passed"
-
-
-def _failure(case: ET.Element) -> dict[str, Any] | None:
+def _failure(case: ET.Element, nodeid: str) -> dict[str, Any] | None:
     """What a failed (or erroring) case's JUnit entry says: its message and the ``E`` lines of
     its traceback, where they say what went wrong, plus where it was raised."""
     for tag in ("failure", "error"):
         el = case.find(tag)
         if el is None:
             continue
-        text = el.text or ""
-        lines = text.splitlines()
+        lines = (el.text or "").splitlines()
         e_lines = [ln[1:].strip() for ln in lines if ln.startswith("E ")]
         where = [ln.strip() for ln in lines if re.match(r"^\S+\.py:\d+: \w+", ln)]
-        return {"nodeid": _nodeid(case), "outcome": "failed" if tag == "failure" else "error",
+        return {"nodeid": nodeid, "outcome": "failed" if tag == "failure" else "error",
                 "message": (el.get("message") or "").strip()[:FAILURE_CHARS],
                 "lines": [ln[:FAILURE_CHARS] for ln in e_lines[:FAILURE_LINES]],
                 "raised_at": where[-1] if where else None}
@@ -345,12 +337,21 @@ def _failure(case: ET.Element) -> dict[str, Any] | None:
 
 def timing(junit: Path, wall: float, opts: RunOptions, exit_code: int) -> dict[str, Any]:
     """The timing report of a run from its JUnit XML: every scenario's duration (setup, call and
-    teardown: a module's shared testnet counts in its first scenario), slowest first."""
+    teardown: a module's shared testnet counts in its first scenario), slowest first, and what
+    each failed one says."""
     root = ET.parse(junit).getroot()
     suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
-    cases: list[dict[str, Any]] = [{"nodeid": _nodeid(c), "outcome": _outcome(c),
-              "seconds": round(float(c.get("time") or 0.0), 3)}
-             for s in suites for c in s.iter("testcase")]
+    cases: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    for c in (c for s in suites for c in s.iter("testcase")):
+        nodeid = _nodeid(c)
+        failure = _failure(c, nodeid)
+        if failure is not None:
+            failures.append(failure)
+        outcome = (failure["outcome"] if failure is not None
+                   else "skipped" if c.find("skipped") is not None else "passed")
+        cases.append({"nodeid": nodeid, "outcome": outcome,
+                      "seconds": round(float(c.get("time") or 0.0), 3)})
     cases.sort(key=lambda c: -c["seconds"])
     pytest_s = sum(float(s.get("time") or 0.0) for s in suites)
     return {"wall_seconds": round(wall, 3), "pytest_seconds": round(pytest_s, 3),
@@ -358,8 +359,7 @@ def timing(junit: Path, wall: float, opts: RunOptions, exit_code: int) -> dict[s
             "scenarios": len(cases), "workers": opts.workers, "backend": opts.backend,
             "client": opts.client, "seed": opts.seed, "selection": list(opts.selection),
             "exit_code": exit_code, "junit": str(junit.resolve()), "durations": cases,
-            "failures": [f for s in suites for c in s.iter("testcase")
-                         if (f := _failure(c)) is not None]}
+            "failures": failures}
 
 
 def _count(n: int) -> str:
