@@ -55,7 +55,7 @@ RATIO_ROWS = {("up_s",): "up_s", ("store_throughput", "per_s"): "store_per_s",
 
 
 def topologies(swarms: int | None, swarm_size: int, node_groups: tuple[str, ...],
-               versus_groups: tuple[str, ...]) -> tuple[Topology, Topology | None]:
+               versus_groups: tuple[str, ...], proxies: bool = True) -> tuple[Topology, Topology | None]:
     """The testnet under bench and the one to compare it with (None without ``--versus``).
     With ``--versus`` and no ``--nodes``, ours has as many python nodes; the two must have as
     many nodes (and so, with one ``--swarm-size``, as many swarms)."""
@@ -67,13 +67,14 @@ def topologies(swarms: int | None, swarm_size: int, node_groups: tuple[str, ...]
             node_groups = (f"{sum(g.count for g in theirs)}:python",)
         if node_groups:
             ours = Topology.from_dict({"name": unique_name("bench"), "swarm_size": swarm_size,
-                                       "nodes": list(node_groups)})
+                                       "nodes": list(node_groups), "proxies": proxies})
         else:
-            ours = Topology(name=unique_name("bench"), swarms=swarms or 2, swarm_size=swarm_size)
+            ours = Topology(name=unique_name("bench"), swarms=swarms or 2, swarm_size=swarm_size,
+                            proxies=proxies)
         if not theirs:
             return ours, None
         other = Topology.from_dict({"name": unique_name("bench"), "swarm_size": swarm_size,
-                                    "nodes": theirs, "seed": ours.seed})
+                                    "nodes": theirs, "seed": ours.seed, "proxies": proxies})
     except TopologyError as e:
         raise click.UsageError(str(e)) from None
     if other.node_count != ours.node_count:
@@ -94,7 +95,7 @@ def render(result: dict[str, Any]) -> list[str]:
     """The readable table of a result."""
     sides = [result] + ([result["versus"]] if "versus" in result else [])
     load = result["load"]
-    proxied = "behind Toxiproxy" if all(s["proxies"] for s in sides) else "proxies differ"
+    proxied = "behind Toxiproxy" if all(s["proxies"] for s in sides) else "without Toxiproxy"
     lines = [f"backend {result['backend']}, {result['cpus']} CPUs, nodes {proxied}; load: "
              f"{load['messages']} onion stores, {load['stores']} stores and {load['retrieves']} "
              f"retrieves {load['concurrency']} at a time"]
@@ -146,16 +147,19 @@ def render(result: dict[str, Any]) -> list[str]:
               help="Signed retrieves for the retrieve throughput.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True,
               help="Stores/retrieves in flight at once (spread over as many accounts).")
+@click.option("--proxies/--no-proxies", default=True, show_default=True,
+              help="Put every node behind Toxiproxy, as testnets are for faults (both testnets "
+                   "alike); --no-proxies measures the nodes without the proxy in the path.")
 @json_option(JSON_SHAPE)
 @output_option("Also write the JSON result to FILE.")
 @friendly_errors
 def bench(backend: str, swarms: int | None, swarm_size: int, node_groups: tuple[str, ...],
           versus_groups: tuple[str, ...], messages: int, stores: int, retrieves: int,
-          concurrency: int, as_json: bool, output: str | None) -> None:
+          concurrency: int, proxies: bool, as_json: bool, output: str | None) -> None:
     """Measure a new testnet (removed afterwards): up time, onion round trip and delivery, store
     and retrieve throughput, memory per node and proxy overhead; with --versus, the same on a
     second testnet (e.g. real storage servers) and the ratios of the two."""
-    ours, versus = topologies(swarms, swarm_size, node_groups, versus_groups)
+    ours, versus = topologies(swarms, swarm_size, node_groups, versus_groups, proxies)
     load = Load(messages=messages, stores=stores, retrieves=retrieves, concurrency=concurrency)
     with progress() as report:
         result = run_bench(backend, ours, load, report, versus=versus)
