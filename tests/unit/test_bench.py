@@ -195,3 +195,9 @@ def test_json_keys_are_documented() -> None:
     help_text = CliRunner().invoke(cli_main, ["bench", "--help"]).output
     for key in ("versus", "ratios", "store_throughput", "retrieve_throughput", "onion_p99_ms"):
         assert key in help_text, key
+
+
+def test_no_proxies_applies_to_both_testnets() -> None:
+    ours, theirs = topologies(None, 3, (), ("10:oxen-storage=/x",), proxies=False)
+    assert theirs is not None and not ours.proxies and not theirs.proxies
+    assert all(t.proxies for t in topologies(None, 3, (), ("10:oxen-storage=/x",)) if t is not None)
