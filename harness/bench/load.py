@@ -112,16 +112,18 @@ async def direct_store(net: Testnet, count: int) -> dict[str, Any]:
 
 
 @dataclass
-class _Account:
+class LoadAccount:
+    """An account the throughput load stores for: its swarm and how many stores succeeded."""
+
     ident: Identity
     members: list[Snode]
     stored: int = 0
 
 
-async def _accounts(s: aiohttp.ClientSession, net: Testnet, count: int) -> list[_Account]:
+async def _accounts(s: aiohttp.ClientSession, net: Testnet, count: int) -> list[LoadAccount]:
     idents = [Identity.generate() for _ in range(count)]
     swarms = await asyncio.gather(*(swarm_of(s, net, i.session_id) for i in idents))
-    return [_Account(i, m) for i, m in zip(idents, swarms, strict=True)]
+    return [LoadAccount(i, m) for i, m in zip(idents, swarms, strict=True)]
 
 
 async def _batch(total: int, concurrency: int,
@@ -153,7 +155,7 @@ async def _batch(total: int, concurrency: int,
     return throughput(total, len(samples), errors, wall, concurrency, samples)
 
 
-async def store_throughput(net: Testnet, load: Load) -> tuple[dict[str, Any], list[_Account]]:
+async def store_throughput(net: Testnet, load: Load) -> tuple[dict[str, Any], list[LoadAccount]]:
     """``load.stores`` direct stores, ``load.concurrency`` at a time, spread over as many
     accounts (request i: account i mod n, to member i of its swarm in turn). Returns the
     figures and the accounts (with how many messages each holds) for the retrieves."""
@@ -173,7 +175,7 @@ async def store_throughput(net: Testnet, load: Load) -> tuple[dict[str, Any], li
         return await _batch(load.stores, load.concurrency, store), accounts
 
 
-async def retrieve_throughput(net: Testnet, load: Load, accounts: list[_Account]) -> dict[str, Any]:
+async def retrieve_throughput(net: Testnet, load: Load, accounts: list[LoadAccount]) -> dict[str, Any]:
     """``load.retrieves`` signed retrieves (namespace 0, from the start), ``load.concurrency``
     at a time, each for one of the stored accounts at a member of its swarm. A retrieve counts
     as ok when it returns every message stored for the account (``incomplete`` otherwise)."""
