@@ -151,3 +151,16 @@ def test_block_clients_is_refused_on_real_nodes(tp: FakeToxiproxy) -> None:  # n
     net = real_net(tp)
     with make_faults(net) as f, pytest.raises(ValueError, match="peer overrides.*sn01"):
         f.block_clients("sn01")
+
+
+def test_status_lists_pair_links_only_while_a_fault_acts_on_them(tp: FakeToxiproxy) -> None:  # noqa: F811
+    net = real_net(tp)
+    with make_faults(net) as f:
+        assert f.status()["links"] == {}
+        f.latency("sn01", 100, link="sn02")
+        links = f.status()["links"]
+        assert sorted(links) == ["sn01->sn02", "sn02->sn01"]  # the mirror on sn02->sn01-omq
+        assert [t["name"] for t in links["sn01->sn02"]["omq"]["toxics"]] == ["latency_downstream"]
+        assert links["sn02->sn01"]["toxics"] == [] and links["sn02->sn01"]["omq"]["toxics"]
+        f.clear()
+        assert f.status()["links"] == {}
