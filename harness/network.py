@@ -284,6 +284,9 @@ class Testnet:
             pair_proxies, pair_relays = nodekinds.pair_link_proxies(self.state, self._link_ip)
             if pair_proxies:
                 report(f"creating {len(pair_proxies)} link proxies between real nodes")
+                ips = sorted({p["listen"].rpartition(":")[0] for p in pair_proxies})
+                self.backend.ensure_addresses(self.state, ips)
+                self._save()
                 rpc.run_sync(self._post_populate(pair_proxies))
             relays = [r for n in self.state.nodes for r in self.node_kind(n).udp_relays(n)]
             relays += pair_relays

@@ -129,7 +129,7 @@ def place_nodes(state: NetworkState, others: Iterable[NetworkState]) -> None:
 
 
 #: the backends on which every pair of real nodes talks through a link proxy of its own
-PAIR_ROUTED_BACKENDS = frozenset({"process"})
+PAIR_ROUTED_BACKENDS = frozenset({"process", "docker"})
 #: (source node, destination node) -> the IP of the source's link proxy to the destination
 LinkIP = Callable[[str, str], str]
 
@@ -249,7 +249,7 @@ class OxenStorageNode(NodeKind):
             raise NodeKindError(
                 f"node {node} runs {self.name!r}: per-link faults and partitions between real "
                 f"servers need the link proxy of every node pair, which only the "
-                f"{', '.join(sorted(PAIR_ROUTED_BACKENDS))} backend sets up (not {backend}); "
+                f"{', '.join(sorted(PAIR_ROUTED_BACKENDS))} backends set up (not {backend}); "
                 "see docs/nodes.md \"Link faults between real servers\"")
 
     def argv(self, ctx: NodeContext) -> list[str]:

@@ -141,27 +141,30 @@ def recovered(net: Testnet, p: dict[str, Any], timeout: float) -> float | None:
     return None
 
 
-def node_logs(home: Path) -> dict[str, str]:
-    logs = home / "networks" / NAME / "logs"
+def node_logs(home: Path, name: str = NAME) -> dict[str, str]:
+    logs = home / "networks" / name / "logs"
     return {p.stem: p.read_text(errors="replace") for p in sorted(logs.glob("sn*.stderr"))}
 
 
-def scenario(binary: Path, work: Path, report: dict[str, Any]) -> None:
+def scenario(binary: Path, work: Path, report: dict[str, Any], backend: str = "process",
+             name: str = NAME) -> None:
+    """The whole run (also used by tests/e2e/test_real_links_docker.py with ``backend="docker"``,
+    where the connections of the containers are not the host's to count)."""
     home = work / "home"
     t0 = time.monotonic()
-    up = cli(work, "up", "-n", NAME, "--nodes", f"{NODES}:oxen-storage={binary}",
-             "--backend", "process", "--json", "--timeout", "180")
+    up = cli(work, "up", "-n", name, "--nodes", f"{NODES}:oxen-storage={binary}",
+             "--backend", backend, "--json", "--timeout", "300")
     report["bring_up_s"] = round(time.monotonic() - t0, 2)
     must(up, "testnet up")
     os.environ["SESSION_TESTNET_HOME"] = str(home)
-    net = Testnet.attach(NAME)
+    net = Testnet.attach(name)
     p = plan(net)
     report["plan"] = p
     a, b = p["path"][0], p["path"][1]
     report["peer_ips"] = {n["name"]: n["peer_ips"]
                           for n in net.seed_admin("oxend", method="GET")["nodes"]}
     report["timings"] = {"before": measure(net, p)}
-    report["connections"] = node_connections(net)
+    report["connections"] = node_connections(net) if backend == "process" else None
     with Faults(net) as faults:
         lat = faults.latency(a, LATENCY_MS, link=b)
         report["latency_toxics"] = sorted(f"{proxy}/{toxic}" for proxy, toxic in lat.toxics)
@@ -181,14 +184,14 @@ def scenario(binary: Path, work: Path, report: dict[str, Any]) -> None:
         report["link_proxies_after_heal"] = {
             n: {"enabled": px.enabled, "toxics": len(px.toxics)}
             for n, px in faults.toxiproxy.proxies().items() if "->" in n}
-    logs = node_logs(home)
+    logs = node_logs(home, name)
     report["log_facts"] = {
         name: {"active": "Storage server is now active" in text,
                "bootstrap_lines": [ln[:200] for ln in text.splitlines()
                                    if any(m in ln.lower() for m in BOOTSTRAP_MARKS)]}
         for name, text in logs.items()}
     report["links_at_end"] = links()
-    must(cli(work, "down", "-n", NAME), "testnet down")
+    must(cli(work, "down", "-n", name), "testnet down")
 
 
 def main(binary: Path, work: Path) -> int:

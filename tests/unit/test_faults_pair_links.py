@@ -68,8 +68,8 @@ def test_testnet_up_plans_a_link_proxy_pair_and_a_udp_relay_per_ordered_pair(
     assert path is not None
     sn01 = json.loads(path.read_text())["nodes"][0]
     assert sn01["peer_ips"] == {f"sn{i:02d}": f"127.250.{i}.3" for i in range(2, 7)}
-    # other backends do not route pairs (docker: refused, below)
-    net.state.backend = "docker"
+    # backends that do not make pair links do not route pairs (and refuse link faults, below)
+    net.state.backend = "other"
     assert pair_links(net.state, lambda s, d: "x") == []
 
 
@@ -136,12 +136,12 @@ def test_missing_pair_link_says_to_recreate_the_testnet(tp: FakeToxiproxy) -> No
         f.partition("sn01", "sn02")
 
 
-def test_docker_backend_refuses_link_faults_on_real_nodes(tp: FakeToxiproxy) -> None:  # noqa: F811
-    net = real_net(tp, backend="docker")
+def test_backend_without_pair_links_refuses_link_faults_on_real_nodes(tp: FakeToxiproxy) -> None:  # noqa: F811
+    net = real_net(tp, backend="other")
     with make_faults(net) as f:
-        with pytest.raises(ValueError, match="sn0.*only the process backend sets up .*not docker"):
+        with pytest.raises(ValueError, match="sn0.*only the docker, process backends set up .*not other"):
             f.partition("sn01", "sn02")
-        with pytest.raises(ValueError, match="only the process backend"):
+        with pytest.raises(ValueError, match="only the docker, process backends"):
             f.latency("sn01", 100, link="sn02")
         f.latency("sn01", 100)  # node-level faults still work there
     assert all(p["enabled"] for p in tp.proxies.values())

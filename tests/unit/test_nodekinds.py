@@ -86,9 +86,10 @@ def test_kinds_declare_admin_and_fault_families() -> None:
         py.refuse_fault(family, "sn01")  # ours support everything
     real.refuse_fault(NETWORK, "sn01")
     real.refuse_fault(CHURN, "sn01")
-    real.refuse_fault(PARTITION, "sn01", "process")  # through the pair links (docs/nodes.md)
-    with pytest.raises(NodeKindError, match="sn01 runs 'oxen-storage'.*only the process backend"):
-        real.refuse_fault(PARTITION, "sn01", "docker")
+    for backend in ("process", "docker"):  # through the pair links (docs/nodes.md)
+        real.refuse_fault(PARTITION, "sn01", backend)
+    with pytest.raises(NodeKindError, match="sn01 runs 'oxen-storage'.*only the docker, process"):
+        real.refuse_fault(PARTITION, "sn01", "other")
     for family in (BEHAVIOUR, CLOCK):
         with pytest.raises(NodeKindError, match="sn01 runs 'oxen-storage'.*admin interface"):
             real.refuse_fault(family, "sn01")
