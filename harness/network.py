@@ -231,8 +231,14 @@ class Testnet:
         log = self.backend.log_file(st, "seed")
         if log:
             argv += ["--log-file", log]
-        argv += nodekinds.seed_args(st, self.statedir.path)
+        argv += nodekinds.seed_args(st, self.statedir.path, self._link_ip)
         return argv
+
+    def _link_ip(self, src: str, dst: str) -> str:
+        """The IP of ``src``'s link proxy to ``dst`` (the backend's link address, port dropped)."""
+        addr = self.backend.link_address(self.state, src=src, dst=dst)
+        ip, sep, port = addr.rpartition(":")
+        return ip if sep and port.isdigit() else addr
 
     def seed_env(self) -> dict[str, str]:
         """The seed's secrets, passed in its environment (never on its command line): the testnet
@@ -273,7 +279,17 @@ class Testnet:
             self._save()
             rpc.run_sync(self._wait_proxy_api(30.0))
             rpc.run_sync(self._populate_proxies(self.state.nodes))
+            # real servers cannot be re-pointed at a link proxy later: each pair of them talks
+            # through one of its own from the start (docs/nodes.md)
+            pair_proxies, pair_relays = nodekinds.pair_link_proxies(self.state, self._link_ip)
+            if pair_proxies:
+                report(f"creating {len(pair_proxies)} link proxies between real nodes")
+                ips = sorted({p["listen"].rpartition(":")[0] for p in pair_proxies})
+                self.backend.ensure_addresses(self.state, ips)
+                self._save()
+                rpc.run_sync(self._post_populate(pair_proxies))
             relays = [r for n in self.state.nodes for r in self.node_kind(n).udp_relays(n)]
+            relays += pair_relays
             if relays:  # Toxiproxy relays TCP only: the UDP side of proxied ports (QUIC)
                 report("starting the UDP relay")
                 self.backend.start_udp_relay(self.state, relays)
@@ -338,7 +354,10 @@ class Testnet:
     async def _populate_proxies(self, nodes: list[NodeRecord]) -> None:
         """Create (or replace) the proxies of each node: advertised address -> node process
         (one per port the node serves: HTTPS, and OxenMQ for the real server)."""
-        body = [spec for n in nodes for spec in self.node_kind(n).proxies(n)]
+        await self._post_populate([spec for n in nodes for spec in self.node_kind(n).proxies(n)])
+
+    async def _post_populate(self, body: list[dict[str, Any]]) -> None:
+        """``POST /populate`` of Toxiproxy: create (or replace) the proxies ``body``."""
         if not body:
             return
         url = f"{self.toxiproxy_url}/populate"
@@ -348,7 +367,7 @@ class Testnet:
                     if resp.status >= 300:
                         raise BackendError(f"{url}: HTTP {resp.status}: {await resp.text()}")
             except (rpc.aiohttp.ClientError, TimeoutError) as e:
-                raise BackendError(f"{url}: cannot create node proxies: {e!r}") from None
+                raise BackendError(f"{url}: cannot create proxies: {e!r}") from None
 
     def down(self) -> None:
         """Stop and remove everything this testnet started. Idempotent."""

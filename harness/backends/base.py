@@ -80,6 +80,11 @@ class Backend(abc.ABC):
     def ensure_address(self, state: NetworkState, ip: str) -> None:  # noqa: B027 - optional hook
         """Make ``ip`` an address of the proxy host (no-op where every address is local)."""
 
+    def ensure_addresses(self, state: NetworkState, ips: list[str]) -> None:
+        """:meth:`ensure_address` for many addresses (backends may do it in one step)."""
+        for ip in ips:
+            self.ensure_address(state, ip)
+
     @abc.abstractmethod
     def start_node(self, state: NetworkState, node: NodeRecord, argv: list[str],
                    env: dict[str, str]) -> None:

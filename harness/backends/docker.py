@@ -438,6 +438,10 @@ class DockerBackend(Backend):
     def ensure_address(self, state: NetworkState, ip: str) -> None:
         self._add_addresses(state, [ip])
 
+    def ensure_addresses(self, state: NetworkState, ips: list[str]) -> None:
+        if ips:
+            self._add_addresses(state, ips)  # one exec in the proxy host for all of them
+
     def _container(self, state: NetworkState, target: str) -> Any | None:
         try:
             return self.client.containers.get(self.container_name(state, target))

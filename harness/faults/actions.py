@@ -26,6 +26,7 @@ from harness.faults.fault import Fault, FaultError
 from harness.faults.targets import GuardProvider, NetworkView, Target, TargetError
 from harness.faults.timeline import Event, Timeline
 from harness.faults.toxiproxy import ToxiproxyClient, ToxiproxyError
+from harness.nodekinds.oxen_storage import link_omq_name
 
 if TYPE_CHECKING:
     from harness.network import Testnet
@@ -178,7 +179,9 @@ class Faults(FaultContext):
     # -- inspection --------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """Network faults in force now, read from Toxiproxy: per node proxy its toxics and
-        whether it is enabled; link proxies with theirs."""
+        whether it is enabled; link proxies with theirs. Pair links between real servers (there
+        from the start) are listed only while a fault acts on them, with their OxenMQ companion
+        as ``omq``."""
         proxies = self.toxiproxy.proxies()
         index = self.link_index()
         nodes = {}
@@ -186,9 +189,19 @@ class Faults(FaultContext):
             p = proxies.get(rec.proxy or "")
             if p is not None:
                 nodes[rec.name] = {"enabled": p.enabled, "toxics": [t.to_json() for t in p.toxics]}
-        links = {f"{s}->{d}": {"enabled": proxies[n].enabled, "listen": proxies[n].listen,
-                               "toxics": [t.to_json() for t in proxies[n].toxics]}
-                 for n, (s, d) in sorted(index.items())}
+        links: dict[str, Any] = {}
+        for n, (s, d) in sorted(index.items()):
+            entry: dict[str, Any] = {"enabled": proxies[n].enabled, "listen": proxies[n].listen,
+                                     "toxics": [t.to_json() for t in proxies[n].toxics]}
+            if self.pair_routed(s, d):
+                omq = proxies.get(link_omq_name(n))
+                if omq is not None:
+                    entry["omq"] = {"enabled": omq.enabled,
+                                    "toxics": [t.to_json() for t in omq.toxics]}
+                parts = [entry, *([entry["omq"]] if "omq" in entry else [])]
+                if all(x["enabled"] and not x["toxics"] for x in parts):
+                    continue  # a pair link at rest is no fault
+            links[f"{s}->{d}"] = entry
         return {"nodes": nodes, "links": links}
 
     # -- conveniences over apply (``opts``: rng, step, tag, exclude) -----------------------

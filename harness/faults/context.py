@@ -9,6 +9,11 @@ Link proxies: a single-link fault or a partition puts a Toxiproxy proxy named
 ``"<src proxy>-><dst proxy>"`` (e.g. ``"sn01->sn02"``) between two nodes and points the source
 at it with ``PUT /admin/v1/peer_overrides``. Everything lives in Toxiproxy and in the nodes, so
 a fresh process rediscovers the links by name.
+
+Pair links: nodes that cannot be re-pointed at run time (real storage servers,
+``NodeKind.routes_pairs``) talk to each other through link proxies that exist from the start
+(``sn01->sn02`` for HTTPS and ``sn01->sn02-omq`` for OxenMQ; the seed's node list routes them).
+A fault on such a link acts on those proxies and never creates or deletes them.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from harness import nodekinds, rpc
 from harness.faults.fault import Fault, FaultError
 from harness.faults.targets import GuardProvider, NetworkView, Target, TargetError, live_view
 from harness.faults.toxiproxy import ToxiproxyClient, ToxiproxyNotFound
+from harness.nodekinds.oxen_storage import link_omq_name
 from harness.state import NodeRecord, StateError
 
 if TYPE_CHECKING:
@@ -141,7 +147,7 @@ class FaultContext:
         implementation cannot take faults of ``capability`` (e.g. clock skew needs the admin
         interface that real storage servers lack)."""
         for n in nodes:
-            nodekinds.check_fault(self.node(n), capability)
+            nodekinds.check_fault(self.node(n), capability, self.net.state.backend)
 
     def has_admin(self, node: str) -> bool:
         return nodekinds.kind_class(self.node(node).kind).has_admin
@@ -179,8 +185,11 @@ class FaultContext:
         it was frozen, so every other peer's override is reset first."""
         if not self.net.state.toxiproxy_url:
             return
+        if not self.has_admin(node):
+            return  # its links are pair links: the seed's node list routes them, restarts included
         proxies = self.toxiproxy.proxies()
-        mine = [(name, dst) for name, (src, dst) in self.link_index().items() if src == node]
+        mine = [(name, dst) for name, (src, dst) in self.link_index().items()
+                if src == node and not self.pair_routed(src, dst)]
         if not mine and not full:
             return
 
@@ -215,9 +224,61 @@ class FaultContext:
         except ToxiproxyNotFound:
             pass
 
+    def pair_routed(self, src: str, dst: str) -> bool:
+        """Whether ``src`` reaches ``dst`` through a pair link (both real servers)."""
+        return all(nodekinds.kind_class(self.node(n).kind).routes_pairs for n in (src, dst))
+
+    def link_proxies(self, src: str, dst: str) -> list[str]:
+        """Every proxy of the link src->dst: the link proxy, and for a pair link its OxenMQ
+        companion."""
+        name = self.link_name(src, dst)
+        return [name, link_omq_name(name)] if self.pair_routed(src, dst) else [name]
+
+    def link_toxic_targets(self, src: str, dst: str, stream: str) -> list[tuple[str, str]]:
+        """Where a toxic on ``stream`` of the link src->dst goes: ``(proxy, stream)`` pairs.
+
+        For a pair link also on the OxenMQ proxy of the reverse pair with the other stream:
+        OxenMQ sends ``src``'s requests to ``dst`` over any connection between the two, also one
+        that ``dst`` opened (through ``dst->src``), so the same bytes are delayed whichever side
+        connected."""
+        out = [(p, stream) for p in self.link_proxies(src, dst)]
+        if self.pair_routed(src, dst):
+            other = "upstream" if stream == "downstream" else "downstream"
+            out.append((link_omq_name(self.link_name(dst, src)), other))
+        return out
+
+    def _pair_link(self, src: str, dst: str, enabled: bool | None) -> str:
+        name = self.link_name(src, dst)
+        tp = self.toxiproxy
+        for proxy in self.link_proxies(src, dst):
+            found = tp.find_proxy(proxy)
+            if found is None:
+                raise FaultError(
+                    f"link proxy {proxy!r} between the real servers {src} and {dst} is missing "
+                    f"from Toxiproxy {self.net.state.toxiproxy_url}: it is made at 'testnet up' "
+                    "(process backend); recreate the testnet ('testnet down', 'testnet up')")
+            if enabled is not None and found.enabled != enabled:
+                tp.update_proxy(proxy, enabled=enabled)
+        return name
+
+    def _reset_pair_link(self, name: str) -> None:
+        """A pair link back to its resting state: enabled, no toxics (it is never deleted)."""
+        tp = self.toxiproxy
+        for proxy in (name, link_omq_name(name)):
+            found = tp.find_proxy(proxy)
+            if found is None:
+                continue
+            for t in found.toxics:
+                tp.remove_toxic(proxy, t.name, missing_ok=True)
+            if not found.enabled:
+                tp.enable(proxy)
+
     def ensure_link(self, fault: Fault, src: str, dst: str, *, enabled: bool | None) -> str:
         """Make the link proxy src->dst exist (``enabled`` None keeps an existing one's state)
-        and point ``src`` at it; returns its name."""
+        and point ``src`` at it; returns its name. A pair link exists already: only its state
+        (and its OxenMQ companion's) changes."""
+        if self.pair_routed(src, dst):
+            return self._pair_link(src, dst, enabled)
         name = self.link_name(src, dst)
         tp = self.toxiproxy
         proxy = tp.find_proxy(name)
@@ -242,8 +303,8 @@ class FaultContext:
         drop = []
         for name in sorted(names):
             p = proxies.get(name)
-            if p is None or name not in index:
-                continue
+            if p is None or name not in index or self.pair_routed(*index[name]):
+                continue  # pair links stay (their toxics are removed by the fault's undo)
             if not p.toxics and p.enabled:
                 drop.append(name)
         return self.delete_links({n: index[n] for n in drop})
@@ -258,6 +319,10 @@ class FaultContext:
             p = proxies.get(name)
             if p is None or name not in index:
                 continue
+            if self.pair_routed(*index[name]):
+                for proxy in (name, link_omq_name(name)):
+                    self.enable_if_present(proxy)
+                continue
             if p.toxics:
                 if not p.enabled:
                     self.toxiproxy.enable(name)
@@ -270,7 +335,10 @@ class FaultContext:
         has no overrides to remove)."""
         errors = []
         by_src: dict[str, dict[str, None]] = {}
-        for _name, (src, dst) in sorted(links.items()):
+        for name, (src, dst) in sorted(links.items()):
+            if self.pair_routed(src, dst):
+                self._reset_pair_link(name)
+                continue
             by_src.setdefault(src, {})[self.node(dst).pubkey_ed25519] = None
         # a stopped node has no overrides left (they live in its memory); a paused one is
         # reset when Faults unpauses it (restore_overrides)
@@ -280,7 +348,8 @@ class FaultContext:
             if isinstance(res, Exception):
                 errors.append(f"{src}: removing peer overrides failed: {res}")
         for name in sorted(links):
-            self.toxiproxy.delete_proxy(name, missing_ok=True)
+            if not self.pair_routed(*links[name]):
+                self.toxiproxy.delete_proxy(name, missing_ok=True)
         return errors
 
     def _upstream(self, dst: str) -> str:

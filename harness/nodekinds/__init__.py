@@ -8,9 +8,9 @@ without pulling in network code.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from harness.nodekinds.base import NodeKind
@@ -58,13 +58,25 @@ def check_groups(groups: Iterable[tuple[str, str | None]], backend: str) -> None
         kind.check(backend)
 
 
-def seed_args(state: NetworkState, folder: Path) -> list[str]:
+def seed_args(state: NetworkState, folder: Path,
+              link_ip: Callable[[str, str], str] | None = None) -> list[str]:
     """Seed options for the testnet's node kinds: the real-node list (written into ``folder``)
-    when the testnet has nodes that join over OxenMQ."""
+    when the testnet has nodes that join over OxenMQ; ``link_ip(src, dst)`` places the link
+    proxies real nodes see each other at (:func:`pair_link_proxies`)."""
     from harness.nodekinds.oxen_storage import write_node_list
 
-    path = write_node_list(state, folder)
+    path = write_node_list(state, folder, link_ip)
     return ["--oxenmq-nodes", str(path)] if path else []
+
+
+def pair_link_proxies(state: NetworkState, link_ip: Callable[[str, str], str]
+                      ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """The Toxiproxy proxies and UDP relays through which every pair of nodes that cannot be
+    re-pointed at run time (real servers) talks from the start (docs/nodes.md)."""
+    from harness.nodekinds.oxen_storage import pair_links
+
+    links = pair_links(state, link_ip)
+    return [p for link in links for p in link.proxies()], [link.udp_relay() for link in links]
 
 
 def place_nodes(state: NetworkState, others: Iterable[NetworkState]) -> None:
@@ -74,11 +86,11 @@ def place_nodes(state: NetworkState, others: Iterable[NetworkState]) -> None:
     place_oxen_storage(state, others)
 
 
-def check_fault(node: NodeRecord, family: str) -> None:
+def check_fault(node: NodeRecord, family: str, backend: str | None = None) -> None:
     """Raise :class:`~harness.nodekinds.base.NodeKindError` (a ValueError) with a clear message
     when faults of ``family`` (``behaviour``, ``clock``, ``partition``, ``network``, ``churn``)
     cannot act on ``node``: e.g. misbehave or clock skew on a node without an admin interface."""
-    kind_class(node.kind)().refuse_fault(family, node.name)
+    kind_class(node.kind)().refuse_fault(family, node.name, backend)
 
 
 def proxy_names(node: NodeRecord) -> list[str]:
@@ -88,5 +100,5 @@ def proxy_names(node: NodeRecord) -> list[str]:
 
 
 __all__ = ["DEFAULT_KIND", "KINDS_WITH_PATH", "KIND_NAMES", "MIN_NODES_WITH_REAL", "OXEN_STORAGE",
-           "PATH_ENV", "PYTHON", "check_fault", "check_groups", "kind_class", "node_kind", "place_nodes",
-           "proxy_names", "seed_args"]
+           "PATH_ENV", "PYTHON", "check_fault", "check_groups", "kind_class", "node_kind", "pair_link_proxies",
+           "place_nodes", "proxy_names", "seed_args"]

@@ -69,6 +69,10 @@ class NodeKind(abc.ABC):
     fault_families: ClassVar[frozenset[str]]
     #: backends that can run it
     backends: ClassVar[frozenset[str]]
+    #: True: the node cannot be re-pointed at a link proxy at run time (no peer overrides), so
+    #: every pair of such nodes talks through a link proxy of its own from the start, and
+    #: per-link faults act on those (toxics, enable/disable) instead of creating link proxies
+    routes_pairs: ClassVar[bool] = False
 
     #: True: ``argv()`` are arguments of the backend's Python interpreter
     runs_python: ClassVar[bool] = False
@@ -94,8 +98,9 @@ class NodeKind(abc.ABC):
     def supports(self, family: str) -> bool:
         return family in self.fault_families
 
-    def refuse_fault(self, family: str, node: str) -> None:
-        """Raise :class:`NodeKindError` if faults of ``family`` cannot act on ``node``."""
+    def refuse_fault(self, family: str, node: str, backend: str | None = None) -> None:
+        """Raise :class:`NodeKindError` if faults of ``family`` cannot act on ``node`` (on
+        ``backend``, when given)."""
         if not self.supports(family):
             raise NodeKindError(
                 f"node {node} runs {self.name!r}, which does not support {family} faults "

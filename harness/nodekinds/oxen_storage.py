@@ -22,11 +22,20 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from harness import rpc
-from harness.nodekinds.base import CHURN, NETWORK, NodeContext, NodeKind, NodeKindError, NodeView
+from harness.nodekinds.base import (
+    CHURN,
+    NETWORK,
+    PARTITION,
+    NodeContext,
+    NodeKind,
+    NodeKindError,
+    NodeView,
+)
 from harness.nodekinds.names import OXEN_STORAGE, PATH_ENV
 from harness.state import NetworkState, NodeRecord
 
@@ -119,14 +128,73 @@ def place_nodes(state: NetworkState, others: Iterable[NetworkState]) -> None:
                             "real nodes' OxenMQ sockets: bring other testnets down") from None
 
 
-def write_node_list(state: NetworkState, folder: Path) -> Path | None:
+#: the backends on which every pair of real nodes talks through a link proxy of its own
+PAIR_ROUTED_BACKENDS = frozenset({"process", "docker"})
+#: (source node, destination node) -> the IP of the source's link proxy to the destination
+LinkIP = Callable[[str, str], str]
+
+
+@dataclass(frozen=True)
+class PairLink:
+    """The route of one real node's traffic to one other real node: a link proxy pair (HTTPS and
+    OxenMQ) on ``ip`` with the destination's advertised ports, forwarding to the destination's
+    own proxies, and a UDP relay (QUIC) there. The seed's node list for ``src`` shows ``dst`` at
+    ``ip`` (``peer_ips``), so the real server uses it without knowing."""
+
+    src: NodeRecord
+    dst: NodeRecord
+    ip: str
+
+    @property
+    def name(self) -> str:
+        """The HTTPS link proxy (``sn01->sn02``), named as every link proxy of the harness."""
+        return f"{self.src.proxy}->{self.dst.proxy}"
+
+    @property
+    def omq_name(self) -> str:
+        """Its OxenMQ companion (``sn01->sn02-omq``)."""
+        return link_omq_name(self.name)
+
+    def proxies(self) -> list[dict[str, Any]]:
+        d = self.dst
+        return [{"name": self.name, "listen": f"{self.ip}:{d.storage_port}",
+                 "upstream": f"{d.public_ip}:{d.storage_port}", "enabled": True},
+                {"name": self.omq_name, "listen": f"{self.ip}:{d.omq_port}",
+                 "upstream": f"{d.public_ip}:{d.omq_port}", "enabled": True}]
+
+    def udp_relay(self) -> dict[str, str]:
+        d = self.dst
+        return {"listen": f"{self.ip}:{d.omq_port}",
+                "upstream": f"{d.bind_ip or d.public_ip}:{d.omq_bind_port}"}
+
+
+def link_omq_name(link: str) -> str:
+    """The OxenMQ companion of the link proxy ``link`` between two real nodes."""
+    return f"{link}-omq"
+
+
+def pair_links(state: NetworkState, link_ip: LinkIP) -> list[PairLink]:
+    """Every ordered pair of proxied real nodes of ``state`` (none on backends outside
+    :data:`PAIR_ROUTED_BACKENDS`)."""
+    if state.backend not in PAIR_ROUTED_BACKENDS:
+        return []
+    real = [n for n in state.nodes if n.kind == OXEN_STORAGE and n.proxy]
+    return [PairLink(a, b, link_ip(a.name, b.name)) for a in real for b in real if a is not b]
+
+
+def write_node_list(state: NetworkState, folder: Path, link_ip: LinkIP | None = None) -> Path | None:
     """Write the seed's real-node list (``--oxenmq-nodes``); None when there are no real nodes.
-    It holds addresses only: keys follow from the testnet seed."""
+    It holds addresses only: keys follow from the testnet seed. With ``link_ip``, every node sees
+    every other real node at its link proxy to it (``peer_ips``, see :func:`pair_links`)."""
     real = [n for n in state.nodes if n.kind == OXEN_STORAGE]
     if not real:
         return None
+    peer_ips: dict[str, dict[str, str]] = {}
+    for link in pair_links(state, link_ip) if link_ip else []:
+        peer_ips.setdefault(link.src.name, {})[link.dst.name] = link.ip
     spec = {"nodes": [{"name": n.name, "endpoint": n.oxend_endpoint, "public_ip": n.public_ip,
-                       "storage_port": n.storage_port, "storage_lmq_port": n.omq_port}
+                       "storage_port": n.storage_port, "storage_lmq_port": n.omq_port,
+                       **({"peer_ips": peer_ips[n.name]} if n.name in peer_ips else {})}
                       for n in real]}
     path = folder / NODE_LIST_FILE
     path.write_text(json.dumps(spec, indent=1) + "\n")
@@ -142,9 +210,10 @@ def swarm_probe_account(swarm_id: int) -> str:
 class OxenStorageNode(NodeKind):
     name: ClassVar[str] = OXEN_STORAGE
     has_admin: ClassVar[bool] = False
-    #: partitions need node -> node traffic through per-link addresses, which the real server
-    #: (connecting to the advertised addresses) does not use; behaviours and clock need admin
-    fault_families: ClassVar[frozenset[str]] = frozenset({NETWORK, CHURN})
+    #: per-link faults act on the link proxies every pair of real nodes talks through from the
+    #: start (:func:`pair_links`; process backend); behaviours and clock need the admin interface
+    fault_families: ClassVar[frozenset[str]] = frozenset({NETWORK, CHURN, PARTITION})
+    routes_pairs: ClassVar[bool] = True
     backends: ClassVar[frozenset[str]] = frozenset({"process", "docker"})
     #: the image's entrypoint deletes the container's default route, then drops every capability
     container_caps: ClassVar[tuple[str, ...]] = ("NET_ADMIN",)
@@ -173,6 +242,15 @@ class OxenStorageNode(NodeKind):
                                 f"install them (Debian 12: apt-get install {' '.join(pkgs)})")
         if shutil.which("openssl") is None:
             raise NodeKindError("oxen-storage nodes need openssl (to write dh.pem): install it")
+
+    def refuse_fault(self, family: str, node: str, backend: str | None = None) -> None:
+        super().refuse_fault(family, node, backend)
+        if family == PARTITION and backend is not None and backend not in PAIR_ROUTED_BACKENDS:
+            raise NodeKindError(
+                f"node {node} runs {self.name!r}: per-link faults and partitions between real "
+                f"servers need the link proxy of every node pair, which only the "
+                f"{', '.join(sorted(PAIR_ROUTED_BACKENDS))} backends set up (not {backend}); "
+                "see docs/nodes.md \"Link faults between real servers\"")
 
     def argv(self, ctx: NodeContext) -> list[str]:
         node = ctx.node

@@ -12,7 +12,15 @@ from click.testing import CliRunner
 
 from harness import nodekinds
 from harness.cli import main as cli_main
-from harness.nodekinds.base import BEHAVIOUR, CHURN, CLOCK, NETWORK, NodeContext, NodeKindError
+from harness.nodekinds.base import (
+    BEHAVIOUR,
+    CHURN,
+    CLOCK,
+    NETWORK,
+    PARTITION,
+    NodeContext,
+    NodeKindError,
+)
 from harness.nodekinds.oxen_storage import (
     OxenStorageNode,
     place_nodes,
@@ -78,6 +86,10 @@ def test_kinds_declare_admin_and_fault_families() -> None:
         py.refuse_fault(family, "sn01")  # ours support everything
     real.refuse_fault(NETWORK, "sn01")
     real.refuse_fault(CHURN, "sn01")
+    for backend in ("process", "docker"):  # through the pair links (docs/nodes.md)
+        real.refuse_fault(PARTITION, "sn01", backend)
+    with pytest.raises(NodeKindError, match="sn01 runs 'oxen-storage'.*only the docker, process"):
+        real.refuse_fault(PARTITION, "sn01", "other")
     for family in (BEHAVIOUR, CLOCK):
         with pytest.raises(NodeKindError, match="sn01 runs 'oxen-storage'.*admin interface"):
             real.refuse_fault(family, "sn01")

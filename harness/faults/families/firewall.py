@@ -56,6 +56,13 @@ class BlockClients(FaultKind):
             raise TargetError(f"block_clients: {', '.join(str(r) for r in ranges)} holds every "
                               "node of the testnet; a client could reach none")
         ctx.require(names, self.node_capability)
+        fixed = [n for n in names if not ctx.has_admin(n)]
+        if fixed:
+            raise ValueError(
+                f"block_clients reroutes every peer with peer overrides (admin interface), which "
+                f"{', '.join(fixed)} ({ctx.node(fixed[0]).kind}) lack: the real server's links "
+                "are fixed pair links, and blocking clients needs the blocked node's own proxy "
+                "free of peer traffic; use a testnet of python nodes")
         fault.nodes = blocked
         fault.result = {"ranges": [str(r) for r in ranges], "blocked": blocked}
         rerouted: list[str] = []

@@ -14,6 +14,11 @@ the sockets are :mod:`nodes.seed.omq.server`.  Bodies (from the server's source,
 6. ``admin.report_peer_status`` ``{"type": "storage", "pubkey", "passed"}`` → ``200`` +
    ``{"status": "OK"}`` (recorded).
 
+Per-viewer addresses: a node's ``peer_ips`` (see :mod:`.config`) change where *its* node list puts
+those peers (:func:`viewer_listing`); every other field, and every other viewer's list, is the
+registry's. The harness uses it to route each real node's traffic to each peer through a link
+proxy of its own (per-link faults).
+
 Every command from a node's endpoint is a sign of life: it registers the node (if it was
 deregistered) or refreshes it (docs/nodes.md, "Real storage servers").
 
@@ -60,6 +65,20 @@ def contactable(node: NodeRecord) -> bool:
     return node.public_ip != "0.0.0.0" and node.storage_port > 0 and node.storage_lmq_port > 0
 
 
+def viewer_listing(listing: dict[str, Any], peer_ips: dict[str, str]) -> dict[str, Any]:
+    """``listing`` (a ``get_service_nodes`` answer) as one viewer sees it: every entry whose
+    ``service_node_pubkey`` (the Ed25519 key) is in ``peer_ips`` (pubkey -> IPv4) shows that
+    address as its ``public_ip``. The input is not modified."""
+    states = listing.get("service_node_states")
+    if not peer_ips or not isinstance(states, list):
+        return listing
+    out = []
+    for entry in states:
+        ip = peer_ips.get(entry.get("service_node_pubkey", ""))
+        out.append({**entry, "public_ip": ip} if ip is not None and "public_ip" in entry else entry)
+    return {**listing, "service_node_states": out}
+
+
 def _json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode("utf-8")
 
@@ -92,6 +111,9 @@ class OxendCommands:
         self.min_first_list = min_first_list
         self.specs = {s.name: s for s in specs}
         self.identities: dict[str, Identity] = {s.name: node_identity(testnet_seed, s.name) for s in specs}
+        # viewer name -> {peer Ed25519 pubkey: the address that viewer's list gives the peer}
+        self.peer_views: dict[str, dict[str, str]] = {
+            s.name: {self.identities[peer].ed25519_hex: ip for peer, ip in s.peer_ips} for s in specs}
         self.observations = observations or Observations()
         self._rng_factory = rng_factory or (lambda: random.Random(os.urandom(16)))
         # node name -> routing ids subscribed to notify.block on that node's endpoint
@@ -149,7 +171,7 @@ class OxendCommands:
             if command == GET_PRIVKEY:
                 result = [OK, _json(oxend_privkeys(self.identities[name]))]
             elif command == GET_SERVICE_NODES:
-                result = self._service_nodes(body)
+                result = self._service_nodes(name, body)
             elif command == GET_BLOCK_HASH:
                 result = self._block_hash(body)
             elif command == STORAGE_SERVER_PING:
@@ -164,12 +186,12 @@ class OxendCommands:
             result = _error(str(exc))
         return result
 
-    def _service_nodes(self, body: Any) -> list[bytes]:
+    def _service_nodes(self, name: str, body: Any) -> list[bytes]:
         try:
             listing = self.core.get_service_nodes(body, self._rng_factory())
         except InvalidParams as exc:
             raise ValueError(f"{GET_SERVICE_NODES}: {exc}") from None
-        return [OK, _json(listing)]
+        return [OK, _json(viewer_listing(listing, self.peer_views[name]))]
 
     def _block_hash(self, body: Any) -> list[bytes]:
         heights = body.get("height") if isinstance(body, dict) else None
@@ -227,6 +249,7 @@ class OxendCommands:
                 "status": record.status if record else "deregistered",
                 "swarm_id": record.swarm_id if record else None,
                 "subscribed": len(self.subscribers[name]),
+                "peer_ips": dict(spec.peer_ips),
                 **self.observations.node_json(name, now),
                 "peer_reports_received": about.to_json(now),
             })

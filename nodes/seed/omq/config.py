@@ -15,6 +15,10 @@ The seed reads a JSON file (``--oxenmq-nodes FILE`` or ``$SESSION_TESTNET_OXENMQ
   node list advertises (a proxy address when the harness puts the node behind Toxiproxy).
 * ``version`` (optional): the listed storage server version until the node's first ping reports
   its own.
+* ``peer_ips`` (optional): ``{"<peer name>": "IPv4"}``, the address at which *this* node sees each
+  named peer (ports unchanged): the node's own node list shows those peers there instead of at
+  their ``public_ip``. The harness points each real node at its own link proxy to every other
+  real node this way (per-link faults, docs/nodes.md "Link faults between real servers").
 
 The file holds no secrets: the keys follow from the testnet seed.
 """
@@ -102,27 +106,22 @@ class RealNodeSpec:
     storage_port: int
     storage_lmq_port: int
     version: tuple[int, int, int] | None = None
+    #: peer name -> the address at which this node sees that peer (its own node list only)
+    peer_ips: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_json(cls, d: Any, where: str) -> RealNodeSpec:
         if not isinstance(d, dict):
             raise OxenMQConfigError(f"{where} must be an object with name, endpoint, public_ip, storage_port, "
                                     "storage_lmq_port")
-        known = {"name", "endpoint", "public_ip", "storage_port", "storage_lmq_port", "version"}
+        known = {"name", "endpoint", "public_ip", "storage_port", "storage_lmq_port", "version", "peer_ips"}
         if unknown := sorted(set(d) - known):
             raise OxenMQConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         name = d.get("name")
         if not isinstance(name, str) or not name:
             raise OxenMQConfigError(f"{where}: `name` must be a non-empty string (the node's testnet name)")
         where = f"{where} ({name})"
-        ip = d.get("public_ip")
-        try:
-            addr = ipaddress.IPv4Address(ip) if isinstance(ip, str) else None
-        except ValueError:
-            addr = None
-        if addr is None or addr.is_unspecified:
-            raise OxenMQConfigError(f"{where}: `public_ip` must be a dotted IPv4 address other than 0.0.0.0, "
-                                    f"got {ip!r}")
+        addr = _ipv4(d.get("public_ip"), f"{where}: `public_ip`")
         ports = []
         for key in ("storage_port", "storage_lmq_port"):
             v = d.get(key)
@@ -135,15 +134,36 @@ class RealNodeSpec:
                     or not all(is_int(x) and 0 <= x <= 65535 for x in version)):
                 raise OxenMQConfigError(f"{where}: `version` must be [major, minor, patch], got {version!r}")
             version = (version[0], version[1], version[2])
-        return cls(name=name, endpoint=check_endpoint(d.get("endpoint"), where), public_ip=str(addr),
-                   storage_port=ports[0], storage_lmq_port=ports[1], version=version)
+        peer_ips = d.get("peer_ips", {})
+        if not isinstance(peer_ips, dict):
+            raise OxenMQConfigError(f"{where}: `peer_ips` must be an object {{\"<peer name>\": \"IPv4\"}}, "
+                                    f"got {peer_ips!r}")
+        peers = tuple(sorted((str(peer), _ipv4(ip, f"{where}: `peer_ips[{peer!r}]`"))
+                             for peer, ip in peer_ips.items()))
+        if any(peer == name for peer, _ in peers):
+            raise OxenMQConfigError(f"{where}: `peer_ips` names the node itself; it lists peers only")
+        return cls(name=name, endpoint=check_endpoint(d.get("endpoint"), where), public_ip=addr,
+                   storage_port=ports[0], storage_lmq_port=ports[1], version=version, peer_ips=peers)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "endpoint": self.endpoint, "public_ip": self.public_ip,
                              "storage_port": self.storage_port, "storage_lmq_port": self.storage_lmq_port}
         if self.version is not None:
             d["version"] = list(self.version)
+        if self.peer_ips:
+            d["peer_ips"] = dict(self.peer_ips)
         return d
+
+
+def _ipv4(ip: Any, what: str) -> str:
+    """``ip`` as a dotted IPv4 address other than 0.0.0.0; raises OxenMQConfigError naming ``what``."""
+    try:
+        addr = ipaddress.IPv4Address(ip) if isinstance(ip, str) else None
+    except ValueError:
+        addr = None
+    if addr is None or addr.is_unspecified:
+        raise OxenMQConfigError(f"{what} must be a dotted IPv4 address other than 0.0.0.0, got {ip!r}")
+    return str(addr)
 
 
 def parse_real_nodes(data: Any, source: str = "real-node list") -> list[RealNodeSpec]:
@@ -158,6 +178,12 @@ def parse_real_nodes(data: Any, source: str = "real-node list") -> list[RealNode
             if value in seen:
                 raise OxenMQConfigError(f"{source}: {attr} {value!r} appears twice; every real node needs its own")
             seen.add(value)
+    names = {s.name for s in specs}
+    for spec in specs:
+        unknown = sorted(peer for peer, _ in spec.peer_ips if peer not in names)
+        if unknown:
+            raise OxenMQConfigError(f"{source}: {spec.name}'s `peer_ips` names {', '.join(unknown)}, which "
+                                    "the list does not hold; name real nodes of this file")
     return specs
 
 

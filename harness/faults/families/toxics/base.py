@@ -71,7 +71,7 @@ class ToxicFault(FaultKind):
         link = req.params.get("link")
         if link is None:
             fault.nodes = req.nodes(ctx)
-            proxies = [p for n in fault.nodes for p in ctx.proxies_of(n)]
+            targets = [(p, st) for n in fault.nodes for p in ctx.proxies_of(n) for st in streams]
         else:
             if req.target is None:
                 raise ParamError(f"{self.action} on a link needs a source target")
@@ -79,16 +79,21 @@ class ToxicFault(FaultKind):
             ctx.require(sorted({n for pair in pairs for n in pair}), "partition")
             fault.links = pairs
             fault.nodes = sorted({s for s, _ in fault.links})
-            proxies = [ctx.ensure_link(fault, s, d, enabled=None) for s, d in fault.links]
+            for s, d in fault.links:
+                ctx.ensure_link(fault, s, d, enabled=None)
+            # a pair link between real servers has more than one proxy (ctx.link_toxic_targets)
+            targets = [t for s, d in fault.links for st in streams
+                       for t in ctx.link_toxic_targets(s, d, st)]
         attributes = self.attributes(req.params)
         tp = ctx.toxiproxy
-        for proxy in proxies:
-            for st in streams:
-                name = self.toxic_name(st, req.tag)
-                # set semantics: applying the same fault again replaces it
-                tp.remove_toxic(proxy, name, missing_ok=True)
-                tp.add_toxic(proxy, self.toxic_type, attributes, stream=st, name=name)
-                fault.toxics.append((proxy, name))
+        for proxy, st in targets:
+            name = self.toxic_name(st, req.tag)
+            if (proxy, name) in fault.toxics:
+                continue  # a pair link's mirror of a link that is in the fault itself
+            # set semantics: applying the same fault again replaces it
+            tp.remove_toxic(proxy, name, missing_ok=True)
+            tp.add_toxic(proxy, self.toxic_type, attributes, stream=st, name=name)
+            fault.toxics.append((proxy, name))
 
     def undo(self, ctx: FaultContext, fault: Fault) -> list[str]:
         attempts = Attempts()
