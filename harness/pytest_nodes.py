@@ -27,10 +27,10 @@ from typing import Any
 import pytest
 
 from harness.nodekinds import kind_class
+from harness.suites.families import CAPABILITY_MARKER
 from harness.topology import NodeGroup, Topology, TopologyError
 
 OPTION = "--testnet-nodes"
-CAPABILITY_MARKER = "node_capabilities"
 _DEFAULTS = {f.name: f.default for f in fields(Topology)}
 
 

@@ -40,7 +40,7 @@ import click
 
 from harness.backends.registry import BACKENDS
 from harness.cliutil import CliError, json_option
-from harness.suites.families import BUILTIN_CLIENT_MARKER, FAMILIES
+from harness.suites.families import BUILTIN_CLIENT_MARKER, CAPABILITY_MARKER, FAMILIES
 from harness.topology import NodeGroup, TopologyError
 
 #: the package pytest collects (``--pyargs``)
@@ -152,6 +152,9 @@ class Scenario:
     backends: list[str]
     builtin_client: bool
     nodeids: list[str] = field(default_factory=list)
+    #: what it needs of the nodes (its ``node_capabilities`` marker): skipped under ``--nodes``
+    #: of a kind that lacks one
+    node_capabilities: list[str] = field(default_factory=list)
 
     @property
     def family(self) -> str | None:
@@ -180,7 +183,9 @@ class _Collector:
                 "nodeid": item.nodeid, "name": getattr(item, "originalname", item.name),
                 "module": module, "families": [f for f in FAMILIES if f in marks],
                 "property": property_of(fn), "builtin_client": BUILTIN_CLIENT_MARKER in marks,
-                "backends": [str(b) for b in backends.args] if backends else []})
+                "backends": [str(b) for b in backends.args] if backends else [],
+                "node_capabilities": sorted({str(c) for m in item.iter_markers(CAPABILITY_MARKER)
+                                             for c in m.args})})
 
 
 def collect_main(argv: Sequence[str]) -> int:
@@ -217,7 +222,8 @@ def collect(extra: Sequence[str] = ()) -> list[Scenario]:
         if key not in scenarios:
             scenarios[key] = Scenario(name=r["name"], module=r["module"], families=r["families"],
                                       prop=r["property"], backends=r["backends"],
-                                      builtin_client=r["builtin_client"])
+                                      builtin_client=r["builtin_client"],
+                                      node_capabilities=r["node_capabilities"])
         scenarios[key].nodeids.append(r["nodeid"])
     return list(scenarios.values())
 
@@ -513,7 +519,7 @@ def run_cmd(ctx: click.Context, selection: tuple[str, ...], backend: str | None,
 
 LIST_JSON = ('{"package_dir", "families": [{"name", "property", "scenarios"}], "scenarios": '
              '[{"name", "family", "families", "module", "property", "backends", '
-             '"builtin_client", "nodeids"}]}')
+             '"builtin_client", "nodeids", "node_capabilities"}]}')
 
 
 @suite.command("list", short_help="List the families and scenarios with their properties.")
@@ -542,7 +548,8 @@ def list_cmd(as_json: bool) -> None:
         for s in members:
             backends = ", ".join(s.backends) or "--backend"
             client = "; built-in client" if s.builtin_client else ""
-            click.echo(f"  {s.name}  [{backends}{client}]")
+            needs = f"; needs {', '.join(s.node_capabilities)}" if s.node_capabilities else ""
+            click.echo(f"  {s.name}  [{backends}{client}{needs}]")
             click.echo(f"      {s.prop}")
     click.echo(f"{_count(len(scenarios))} in {suites_dir()}")
 
