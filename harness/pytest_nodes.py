@@ -47,6 +47,15 @@ def node_groups(config: pytest.Config) -> tuple[NodeGroup, ...]:
     return parse_groups(config.getoption(OPTION) or ())
 
 
+def check_groups(groups: Sequence[NodeGroup]) -> None:
+    """A usage error, before anything starts, for groups no testnet can have (fewer than 10
+    real nodes, python and real nodes mixed): the default shape on them must be a topology."""
+    try:
+        Topology(**on_groups({}, groups))
+    except TopologyError as e:
+        raise pytest.UsageError(f"{OPTION}: {e}") from None
+
+
 def on_groups(topology: dict[str, Any], groups: Sequence[NodeGroup]) -> dict[str, Any]:
     """The topology fields of a fixture's testnet run on ``groups`` (see the module doc); a
     topology that names its own ``nodes`` keeps them."""
@@ -88,5 +97,5 @@ def replay_options(groups: Sequence[NodeGroup]) -> list[str]:
     return [opt for g in groups for opt in ("--nodes", g.spec())]
 
 
-__all__ = ["CAPABILITY_MARKER", "OPTION", "lacking", "node_groups", "on_groups", "parse_groups",
+__all__ = ["CAPABILITY_MARKER", "OPTION", "check_groups", "lacking", "node_groups", "on_groups", "parse_groups",
            "replay_options", "skip_lacking"]

@@ -68,7 +68,13 @@ import pytest
 from harness.backends.registry import BACKENDS, default_backend
 from harness.naming import unique_name
 from harness.network import Testnet
-from harness.pytest_nodes import CAPABILITY_MARKER, node_groups, on_groups, skip_lacking
+from harness.pytest_nodes import (
+    CAPABILITY_MARKER,
+    check_groups,
+    node_groups,
+    on_groups,
+    skip_lacking,
+)
 from harness.pytest_runindex import (
     INDEX_PATH,
     RUN_ATTR,
@@ -135,7 +141,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{CAPABILITY_MARKER}(*caps): what a test needs of the "
                             "nodes (fault families, observations, join): skipped under "
                             "--testnet-nodes when their implementation lacks it")
-    node_groups(config)  # a bad --testnet-nodes is a usage error before anything runs
+    check_groups(node_groups(config))  # a bad --testnet-nodes: usage error before anything runs
     prefix = config.getoption("--testnet-prefix")
     if not PREFIX_RE.match(prefix):
         raise pytest.UsageError(

@@ -124,6 +124,10 @@ def test_the_plugin_skips_by_capability_and_scales_nothing_it_does_not_start(pyt
     ours.assert_outcomes(passed=2, failed=1)  # on our nodes (the default) it runs
     bad = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:asyncio", "--testnet-nodes", "9:x")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    few = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:asyncio", "--testnet-nodes",
+                             "6:oxen-storage=/bin/true")
+    assert few.ret == pytest.ExitCode.USAGE_ERROR
+    few.stderr.fnmatch_lines(["*--testnet-nodes*needs at least 10 nodes, got 6*"])
 
 
 def test_a_reports_replay_brings_up_the_same_node_groups():
