@@ -650,10 +650,11 @@ class Testnet:
         if count < 1:
             raise ValueError(f"count must be >= 1, got {count}")
         self.sync_state()
-        if self.topology.kinds != [nodekinds.PYTHON]:
-            raise BackendError(f"testnet {self.name!r} runs {', '.join(self.topology.kinds)} nodes: "
-                               "joining nodes is only implemented for python-only testnets (the "
-                               "seed's list of real nodes is fixed when it starts)")
+        cannot = [k for k in self.topology.kinds if not nodekinds.kind_class(k).can_join]
+        if cannot:
+            raise BackendError(f"testnet {self.name!r} runs {', '.join(cannot)} nodes, which "
+                               "cannot join a running testnet (the seed's list of real nodes is "
+                               "fixed when it starts)")
         start = max((node_index(n.name) for n in self.state.nodes), default=0) + 1
         new = [self.backend.plan_node(self.state, node_name(i)) for i in range(start, start + count)]
         self.state.nodes.extend(new)

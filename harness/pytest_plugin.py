@@ -29,10 +29,14 @@ a history, passing ones too), ``--testnet-seed SEED`` (every testnet the fixture
 seed, so keys, swarm layout, accounts of :func:`harness.suites` scenarios and fault targets
 replay; default: a random seed per testnet, printed when a test fails), ``--testnet-client CMD``
 (the client under test of the packaged scenarios: a command speaking the adapter protocol of
-docs/client-adapter.md; default: the built-in client).
+docs/client-adapter.md; default: the built-in client), ``--testnet-nodes N[:KIND[=PATH]]``
+(repeatable: the node implementation of every testnet the fixtures start, e.g.
+``10:oxen-storage=PATH``; shapes are scaled as :mod:`harness.pytest_nodes` says).
 
 Markers: the scenario families of :mod:`harness.suites` (``delivery``, ``churn``, …) and
-``builtin_client`` (a scenario that needs the built-in client: skipped under ``--testnet-client``).
+``builtin_client`` (a scenario that needs the built-in client: skipped under ``--testnet-client``),
+``node_capabilities(*caps)`` (what a test needs of the nodes: skipped under ``--testnet-nodes``
+when their implementation lacks it, with the implementation's reason).
 
 Run index: at session end (on the xdist controller; rows travel on the teardown reports)
 ``<artifacts>/index.html`` and ``index.json`` list every test that used a testnet fixture or
@@ -64,6 +68,13 @@ import pytest
 from harness.backends.registry import BACKENDS, default_backend
 from harness.naming import unique_name
 from harness.network import Testnet
+from harness.pytest_nodes import (
+    CAPABILITY_MARKER,
+    check_groups,
+    node_groups,
+    on_groups,
+    skip_lacking,
+)
 from harness.pytest_runindex import (
     INDEX_PATH,
     RUN_ATTR,
@@ -107,6 +118,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--testnet-client", default=None, metavar="CMD",
                     help="client under test of the packaged scenarios: a command speaking the "
                          "adapter protocol (docs/client-adapter.md); default: the built-in client")
+    group.addoption("--testnet-nodes", action="append", default=[], metavar="N[:KIND[=PATH]]",
+                    help="node group of every testnet the fixtures start (repeatable, as "
+                         "'testnet up --nodes'), e.g. 10:oxen-storage=PATH; a fixture's shape is "
+                         "scaled to the groups (its swarm size, at least its node count); tests "
+                         "needing what the nodes lack are skipped (default: our python nodes)")
     group.addoption("--testnet-keep-on-failure", action="store_true", default=False,
                     help="leave the testnets of a failed test up (faults still in force) and "
                          "print how to inspect and remove them")
@@ -122,6 +138,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{family}: scenario family: {what}")
     config.addinivalue_line("markers", f"{BUILTIN_CLIENT_MARKER}: a scenario that needs the "
                             "built-in client (skipped under --testnet-client)")
+    config.addinivalue_line("markers", f"{CAPABILITY_MARKER}(*caps): what a test needs of the "
+                            "nodes (fault families, observations, join): skipped under "
+                            "--testnet-nodes when their implementation lacks it")
+    check_groups(node_groups(config))  # a bad --testnet-nodes: usage error before anything runs
     prefix = config.getoption("--testnet-prefix")
     if not PREFIX_RE.match(prefix):
         raise pytest.UsageError(
@@ -130,6 +150,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(JUnitAttachments(config), "session-testnet-junit")
     config.pluginmanager.register(RunIndexWriter(config, artifacts_root(config)),
                                   "session-testnet-index")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_lacking(items, node_groups(config))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -182,6 +206,7 @@ class TestnetOwner:
         seed = self.config.getoption("--testnet-seed")
         if seed is not None:
             kwargs.setdefault("seed", str(seed))
+        kwargs = on_groups(kwargs, node_groups(self.config))
         net = Testnet.up(Topology(**kwargs), backend=backend, timeout=timeout, lease=True)
         self.nets.append(net)
         self.config.stash.setdefault(_OWNERS, {})[net.name] = self

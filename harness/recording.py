@@ -21,6 +21,7 @@ from harness.checks import CheckResult, History, delivery, latency
 from harness.client import Account, Client, ClientError
 from harness.faults.actions import Faults
 from harness.faults.timeline import Timeline
+from harness.nodekinds import kind_class
 from harness.report import Report, write
 
 
@@ -34,21 +35,31 @@ def node_directory(net: Any) -> dict[str, dict[str, Any]]:
 
 
 def testnet_info(net: Any) -> dict[str, Any]:
-    """{"name", "seed", "backend", "swarms", "swarm_size"} of a testnet: what a report needs to
-    say how to bring the same testnet up again."""
+    """{"name", "seed", "backend", "swarms", "swarm_size", "nodes"?} of a testnet: what a report
+    needs to say how to bring the same testnet up again (``nodes``: its node groups as
+    ``N:KIND[=PATH]`` specs, when it has groups)."""
     t = net.topology
-    return {"name": net.name, "seed": str(t.seed), "backend": getattr(net.backend, "kind", None),
+    info = {"name": net.name, "seed": str(t.seed), "backend": getattr(net.backend, "kind", None),
             "swarms": t.swarms, "swarm_size": t.swarm_size}
+    if t.nodes:
+        info["nodes"] = [g.spec() for g in t.nodes]
+    return info
 
 
 def collect_observations(net: Any, names: Iterable[str] | None = None, *,
                          errors: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     """Every node's observation buffer (``GET /admin/v1/observations?since=0``), by node name.
 
-    A node that does not answer (killed, paused) is left out; with ``errors`` the reason is
-    appended there (``"sn03: …"``) instead of being lost."""
+    A node that does not answer (killed, paused) or has no admin interface (the real storage
+    server) is left out, so checks that need its observations say unknown; with ``errors`` the
+    reason is appended there (``"sn03: …"``) instead of being lost."""
     out: dict[str, list[dict[str, Any]]] = {}
     for name in (list(names) if names is not None else [n.name for n in net.nodes]):
+        kind = net.node(name).kind
+        if not kind_class(kind).has_admin:
+            if errors is not None:
+                errors.append(f"{name}: no observations: {kind} nodes have no admin interface")
+            continue
         try:
             answer = net.node_admin(name, "observations?since=0")
             out[name] = list((answer or {}).get("observations", []))
@@ -61,6 +72,8 @@ def collect_observations(net: Any, names: Iterable[str] | None = None, *,
 def clear_observations(net: Any) -> None:
     """Empty every running node's observation buffer (start of a scenario)."""
     for n in net.nodes:
+        if not kind_class(n.kind).has_admin:
+            continue  # nothing to clear: it observes nothing
         try:
             net.node_admin(n.name, "observations", method="DELETE")
         except Exception:  # noqa: S110 - a stopped node has nothing to clear

@@ -141,11 +141,23 @@ class WanProfile:
         costs = sorted((link.cost_ms(payload_bytes) for link in self.links), reverse=True)
         return float(sum(costs[:nodes]))
 
-    def least_route_ms(self, route: Iterable[str]) -> float:
+    def least_route_ms(self, route: Iterable[str], either_end: bool = False) -> float:
         """The least the profile adds to one request whose route crosses ``route`` (node names;
-        nodes outside the profile add nothing): the sum of ``latency_ms - jitter_ms``."""
+        nodes outside the profile add nothing): the sum of ``latency_ms - jitter_ms``.
+
+        ``either_end``: a hop after the first may use a connection the next node opened to the
+        previous one (through the *previous* node's proxy), so a hop adds only the smaller delay
+        of its two ends (the first hop, client to guard, always crosses the guard's proxy)."""
         links = self.by_node()
-        return float(sum(links[n].latency_ms - links[n].jitter_ms for n in route if n in links))
+
+        def least(n: str) -> float:
+            return float(links[n].latency_ms - links[n].jitter_ms) if n in links else 0.0
+
+        hops = list(route)
+        if not either_end:
+            return sum(least(n) for n in hops)
+        return sum(least(n) if i == 0 else min(least(hops[i - 1]), least(n))
+                   for i, n in enumerate(hops))
 
     def to_json(self) -> dict[str, Any]:
         return {"seed": self.seed, "nodes": [link.to_json() for link in self.links]}

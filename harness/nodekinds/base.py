@@ -9,7 +9,7 @@ network or backend layers.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -22,6 +22,11 @@ PARTITION = "partition"  # per-link proxies between nodes (node -> node traffic 
 BEHAVIOUR = "behaviour"  # misbehaviours switched on through the node's admin interface
 CLOCK = "clock"          # clock skew through the node's admin interface
 ALL_FAULT_FAMILIES = frozenset({NETWORK, CHURN, PARTITION, BEHAVIOUR, CLOCK})
+#: capabilities beyond fault families (scenarios name what they need: docs/suites.md)
+OBSERVATIONS = "observations"  # the node reports what it saw (admin interface: observations)
+JOIN = "join"                  # nodes of this kind can join a running testnet (add_nodes)
+#: every capability a scenario can require of the nodes it runs on
+CAPABILITIES = ALL_FAULT_FAMILIES | {OBSERVATIONS, JOIN}
 
 
 class NodeKindError(ValueError):
@@ -73,6 +78,17 @@ class NodeKind(abc.ABC):
     #: every pair of such nodes talks through a link proxy of its own from the start, and
     #: per-link faults act on those (toxics, enable/disable) instead of creating link proxies
     routes_pairs: ClassVar[bool] = False
+    #: new nodes of this kind can join a running testnet (``Testnet.add_nodes``)
+    can_join: ClassVar[bool] = False
+    #: node-to-node requests may travel over a connection the *other* node opened (through the
+    #: other node's proxy): a fault on one node's proxies then does not slow every exchange with
+    #: it (the real server's OxenMQ reuses a connection between two nodes in both directions;
+    #: ours open an HTTPS connection to the peer's proxy for each request they send)
+    peer_links_either_way: ClassVar[bool] = False
+    #: seconds a node may wait for a *killed* swarm peer before it answers a store (0: a killed
+    #: peer's refused connection fails the forwarded request at once, as for ours; the real
+    #: server's OxenMQ queues it until its 5 s forward timeout)
+    dead_peer_wait_s: ClassVar[float] = 0.0
 
     #: True: ``argv()`` are arguments of the backend's Python interpreter
     runs_python: ClassVar[bool] = False
@@ -97,6 +113,31 @@ class NodeKind(abc.ABC):
 
     def supports(self, family: str) -> bool:
         return family in self.fault_families
+
+    @classmethod
+    def capabilities(cls) -> frozenset[str]:
+        """What the harness can do with nodes of this kind: its fault families, plus
+        ``observations`` with an admin interface and ``join`` when nodes can join later."""
+        return cls.fault_families | ({OBSERVATIONS} if cls.has_admin else set()) \
+            | ({JOIN} if cls.can_join else set())
+
+    @classmethod
+    def lacking(cls, needed: Iterable[str]) -> str | None:
+        """Why nodes of this kind cannot serve something that needs the capabilities
+        ``needed`` (None when they can): derived from :meth:`capabilities`, so it goes away as
+        soon as the kind gains them."""
+        unknown = sorted(set(needed) - CAPABILITIES)
+        if unknown:
+            raise ValueError(f"unknown node capabilities {unknown}; known: {sorted(CAPABILITIES)}")
+        missing = sorted(set(needed) - cls.capabilities())
+        if not missing:
+            return None
+        what = {OBSERVATIONS: "node observations (the testnet admin interface)",
+                JOIN: "nodes joining a running testnet", BEHAVIOUR: "behaviour faults (admin "
+                "interface)", CLOCK: "clock skew (admin interface)"}
+        return (f"needs {', '.join(what.get(m, f'{m} faults') for m in missing)}, which "
+                f"{cls.name} nodes do not support (they support: "
+                f"{', '.join(sorted(cls.capabilities()))})")
 
     def refuse_fault(self, family: str, node: str, backend: str | None = None) -> None:
         """Raise :class:`NodeKindError` if faults of ``family`` cannot act on ``node`` (on

@@ -215,6 +215,9 @@ class OxenStorageNode(NodeKind):
     fault_families: ClassVar[frozenset[str]] = frozenset({NETWORK, CHURN, PARTITION})
     routes_pairs: ClassVar[bool] = True
     backends: ClassVar[frozenset[str]] = frozenset({"process", "docker"})
+    peer_links_either_way: ClassVar[bool] = True
+    #: "Response timeout from <peer> for forwarded command store" in its log, 5 s after the store
+    dead_peer_wait_s: ClassVar[float] = 5.0
     #: the image's entrypoint deletes the container's default route, then drops every capability
     container_caps: ClassVar[tuple[str, ...]] = ("NET_ADMIN",)
 

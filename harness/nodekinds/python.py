@@ -18,6 +18,7 @@ class PythonNode(NodeKind):
     has_admin: ClassVar[bool] = True
     fault_families: ClassVar[frozenset[str]] = ALL_FAULT_FAMILIES
     backends: ClassVar[frozenset[str]] = frozenset({"process", "docker"})
+    can_join: ClassVar[bool] = True
     runs_python: ClassVar[bool] = True
     writes_log_file: ClassVar[bool] = True
 

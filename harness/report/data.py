@@ -218,8 +218,11 @@ def replay_commands(testnets: list[dict[str, Any]], nodeid: str | None,
     out = [f"python3 -m pytest {shlex.quote(nodeid)}"] if nodeid else []
     for t in testnets:
         name = shlex.quote(str(t.get("name", "replay")))
-        opts = " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(t[k]))}"
-                        for k in ("seed", "swarms", "swarm_size") if t.get(k) is not None)
+        # node groups give the node count (swarms follow from it), else swarms × swarm size
+        keys = ("seed", "swarm_size") if t.get("nodes") else ("seed", "swarms", "swarm_size")
+        opts = " ".join([*(f"--{k.replace('_', '-')} {shlex.quote(str(t[k]))}"
+                           for k in keys if t.get(k) is not None),
+                         *(f"--nodes {shlex.quote(str(g))}" for g in t.get("nodes") or ())])
         out += [f"testnet up -n {name} {opts}".rstrip(),
                 f"testnet schedule from-report {shlex.quote(report_file)} -o schedule.json",
                 f"testnet schedule run schedule.json -n {name}"]

@@ -40,7 +40,8 @@ import click
 
 from harness.backends.registry import BACKENDS
 from harness.cliutil import CliError, json_option
-from harness.suites.families import BUILTIN_CLIENT_MARKER, FAMILIES
+from harness.suites.families import BUILTIN_CLIENT_MARKER, CAPABILITY_MARKER, FAMILIES
+from harness.topology import NodeGroup, TopologyError
 
 #: the package pytest collects (``--pyargs``)
 PACKAGE = "harness.suites"
@@ -151,6 +152,9 @@ class Scenario:
     backends: list[str]
     builtin_client: bool
     nodeids: list[str] = field(default_factory=list)
+    #: what it needs of the nodes (its ``node_capabilities`` marker): skipped under ``--nodes``
+    #: of a kind that lacks one
+    node_capabilities: list[str] = field(default_factory=list)
 
     @property
     def family(self) -> str | None:
@@ -179,7 +183,9 @@ class _Collector:
                 "nodeid": item.nodeid, "name": getattr(item, "originalname", item.name),
                 "module": module, "families": [f for f in FAMILIES if f in marks],
                 "property": property_of(fn), "builtin_client": BUILTIN_CLIENT_MARKER in marks,
-                "backends": [str(b) for b in backends.args] if backends else []})
+                "backends": [str(b) for b in backends.args] if backends else [],
+                "node_capabilities": sorted({str(c) for m in item.iter_markers(CAPABILITY_MARKER)
+                                             for c in m.args})})
 
 
 def collect_main(argv: Sequence[str]) -> int:
@@ -216,7 +222,8 @@ def collect(extra: Sequence[str] = ()) -> list[Scenario]:
         if key not in scenarios:
             scenarios[key] = Scenario(name=r["name"], module=r["module"], families=r["families"],
                                       prop=r["property"], backends=r["backends"],
-                                      builtin_client=r["builtin_client"])
+                                      builtin_client=r["builtin_client"],
+                                      node_capabilities=r["node_capabilities"])
         scenarios[key].nodeids.append(r["nodeid"])
     return list(scenarios.values())
 
@@ -264,6 +271,8 @@ class RunOptions:
     selection: Sequence[str] = ()
     backend: str | None = None
     client: str | None = None
+    #: node groups (``N[:KIND[=PATH]]``) of every scenario testnet
+    nodes: Sequence[str] = ()
     workers: int | None = None
     seed: str | None = None
     junit: Path | None = None
@@ -295,6 +304,8 @@ def pytest_argv(ini: Path, opts: RunOptions, scenarios: Sequence[Scenario] | Non
         argv += ["--testnet-backend", opts.backend]
     if opts.client:
         argv += ["--testnet-client", opts.client]
+    for spec in opts.nodes:
+        argv += ["--testnet-nodes", spec]
     if opts.seed is not None:
         argv += ["--testnet-seed", opts.seed]
     if opts.workers is not None:
@@ -357,7 +368,7 @@ def timing(junit: Path, wall: float, opts: RunOptions, exit_code: int) -> dict[s
     return {"wall_seconds": round(wall, 3), "pytest_seconds": round(pytest_s, 3),
             "sum_seconds": round(sum(c["seconds"] for c in cases), 3),
             "scenarios": len(cases), "workers": opts.workers, "backend": opts.backend,
-            "client": opts.client, "seed": opts.seed, "selection": list(opts.selection),
+            "client": opts.client, "nodes": list(opts.nodes), "seed": opts.seed, "selection": list(opts.selection),
             "exit_code": exit_code, "junit": str(junit.resolve()), "durations": cases,
             "failures": failures}
 
@@ -465,6 +476,11 @@ def suite() -> None:
               help="Client under test: a command speaking the adapter protocol "
                    "(docs/client-adapter.md); scenarios that need the built-in client are "
                    "skipped.")
+@click.option("--nodes", "nodes", multiple=True, metavar="N[:KIND[=PATH]]",
+              help="Node group of every scenario testnet (repeatable, as 'testnet up --nodes'), "
+                   "e.g. 10:oxen-storage=PATH (PATH defaults to $SESSION_TESTNET_OXEN_STORAGE); "
+                   "scenario shapes are scaled to it, scenarios needing what the nodes lack are "
+                   "skipped, saying why [default: our python nodes].")
 @click.option("-n", "--workers", type=click.IntRange(min=1), default=None, metavar="N",
               help="Parallel pytest-xdist workers (--dist loadscope: a module's testnet is "
                    "never duplicated) [default: no xdist].")
@@ -479,7 +495,7 @@ def suite() -> None:
               show_default=True, help="Which scenarios get a report.html.")
 @click.pass_context
 def run_cmd(ctx: click.Context, selection: tuple[str, ...], backend: str | None,
-            client: str | None, workers: int | None, seed: str | None, junit: Path | None,
+            client: str | None, nodes: tuple[str, ...], workers: int | None, seed: str | None, junit: Path | None,
             artifacts: Path, reports: str) -> None:
     """Run scenarios: FAMILY (e.g. delivery; several are or'ed), SCENARIO (a function name such
     as test_delivery_both_ways, or a node id as a failed scenario's replay line prints it), or
@@ -489,7 +505,13 @@ def run_cmd(ctx: click.Context, selection: tuple[str, ...], backend: str | None,
 
     pytest options go after '--', e.g. 'testnet suite run delivery -- -x -k fan_in'.
     """
-    opts = RunOptions(selection=selection, backend=backend, client=client, workers=workers,
+    for spec in nodes:  # a bad group is a usage error here, before pytest starts
+        try:
+            NodeGroup.parse(spec)
+        except TopologyError as e:
+            raise click.BadParameter(str(e), param_hint="--nodes") from None
+    opts = RunOptions(selection=selection, backend=backend, client=client, nodes=nodes,
+                      workers=workers,
                       seed=seed, junit=junit, artifacts=artifacts, reports=reports,
                       extra=tuple(ctx.meta.get("suite_pytest_args", ())))
     ctx.exit(run(opts))
@@ -497,7 +519,7 @@ def run_cmd(ctx: click.Context, selection: tuple[str, ...], backend: str | None,
 
 LIST_JSON = ('{"package_dir", "families": [{"name", "property", "scenarios"}], "scenarios": '
              '[{"name", "family", "families", "module", "property", "backends", '
-             '"builtin_client", "nodeids"}]}')
+             '"builtin_client", "nodeids", "node_capabilities"}]}')
 
 
 @suite.command("list", short_help="List the families and scenarios with their properties.")
@@ -526,7 +548,8 @@ def list_cmd(as_json: bool) -> None:
         for s in members:
             backends = ", ".join(s.backends) or "--backend"
             client = "; built-in client" if s.builtin_client else ""
-            click.echo(f"  {s.name}  [{backends}{client}]")
+            needs = f"; needs {', '.join(s.node_capabilities)}" if s.node_capabilities else ""
+            click.echo(f"  {s.name}  [{backends}{client}{needs}]")
             click.echo(f"      {s.prop}")
     click.echo(f"{_count(len(scenarios))} in {suites_dir()}")
 

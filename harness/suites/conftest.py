@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from harness.pytest_nodes import node_groups
 from harness.pytest_plugin import artifacts_dir
 from harness.recording import HistoryRecorder, RecordedClient, testnet_info
 from harness.suites.explain import explain, property_of
@@ -113,6 +114,7 @@ def _explain(item: pytest.Item) -> str:
     history = rec.collect() if isinstance(rec, HistoryRecorder) else None
     return explain(prop=property_of(getattr(item, "function", None)), nodeid=item.nodeid,
                    client=item.config.getoption("--testnet-client"),
+                   nodes=[g.spec() for g in node_groups(item.config)],
                    testnets=[testnet_info(n) for n in nets], history=history,
                    events=list(rec.timeline.events) if isinstance(rec, HistoryRecorder) else [],
                    results=list(rec.results) if isinstance(rec, HistoryRecorder) else [],

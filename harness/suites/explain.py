@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from harness.checks import CheckResult, History
@@ -56,33 +56,37 @@ def message_lines(history: History, results: list[CheckResult], limit: int = 10)
     return lines
 
 
-def replay_command(nodeid: str, seed: str, backend: str | None, client: str | None) -> str:
-    """The ``testnet suite run`` line that runs the scenario again on the same seed, backend
-    and client."""
+def replay_command(nodeid: str, seed: str, backend: str | None, client: str | None,
+                   nodes: Sequence[str] = ()) -> str:
+    """The ``testnet suite run`` line that runs the scenario again on the same seed, backend,
+    client and node groups (``nodes``: ``N:KIND[=PATH]`` specs of ``--nodes``)."""
     cmd = f"testnet suite run {shlex.quote(nodeid)} --seed {shlex.quote(seed)}"
     if backend:
         cmd += f" --backend {shlex.quote(backend)}"
     if client:
         cmd += f" --client {shlex.quote(client)}"
+    for spec in nodes:
+        cmd += f" --nodes {shlex.quote(spec)}"
     return cmd
 
 
 def explain(*, prop: str, nodeid: str, testnets: list[dict[str, Any]], history: History | None,
             events: list[Event], results: list[CheckResult], report: str | None,
-            client: str | None = None) -> str:
+            client: str | None = None, nodes: Sequence[str] = ()) -> str:
     """The ``scenario`` section of a failed scenario's report."""
     seeds = sorted({str(t.get("seed")) for t in testnets if t.get("seed") is not None})
     out = [f"property: {prop}"]
     if seeds:
         out.append(f"seed: {', '.join(seeds)}")
         backend = next((str(t["backend"]) for t in testnets if t.get("backend")), None)
-        out.append(f"replay: {replay_command(nodeid, seeds[0], backend, client)}")
+        out.append(f"replay: {replay_command(nodeid, seeds[0], backend, client, nodes)}")
     else:
         out.append("seed: (no testnet was started)")
     if testnets:
-        out.append("testnets: " + ", ".join(f"{t.get('name')} ({t.get('backend')}, "
-                                             f"{t.get('swarms')}×{t.get('swarm_size')})"
-                                             for t in testnets))
+        out.append("testnets: " + ", ".join(
+            f"{t.get('name')} ({t.get('backend')}, {t.get('swarms')}×{t.get('swarm_size')}"
+            + (f", nodes {' + '.join(t['nodes'])}" if t.get("nodes") else "") + ")"
+            for t in testnets))
     active = active_faults(events)
     out.append("faults in force at the end: " + ("none" if not active else ""))
     out.extend(f"  {e.describe(wall=True)}" for e in active)

@@ -23,4 +23,8 @@ FAMILIES: dict[str, str] = {
 #: keyed by its records): skipped when ``--testnet-client`` names another client
 BUILTIN_CLIENT_MARKER = "builtin_client"
 
-__all__ = ["BUILTIN_CLIENT_MARKER", "FAMILIES"]
+#: marker of what a scenario needs of the nodes (``node_capabilities("partition", …)``: fault
+#: families, ``observations``, ``join``): skipped on node kinds that lack one (``--nodes``)
+CAPABILITY_MARKER = "node_capabilities"
+
+__all__ = ["BUILTIN_CLIENT_MARKER", "CAPABILITY_MARKER", "FAMILIES"]

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from harness.client import Account, StoreFailed
 from harness.client.records import SendRecord
+from harness.nodekinds import kind_class
 from nodes.protocol.keys import derive_seed
 from nodes.protocol.swarm import swarm_for, swarm_space
 
@@ -32,6 +33,17 @@ class ScenarioClient(Protocol):
                  count: int | None = None, timeout: float = 30.0) -> list[Any]: ...
 
     def close(self) -> None: ...
+
+
+def client_settings(net: Any, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``base`` (default :data:`CLIENT`) with a request timeout long enough for a store whose
+    destination waits for a killed swarm peer (the node kinds' ``dead_peer_wait_s``, plus 2 s):
+    4 s on our nodes, 7 s on the real server."""
+    settings = dict(CLIENT if base is None else base)
+    wait = max(kind_class(k).dead_peer_wait_s for k in net.topology.kinds)
+    if wait:
+        settings["request_timeout"] = max(float(settings.get("request_timeout", 0)), wait + 2)
+    return settings
 
 
 def module_testnet(request: Any, backend: str, **topology: Any) -> Iterator[Any]:
@@ -89,5 +101,5 @@ def store_route(record: SendRecord) -> set[str]:
     return {h["ed25519"] for h in [*ok.path, ok.destination or {}] if "ed25519" in h}
 
 
-__all__ = ["CLIENT", "ScenarioClient", "account_for", "module_testnet", "send_like_an_app", "store_route",
+__all__ = ["CLIENT", "ScenarioClient", "account_for", "client_settings", "module_testnet", "send_like_an_app", "store_route",
            "swarm_names", "swarm_of"]

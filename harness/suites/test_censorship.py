@@ -132,6 +132,7 @@ def store_destinations(h: Any, nodes: Testnet) -> list[str]:
 
 
 @pytest.mark.builtin_client
+@pytest.mark.node_capabilities("behaviour")
 def test_censoring_destination_and_dropping_relay(net9: Testnet, history: HistoryRecorder,
                                                   clients: Clients) -> None:
     """A swarm member that drops stores and a relay that drops onion requests, both at once,
@@ -159,6 +160,7 @@ def test_censoring_destination_and_dropping_relay(net9: Testnet, history: Histor
 
 
 @pytest.mark.builtin_client
+@pytest.mark.node_capabilities("behaviour")
 def test_censoring_destination_alone(net9: Testnet, history: HistoryRecorder,
                                      clients: Clients) -> None:
     """A member of the recipient's swarm that acknowledges stores and keeps nothing cannot stop
@@ -183,6 +185,7 @@ def test_censoring_destination_alone(net9: Testnet, history: HistoryRecorder,
 
 
 @pytest.mark.builtin_client
+@pytest.mark.node_capabilities("behaviour")
 @pytest.mark.parametrize("behaviour", ["drop_relays", "corrupt_relays"])
 def test_misbehaving_relays(net9: Testnet, history: HistoryRecorder, clients: Clients,
                             behaviour: str) -> None:
@@ -228,6 +231,7 @@ def test_misbehaving_relays(net9: Testnet, history: HistoryRecorder, clients: Cl
     assert curve_of(c)[-1]["censoring"] == len(bad)
 
 
+@pytest.mark.node_capabilities("partition", "observations")  # peers rerouted via link proxies
 def test_a_range_blocked_from_the_client(net9: Testnet, history: HistoryRecorder,
                                          clients: Clients) -> None:
     """A national firewall making a whole address range (a /22 holding three nodes) unreachable
@@ -272,6 +276,7 @@ def test_a_range_blocked_from_the_client(net9: Testnet, history: HistoryRecorder
 
 
 @pytest.mark.builtin_client
+@pytest.mark.node_capabilities("partition")  # its node block reroutes peers via link proxies
 def test_the_seed_unreachable_from_the_client(net9: Testnet, history: HistoryRecorder,
                                               clients: Clients) -> None:
     """A client that cannot reach the seed (nor one node's range) still bootstraps, from the
@@ -308,6 +313,7 @@ def test_the_seed_unreachable_from_the_client(net9: Testnet, history: HistoryRec
 
 
 @pytest.mark.builtin_client
+@pytest.mark.node_capabilities("behaviour")
 def test_a_colluding_swarm_majority(net9: Testnet, history: HistoryRecorder,
                                     clients: Clients) -> None:
     """Two of the three members of the recipient's swarm acknowledging stores and keeping
@@ -333,6 +339,7 @@ def test_a_colluding_swarm_majority(net9: Testnet, history: HistoryRecorder,
 
 
 @pytest.mark.builtin_client
+@pytest.mark.node_capabilities("join", "behaviour")
 def test_sybil_nodes_that_join_and_drop(net9: Testnet, history: HistoryRecorder,
                                         clients: Clients) -> None:
     """Nodes that join the network and then drop every store and every onion request (Sybils)

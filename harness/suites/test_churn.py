@@ -25,7 +25,7 @@ from harness.network import Testnet
 from harness.pytest_plugin import TestnetOwner
 from harness.recording import HistoryRecorder
 from harness.suites.conftest import Clients
-from harness.suites.support import CLIENT, send_like_an_app, store_route
+from harness.suites.support import client_settings, send_like_an_app, store_route
 from nodes.protocol.swarm import swarm_for, swarm_space
 
 pytestmark = [pytest.mark.churn, pytest.mark.integration,
@@ -88,7 +88,8 @@ def test_churn_kill_swarm_member_mid_stream(testnet: Testnet, history: HistoryRe
     out" from a live relay, as the storage server answers): on 6 nodes the dead member can be
     on every route a request can take (harness/client/policy.py suspect_routes)."""
     testnet.wait_ready(timeout=60)
-    alice, bob = clients.new(testnet, **CLIENT), clients.new(testnet, **CLIENT)
+    settings = client_settings(testnet)  # outlasts a store waiting for a killed peer
+    alice, bob = clients.new(testnet, **settings), clients.new(testnet, **settings)
     expected = {f"churn {i}" for i in range(10)}
     with history.faults(testnet) as faults:
         members = faults.resolve(f"swarm-of:{bob.session_id}")
@@ -119,7 +120,8 @@ def test_churn_rolling_restart_of_every_node(testnet: Testnet, history: HistoryR
     """Restarting every node one after the other (each back and ready before the next goes)
     loses no acknowledged message, and sends during the roll succeed (app-style resends)."""
     testnet.wait_ready(timeout=60)
-    alice, bob = clients.new(testnet, **CLIENT), clients.new(testnet, **CLIENT)
+    settings = client_settings(testnet)  # outlasts a store waiting for a killed peer
+    alice, bob = clients.new(testnet, **settings), clients.new(testnet, **settings)
     expected = {f"before {i}" for i in range(3)}
     for body in sorted(expected):
         send_like_an_app(alice, bob.session_id, body)
@@ -141,6 +143,7 @@ def test_churn_rolling_restart_of_every_node(testnet: Testnet, history: HistoryR
     assert {d["body"] for d in h.deliveries} == expected
 
 
+@pytest.mark.node_capabilities("join")
 def test_churn_nodes_join_until_a_swarm_splits(testnet_factory: TestnetOwner,
                                                history: HistoryRecorder,
                                                clients: Clients) -> None:
@@ -152,8 +155,8 @@ def test_churn_nodes_join_until_a_swarm_splits(testnet_factory: TestnetOwner,
     moves (a seed where none does would fail the scenario: 2^-16)."""
     # 4 nodes (an onion path and a destination), swarms of at least 3: 2 more nodes split it
     net = testnet_factory(swarms=1, swarm_size=4, min_swarm_size=3, new_swarm_size=3)
-    alice = clients.new(net, **CLIENT)
-    recipients = [clients.new(net, **CLIENT) for _ in range(16)]
+    alice = clients.new(net, **client_settings(net))
+    recipients = [clients.new(net, **client_settings(net)) for _ in range(16)]
     before = live_swarms(net)
     assert len(before) == 1, before
     (old_id,) = before
@@ -189,7 +192,8 @@ def test_churn_decommission_and_deregistration(testnet_factory: TestnetOwner,
     swarms re-form each time (and again when both come back) and no acknowledged message is
     lost."""
     net = testnet_factory(swarms=2, swarm_size=3)
-    alice, bob = clients.new(net, **CLIENT), clients.new(net, **CLIENT)
+    settings = client_settings(net)  # outlasts a store waiting for a killed peer
+    alice, bob = clients.new(net, **settings), clients.new(net, **settings)
     inbox = Inbox(bob)
     expected: set[str] = set()
 
@@ -211,7 +215,7 @@ def test_churn_decommission_and_deregistration(testnet_factory: TestnetOwner,
         stream("decommissioned")
         killed = faults.kill(f"swarm-of:{bob.session_id}:1", exclude=[gone])
         dead = killed.nodes[0]
-        net.wait_for(lambda: not registered(net, dead), timeout=30,
+        net.wait_for(lambda: not registered(net, dead), timeout=silence_limit(net, dead) + 24,
                      what=f"the seed deregistered the killed {dead}")
         layouts.append(live_swarms(net))
         stream("deregistered")
@@ -236,7 +240,8 @@ def test_churn_seed_down_for_a_while(testnet: Testnet, history: HistoryRecorder,
     deregistered for the silence, proofs and new registrations work and new clients bootstrap.
     """
     testnet.wait_ready(timeout=60)
-    alice, bob = clients.new(testnet, **CLIENT), clients.new(testnet, **CLIENT)
+    settings = client_settings(testnet)  # outlasts a store waiting for a killed peer
+    alice, bob = clients.new(testnet, **settings), clients.new(testnet, **settings)
     inbox = Inbox(bob)
     expected = {"with the seed"}
     send_like_an_app(alice, bob.session_id, "with the seed")
@@ -265,7 +270,7 @@ def test_churn_seed_down_for_a_while(testnet: Testnet, history: HistoryRecorder,
     testnet.wait_for(lambda: (registration_height(testnet, name) or 0) > (before or 0),
                      timeout=30, what=f"{name} registered again")
     testnet.wait_ready(timeout=60)
-    carol = clients.new(testnet, **CLIENT)  # bootstraps from the restarted seed
+    carol = clients.new(testnet, **client_settings(testnet))  # bootstraps from the restarted seed
     send_like_an_app(carol, bob.session_id, "after the seed")
     expected.add("after the seed")
     inbox.wait(expected)
@@ -274,6 +279,17 @@ def test_churn_seed_down_for_a_while(testnet: Testnet, history: HistoryRecorder,
     assert [(e.action, e.phase) for e in h.events] == [("stop_seed", "apply"),
                                                        ("stop_seed", "remove")]
     assert {h.sent[s.op_id]["body"] for s in h.sends if s.ok} == expected
+
+
+def silence_limit(net: Testnet, name: str) -> float:
+    """Seconds of silence after which the seed deregisters ``name``: the proof timeout for a
+    node that sends proofs (ours), the OxenMQ timeout (90 s) for one that joined over OxenMQ
+    (the real server)."""
+    state = net.seed_admin("state", method="GET")
+    key = net.node(name).pubkey_ed25519
+    liveness = next((n.get("liveness") for n in state.get("nodes", [])
+                     if n.get("pubkey_ed25519") == key), "proof")
+    return float(state["oxenmq_timeout"] if liveness == "oxenmq" else state["proof_timeout"])
 
 
 def registration_height(net: Testnet, name: str) -> int | None:
@@ -356,7 +372,8 @@ def test_churn_standard_schedule_keeps_delivering(testnet: Testnet, history: His
     to be deregistered and to register again) for 2 minutes, with a steady stream of sends, at
     least 99.9 % of the acknowledged sends are delivered."""
     testnet.wait_ready(timeout=60)
-    alice, bob = clients.new(testnet, **CLIENT), clients.new(testnet, **CLIENT)
+    settings = client_settings(testnet)  # outlasts a store waiting for a killed peer
+    alice, bob = clients.new(testnet, **settings), clients.new(testnet, **settings)
     swarms = live_swarms(testnet)
     schedule = Schedule.churn(str(testnet.topology.seed), 120.0, 10.0,
                               nodes=[n.name for n in testnet.nodes], swarms=swarms,

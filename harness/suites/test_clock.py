@@ -43,6 +43,7 @@ def resyncs(rec: OperationRecord) -> list[tuple[AttemptRecord, AttemptRecord, in
     return out
 
 
+@pytest.mark.node_capabilities("clock")
 def test_node_clock_skewed_by_minutes(testnet: Testnet, history: HistoryRecorder,
                                       clients: Clients) -> None:
     """A member of the recipient's swarm whose clock is 5 minutes behind refuses the clients'

@@ -35,6 +35,7 @@ from harness.suites.support import CLIENT, module_testnet, swarm_names
 from nodes.protocol.signing import retrieve_message, sign_request
 
 pytestmark = [pytest.mark.partitions, pytest.mark.integration, pytest.mark.builtin_client,
+              pytest.mark.node_capabilities("partition"),
               pytest.mark.backends("process", "docker")]
 
 #: production clients take the answering member's signed hash as the acknowledgement

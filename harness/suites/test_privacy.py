@@ -24,6 +24,7 @@ from harness.suites.conftest import Clients
 from harness.suites.support import CLIENT, send_like_an_app
 
 pytestmark = [pytest.mark.privacy, pytest.mark.integration,
+              pytest.mark.node_capabilities("observations"),
               pytest.mark.backends("process", "docker")]
 
 

@@ -122,3 +122,31 @@ def test_observed_privacy_from_observations_only():
     r = observed_privacy(h)
     assert r.verdict is Verdict.FAILED and "no node relayed a request to it" in r.details[0]
     assert observed_privacy(History()).verdict is Verdict.UNKNOWN
+
+
+def test_nodes_without_an_admin_interface_make_the_check_unknown_not_ok():
+    """Real storage servers have no observations: collecting skips them (saying why, never
+    calling an admin interface they lack) and the check of a route over them is unknown."""
+    from types import SimpleNamespace
+
+    from harness.recording import collect_observations
+
+    full = base()
+    kinds = {name: "oxen-storage" if name in ("sn01", "sn03") else "python" for name in full.nodes}
+    asked: list[str] = []
+
+    def node_admin(name, path):
+        asked.append(name)
+        return {"observations": full.observations.get(name, [])}
+
+    net = SimpleNamespace(nodes=[SimpleNamespace(name=n) for n in sorted(kinds)],
+                          node=lambda n: SimpleNamespace(kind=kinds[n]), node_admin=node_admin)
+    errors: list[str] = []
+    collected = collect_observations(net, errors=errors)
+    assert "sn01" not in asked and "sn03" not in asked and "sn01" not in collected
+    assert "sn01: no observations: oxen-storage nodes have no admin interface" in errors
+    h = base()
+    h.observations = collected
+    r = privacy(h)
+    assert r.verdict is Verdict.UNKNOWN, r
+    assert any("sn01" in d and "no observations collected" in d for d in r.details), r.details

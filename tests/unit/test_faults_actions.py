@@ -486,3 +486,15 @@ def test_clear_skips_node_side_resets_on_nodes_without_an_admin_interface(real_n
     real_net.fail_admin.add("sn01")  # would fail if clear called sn01's (absent) admin interface
     ev = f.clear()
     assert real_net.admin["sn02"]["clock"] == 0 and not (ev.result or {}).get("errors")
+
+
+@pytest.mark.parametrize("action", ["pause", "kill"])
+def test_a_real_node_comes_back_without_asking_its_absent_admin_interface(real_net: FakeNet,
+                                                                          action: str):
+    """Unpause and start restore peer overrides through the admin interface on our nodes; a
+    real server has none, so bringing it back must not wait for one (it did: 30 s, then fail)."""
+    f = make_faults(real_net)
+    real_net.fail_admin.add("sn01")  # any admin call to sn01 fails, as on the real server
+    fault = getattr(f, action)("sn01")
+    fault.remove()
+    assert real_net.calls[-1] == ("unpause" if action == "pause" else "start", "sn01")

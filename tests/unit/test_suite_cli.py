@@ -195,10 +195,13 @@ def test_list_json_agrees_with_pytest_collection(tmp_path):
     assert {s["name"] for s in listed["scenarios"]} == collected
     for s in listed["scenarios"]:
         assert set(s) == {"name", "family", "families", "module", "property", "backends",
-                          "builtin_client", "nodeids"}
+                          "builtin_client", "nodeids", "node_capabilities"}
         assert s["family"] in FAMILIES and s["property"] and s["nodeids"]
         assert all(n.startswith("harness/suites/test_") for n in s["nodeids"])
         assert re.fullmatch(r"harness\.suites\.test_\w+", s["module"])
+    needs = {s["name"]: s["node_capabilities"] for s in listed["scenarios"]}
+    assert needs["test_sybil_nodes_that_join_and_drop"] == ["behaviour", "join"]
+    assert needs["test_metadata_privacy"] == ["observations"] and needs["test_size_limit"] == []
 
 
 def test_the_configuration_registers_markers_and_is_strict():

@@ -75,6 +75,9 @@ def test_bounds() -> None:
     # 10 kB through c's 10 KB/s cap: one second more
     assert p.slowest_route_ms(1, payload_bytes=10_000) == 1050
     assert p.least_route_ms(["a", "b", "zz"]) == 90 + 15
+    # a hop may cross either end's proxy: the guard fully, then the smaller end of each hop
+    assert p.least_route_ms(["b", "a", "c"], either_end=True) == 15 + 15 + 50
+    assert p.least_route_ms(["a", "c", "zz"], either_end=True) == 90 + 50 + 0
     assert p["b"].kbps == 1000
     assert p.regions() == {"r": ["a", "b", "c"]}
     with pytest.raises(KeyError, match="not in the WAN profile"):
