@@ -147,10 +147,28 @@ def test_backend_without_pair_links_refuses_link_faults_on_real_nodes(tp: FakeTo
     assert all(p["enabled"] for p in tp.proxies.values())
 
 
-def test_block_clients_is_refused_on_real_nodes(tp: FakeToxiproxy) -> None:  # noqa: F811
+def test_block_clients_on_real_nodes_points_pair_links_past_the_blocked_proxies(
+        tp: FakeToxiproxy) -> None:  # noqa: F811
+    """Clients lose sn01 (both its proxies disabled) while its peers' pair links to it go
+    straight to its process; no link proxy is made, no admin call; undo restores all."""
     net = real_net(tp)
-    with make_faults(net) as f, pytest.raises(ValueError, match="peer overrides.*sn01"):
-        f.block_clients("sn01")
+    before = {name: dict(p) for name, p in tp.proxies.items()}
+    sn01 = net.state.node("sn01")
+    with make_faults(net) as f:
+        block = f.block_clients("sn01")
+        assert block.nodes == ["sn01"]
+        assert not tp.proxies["sn01"]["enabled"] and not tp.proxies["sn01-omq"]["enabled"]
+        for src in ("sn02", "sn03", "sn04", "sn05", "sn06"):
+            assert tp.proxies[f"{src}->sn01"]["upstream"] == f"{sn01.bind_ip}:{sn01.storage_port}"
+            assert tp.proxies[f"{src}->sn01-omq"]["upstream"] == f"{sn01.bind_ip}:{sn01.omq_bind_port}"
+            assert tp.proxies[f"{src}->sn01"]["enabled"]
+        # links between other nodes are untouched
+        assert tp.proxies["sn02->sn03"] == before["sn02->sn03"]
+        assert set(tp.proxies) == set(before)
+        block.remove()
+    assert {n: (p["upstream"], p["enabled"]) for n, p in tp.proxies.items()} == \
+        {n: (p["upstream"], p["enabled"]) for n, p in before.items()}
+    assert admin_writes(net) == []
 
 
 def test_status_lists_pair_links_only_while_a_fault_acts_on_them(tp: FakeToxiproxy) -> None:  # noqa: F811

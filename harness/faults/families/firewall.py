@@ -9,6 +9,11 @@ overrides single-link faults and partitions use) forwards straight to B's proces
 address (any client, the built-in one or one under test) is refused; peers reach B through their
 link proxies. Undo enables B's proxy again, then removes the link proxies it made (and their
 overrides) and points pre-existing link proxies back at B's proxy.
+
+Real servers (pair links, ``NodeKind.routes_pairs``) already reach each other only through link
+proxies of their own (``A->B`` and ``A->B-omq``, forwarding to B's proxies); for them the block
+points those pair links straight at B's process (HTTPS and OxenMQ ports) and needs no override.
+Undo points them back at B's proxies.
 """
 
 from __future__ import annotations
@@ -56,13 +61,13 @@ class BlockClients(FaultKind):
             raise TargetError(f"block_clients: {', '.join(str(r) for r in ranges)} holds every "
                               "node of the testnet; a client could reach none")
         ctx.require(names, self.node_capability)
-        fixed = [n for n in names if not ctx.has_admin(n)]
+        fixed = sorted({src for dst in blocked for src in names
+                        if src != dst and not ctx.pair_routed(src, dst) and not ctx.has_admin(src)})
         if fixed:
             raise ValueError(
-                f"block_clients reroutes every peer with peer overrides (admin interface), which "
-                f"{', '.join(fixed)} ({ctx.node(fixed[0]).kind}) lack: the real server's links "
-                "are fixed pair links, and blocking clients needs the blocked node's own proxy "
-                "free of peer traffic; use a testnet of python nodes")
+                f"block_clients reroutes the blocked nodes' peers with peer overrides (admin "
+                f"interface), which {', '.join(fixed)} ({ctx.node(fixed[0]).kind}) lack; use "
+                "nodes with an admin interface or real servers (pair links)")
         fault.nodes = blocked
         fault.result = {"ranges": [str(r) for r in ranges], "blocked": blocked}
         rerouted: list[str] = []
@@ -74,6 +79,21 @@ class BlockClients(FaultKind):
             direct = f"{rec.bind_ip or rec.public_ip}:{rec.storage_port}"
             for src in names:
                 if src == dst:
+                    continue
+                if ctx.pair_routed(src, dst):
+                    # a pair link already carries src's traffic to dst (both proxies): point it
+                    # straight at dst's process, no override needed
+                    direct_omq = f"{rec.bind_ip or rec.public_ip}:{rec.omq_bind_port}"
+                    for proxy_name, target in zip(ctx.link_proxies(src, dst), (direct, direct_omq),
+                                                  strict=True):
+                        proxy = tp.find_proxy(proxy_name)
+                        if proxy is None:
+                            raise TargetError(f"block_clients: the pair link {proxy_name} of "
+                                              f"{src} -> {dst} is missing from Toxiproxy; "
+                                              "restart the testnet (testnet down; testnet up)")
+                        upstreams[proxy_name] = proxy.upstream
+                        tp.update_proxy(proxy_name, upstream=target)
+                        rerouted.append(proxy_name)
                     continue
                 name = ctx.link_name(src, dst)
                 proxy = tp.find_proxy(name)
