@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from harness.state import NetworkState, NodeRecord
 
@@ -22,6 +22,19 @@ PARTITION = "partition"  # per-link proxies between nodes (node -> node traffic 
 BEHAVIOUR = "behaviour"  # misbehaviours switched on through the node's admin interface
 CLOCK = "clock"          # clock skew through the node's admin interface
 ALL_FAULT_FAMILIES = frozenset({NETWORK, CHURN, PARTITION, BEHAVIOUR, CLOCK})
+
+
+class GroupSpec(Protocol):
+    """A node group as the implementations read it (``harness.topology.NodeGroup``)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def path(self) -> str | None: ...
+    @property
+    def ref(self) -> str | None: ...
+    @property
+    def has_admin(self) -> bool | None: ...
 
 
 class NodeKindError(ValueError):
@@ -63,10 +76,11 @@ class NodeKind(abc.ABC):
 
     #: registry name (``python``, ``oxen-storage``)
     name: ClassVar[str]
-    #: whether the node has the testnet admin interface (observations, behaviours, clock)
-    has_admin: ClassVar[bool]
+    #: whether the node has the testnet admin interface (observations, behaviours, clock); fixed
+    #: per implementation, except the user's own nodes, whose groups declare it
+    has_admin: bool
     #: fault families this implementation supports (see the constants above)
-    fault_families: ClassVar[frozenset[str]]
+    fault_families: frozenset[str]
     #: backends that can run it
     backends: ClassVar[frozenset[str]]
 
@@ -78,6 +92,12 @@ class NodeKind(abc.ABC):
     def __init__(self, path: str | None = None) -> None:
         #: the group's path: ``PATH`` in ``12:oxen-storage=PATH`` (None for ``python``)
         self.path = path
+
+    @classmethod
+    def for_record(cls, node: NodeRecord) -> NodeKind:
+        """The implementation as far as a node's state record tells it (what faults it takes,
+        its proxies): enough for commands that act on a running testnet."""
+        return cls()
 
     def check(self, backend: str = "process") -> None:  # noqa: B027 - optional hook
         """Raise :class:`NodeKindError` if this implementation cannot run on ``backend`` here
