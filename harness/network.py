@@ -411,10 +411,13 @@ class Testnet:
         except rpc.RpcError as e:
             r.seed_error = str(e)
 
-        # each node kind asks its nodes (or the seed about them) in its own way
-        by_kind: dict[str, tuple[NodeKind, dict[str, tuple[NodeRecord, int | None]]]] = {}
+        # each node group's implementation asks its nodes (or the seed about them) in its own
+        # way (groups of one kind may differ: another revision, a declared admin interface)
+        by_kind: dict[Any, tuple[NodeKind, dict[str, tuple[NodeRecord, int | None]]]] = {}
+        topology = self.topology
         for n in self.state.nodes:
-            entry = by_kind.setdefault(n.kind, (self.node_kind(n), {}))
+            group = replace(topology.node_group(n.name), count=1)
+            entry = by_kind.setdefault(group, (nodekinds.group_kind(group), {}))
             entry[1][n.name] = (n, r.nodes[n.name].swarm_id)
         results = await asyncio.gather(*(kind.probe(session, self.state, group)
                                          for kind, group in by_kind.values()))
