@@ -177,8 +177,8 @@ class FaultContext:
         """Point ``node`` at exactly the link proxies that exist for it: a restarted node forgot
         its overrides; an unpaused one (``full``) may also keep overrides of links removed while
         it was frozen, so every other peer's override is reset first."""
-        if not self.net.state.toxiproxy_url:
-            return
+        if not self.net.state.toxiproxy_url or not self.has_admin(node):
+            return  # a node without the admin interface takes no link proxies (no partitions)
         proxies = self.toxiproxy.proxies()
         mine = [(name, dst) for name, (src, dst) in self.link_index().items() if src == node]
         if not mine and not full:

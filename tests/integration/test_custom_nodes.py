@@ -63,9 +63,17 @@ async def test_custom_command_nodes_join_deliver_and_take_only_declared_faults()
             # declared: the node's admin interface takes them
             faults.apply("misbehave", "sn04", drop_stores=True)
             assert net.node_admin("sn04", "behaviours")["drop_stores"] is True
-            # network faults work on every node
+            # network faults and churn work on every node
             faults.apply("latency", "sn01", ms=100)
+            faults.apply("pause", "sn02")
+            assert net.node("sn02").runtime.get("paused")
         assert net.node_admin("sn04", "behaviours")["drop_stores"] is False  # undone on exit
+        assert not net.node("sn02").runtime.get("paused")
+        with Faults(net, seed="2") as faults:
+            faults.apply("kill", "sn03")
+            assert not net.backend.is_running(net.state, "sn03")
+        net.wait_ready(timeout=60)  # sn03 started again (by the wrapper) and rejoined
+        assert net.backend.is_running(net.state, "sn03")
     finally:
         net.down()
 
