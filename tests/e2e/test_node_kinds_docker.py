@@ -1,20 +1,26 @@
-"""Two versions of our node in one docker testnet: 'N:python@REF' nodes run in containers of
-the revision's own image (built offline, tagged by its commit) next to today's nodes, and
-messages cross the two groups' swarms."""
+"""Other node implementations on docker: two versions of our node in one testnet
+('N:python@REF' nodes run in containers of the revision's own image, built offline and tagged by
+its commit, next to today's nodes; messages cross the two groups' swarms), and the user's own
+image ('N:image=IMAGE')."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
+import tarfile
+from pathlib import Path
 
 import docker.errors
 import pytest
 
 from harness.client import Account, SessionClient
+from harness.images import ensure_images
 from harness.images.revision import REVISION_REPOSITORY
 from harness.naming import unique_name
 from harness.network import Testnet
+from harness.nodekinds.custom import ENV_PREFIX
 from harness.nodekinds.revisions import repo_root
 from harness.topology import NodeGroup, Topology
 from nodes.protocol.swarm import swarm_for, swarm_space
@@ -101,3 +107,43 @@ async def test_two_revisions_side_by_side_on_docker(engine):
             assert [m.body for m in got] == ["back"]
     finally:
         net.down()
+
+
+async def test_your_own_image_joins_a_docker_testnet(engine, tmp_path):
+    """``N:image=IMAGE``: a container of the user's image, started with its own command and the
+    node contract in its environment (here: the node image plus examples/nodes/snode_wrapper.py
+    as its CMD)."""
+    base = ensure_images(engine).node
+    wrapper = (Path(__file__).resolve().parents[2] / "examples" / "nodes" / "snode_wrapper.py").read_bytes()
+    dockerfile = (f"FROM {base}\nCOPY snode_wrapper.py /app/snode_wrapper.py\n"
+                  'CMD ["python", "/app/snode_wrapper.py"]\n').encode()
+    ctx = io.BytesIO()
+    with tarfile.open(fileobj=ctx, mode="w") as tar:
+        for name, data in (("Dockerfile", dockerfile), ("snode_wrapper.py", wrapper)):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tar.addfile(ti, io.BytesIO(data))
+    ctx.seek(0)
+    tag = "session-testnet-test/own-node:e2e"
+    engine.images.build(fileobj=ctx, custom_context=True, tag=tag, network_mode="none", rm=True)
+    topology = Topology(name=unique_name("owni"), swarms=2, nodes=(
+        NodeGroup(3, "image", tag), NodeGroup(3, "image", tag, has_admin=True)))
+    net = Testnet.up(topology, backend="docker", timeout=180)
+    try:
+        for n in net.nodes:
+            c = engine.containers.get(n.runtime["container"])
+            assert tag in c.image.tags
+            assert c.attrs["Config"]["Cmd"] == ["python", "/app/snode_wrapper.py"]  # its own
+            env = dict(e.split("=", 1) for e in c.attrs["Config"]["Env"])
+            assert env[ENV_PREFIX + "PUBLIC_IP"] == n.public_ip
+            assert env[ENV_PREFIX + "ADMIN_PORT"] == ("22030" if n.admin_port else "0")
+        assert net.node_admin("sn04", "state")["swarm_id"] is not None
+        async with SessionClient(net.seed_url, Account.generate(), retry_backoff=0.05) as alice, \
+                SessionClient(net.seed_url, Account.generate(), retry_backoff=0.05) as bob:
+            sent = await alice.send(bob.session_id, "from an image of my own")
+            assert sent.ok and sent.confirmations == 3
+            got = await bob.wait_for(count=1, timeout=30)
+            assert [m.body for m in got] == ["from an image of my own"]
+    finally:
+        net.down()
+        engine.images.remove(tag, force=True)
