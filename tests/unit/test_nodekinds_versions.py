@@ -114,3 +114,12 @@ def _ctx(st: NetworkState, topology: dict, admin_port: int) -> NodeContext:
                       proxy="sn01")
     return NodeContext(state=st, node=node, listen_ip="127.9.1.2", data_dir="/d/sn01",
                        log_file="/l/sn01.log", key_seed_hex="11" * 32, topology=topology)
+
+
+@pytest.mark.parametrize("group", [NodeGroup(6, ref="HEAD~1"), NodeGroup(6, "image", "me/n:1"),
+                                   NodeGroup(10, "oxen-storage", "/bin/true")])
+def test_compose_files_refuse_groups_they_cannot_run(group: NodeGroup) -> None:
+    from harness.compose import compose_dict
+
+    with pytest.raises(ValueError, match="compose files run our python nodes of the installed"):
+        compose_dict(Topology(nodes=(group,), swarms=group.count // 3))
