@@ -47,13 +47,17 @@ def main() -> None:
 @click.option("--swarms", type=int, default=None, help="Number of swarms [default: 2].")
 @click.option("--swarm-size", type=int, default=None, help="Nodes per swarm [default: 3].")
 @click.option("--seed", "seed", default=None, help="Testnet seed: fixes keys and swarm layout.")
-@click.option("--nodes", "node_groups", multiple=True, metavar="N[:KIND[=PATH]]",
+@click.option("--nodes", "node_groups", multiple=True, metavar="N[:KIND[@REF][=PATH]]",
               help="A group of N nodes of one implementation (repeatable): 'N:python' (ours, "
-                   "the default) or 'N:oxen-storage=PATH' (the real Session storage server; "
-                   "PATH defaults to $SESSION_TESTNET_OXEN_STORAGE; needs >= 10 nodes; on the "
-                   "docker backend each runs in a container of the image 'testnet images build "
-                   "--oxen-storage PATH' makes, built offline when missing). Swarms follow from "
-                   "--swarm-size.")
+                   "the default); 'N:python@GITREF' (ours at another git revision of this "
+                   "checkout, e.g. 3:python@HEAD~5: two versions side by side); "
+                   "'N:oxen-storage=PATH' (the real Session storage server; PATH defaults to "
+                   "$SESSION_TESTNET_OXEN_STORAGE; needs >= 10 nodes; on the docker backend each "
+                   "runs in a container of the image 'testnet images build --oxen-storage PATH' "
+                   "makes, built offline when missing); 'N:command=PATH' (process backend) or "
+                   "'N:image=IMAGE' (docker backend): your own node, given the node contract "
+                   "through its environment (docs/nodes.md; declare its admin interface with "
+                   "\"has_admin\": true in a --topology file). Swarms follow from --swarm-size.")
 @click.option("--topology", "topology_file", type=click.Path(dir_okay=False), default=None,
               help="JSON topology file (fields of harness.topology.Topology).")
 @click.option("--timeout", type=float, default=90.0, show_default=True,

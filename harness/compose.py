@@ -51,6 +51,10 @@ def compose_state(topology: Topology, *, net_index: int = DEFAULT_NET_INDEX,
     without proxies) and the backend that describes its runtime paths."""
     if net_index not in range(1, 255):
         raise ValueError(f"net_index must be within 1-254, got {net_index}")
+    other = [g.spec() for g in topology.nodes if g.kind != "python" or g.ref]
+    if other:
+        raise ValueError(f"compose files run our python nodes of the installed revision only, not "
+                         f"{', '.join(other)}: use 'testnet up --backend docker' for such groups")
     topo = replace(topology, proxies=False)
     backend = DockerBackend(StateDir(topo.name))  # paths only: no engine call, nothing created
     state = NetworkState(name=topo.name, backend="compose", topology=topo.to_dict(), seed_url="",

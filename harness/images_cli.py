@@ -61,40 +61,64 @@ def images() -> None:
                    "base with its run-time packages, made offline with mmdebstrap; tagged by the "
                    "binary's sha256). Docker testnets with 'N:oxen-storage=PATH' nodes build it "
                    "themselves when missing.")
+@click.option("--ref", "refs", multiple=True, metavar="GITREF",
+              help="Also build the node image of this git revision of session-testnet (taken "
+                   "from the checkout the harness runs from, or $SESSION_TESTNET_REPO; tagged "
+                   "session-testnet/node-rev:<commit12>; repeatable). Docker testnets with "
+                   "'N:python@GITREF' nodes build it themselves when missing.")
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"node": TAG, "node_id": ID, "base": IMAGE, "built": BOOL, '
                    '"oxen_storage": null | {"tag": TAG, "base": IMAGE, "binary_sha256": HEX, '
-                   '"built": BOOL}}.')
+                   '"built": BOOL}, "revisions": [{"tag", "commit", "ref", "base", "built"}]}.')
 @friendly_errors
 def images_build(force: bool, base_image: str | None, oxen_storage: str | None,
-                 as_json: bool) -> None:
+                 refs: tuple[str, ...], as_json: bool) -> None:
     """Build the node image if the installed nodes package or its dependencies changed (and,
-    with --oxen-storage, the real server's image). Works without a registry: the base is then
-    bootstrapped with mmdebstrap and the dependencies are prepared as wheels on the host."""
+    with --oxen-storage, the real server's image; with --ref, the node image of other
+    revisions). Works without a registry: the base is then bootstrapped with mmdebstrap and the
+    dependencies are prepared as wheels on the host."""
     from dataclasses import asdict
 
     from harness.images import ImageError, ensure_images
     from harness.images.oxen_storage import OxenStorageImage, ensure_oxen_storage_image
+    from harness.images.revision import Revision, RevisionImage, ensure_revision_image
+    from harness.nodekinds.base import NodeKindError
+    from harness.nodekinds.revisions import pinned, require_requirements
 
+    try:  # before the engine: a bad ref is the user's error, whatever the engine does
+        revs = [pinned(ref) for ref in refs]
+        for rev in revs:
+            require_requirements(rev)
+    except NodeKindError as e:
+        raise ImageBuildError(str(e)) from None
     client = _client()
     real: OxenStorageImage | None = None
+    built_revs: list[RevisionImage] = []
     try:
         with progress() as report:
             result = ensure_images(client, progress=report, force=force, base_image=base_image)
             if oxen_storage:
                 real = ensure_oxen_storage_image(client, oxen_storage, progress=report,
                                                  force=force)
+            for rev in revs:
+                built_revs.append(ensure_revision_image(
+                    client, Revision(rev.ref, rev.commit, rev.root), progress=report,
+                    force=force, base_image=base_image))
     except ImageError as e:
         raise ImageBuildError(str(e)) from None
     finally:
         client.close()
     if as_json:
-        click.echo(json.dumps({**asdict(result), "oxen_storage": asdict(real) if real else None}))
+        click.echo(json.dumps({**asdict(result), "oxen_storage": asdict(real) if real else None,
+                               "revisions": [asdict(r) for r in built_revs]}))
         return
     click.echo(f"{result.node} ({'built' if result.built else 'up to date'}, base {result.base})")
     if real:
         click.echo(f"{real.tag} ({'built' if real.built else 'up to date'}, base {real.base}, "
                    f"binary sha256 {real.binary_sha256[:12]})")
+    for r in built_revs:
+        click.echo(f"{r.tag} ({'built' if r.built else 'up to date'}, revision {r.ref} = "
+                   f"{r.commit}, base {r.base})")
 
 
 @images.command("tag")

@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +130,11 @@ class Testnet:
         topology = topology or Topology()
         statedir = StateDir(topology.name)
         backend_cls = backend_class(backend)
-        nodekinds.check_groups(((g.kind, g.path) for g in topology.nodes), backend)
+        if any(g.ref for g in topology.nodes):  # N:python@REF -> its commit, checked
+            topology = replace(topology, nodes=tuple(
+                replace(g, ref=nodekinds.pin_revision(g.ref)) if g.ref else g
+                for g in topology.nodes))
+        nodekinds.check_groups(topology.nodes, backend)
         try:
             backend_cls.sweep_stale(report)
         except BackendError as e:
@@ -253,7 +257,7 @@ class Testnet:
 
     def node_kind(self, node: NodeRecord) -> NodeKind:
         """The implementation of ``node`` (harness.nodekinds)."""
-        return nodekinds.node_kind(node.kind, self.topology.node_group(node.name).path)
+        return nodekinds.group_kind(self.topology.node_group(node.name))
 
     def node_argv(self, node: NodeRecord) -> list[str]:
         """The node's command line, from its implementation (see NodeKind.argv)."""
@@ -426,10 +430,13 @@ class Testnet:
         except rpc.RpcError as e:
             r.seed_error = str(e)
 
-        # each node kind asks its nodes (or the seed about them) in its own way
-        by_kind: dict[str, tuple[NodeKind, dict[str, tuple[NodeRecord, int | None]]]] = {}
+        # each node group's implementation asks its nodes (or the seed about them) in its own
+        # way (groups of one kind may differ: another revision, a declared admin interface)
+        by_kind: dict[Any, tuple[NodeKind, dict[str, tuple[NodeRecord, int | None]]]] = {}
+        topology = self.topology
         for n in self.state.nodes:
-            entry = by_kind.setdefault(n.kind, (self.node_kind(n), {}))
+            group = replace(topology.node_group(n.name), count=1)
+            entry = by_kind.setdefault(group, (nodekinds.group_kind(group), {}))
             entry[1][n.name] = (n, r.nodes[n.name].swarm_id)
         results = await asyncio.gather(*(kind.probe(session, self.state, group)
                                          for kind, group in by_kind.values()))

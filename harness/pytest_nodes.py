@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from harness.nodekinds import kind_class
+from harness.nodekinds import group_kind
 from harness.suites.families import CAPABILITY_MARKER
 from harness.topology import NodeGroup, Topology, TopologyError
 
@@ -74,8 +74,8 @@ def lacking(groups: Sequence[NodeGroup], needed: Iterable[str]) -> str | None:
     """Why a test that needs the capabilities ``needed`` cannot run on ``groups`` (None: it
     can), from the first kind that lacks one."""
     need = list(needed)
-    for kind in dict.fromkeys(g.kind for g in groups):
-        reason = kind_class(kind).lacking(need)
+    for group in groups:
+        reason = group_kind(group).lacking(need)
         if reason:
             return reason
     return None

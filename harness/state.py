@@ -48,8 +48,11 @@ class NodeRecord:
     #: the bind address when it differs from the advertised one (e.g. behind a proxy)
     bind_ip: str | None = None
     proxy: str | None = None
-    #: the node implementation (harness.nodekinds): "python" (ours) or "oxen-storage"
+    #: the node implementation (harness.nodekinds): "python" (ours), "oxen-storage", or the
+    #: user's own "command" / "image"
     kind: str = "python"
+    #: python nodes of another git revision of this project: its commit
+    revision: str | None = None
     #: nodes speaking OxenMQ (the real server): the advertised OxenMQ port (its proxy's when
     #: proxied), the port it listens on, and its own endpoint at the seed (its oxend)
     omq_port: int | None = None
@@ -80,6 +83,8 @@ class NodeRecord:
             out["proxy"] = self.proxy
         if self.omq_port is not None:
             out["omq_port"] = self.omq_port
+        if self.revision is not None:
+            out["revision"] = self.revision
         return out
 
 

@@ -25,15 +25,27 @@ class TopologyError(ValueError):
     """A topology spec is invalid; the message says which field and why."""
 
 
+#: a git revision as a node group names it (``3:python@REF``): no whitespace, no leading '-'
+#: (it goes to ``git rev-parse`` as an argument), no ':' or '=' (the group syntax's separators)
+REF_RE = re.compile(r"^[A-Za-z0-9_.~^/@{}+-]{1,200}$")
+
+
 @dataclass(frozen=True)
 class NodeGroup:
-    """``count`` nodes of one implementation (:mod:`harness.nodekinds`). ``path``: the program
-    of kinds that take one (``oxen-storage``: the server binary; made absolute here so that later
-    commands, run from elsewhere, find it)."""
+    """``count`` nodes of one implementation (:mod:`harness.nodekinds`).
+
+    ``path``: the program of kinds that take one (``oxen-storage``: the server binary,
+    ``command``: the user's node program; made absolute here so that later commands, run from
+    elsewhere, find it), or the image of ``image`` nodes. ``ref``: for ``python`` nodes, a git
+    revision of this project to run instead of the installed one (``3:python@HEAD~5``; pinned to
+    its commit when the testnet starts). ``has_admin``: for the user's own nodes (``command``,
+    ``image``), whether they serve the testnet admin interface (docs/nodes.md)."""
 
     count: int
     kind: str = nodekinds.DEFAULT_KIND
     path: str | None = None
+    ref: str | None = None
+    has_admin: bool | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.count, int) or self.count < 1:
@@ -45,23 +57,48 @@ class NodeGroup:
             object.__setattr__(self, "path", os.environ.get(nodekinds.PATH_ENV[self.kind]) or None)
         if self.path is not None and self.kind not in nodekinds.KINDS_WITH_PATH:
             raise TopologyError(f"node group {self.spec()!r}: kind {self.kind!r} takes no path")
-        if self.path is not None:
+        if self.path is None and self.kind in nodekinds.KINDS_NEEDING_PATH:
+            raise TopologyError(f"node group {self.spec()!r}: kind {self.kind!r} needs "
+                                f"{nodekinds.KINDS_NEEDING_PATH[self.kind]} "
+                                f"('N:{self.kind}=…', or \"path\" in a topology file)")
+        if self.path is not None and self.kind in nodekinds.KINDS_WITH_FILE_PATH:
             object.__setattr__(self, "path", os.path.abspath(os.path.expanduser(self.path)))
+        if self.ref is not None:
+            if self.kind != nodekinds.PYTHON:
+                raise TopologyError(f"node group {self.spec()!r}: only python nodes run a git "
+                                    f"revision ('N:python@REF'), not {self.kind!r} nodes")
+            if not isinstance(self.ref, str) or not REF_RE.match(self.ref) or self.ref.startswith("-"):
+                raise TopologyError(f"node group {self.spec()!r}: {self.ref!r} is not a git "
+                                    "revision (a commit, branch, tag or e.g. HEAD~5)")
+        if self.has_admin is not None:
+            if self.kind not in nodekinds.KINDS_DECLARING_ADMIN:
+                raise TopologyError(f"node group {self.spec()!r}: has_admin is declared for the "
+                                    f"user's own nodes ({', '.join(sorted(nodekinds.KINDS_DECLARING_ADMIN))}) "
+                                    f"only; {self.kind!r} nodes have a fixed interface")
+            if not isinstance(self.has_admin, bool):
+                raise TopologyError(f"node group {self.spec()!r}: has_admin must be true or false")
 
     def spec(self) -> str:
-        return f"{self.count}:{self.kind}" + (f"={self.path}" if self.path else "")
+        return (f"{self.count}:{self.kind}" + (f"@{self.ref}" if self.ref else "")
+                + (f"={self.path}" if self.path else ""))
 
     @classmethod
     def parse(cls, spec: str) -> NodeGroup:
-        """``N``, ``N:KIND`` or ``N:KIND=PATH`` (as ``testnet up --nodes`` takes it)."""
+        """``N``, ``N:KIND``, ``N:KIND=PATH`` or ``N:python@REF`` (as ``testnet up --nodes``
+        takes it)."""
         count_s, _, rest = spec.partition(":")
-        kind, _, path = rest.partition("=")
+        kind_ref, _, path = rest.partition("=")
+        kind, _, ref = kind_ref.partition("@")
         try:
             count = int(count_s)
         except ValueError:
-            raise TopologyError(f"node group {spec!r}: expected N, N:KIND or N:KIND=PATH "
-                                f"(e.g. 12:oxen-storage=./oxen-storage)") from None
-        return cls(count=count, kind=kind or nodekinds.DEFAULT_KIND, path=path or None)
+            raise TopologyError(f"node group {spec!r}: expected N, N:KIND, N:KIND=PATH or "
+                                f"N:python@REF (e.g. 12:oxen-storage=./oxen-storage, "
+                                f"3:python@HEAD~5)") from None
+        if "@" in kind_ref and not ref:
+            raise TopologyError(f"node group {spec!r}: '@' must be followed by a git revision")
+        return cls(count=count, kind=kind or nodekinds.DEFAULT_KIND, path=path or None,
+                   ref=ref or None)
 
 
 @dataclass(frozen=True)
@@ -130,10 +167,11 @@ class Topology:
                                 f"{want} swarm(s), not swarms={self.swarms}: leave swarms out or "
                                 f"set it to {want}")
         kinds = {g.kind for g in self.nodes}
-        real = kinds - {nodekinds.PYTHON}
-        if real and nodekinds.PYTHON in kinds:
+        real = kinds & nodekinds.KINDS_OVER_OXENMQ
+        if real and kinds - real:
             raise TopologyError(
-                f"a testnet cannot mix our python nodes with {', '.join(sorted(real))} nodes yet: "
+                f"a testnet cannot mix {', '.join(sorted(kinds - real))} nodes with "
+                f"{', '.join(sorted(real))} nodes yet: "
                 "node-to-node traffic of the real server (OxenMQ sn.*) is not implemented by ours "
                 "(docs/nodes.md); use one kind")
         if real and self.node_count < nodekinds.MIN_NODES_WITH_REAL:
@@ -215,16 +253,18 @@ class Topology:
 
 
 def _group(entry: Any) -> NodeGroup:
-    """A node group from JSON: ``{"count", "kind", "path"}`` or the CLI string ``N:KIND=PATH``."""
+    """A node group from JSON: ``{"count", "kind", "path", "ref", "has_admin"}`` or the CLI
+    string ``N:KIND=PATH`` / ``N:python@REF``."""
     if isinstance(entry, NodeGroup):
         return entry
     if isinstance(entry, str):
         return NodeGroup.parse(entry)
     if isinstance(entry, dict):
-        unknown = sorted(set(entry) - {"count", "kind", "path"})
+        known = {f.name for f in fields(NodeGroup)}
+        unknown = sorted(set(entry) - known)
         if unknown or "count" not in entry:
-            raise TopologyError(f"node group {entry!r}: expected fields count, kind, path "
-                                f"(unknown: {unknown})")
+            raise TopologyError(f"node group {entry!r}: expected fields {', '.join(sorted(known))} "
+                                f"(count required; unknown: {unknown})")
         return NodeGroup(**entry)
     raise TopologyError(f"node group {entry!r}: expected an object or 'N:KIND=PATH'")
 

@@ -62,6 +62,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import docker.errors  # binds `docker` too (a plain `import docker` is misfiled next to docker/)
@@ -90,7 +91,7 @@ from harness.images import ImageError, ensure_images, toxiproxy_image
 from harness.nodekinds.base import NodeKindError
 from harness.nodekinds.oxen_storage import DEFAULT_OMQ_PORT
 from harness.state import NetworkState, NodeRecord, StateDir, StateError, list_networks, locked
-from harness.topology import Topology, node_index
+from harness.topology import NodeGroup, Topology, node_index
 from nodes.protocol.constants import ADMIN_PORT, SEED_HTTPS_PORT, SEED_PORT, STORAGE_PORT
 
 TOXIPROXY_PORT = 8474
@@ -219,11 +220,12 @@ class DockerBackend(Backend):
         if not 1 <= i <= 254:
             raise BackendError(f"node {name}: the docker backend supports nodes sn01-sn254")
         ident = topology.node_identity(name)
-        kind = topology.node_group(name).kind
+        group = topology.node_group(name)
+        kind = group.kind
         return NodeRecord(name=name, public_ip="", storage_port=STORAGE_PORT,
-                          admin_port=ADMIN_PORT if nodekinds.kind_class(kind).has_admin else 0,
+                          admin_port=ADMIN_PORT if nodekinds.group_kind(group).has_admin else 0,
                           pubkey_ed25519=ident.ed25519_hex, pubkey_x25519=ident.x25519_hex,
-                          kind=kind)
+                          kind=kind, revision=group.ref)
 
     def plan_node(self, state: NetworkState, name: str) -> NodeRecord:
         node = self._node_record(Topology.from_dict(state.topology), name)
@@ -264,13 +266,13 @@ class DockerBackend(Backend):
         """Record the image of every node whose implementation brings its own (the real
         server's, built offline if missing) in ``node.runtime["image"]``."""
         topology = Topology.from_dict(state.topology)
-        by_group: dict[tuple[str, str | None], str | None] = {}
+        by_group: dict[NodeGroup, str | None] = {}
         for node in state.nodes:
             group = topology.node_group(node.name)
-            key = (group.kind, group.path)
+            key = replace(group, count=1)
             if key not in by_group:
                 try:
-                    by_group[key] = nodekinds.node_kind(*key).container_image(self.client, report)
+                    by_group[key] = nodekinds.group_kind(group).container_image(self.client, report)
                 except NodeKindError as e:
                     raise BackendError(str(e)) from None
             image = by_group[key]
@@ -313,7 +315,7 @@ class DockerBackend(Backend):
             self.client.volumes.create(name=name, labels=self.labels(state, role="data", target=target))
         return name
 
-    def _run(self, state: NetworkState, target: str, image: str, command: list[str], *,
+    def _run(self, state: NetworkState, target: str, image: str, command: list[str] | None, *,
              role: str, ip: str | None = None, volume: bool = True, user: str | None = None,
              cap_add: list[str] | None = None, network_mode: str | None = None,
              files: dict[str, bytes] | None = None, env: dict[str, str] | None = None) -> str:
@@ -459,14 +461,15 @@ class DockerBackend(Backend):
             if st.get("Running"):
                 raise BackendError(f"node {node.name} of testnet {state.name!r} is already "
                                    f"running (container {existing.name})")
-            if existing.attrs["Config"].get("Cmd") == command:
-                existing.start()  # same command line: keep the container and its log
+            # same command line (or the image's own, for the user's image nodes): keep it
+            if not command or existing.attrs["Config"].get("Cmd") == command:
+                existing.start()  # keep the container and its log
                 node.runtime["container"] = existing.name
                 node.runtime.pop("paused", None)
                 return
             existing.remove(force=True)
         node.runtime["container"] = self._run(
-            state, node.name, image, command, role="node", ip=self.listen_ip(state, node.name),
+            state, node.name, image, command or None, role="node", ip=self.listen_ip(state, node.name),
             cap_add=list(kind.container_caps) or None, env=env)
         node.runtime.pop("paused", None)
 

@@ -203,14 +203,15 @@ class ProcessBackend(Backend):
             raise BackendError(f"node {name}: the process backend supports nodes sn01-sn254")
         ident = topology.node_identity(name)
         prefix = f"127.{state.net_index}.{i}"
-        kind = topology.node_group(name).kind
-        has_admin = nodekinds.kind_class(kind).has_admin
+        group = topology.node_group(name)
+        kind = group.kind
+        has_admin = nodekinds.group_kind(group).has_admin
         return NodeRecord(name=name, public_ip=f"{prefix}.1",
                           bind_ip=f"{prefix}.2" if topology.proxies else None,
                           proxy=name if topology.proxies else None,
                           storage_port=STORAGE_PORT, admin_port=ADMIN_PORT if has_admin else 0,
                           pubkey_ed25519=ident.ed25519_hex, pubkey_x25519=ident.x25519_hex,
-                          kind=kind)
+                          kind=kind, revision=group.ref)
 
     def link_address(self, state: NetworkState, src: str, dst: str) -> str:
         j, i = node_index(src), node_index(dst)

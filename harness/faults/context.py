@@ -150,7 +150,7 @@ class FaultContext:
             nodekinds.check_fault(self.node(n), capability, self.net.state.backend)
 
     def has_admin(self, node: str) -> bool:
-        return nodekinds.kind_class(self.node(node).kind).has_admin
+        return nodekinds.record_kind(self.node(node)).has_admin
 
     def reachable(self, node: str) -> bool:
         """Whether ``node``'s admin interface can answer (running and not paused)."""

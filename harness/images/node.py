@@ -97,14 +97,15 @@ def build_context(wheels: Path, out: IO[bytes], sources: NodeSources | None = No
 
 def build_image(client: docker.DockerClient, tag: str, base: str, wheels: Path, *,
                 sources: NodeSources | None = None, progress: Progress = quiet,
-                nocache: bool = False) -> str:
+                nocache: bool = False, labels: dict[str, str] | None = None) -> str:
     """Build the node image as ``tag`` on ``base`` with the prepared ``wheels``; return its id.
 
     Only the build: :func:`ensure_images` is the usual entry (it also chooses the base, prepares
     the wheels, moves ``:latest`` and prunes old node images)."""
     sources = sources or NodeSources.installed()
     # labels (session-testnet.image=node, .base) are set in the Dockerfile: the API's `labels`
-    # parameter would add one uncached build step per label
+    # parameter would add one uncached build step per label (``labels``: for images built
+    # once, such as another revision's)
     log: list[str] = []
     image_id = None
     with tempfile.TemporaryFile() as ctx:
@@ -116,7 +117,7 @@ def build_image(client: docker.DockerClient, tag: str, base: str, wheels: Path, 
                 stream = client.api.build(
                     fileobj=ctx, custom_context=True, tag=tag, buildargs={"BASE_IMAGE": base},
                     rm=True, forcerm=True, pull=False, nocache=nocache,
-                    network_mode="none", decode=True,
+                    network_mode="none", decode=True, labels=labels,
                 )
                 for chunk in stream:
                     if "error" in chunk:

@@ -1,5 +1,6 @@
-"""Node implementations a testnet can run, by name: ``python`` (ours, the default) and
-``oxen-storage`` (the production Session storage server). See docs/nodes.md for the contract.
+"""Node implementations a testnet can run, by name: ``python`` (ours, the default; optionally
+another git revision of it), ``oxen-storage`` (the production Session storage server), and the
+user's own ``command`` / ``image``. See docs/nodes.md for the contract.
 
 Modules are imported when first used, so :mod:`harness.topology` can validate kind names
 without pulling in network code.
@@ -13,13 +14,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from harness.nodekinds.base import NodeKind
+    from harness.nodekinds.base import GroupSpec, NodeKind
     from harness.state import NetworkState, NodeRecord
 
 from harness.nodekinds.names import (
+    COMMAND,
     DEFAULT_KIND,
+    IMAGE,
     KIND_CLASSES,
     KIND_NAMES,
+    KINDS_DECLARING_ADMIN,
+    KINDS_NEEDING_PATH,
+    KINDS_OVER_OXENMQ,
+    KINDS_WITH_FILE_PATH,
     KINDS_WITH_PATH,
     MIN_NODES_WITH_REAL,
     OXEN_STORAGE,
@@ -37,23 +44,50 @@ def kind_class(name: str) -> type[NodeKind]:
     return cls
 
 
-def node_kind(name: str, path: str | None = None) -> NodeKind:
-    """The implementation ``name`` (with the group's ``path`` where it takes one)."""
-    return kind_class(name)(path)
+def node_kind(name: str, path: str | None = None, *, ref: str | None = None,
+              has_admin: bool | None = None) -> NodeKind:
+    """The implementation ``name`` with its group's settings: ``path`` where it takes one,
+    ``ref`` (python: another git revision), ``has_admin`` (the user's own nodes)."""
+    cls: Any = kind_class(name)
+    kwargs: dict[str, Any] = {}
+    if ref is not None:
+        kwargs["ref"] = ref
+    if has_admin is not None:
+        kwargs["has_admin"] = has_admin
+    kind: NodeKind = cls(path, **kwargs)
+    return kind
 
 
+def group_kind(group: GroupSpec) -> NodeKind:
+    """The implementation of a topology's node group."""
+    return node_kind(group.kind, group.path, ref=group.ref, has_admin=group.has_admin)
 
 
-def check_groups(groups: Iterable[tuple[str, str | None]], backend: str) -> None:
-    """Raise :class:`~harness.nodekinds.base.NodeKindError` unless every ``(kind, path)`` group
-    can run on ``backend`` here (binary present, libraries installed, …)."""
+def record_kind(node: NodeRecord) -> NodeKind:
+    """The implementation of a planned node, from its state record alone."""
+    return kind_class(node.kind).for_record(node)
+
+
+def pin_revision(ref: str) -> str:
+    """The commit of a group's git ref (``N:python@REF``), after extracting that revision and
+    checking that it takes today's node contract (a
+    :class:`~harness.nodekinds.base.NodeKindError` names the ref and what is missing). A testnet
+    records the commit, so later commands run the same code even if the ref moves."""
+    from harness.nodekinds.revisions import pinned
+
+    return pinned(ref).commit
+
+
+def check_groups(groups: Iterable[GroupSpec], backend: str) -> None:
+    """Raise :class:`~harness.nodekinds.base.NodeKindError` unless every group can run on
+    ``backend`` here (binary present, libraries installed, revision usable, …)."""
     from harness.nodekinds.base import NodeKindError
 
-    for kind_name, path in groups:
-        kind = node_kind(kind_name, path)
+    for group in groups:
+        kind = group_kind(group)
         if backend not in kind.backends:
             raise NodeKindError(
-                f"{kind_name} nodes run on the {', '.join(sorted(kind.backends))} backend only, "
+                f"{group.kind} nodes run on the {', '.join(sorted(kind.backends))} backend only, "
                 f"not {backend}: use --backend {sorted(kind.backends)[0]}")
         kind.check(backend)
 
@@ -90,15 +124,17 @@ def check_fault(node: NodeRecord, family: str, backend: str | None = None) -> No
     """Raise :class:`~harness.nodekinds.base.NodeKindError` (a ValueError) with a clear message
     when faults of ``family`` (``behaviour``, ``clock``, ``partition``, ``network``, ``churn``)
     cannot act on ``node``: e.g. misbehave or clock skew on a node without an admin interface."""
-    kind_class(node.kind)().refuse_fault(family, node.name, backend)
+    record_kind(node).refuse_fault(family, node.name, backend)
 
 
 def proxy_names(node: NodeRecord) -> list[str]:
     """Every Toxiproxy proxy in front of ``node`` (one per port it serves: ``sn01`` for HTTPS,
     and ``sn01-omq`` for the real server's OxenMQ): a node-level network fault belongs on all."""
-    return [p["name"] for p in kind_class(node.kind)().proxies(node)]
+    return [p["name"] for p in record_kind(node).proxies(node)]
 
 
-__all__ = ["DEFAULT_KIND", "KINDS_WITH_PATH", "KIND_NAMES", "MIN_NODES_WITH_REAL", "OXEN_STORAGE",
-           "PATH_ENV", "PYTHON", "check_fault", "check_groups", "kind_class", "node_kind", "pair_link_proxies",
-           "place_nodes", "proxy_names", "seed_args"]
+__all__ = ["COMMAND", "DEFAULT_KIND", "IMAGE", "KINDS_DECLARING_ADMIN", "KINDS_NEEDING_PATH",
+           "KINDS_OVER_OXENMQ", "KINDS_WITH_FILE_PATH", "KINDS_WITH_PATH", "KIND_NAMES",
+           "MIN_NODES_WITH_REAL", "OXEN_STORAGE", "PATH_ENV", "PYTHON", "check_fault",
+           "check_groups", "group_kind", "kind_class", "node_kind", "pair_link_proxies", "pin_revision", "place_nodes",
+           "proxy_names", "record_kind", "seed_args"]

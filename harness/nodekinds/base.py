@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from harness.state import NetworkState, NodeRecord
 
@@ -27,6 +27,19 @@ OBSERVATIONS = "observations"  # the node reports what it saw (admin interface: 
 JOIN = "join"                  # nodes of this kind can join a running testnet (add_nodes)
 #: every capability a scenario can require of the nodes it runs on
 CAPABILITIES = ALL_FAULT_FAMILIES | {OBSERVATIONS, JOIN}
+
+
+class GroupSpec(Protocol):
+    """A node group as the implementations read it (``harness.topology.NodeGroup``)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def path(self) -> str | None: ...
+    @property
+    def ref(self) -> str | None: ...
+    @property
+    def has_admin(self) -> bool | None: ...
 
 
 class NodeKindError(ValueError):
@@ -68,10 +81,11 @@ class NodeKind(abc.ABC):
 
     #: registry name (``python``, ``oxen-storage``)
     name: ClassVar[str]
-    #: whether the node has the testnet admin interface (observations, behaviours, clock)
-    has_admin: ClassVar[bool]
+    #: whether the node has the testnet admin interface (observations, behaviours, clock); fixed
+    #: per implementation, except the user's own nodes, whose groups declare it
+    has_admin: bool
     #: fault families this implementation supports (see the constants above)
-    fault_families: ClassVar[frozenset[str]]
+    fault_families: frozenset[str]
     #: backends that can run it
     backends: ClassVar[frozenset[str]]
     #: True: the node cannot be re-pointed at a link proxy at run time (no peer overrides), so
@@ -99,6 +113,12 @@ class NodeKind(abc.ABC):
         #: the group's path: ``PATH`` in ``12:oxen-storage=PATH`` (None for ``python``)
         self.path = path
 
+    @classmethod
+    def for_record(cls, node: NodeRecord) -> NodeKind:
+        """The implementation as far as a node's state record tells it (what faults it takes,
+        its proxies): enough for commands that act on a running testnet."""
+        return cls()
+
     def check(self, backend: str = "process") -> None:  # noqa: B027 - optional hook
         """Raise :class:`NodeKindError` if this implementation cannot run on ``backend`` here
         (missing binary, libraries, tools); called before anything starts."""
@@ -114,30 +134,28 @@ class NodeKind(abc.ABC):
     def supports(self, family: str) -> bool:
         return family in self.fault_families
 
-    @classmethod
-    def capabilities(cls) -> frozenset[str]:
+    def capabilities(self) -> frozenset[str]:
         """What the harness can do with nodes of this kind: its fault families, plus
         ``observations`` with an admin interface and ``join`` when nodes can join later."""
-        return cls.fault_families | ({OBSERVATIONS} if cls.has_admin else set()) \
-            | ({JOIN} if cls.can_join else set())
+        return self.fault_families | ({OBSERVATIONS} if self.has_admin else set()) \
+            | ({JOIN} if self.can_join else set())
 
-    @classmethod
-    def lacking(cls, needed: Iterable[str]) -> str | None:
+    def lacking(self, needed: Iterable[str]) -> str | None:
         """Why nodes of this kind cannot serve something that needs the capabilities
         ``needed`` (None when they can): derived from :meth:`capabilities`, so it goes away as
         soon as the kind gains them."""
         unknown = sorted(set(needed) - CAPABILITIES)
         if unknown:
             raise ValueError(f"unknown node capabilities {unknown}; known: {sorted(CAPABILITIES)}")
-        missing = sorted(set(needed) - cls.capabilities())
+        missing = sorted(set(needed) - self.capabilities())
         if not missing:
             return None
         what = {OBSERVATIONS: "node observations (the testnet admin interface)",
                 JOIN: "nodes joining a running testnet", BEHAVIOUR: "behaviour faults (admin "
                 "interface)", CLOCK: "clock skew (admin interface)"}
         return (f"needs {', '.join(what.get(m, f'{m} faults') for m in missing)}, which "
-                f"{cls.name} nodes do not support (they support: "
-                f"{', '.join(sorted(cls.capabilities()))})")
+                f"{self.name} nodes do not support (they support: "
+                f"{', '.join(sorted(self.capabilities()))})")
 
     def refuse_fault(self, family: str, node: str, backend: str | None = None) -> None:
         """Raise :class:`NodeKindError` if faults of ``family`` cannot act on ``node`` (on

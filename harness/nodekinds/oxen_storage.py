@@ -37,6 +37,7 @@ from harness.nodekinds.base import (
     NodeView,
 )
 from harness.nodekinds.names import OXEN_STORAGE, PATH_ENV
+from harness.nodekinds.probes import protocol_probe
 from harness.state import NetworkState, NodeRecord
 
 ENV_BINARY = PATH_ENV[OXEN_STORAGE]
@@ -55,8 +56,6 @@ RUNTIME_PACKAGES = {
 }
 #: the seed's file of real nodes (in the testnet's state folder)
 NODE_LIST_FILE = "oxenmq-nodes.json"
-#: a reserved test pubkey prefix is not needed: any 05-prefixed key maps by its swarm space
-_ZERO_TAIL = "00" * 24
 
 
 def missing_libraries(binary: Path) -> list[str]:
@@ -201,18 +200,12 @@ def write_node_list(state: NetworkState, folder: Path, link_ip: LinkIP | None = 
     return path
 
 
-def swarm_probe_account(swarm_id: int) -> str:
-    """A Session ID whose swarm-space position is exactly ``swarm_id`` (so it belongs to that
-    swarm): its first 8 key bytes are the id, the rest zero."""
-    return "05" + swarm_id.to_bytes(8, "big").hex() + _ZERO_TAIL
-
-
 class OxenStorageNode(NodeKind):
     name: ClassVar[str] = OXEN_STORAGE
-    has_admin: ClassVar[bool] = False
+    has_admin: bool = False
     #: per-link faults act on the link proxies every pair of real nodes talks through from the
-    #: start (:func:`pair_links`; process backend); behaviours and clock need the admin interface
-    fault_families: ClassVar[frozenset[str]] = frozenset({NETWORK, CHURN, PARTITION})
+    #: start (:func:`pair_links`); behaviours and clock need the admin interface
+    fault_families: frozenset[str] = frozenset({NETWORK, CHURN, PARTITION})
     routes_pairs: ClassVar[bool] = True
     backends: ClassVar[frozenset[str]] = frozenset({"process", "docker"})
     peer_links_either_way: ClassVar[bool] = True
@@ -326,23 +319,7 @@ class OxenStorageNode(NodeKind):
         if seen.get("status") != "active":
             view.error = f"the seed lists it as {seen.get('status')!r}"
             return view
-        try:
-            if swarm_id is not None:
-                status, body = await rpc.storage_rpc(session, node.storage_url, "get_swarm",
-                                                     {"pubkey": swarm_probe_account(swarm_id)})
-                if status == 200 and isinstance(body, dict):
-                    members = tuple(sorted(s.get("pubkey_ed25519", "")
-                                           for s in body.get("snodes", [])))
-                    view.swarm_members = members
-                    if node.pubkey_ed25519 in members:
-                        view.swarm_id = swarm_id
-            status, body = await rpc.storage_rpc(session, node.storage_url, "info", {})
-            view.answering = status == 200
-            if status != 200:
-                view.error = f"HTTP {status}: {str(body)[:120]}"
-        except rpc.RpcError as e:
-            view.error = str(e)
-        return view
+        return await protocol_probe(session, node, swarm_id, view)
 
 
 def omq_proxy_name(node: NodeRecord) -> str:

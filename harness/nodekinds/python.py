@@ -1,26 +1,53 @@
 """Our own storage node, ``python -m nodes.snode``: speaks the client protocol and the testnet
-admin interface (observations, behaviours, clock), joins the seed with signed HTTP proofs."""
+admin interface (observations, behaviours, clock), joins the seed with signed HTTP proofs.
+
+A group may name another git revision of this project (``3:python@REF``): its nodes then run
+that revision's ``nodes`` package (:mod:`harness.nodekinds.revisions`) — from an extracted copy
+on the process backend, from an image built of it on the docker backend — with the same
+command line and environment, which the revision must accept (checked before anything starts).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, ClassVar
 
-from harness import rpc
-from harness.nodekinds.base import ALL_FAULT_FAMILIES, NodeContext, NodeKind, NodeView
+from harness.nodekinds.base import ALL_FAULT_FAMILIES, NodeContext, NodeKind, NodeKindError, NodeView
+from harness.nodekinds.names import PYTHON_ARGV_FLAGS, PYTHON_ENV_NAMES
+from harness.nodekinds.probes import admin_probe
+from harness.nodekinds.revisions import Revision, pinned, require_requirements
 from harness.state import NetworkState, NodeRecord
 from nodes.common.auth import ENV_ADMIN_TOKEN, ENV_JOIN_TOKEN, ENV_KEY_SEED, derive_join_token
-from nodes.protocol.swarm import UNASSIGNED_SWARM
+
+#: every flag :meth:`PythonNode.argv` may pass (another revision's node must take them all)
+ARGV_FLAGS = PYTHON_ARGV_FLAGS
+#: the environment variables :meth:`PythonNode.env` passes (secrets)
+ENV_NAMES = PYTHON_ENV_NAMES
 
 
 class PythonNode(NodeKind):
     name: ClassVar[str] = "python"
-    has_admin: ClassVar[bool] = True
-    fault_families: ClassVar[frozenset[str]] = ALL_FAULT_FAMILIES
+    has_admin: bool = True
+    fault_families: frozenset[str] = ALL_FAULT_FAMILIES
     backends: ClassVar[frozenset[str]] = frozenset({"process", "docker"})
     can_join: ClassVar[bool] = True
     runs_python: ClassVar[bool] = True
     writes_log_file: ClassVar[bool] = True
+
+    def __init__(self, path: str | None = None, *, ref: str | None = None) -> None:
+        super().__init__(path)
+        #: the git revision to run (a commit once the testnet is planned), None: the installed one
+        self.ref = ref
+
+    def revision(self) -> Revision | None:
+        """The extracted revision of ``ref`` (None for the installed node)."""
+        return pinned(self.ref) if self.ref else None
+
+    def check(self, backend: str = "process") -> None:
+        rev = self.revision()
+        if rev is not None and backend == "docker":
+            require_requirements(rev)
 
     def argv(self, ctx: NodeContext) -> list[str]:
         t = ctx.topology
@@ -44,8 +71,27 @@ class PythonNode(NodeKind):
         return argv
 
     def env(self, ctx: NodeContext) -> dict[str, str]:
-        return {ENV_KEY_SEED: ctx.key_seed_hex, ENV_ADMIN_TOKEN: ctx.state.admin_token,
-                ENV_JOIN_TOKEN: derive_join_token(ctx.state.admin_token)}
+        out = {ENV_KEY_SEED: ctx.key_seed_hex, ENV_ADMIN_TOKEN: ctx.state.admin_token,
+               ENV_JOIN_TOKEN: derive_join_token(ctx.state.admin_token)}
+        rev = self.revision()
+        if rev is not None and ctx.state.backend == "process":
+            # the revision's nodes package, not the installed one (its image has its own)
+            out["PYTHONPATH"] = str(rev.root)
+        return out
+
+    def container_image(self, client: Any, progress: Callable[[str], None]) -> str | None:
+        rev = self.revision()
+        if rev is None:
+            return None
+        from harness.images import ImageError
+        from harness.images.revision import Revision as ImageRevision
+        from harness.images.revision import ensure_revision_image
+
+        try:
+            return ensure_revision_image(client, ImageRevision(rev.ref, rev.commit, rev.root),
+                                         progress=progress).tag
+        except ImageError as e:
+            raise NodeKindError(str(e)) from None
 
     def proxies(self, node: NodeRecord) -> list[dict[str, Any]]:
         if not node.proxy:
@@ -55,24 +101,7 @@ class PythonNode(NodeKind):
 
     async def probe(self, session: Any, state: NetworkState,
                     nodes: dict[str, tuple[NodeRecord, int | None]]) -> dict[str, NodeView]:
-        views = await asyncio.gather(*(self._probe(session, rec, state.admin_token)
+        views = await asyncio.gather(*(admin_probe(session, rec, state.admin_token)
                                        for rec, _ in nodes.values()))
         return dict(zip(nodes, views, strict=True))
 
-    @staticmethod
-    async def _probe(session: Any, node: NodeRecord, token: str) -> NodeView:
-        """The node's own view through its admin interface, and an ``info`` answer."""
-        view = NodeView()
-        try:
-            st = await rpc.node_admin(session, node.admin_url, token, "state")
-            sid = st.get("swarm_id")
-            view.swarm_id = None if sid in (None, UNASSIGNED_SWARM) else int(sid)
-            sm = st.get("swarm_members")
-            view.swarm_members = tuple(sorted(sm)) if isinstance(sm, list) else None
-            status, body = await rpc.storage_rpc(session, node.storage_url, "info", {})
-            view.answering = status == 200
-            if status != 200:
-                view.error = f"HTTP {status}: {str(body)[:120]}"
-        except rpc.RpcError as e:
-            view.error = str(e)
-        return view

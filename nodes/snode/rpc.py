@@ -324,7 +324,9 @@ class RpcHandler:
                     req.pubkey.hex, req.namespace, h, req.timestamp, req.expiry, req.data))
             mine: dict[str, Any] = {"hash": h, "signature": self.sign_b64(h)}
             if not new:
-                mine["already"] = True
+                # 2.8.0: the entry node's own answer says true; a peer's travels bt-encoded over
+                # OxenMQ sn.storage_cc, and bencode has no booleans, so it arrives as 1
+                mine["already"] = 1 if forwarded else True
             mine["expiry"] = expiry
             if not forwarded:
                 mine["t"] = now
@@ -544,7 +546,8 @@ class RpcHandler:
     # --- subaccount revocation -----------------------------------------------------------------
     async def do_revoke(self, req: RevokeReq, forwarded: bool) -> Response:
         """revoke_subaccount / unrevoke_subaccount: owner-signed (no subaccount), recursive; each
-        member answers ``count`` and its signature of PUBKEY_HEX ‖ timestamp ‖ token bytes…"""
+        member answers its signature of PUBKEY_HEX ‖ timestamp ‖ token bytes…, and for unrevoke
+        also ``count`` (2.8.0: revoke's per-member answer is the signature only)"""
         view = self.get_view()
         if not view.is_mine(req.pubkey):
             return self.wrong_swarm(view, req.pubkey)
@@ -559,12 +562,12 @@ class RpcHandler:
         raw = [t.raw for t in req.tokens]
 
         async def local() -> dict[str, Any]:
+            signature = self.sign_b64(user_pubkey_hex(req.pubkey), req.timestamp, *raw)
             if revoke:
-                count = await self.storage.revoke_subaccounts(req.pubkey.hex, raw, now)
-            else:
-                count = await self.storage.unrevoke_subaccounts(req.pubkey.hex, raw)
-            return {"count": count,
-                    "signature": self.sign_b64(user_pubkey_hex(req.pubkey), req.timestamp, *raw)}
+                await self.storage.revoke_subaccounts(req.pubkey.hex, raw, now)
+                return {"signature": signature}
+            count = await self.storage.unrevoke_subaccounts(req.pubkey.hex, raw)
+            return {"count": count, "signature": signature}
 
         return await self.recurse(req, forwarded, now, local)
 

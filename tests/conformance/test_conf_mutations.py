@@ -325,6 +325,8 @@ async def test_subaccount_auth_and_revocation(wire: Wire) -> None:
     for ed, res in swarm_results(body, members, what="revoke_subaccount").items():
         verify_node_sig(ed, group.prefixed.encode() + str(ts).encode() + token, res["signature"],
                         what=f"revoke_subaccount@{ed[:12]}")
+        # 2.8.0: a member's revoke answer is its signature only (count is unrevoke's)
+        assert set(res) == {"signature"}, f"revoke_subaccount@{ed[:12]}: {res}"
     revoked = (await wire.rpc(node, "revoked_subaccounts", listed())).expect(200)
     assert revoked["revoked_subaccounts"] == [b64(token)]
     denied = await wire.rpc(node, "retrieve", sub_retrieve(42))
@@ -337,6 +339,7 @@ async def test_subaccount_auth_and_revocation(wire: Wire) -> None:
     for ed, res in swarm_results(body, members, what="unrevoke_subaccount").items():
         verify_node_sig(ed, group.prefixed.encode() + str(ts + 1).encode() + token,
                         res["signature"], what=f"unrevoke_subaccount@{ed[:12]}")
+        assert res.get("count") == 1, f"unrevoke_subaccount@{ed[:12]}: {res}"
     again = (await wire.rpc(node, "retrieve", sub_retrieve(42))).expect(200)
     assert [m["hash"] for m in again["messages"]] == [h]
 

@@ -40,7 +40,9 @@ def check_store_body(body: dict[str, Any], members: set[str], h: str, expiry: in
         verify_node_sig(ed, h, res.get("signature"), what=f"{what} signature of {ed[:12]}")
         assert res.get("expiry") == expiry, f"{what}: member {ed} expiry {res.get('expiry')!r} != {expiry}"
         if already:
-            assert res.get("already") is True, f"{what}: duplicate not flagged by {ed}: {res}"
+            # the entry node says true; 2.8.0's peers say 1 (their answers travel bt-encoded
+            # over OxenMQ, and bencode has no booleans): clients test truthiness
+            assert res.get("already") in (True, 1), f"{what}: duplicate not flagged by {ed}: {res}"
         else:
             assert "already" not in res, f"{what}: first store flagged 'already' by {ed}: {res}"
 

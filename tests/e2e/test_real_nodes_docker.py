@@ -356,7 +356,8 @@ def test_images_build_cli_reports_the_content_addressed_image(report: dict[str, 
                           "images build"))
     assert out["oxen_storage"]["tag"] == report["image"] and out["oxen_storage"]["built"] is False
     assert out["oxen_storage"]["binary_sha256"] == binary_digest(binary)
-    assert set(out) == {"node", "node_id", "base", "built", "oxen_storage"}
+    assert set(out) == {"node", "node_id", "base", "built", "oxen_storage", "revisions"}
+    assert out["revisions"] == []
     assert oxen_storage_image_tag(binary_digest(binary)[::-1]) != report["image"]
     missing = cli(tmp_path, "images", "build", "--oxen-storage", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr

@@ -12,21 +12,9 @@ from click.testing import CliRunner
 
 from harness import nodekinds
 from harness.cli import main as cli_main
-from harness.nodekinds.base import (
-    BEHAVIOUR,
-    CHURN,
-    CLOCK,
-    NETWORK,
-    PARTITION,
-    NodeContext,
-    NodeKindError,
-)
-from harness.nodekinds.oxen_storage import (
-    OxenStorageNode,
-    place_nodes,
-    swarm_probe_account,
-    write_node_list,
-)
+from harness.nodekinds.base import BEHAVIOUR, CHURN, CLOCK, NETWORK, PARTITION, NodeContext, NodeKindError
+from harness.nodekinds.oxen_storage import OxenStorageNode, place_nodes, write_node_list
+from harness.nodekinds.probes import swarm_probe_account
 from harness.state import NetworkState, NodeRecord
 from harness.topology import NodeGroup, Topology, TopologyError
 from nodes.protocol.swarm import swarm_space
@@ -46,7 +34,13 @@ def test_group_specs_parse_and_paths_become_absolute(monkeypatch: pytest.MonkeyP
 
 
 @pytest.mark.parametrize("spec, fragment", [
-    ("x:python", "expected N, N:KIND or N:KIND=PATH"),
+    ("x:python", "expected N, N:KIND, N:KIND=PATH or N:python@REF"),
+    ("3:python@", "'@' must be followed by a git revision"),
+    ("3:python@-x", "is not a git revision"),
+    ("3:python@a b", "is not a git revision"),
+    ("3:oxen-storage@HEAD=/bin/true", "only python nodes run a git revision"),
+    ("3:command", "kind 'command' needs the node program"),
+    ("3:image", "kind 'image' needs the node image"),
     ("0:python", "count must be an integer >= 1"),
     ("3:lokinet", "unknown kind 'lokinet'"),
     ("3:python=/usr/bin/x", "takes no path"),
@@ -71,7 +65,11 @@ def test_topology_with_groups_derives_swarms_and_kinds(tmp_path: Path) -> None:
     ({"nodes": ["9:oxen-storage=/bin/true"]}, "needs at least 10 nodes, got 9"),
     ({"nodes": ["10:oxen-storage=/bin/true", "3:python"]}, "cannot mix"),
     ({"nodes": ["12"], "swarms": 2}, "make 4 swarm"),
-    ({"nodes": [{"count": 3, "colour": "red"}]}, "expected fields count, kind, path"),
+    ({"nodes": [{"count": 3, "colour": "red"}]}, "expected fields count, has_admin, kind, path, ref"),
+    ({"nodes": [{"count": 3, "kind": "python", "has_admin": True}]}, "has_admin is declared for"),
+    ({"nodes": [{"count": 3, "kind": "command", "path": "/bin/true", "has_admin": "yes"}]},
+     "has_admin must be true or false"),
+    ({"nodes": ["10:oxen-storage=/bin/true", "3:command=/bin/true"]}, "cannot mix command nodes"),
 ])
 def test_invalid_groups_are_refused(data: dict, fragment: str) -> None:
     with pytest.raises(TopologyError, match=fragment):
@@ -111,12 +109,20 @@ def test_fault_checks_and_proxy_names_per_node() -> None:
 
 def test_runnable_checks_name_what_is_missing(tmp_path: Path) -> None:
     # on docker the libraries come with the server's image: only the binary must be there
-    nodekinds.check_groups([("oxen-storage", "/bin/true")], "docker")
+    nodekinds.check_groups([NodeGroup(10, "oxen-storage", "/bin/true")], "docker")
     with pytest.raises(NodeKindError, match="no executable oxen-storage binary at"):
-        nodekinds.check_groups([("oxen-storage", str(tmp_path / "missing"))], "docker")
+        nodekinds.check_groups([NodeGroup(10, "oxen-storage", str(tmp_path / "missing"))], "docker")
     with pytest.raises(NodeKindError, match="no executable oxen-storage binary at"):
-        nodekinds.check_groups([("oxen-storage", str(tmp_path / "missing"))], "process")
-    nodekinds.check_groups([("python", None)], "docker")
+        nodekinds.check_groups([NodeGroup(10, "oxen-storage", str(tmp_path / "missing"))], "process")
+    nodekinds.check_groups([NodeGroup(6)], "docker")
+    # the user's own nodes: a program on the process backend, an image on docker
+    nodekinds.check_groups([NodeGroup(3, "command", "/bin/true")], "process")
+    with pytest.raises(NodeKindError, match="command nodes run on the process backend only"):
+        nodekinds.check_groups([NodeGroup(3, "command", "/bin/true")], "docker")
+    with pytest.raises(NodeKindError, match="no executable node program at"):
+        nodekinds.check_groups([NodeGroup(3, "command", str(tmp_path / "missing"))], "process")
+    with pytest.raises(NodeKindError, match="image nodes run on the docker backend only"):
+        nodekinds.check_groups([NodeGroup(3, "image", "my/node:1")], "process")
 
 
 def _state(n: int = 10, proxies: bool = True) -> NetworkState:

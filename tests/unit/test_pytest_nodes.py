@@ -59,7 +59,7 @@ def test_our_nodes_lack_nothing_the_real_server_lacks_admin_partitions_and_joins
     why = lacking(real, ["behaviour"])
     assert why is not None and why.startswith("needs behaviour faults (admin interface), which "
                                               "oxen-storage nodes do not support")
-    assert f"they support: {', '.join(sorted(OxenStorageNode.capabilities()))})" in why
+    assert f"they support: {', '.join(sorted(OxenStorageNode().capabilities()))})" in why
     assert "node observations" in (lacking(real, [OBSERVATIONS]) or "")
     # partitions for real servers are on their way: the reason exists exactly while they lack it
     assert ("partition faults" in (lacking(real, [PARTITION]) or "")) == \

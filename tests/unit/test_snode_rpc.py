@@ -149,9 +149,12 @@ async def test_store_returns_protocol_hash_and_node_signature(handler, net, acct
     peers, method, params = handler.fake_forwarder.calls[0]
     assert method == "store" and sorted(peers) == sorted(n.ed25519_hex for n in net[1][1:3])
     assert params["data"] == base64.b64encode(b"payload").decode()
-    # duplicate store is flagged
+    # duplicate store is flagged: true by the entry node, 1 in a peer's (forwarded) answer, as
+    # 2.8.0's peers answer over bt-encoded OxenMQ
     r2 = await call(handler, "store", store_params(acct, b"payload"))
     assert r2.body["swarm"][me.ed25519_hex]["already"] is True
+    r3 = await handler.handle("store", store_params(acct, b"payload"), forwarded=True)
+    assert r3.status == 200 and r3.body["already"] == 1 and r3.body["already"] is not True
 
 
 async def test_store_stringified_ttl_and_expiry(handler, acct):

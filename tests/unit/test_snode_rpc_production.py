@@ -303,7 +303,7 @@ async def test_subaccount_revocation_flow(handler, group, net):
         "signature": gsign(group, f"revoke_subaccount{ts}".encode() + token)})
     assert r.status == 200, r.body
     mine = r.body["swarm"][me.ed25519_hex]
-    assert mine["count"] == 1 and "t" in r.body
+    assert set(mine) == {"signature"} and "t" in r.body  # 2.8.0: no count in revoke's answer
     assert verify_ed25519(me.ed25519_public, gid(group).encode() + str(ts).encode() + token,
                           base64.b64decode(mine["signature"]))
     assert handler.fwd.calls[-1][0] == "revoke_subaccount"  # fanned out to the swarm
@@ -325,7 +325,7 @@ async def test_subaccount_revocation_flow(handler, group, net):
     r = await handler.handle("revoke_subaccount", {
         "pubkey": gid(group), "revoke": [b64(token)], "timestamp": ts,
         "signature": gsign(group, f"revoke_subaccount{ts}".encode() + token)}, forwarded=True)
-    assert r.status == 200 and r.body["count"] == 1 and "swarm" not in r.body
+    assert r.status == 200 and set(r.body) == {"signature"} and "swarm" not in r.body
 
 
 async def test_revocation_endpoints_checks(handler, group):
