@@ -93,6 +93,26 @@ def unpad_attachment(data: bytes, size: int) -> bytes:
     return bytes(data[:size])
 
 
+def encrypted_blob_length(n: int) -> int:
+    """Bytes uploaded for an ``n``-byte plaintext: IV, the padded size rounded up by PKCS#7
+    (always at least one byte of it), MAC."""
+    block = AES_BLOCK_BITS // 8
+    return IV_BYTES + (padded_attachment_length(n) // block + 1) * block + MAC_BYTES
+
+
+def largest_plaintext_within(blob_limit: int) -> int:
+    """The largest plaintext whose encrypted blob is at most ``blob_limit`` bytes (a file
+    server's size limit applies to the blob); -1 if not even an empty one fits."""
+    lo, hi = -1, MAX_ATTACHMENT_BYTES
+    while lo < hi:  # encrypted_blob_length is non-decreasing in n
+        mid = (lo + hi + 1) // 2
+        if encrypted_blob_length(mid) <= blob_limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def new_key() -> bytes:
     """A fresh 64-byte attachment key (AES key ‖ MAC key)."""
     return os.urandom(KEY_BYTES)

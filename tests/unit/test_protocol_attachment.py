@@ -19,6 +19,8 @@ from nodes.protocol.attachment import (
     decrypt_blob,
     encrypt_attachment,
     encrypt_blob,
+    encrypted_blob_length,
+    largest_plaintext_within,
     pad_attachment,
     padded_attachment_length,
     unpad_attachment,
@@ -136,6 +138,18 @@ def test_over_the_limit_is_refused_and_at_the_limit_is_not() -> None:
     enc = encrypt_attachment(bytes(MAX_ATTACHMENT_BYTES))
     assert enc.size == MAX_ATTACHMENT_BYTES
     assert len(enc.blob) == IV_BYTES + MAX_ATTACHMENT_BYTES + 16 + MAC_BYTES
+
+
+@pytest.mark.parametrize("n", [0, 1, 540, 541, 542, 5_000, 123_456])
+def test_encrypted_blob_length_is_the_real_one(n: int) -> None:
+    assert len(encrypt_attachment(bytes(n)).blob) == encrypted_blob_length(n)
+
+
+def test_largest_plaintext_within_a_server_limit() -> None:
+    limit = 6_000_000
+    n = largest_plaintext_within(limit)
+    assert encrypted_blob_length(n) <= limit < encrypted_blob_length(n + 1)
+    assert largest_plaintext_within(10) == -1
 
 
 def test_decrypt_without_size_keeps_the_padding() -> None:
