@@ -35,7 +35,10 @@ class FileToAttach:
 
 
 def file_server_from(info: Any, where: str) -> FileServer:
-    """A :class:`FileServer` from a state's / ``up --json``'s ``fileserver`` object."""
+    """A :class:`FileServer` from a state's file server record or ``up --json``'s ``fileserver``
+    object (``{"url", "pubkey_x25519", …}``)."""
+    if hasattr(info, "fileserver_dict"):
+        info = info.fileserver_dict()
     if not isinstance(info, dict) or not info.get("url") or not info.get("pubkey_x25519"):
         raise CliError(f"{where} has no file server (started with 'fileserver': false, or by a "
                        "version without one): give --file-server URL --file-server-key HEX")

@@ -21,6 +21,7 @@ import pytest
 
 from harness.checks import attachment_privacy, delivery, privacy
 from harness.client import AttachmentRecord, FileServer, FileServerError
+from harness.client.cli_attachments import file_server_from
 from harness.client.transport import AiohttpTransport, HttpResult
 from harness.network import Testnet
 from harness.recording import HistoryRecorder
@@ -31,24 +32,23 @@ from nodes.protocol.attachment import encrypted_blob_length, largest_plaintext_w
 pytestmark = [pytest.mark.attachments, pytest.mark.integration, pytest.mark.builtin_client,
               pytest.mark.backends("process", "docker")]
 
-#: the file server's limit when its state does not say (session-file-server's MAX_FILE_SIZE)
-DEFAULT_MAX_FILE_SIZE = 6_000_000
-
-
-def server_info(net: Testnet) -> dict[str, Any]:
-    info = getattr(net.state, "fileserver", None)
-    if not isinstance(info, dict) or not info.get("url"):
-        pytest.fail(f"testnet {net.name} has no file server in its state (fileserver: {info!r})")
-    return info
+def _record(net: Testnet) -> Any:
+    record = getattr(net.state, "fileserver", None)
+    assert record is not None, f"testnet {net.name} has no file server"
+    return record
 
 
 def file_server(net: Testnet) -> FileServer:
-    info = server_info(net)
-    return FileServer(str(info["url"]), str(info["pubkey_x25519"]))
+    return file_server_from(_record(net), f"testnet {net.name}")
 
 
 def server_name(net: Testnet) -> str:
-    return str(server_info(net).get("name") or "fileserver")
+    return str(_record(net).name)
+
+
+def max_file_size(net: Testnet) -> int:
+    """The file server's limit, as it reports it (admin state)."""
+    return int(net.node_admin(server_name(net), "state")["max_file_size"])
 
 
 def content(net: Testnet, label: str, size: int) -> bytes:
@@ -96,7 +96,7 @@ def test_attachment_at_and_over_the_size_limit(testnet: Testnet, history: Histor
                                                clients: Clients) -> None:
     """The largest file whose encrypted upload fits the file server's limit goes through
     intact; one byte more (the next size bucket) is refused with a 413 naming the server."""
-    limit = int(server_info(testnet).get("max_file_size") or DEFAULT_MAX_FILE_SIZE)
+    limit = max_file_size(testnet)
     n = largest_plaintext_within(limit)
     assert encrypted_blob_length(n) <= limit < encrypted_blob_length(n + 1)
     data = content(testnet, "at the limit", n)
