@@ -41,14 +41,21 @@ def testnet_info(net: Any) -> dict[str, Any]:
             "swarms": t.swarms, "swarm_size": t.swarm_size}
 
 
+def observers(net: Any) -> list[str]:
+    """Names of everything that keeps observations: the nodes and the file server (if any)."""
+    fs = getattr(getattr(net, "state", None), "fileserver", None)
+    return [n.name for n in net.nodes] + ([fs.name] if fs is not None else [])
+
+
 def collect_observations(net: Any, names: Iterable[str] | None = None, *,
                          errors: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
-    """Every node's observation buffer (``GET /admin/v1/observations?since=0``), by node name.
+    """Every node's (and the file server's) observation buffer (``GET
+    /admin/v1/observations?since=0``), by name.
 
     A node that does not answer (killed, paused) is left out; with ``errors`` the reason is
     appended there (``"sn03: …"``) instead of being lost."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for name in (list(names) if names is not None else [n.name for n in net.nodes]):
+    for name in (list(names) if names is not None else observers(net)):
         try:
             answer = net.node_admin(name, "observations?since=0")
             out[name] = list((answer or {}).get("observations", []))
@@ -59,10 +66,11 @@ def collect_observations(net: Any, names: Iterable[str] | None = None, *,
 
 
 def clear_observations(net: Any) -> None:
-    """Empty every running node's observation buffer (start of a scenario)."""
-    for n in net.nodes:
+    """Empty every running node's (and the file server's) observation buffer (start of a
+    scenario)."""
+    for name in observers(net):
         try:
-            net.node_admin(n.name, "observations", method="DELETE")
+            net.node_admin(name, "observations", method="DELETE")
         except Exception:  # noqa: S110 - a stopped node has nothing to clear
             pass
 
@@ -231,5 +239,5 @@ class HistoryRecorder:
             raise RuntimeError("history teardown: " + "; ".join(errors))
 
 
-__all__ = ["HistoryRecorder", "RecordedClient", "clear_observations", "collect_observations",
+__all__ = ["observers", "HistoryRecorder", "RecordedClient", "clear_observations", "collect_observations",
            "local_address_towards", "node_directory", "testnet_info"]
