@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 from harness.nodekinds.names import (
     DEFAULT_KIND,
+    FILESERVER,
     KIND_CLASSES,
     KIND_NAMES,
     KINDS_WITH_PATH,
@@ -87,6 +88,6 @@ def proxy_names(node: NodeRecord) -> list[str]:
     return [p["name"] for p in kind_class(node.kind)().proxies(node)]
 
 
-__all__ = ["DEFAULT_KIND", "KINDS_WITH_PATH", "KIND_NAMES", "MIN_NODES_WITH_REAL", "OXEN_STORAGE",
+__all__ = ["DEFAULT_KIND", "FILESERVER", "KINDS_WITH_PATH", "KIND_NAMES", "MIN_NODES_WITH_REAL", "OXEN_STORAGE",
            "PATH_ENV", "PYTHON", "check_fault", "check_groups", "kind_class", "node_kind", "place_nodes",
            "proxy_names", "seed_args"]

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 PYTHON = "python"
 OXEN_STORAGE = "oxen-storage"
+#: the file server: run like a node, never a topology node group
+FILESERVER = "fileserver"
 
 #: kind name -> "module:class"
 KIND_CLASSES: dict[str, str] = {
     PYTHON: "harness.nodekinds.python:PythonNode",
     OXEN_STORAGE: "harness.nodekinds.oxen_storage:OxenStorageNode",
+    FILESERVER: "harness.nodekinds.fileserver:FileServerKind",
 }
-KIND_NAMES: tuple[str, ...] = tuple(KIND_CLASSES)
+#: the kinds a topology's node groups may use
+KIND_NAMES: tuple[str, ...] = (PYTHON, OXEN_STORAGE)
 DEFAULT_KIND = PYTHON
 
 #: kinds whose nodes take a path (``N:KIND=PATH``)
