@@ -149,12 +149,12 @@ def test_file_server_killed_mid_upload(testnet: Testnet, history: HistoryRecorde
     worker = threading.Thread(target=upload)
     worker.start()
     assert transport.sent.wait(timeout=60), "the upload never left the client"
-    faults.kill(name)
+    killed = faults.kill(name)
     worker.join(timeout=120)
     assert not worker.is_alive(), "the upload did not end after the file server died"
     assert "error" in outcome, f"the upload succeeded although the file server was killed: {outcome}"
     assert fs.base_url in str(outcome["error"])
-    faults.start(name)
+    faults.remove(killed)  # undoing the kill starts the file server again
     faults.clear(name)
     testnet.wait_for(lambda: _answers(testnet, name), timeout=60,
                      what=f"file server {name} answering again")
