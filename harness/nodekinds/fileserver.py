@@ -8,7 +8,7 @@ import asyncio
 from typing import Any, ClassVar
 
 from harness import rpc
-from harness.nodekinds.base import CHURN, NETWORK, NodeContext, NodeKind, NodeView
+from harness.nodekinds.base import CHURN, NETWORK, NodeContext, NodeKind, NodeKindError, NodeView
 from harness.state import NetworkState, NodeRecord
 from nodes.common.auth import ENV_ADMIN_TOKEN, ENV_KEY_SEED
 
@@ -20,6 +20,11 @@ class FileServerKind(NodeKind):
     backends: ClassVar[frozenset[str]] = frozenset({"process", "docker"})
     runs_python: ClassVar[bool] = True
     writes_log_file: ClassVar[bool] = True
+
+    def refuse_fault(self, family: str, node: str) -> None:
+        if not self.supports(family):
+            raise NodeKindError(f"{node} is the file server: it takes network and churn faults "
+                                f"only, not {family} faults (docs/fileserver.md)")
 
     def argv(self, ctx: NodeContext) -> list[str]:
         node = ctx.node

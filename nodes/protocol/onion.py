@@ -21,7 +21,7 @@ What production does (read from session-storage-server ``oxenss/rpc/onion_proces
   has ``headers`` → this node is the destination and the blob is the storage RPC body
   ``{"method", "params"}``; libsession sends exactly ``{"headers":""}`` (the storage server also
   reads optional booleans ``json`` and ``base64`` there).  Has ``host`` → proxy to an HTTP server
-  (not used by the testnet).  Otherwise → relay: ``destination`` (next hop's Ed25519 hex),
+  (:mod:`nodes.protocol.onion_server`).  Otherwise → relay: ``destination`` (next hop's Ed25519 hex),
   ``ephemeral_key`` (the key the *next* hop must use) and ``enc_type``.
 * **Client build** (libsession ``Builder::build``): one fresh ephemeral X25519 keypair per layer.
   The destination layer is encrypted first; its ephemeral key is put in the routing JSON of the
@@ -263,7 +263,8 @@ def relay_info(layer: PeeledLayer) -> RelayInfo:
     if layer.is_destination:
         raise OnionError("This onion layer is for the destination, not a relay")
     if "host" in layer.meta:
-        raise OnionError("Onion requests to external servers are not supported by the testnet")
+        raise OnionError("This onion layer routes to a server (it names a host), not to a node: "
+                         "see nodes.protocol.onion_server.parse_server_route")
     next_ed = _hex32(layer.meta.get("destination"), "destination")
     eph = _hex32(layer.meta.get("ephemeral_key"), "ephemeral_key")
     enc_type = parse_enc_type(layer.meta.get("enc_type"))
