@@ -59,8 +59,10 @@ def collect_observations(net: Any, names: Iterable[str] | None = None, *,
 
 
 def clear_observations(net: Any) -> None:
-    """Empty every running node's observation buffer (start of a scenario)."""
-    for n in net.nodes:
+    """Empty every running node's observation buffer, and the file server's (start of a
+    scenario). :func:`collect_observations` takes ``names=[..., "fileserver"]`` to read it."""
+    fs = getattr(getattr(net, "state", None), "fileserver", None)
+    for n in list(net.nodes) + ([fs] if fs is not None else []):
         try:
             net.node_admin(n.name, "observations", method="DELETE")
         except Exception:  # noqa: S110 - a stopped node has nothing to clear
