@@ -27,7 +27,8 @@ from harness.topology import Topology
 
 TESTNET_JSON = ('{"name", "backend", "status", "testnet_seed", "seed_url", "seed_https_url", '
                 '"toxiproxy_url", "nodes": [{"name", "public_ip", "storage_port", "pubkey_ed25519", '
-                '"pubkey_x25519", "swarm_id", "admin_url", "proxy"}]}')
+                '"pubkey_x25519", "swarm_id", "admin_url", "proxy"}], "fileserver": {"name", "url", '
+                '"public_ip", "port", "pubkey_x25519", "admin_url", "proxy"} | null}')
 
 
 @click.group(cls=CliGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -60,18 +61,22 @@ def main() -> None:
                    "\"has_admin\": true in a --topology file). Swarms follow from --swarm-size.")
 @click.option("--topology", "topology_file", type=click.Path(dir_okay=False), default=None,
               help="JSON topology file (fields of harness.topology.Topology).")
+@click.option("--no-fileserver", "no_fileserver", is_flag=True,
+              help="Run no file server (default: one per testnet, docs/fileserver.md).")
 @click.option("--timeout", type=float, default=90.0, show_default=True,
               help="Seconds to wait for readiness.")
 @json_option(TESTNET_JSON)
 @friendly_errors
 def up(name: str, backend: str, swarms: int | None, swarm_size: int | None, seed: str | None,
-       node_groups: tuple[str, ...], topology_file: str | None, timeout: float,
-       as_json: bool) -> None:
+       node_groups: tuple[str, ...], topology_file: str | None, no_fileserver: bool,
+       timeout: float, as_json: bool) -> None:
     """Start a testnet; return when every node is registered, in a swarm and answering.
 
     --json prints {"name", "backend", "status", "testnet_seed", "seed_url", "nodes": [{"name", "kind",
     "public_ip", "storage_port", "pubkey_ed25519", "pubkey_x25519", "swarm_id", "admin_url"
-    (null without an admin interface), "proxy"?, "omq_port"?}], "toxiproxy_url"?, …}.
+    (null without an admin interface), "proxy"?, "omq_port"?}], "toxiproxy_url"?, "fileserver":
+    {"name", "url", "public_ip", "port", "pubkey_x25519", "admin_url", "proxy"?} (null with
+    --no-fileserver), …}.
     """
     base = Topology.load(topology_file).to_dict() if topology_file else {}
     if node_groups:  # the swarm count follows from the groups unless --swarms says otherwise
@@ -81,6 +86,8 @@ def up(name: str, backend: str, swarms: int | None, swarm_size: int | None, seed
     if topology_file and name == DEFAULT_NAME and "name" in base:
         overrides.pop("name")
     base.update({k: v for k, v in overrides.items() if v is not None})
+    if no_fileserver:
+        base["fileserver"] = False
     topology = Topology.from_dict(base)
     with progress() as report:
         net = Testnet.up(topology, backend=backend, timeout=timeout, report=report, lease=False)
@@ -104,6 +111,14 @@ def _print_summary(d: dict[str, Any]) -> None:
                 extra += " (not running)"
         click.echo(f"  {n['name']}  {n['public_ip']}:{n['storage_port']}  swarm {swarm_s}  "
                    f"{n['pubkey_ed25519'][:16]}…{extra}")
+    fs = d.get("fileserver")
+    if fs:
+        extra = ""
+        if "ready" in fs:
+            extra = "  ready" if fs["ready"] else f"  NOT READY: {fs.get('problem', '')}"
+            if not fs.get("running", True):
+                extra += " (not running)"
+        click.echo(f"  {fs['name']}  {fs['url']}  x25519 {fs['pubkey_x25519'][:16]}…{extra}")
 
 
 @main.command()
@@ -123,7 +138,7 @@ def down(name: str, all_: bool) -> None:
               help=f"Testnet name [default: every testnet] (env {ENV_NAME}).")
 @json_option('a list with one entry per testnet: the shape of "up --json" plus "seed": '
              '{"url", "answering", "height", "running"}, "toxiproxy": {"url", "running"} and, '
-             'per node, "running", "ready" and (when not ready) "problem"')
+             'per node and for the file server, "running", "ready" and (when not ready) "problem"')
 @friendly_errors
 def status(name: str | None, as_json: bool) -> None:
     """Show testnets with live readiness of every node."""

@@ -94,10 +94,14 @@ class Readiness:
     seed_error: str | None = None
     height: int | None = None
     nodes: dict[str, NodeReadiness] = field(default_factory=dict)
+    #: the file server (None: the testnet has none): answering, or why not
+    fileserver_ok: bool | None = None
+    fileserver_error: str | None = None
 
     @property
     def ready(self) -> bool:
-        return self.seed_ok and all(n.ready for n in self.nodes.values())
+        return (self.seed_ok and all(n.ready for n in self.nodes.values())
+                and self.fileserver_ok is not False)
 
 
 class Testnet:
@@ -256,7 +260,9 @@ class Testnet:
         return self.node_kind(node).env(self._node_context(node))
 
     def node_kind(self, node: NodeRecord) -> NodeKind:
-        """The implementation of ``node`` (harness.nodekinds)."""
+        """The implementation of ``node`` (harness.nodekinds; the file server's for it)."""
+        if node.kind == nodekinds.FILESERVER:
+            return nodekinds.node_kind(node.kind)
         return nodekinds.group_kind(self.topology.node_group(node.name))
 
     def node_argv(self, node: NodeRecord) -> list[str]:
@@ -282,7 +288,7 @@ class Testnet:
             self.backend.start_proxy(self.state)
             self._save()
             rpc.run_sync(self._wait_proxy_api(30.0))
-            rpc.run_sync(self._populate_proxies(self.state.nodes))
+            rpc.run_sync(self._populate_proxies(self.runtime_nodes()))
             # real servers cannot be re-pointed at a link proxy later: each pair of them talks
             # through one of its own from the start (docs/nodes.md)
             pair_proxies, pair_relays = nodekinds.pair_link_proxies(self.state, self._link_ip)
@@ -301,9 +307,10 @@ class Testnet:
         report("starting seed")
         self.backend.start_seed(self.state, self.seed_argv(), self.seed_env())
         self._save()
-        report(f"starting {len(self.state.nodes)} nodes")
+        fs = " and the file server" if self.state.fileserver else ""
+        report(f"starting {len(self.state.nodes)} nodes{fs}")
         self.backend.start_nodes(self.state, [(n, self.node_argv(n), self.node_env(n))
-                                              for n in self.state.nodes])
+                                              for n in self.runtime_nodes()])
         self._save()
 
     def _save(self) -> None:
@@ -329,11 +336,16 @@ class Testnet:
     def toxiproxy_url(self) -> str | None:
         return self.state.toxiproxy_url
 
+    def runtime_nodes(self) -> list[NodeRecord]:
+        """The records the backend runs like nodes: the storage nodes and the file server."""
+        return self.state.nodes + ([self.state.fileserver] if self.state.fileserver else [])
+
     def runtime_targets(self) -> list[str]:
-        """Every runtime of the testnet: the seed, the Toxiproxy server (if any), the nodes."""
+        """Every runtime of the testnet: the seed, the Toxiproxy server (if any), the nodes, the
+        file server (if any)."""
         return (["seed"] + (["toxiproxy"] if self.toxiproxy_url else [])
                 + (["udprelay"] if self.state.udprelay_pid or self.state.udprelay_container else [])
-                + [n.name for n in self.state.nodes])
+                + [n.name for n in self.runtime_nodes()])
 
     async def _wait_proxy_api(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -438,10 +450,16 @@ class Testnet:
             group = replace(topology.node_group(n.name), count=1)
             entry = by_kind.setdefault(group, (nodekinds.group_kind(group), {}))
             entry[1][n.name] = (n, r.nodes[n.name].swarm_id)
+        fs = self.state.fileserver
+        if fs is not None:
+            by_kind[fs.kind] = (self.node_kind(fs), {fs.name: (fs, None)})
         results = await asyncio.gather(*(kind.probe(session, self.state, group)
                                          for kind, group in by_kind.values()))
         for views in results:
             for name, view in views.items():
+                if fs is not None and name == fs.name:
+                    r.fileserver_ok, r.fileserver_error = view.answering, view.error
+                    continue
                 nr = r.nodes[name]
                 nr.node_swarm_id, nr.node_swarm_members = view.swarm_id, view.swarm_members
                 nr.answering, nr.error = view.answering, view.error
@@ -496,8 +514,14 @@ class Testnet:
             if not nr.ready:
                 admin = f", admin {n.admin_url}" if n.admin_port else f", {n.kind}"
                 lines.append(f"  {n.name} ({n.public_ip}:{n.storage_port}{admin}): {nr.missing()}")
+        fs = self.state.fileserver
+        if fs is not None and r.fileserver_ok is False:
+            lines.append(f"  {fs.name} (http://{fs.public_ip}:{fs.storage_port}, admin "
+                         f"{fs.admin_url}): {r.fileserver_error or 'not answering'}")
         bad = [t for t in (["seed"] if (not r.seed_ok or "seed" in dead) else [])]
         bad += [n for n, nr in r.nodes.items() if not nr.ready]
+        if fs is not None and (r.fileserver_ok is False or fs.name in dead):
+            bad.append(fs.name)
         for target in bad[:6]:
             try:
                 tail = self.backend.read_log(self.state, target, tail=15).rstrip()
@@ -529,6 +553,11 @@ class Testnet:
         if self.toxiproxy_url:
             out["toxiproxy"] = {"url": self.toxiproxy_url,
                                 "running": self.backend.is_running(self.state, "toxiproxy")}
+        if out.get("fileserver"):
+            out["fileserver"]["running"] = self.backend.is_running(self.state, out["fileserver"]["name"])
+            out["fileserver"]["ready"] = bool(r.fileserver_ok)
+            if not r.fileserver_ok:
+                out["fileserver"]["problem"] = r.fileserver_error or "not answering"
         for node in out["nodes"]:
             nr = r.nodes[node["name"]]
             node["running"] = self.backend.is_running(self.state, node["name"])

@@ -21,7 +21,7 @@ from harness.checks import CheckResult, History, delivery, latency
 from harness.client import Account, Client, ClientError
 from harness.faults.actions import Faults
 from harness.faults.timeline import Timeline
-from harness.nodekinds import kind_class
+from harness.nodekinds import record_kind
 from harness.report import Report, write
 
 
@@ -46,19 +46,26 @@ def testnet_info(net: Any) -> dict[str, Any]:
     return info
 
 
+def observers(net: Any) -> list[str]:
+    """Names of everything that keeps observations: the nodes and the file server (if any)."""
+    fs = getattr(getattr(net, "state", None), "fileserver", None)
+    return [n.name for n in net.nodes] + ([fs.name] if fs is not None else [])
+
+
 def collect_observations(net: Any, names: Iterable[str] | None = None, *,
                          errors: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
-    """Every node's observation buffer (``GET /admin/v1/observations?since=0``), by node name.
+    """Every node's (and the file server's) observation buffer (``GET
+    /admin/v1/observations?since=0``), by name.
 
     A node that does not answer (killed, paused) or has no admin interface (the real storage
     server) is left out, so checks that need its observations say unknown; with ``errors`` the
     reason is appended there (``"sn03: …"``) instead of being lost."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for name in (list(names) if names is not None else [n.name for n in net.nodes]):
-        kind = net.node(name).kind
-        if not kind_class(kind).has_admin:
+    for name in (list(names) if names is not None else observers(net)):
+        record = net.node(name)
+        if not record_kind(record).has_admin:
             if errors is not None:
-                errors.append(f"{name}: no observations: {kind} nodes have no admin interface")
+                errors.append(f"{name}: no observations: {record.kind} nodes have no admin interface")
             continue
         try:
             answer = net.node_admin(name, "observations?since=0")
@@ -70,12 +77,13 @@ def collect_observations(net: Any, names: Iterable[str] | None = None, *,
 
 
 def clear_observations(net: Any) -> None:
-    """Empty every running node's observation buffer (start of a scenario)."""
-    for n in net.nodes:
-        if not kind_class(n.kind).has_admin:
-            continue  # nothing to clear: it observes nothing
+    """Empty every running node's (and the file server's) observation buffer (start of a
+    scenario); nodes without an admin interface observe nothing."""
+    for name in observers(net):
+        if not record_kind(net.node(name)).has_admin:
+            continue
         try:
-            net.node_admin(n.name, "observations", method="DELETE")
+            net.node_admin(name, "observations", method="DELETE")
         except Exception:  # noqa: S110 - a stopped node has nothing to clear
             pass
 
@@ -244,5 +252,5 @@ class HistoryRecorder:
             raise RuntimeError("history teardown: " + "; ".join(errors))
 
 
-__all__ = ["HistoryRecorder", "RecordedClient", "clear_observations", "collect_observations",
+__all__ = ["observers", "HistoryRecorder", "RecordedClient", "clear_observations", "collect_observations",
            "local_address_towards", "node_directory", "testnet_info"]

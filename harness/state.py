@@ -87,6 +87,20 @@ class NodeRecord:
             out["revision"] = self.revision
         return out
 
+    def fileserver_dict(self) -> dict[str, Any]:
+        """The documented ``fileserver`` JSON of ``testnet up --json`` (docs/fileserver.md)."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "url": f"http://{self.public_ip}:{self.storage_port}",
+            "public_ip": self.public_ip,
+            "port": self.storage_port,
+            "pubkey_x25519": self.pubkey_x25519,
+            "admin_url": self.admin_url,
+        }
+        if self.proxy is not None:
+            out["proxy"] = self.proxy
+        return out
+
 
 @dataclass
 class NetworkState:
@@ -122,12 +136,22 @@ class NetworkState:
     lease_owner_start: int | None = None
     #: the reaper (``python -m harness.reaper``) watching the lease owner, if one was started
     reaper_pid: int | None = None
+    #: the file server (docs/fileserver.md): a record of kind ``fileserver`` whose
+    #: ``storage_port`` is its HTTP port; None when the topology has none
+    fileserver: NodeRecord | None = None
+    #: networks besides loopback that exit nodes may forward onion requests to (the docker
+    #: backend's container network)
+    forward_networks: list[str] = field(default_factory=list)
 
     def node(self, name: str) -> NodeRecord:
+        """A storage node by name or Ed25519 key, or the file server (``fileserver``)."""
         for n in self.nodes:
             if n.name == name or n.pubkey_ed25519 == name:
                 return n
-        known = ", ".join(n.name for n in self.nodes) or "none"
+        if self.fileserver is not None and name in (self.fileserver.name, self.fileserver.pubkey_ed25519):
+            return self.fileserver
+        known = ", ".join([n.name for n in self.nodes]
+                          + ([self.fileserver.name] if self.fileserver else [])) or "none"
         raise StateError(f"testnet {self.name!r} has no node {name!r} (nodes: {known})")
 
     def public_dict(self) -> dict[str, Any]:
@@ -142,6 +166,7 @@ class NetworkState:
             out["seed_https_url"] = self.seed_https_url
         if self.toxiproxy_url:
             out["toxiproxy_url"] = self.toxiproxy_url
+        out["fileserver"] = self.fileserver.fileserver_dict() if self.fileserver else None
         return out
 
     def to_json(self) -> str:
@@ -151,6 +176,8 @@ class NetworkState:
     def from_json(cls, text: str) -> NetworkState:
         data = json.loads(text)
         nodes = [NodeRecord(**n) for n in data.pop("nodes", [])]
+        fs = data.pop("fileserver", None)
+        data["fileserver"] = NodeRecord(**fs) if fs else None
         data.update(data.pop("extra", None) or {})  # state files written before typed fields
         data.pop("internal_seed_url", None)
         return cls(nodes=nodes, **data)

@@ -19,6 +19,8 @@ from harness.jsonfile import load_json
 from nodes.protocol.keys import Identity, derive_seed
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,30}$")
+#: the file server's runtime name (logs, churn and fault targets, its Toxiproxy proxy)
+FILESERVER_NAME = "fileserver"
 
 
 class TopologyError(ValueError):
@@ -122,6 +124,8 @@ class Topology:
     rate_limit: float = 0.0
     #: put a Toxiproxy proxy in front of every node's storage port (needed for network faults)
     proxies: bool = True
+    #: run the testnet's file server (docs/fileserver.md)
+    fileserver: bool = True
     #: node groups, each with its implementation, numbered in order (sn01… for the first group);
     #: empty: ``swarms * swarm_size`` of our python nodes. With groups, ``swarms`` must be
     #: ``node_count // swarm_size`` (``from_dict`` fills it in when absent)
@@ -215,8 +219,16 @@ class Topology:
         return [node_name(i) for i in range(start, start + n)]
 
     def node_identity(self, name: str) -> Identity:
-        """The deterministic key of node ``name`` in this testnet."""
+        """The deterministic key of node ``name`` in this testnet (the file server's for
+        ``fileserver``)."""
+        if name == FILESERVER_NAME:
+            return self.fileserver_identity()
         return Identity.from_seed(derive_seed(self.seed, "node", name))
+
+    def fileserver_identity(self) -> Identity:
+        """The file server's key: ``derive_seed(seed, "fileserver", "fileserver")`` is its
+        Ed25519 seed; its X25519 form encrypts onion requests to it."""
+        return Identity.from_seed(derive_seed(self.seed, "fileserver", FILESERVER_NAME))
 
     def with_name(self, name: str) -> Topology:
         return replace(self, name=name)

@@ -12,11 +12,29 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import ClassVar
 
+from harness.nodekinds.names import FILESERVER
 from harness.state import NetworkState, NodeRecord, StateDir
-from harness.topology import Topology
+from harness.topology import FILESERVER_NAME, Topology
+from nodes.fileserver.config import FILESERVER_PORT
+from nodes.protocol.constants import ADMIN_PORT
 
 #: progress callback: one human-readable line per step
 Reporter = Callable[[str], None]
+
+#: the file server's host number in the testnet's ``P.0.0/24``: advertised at ``P.0.3`` (its
+#: Toxiproxy proxy), running at ``P.0.4`` (``P`` = ``127.X`` or ``10.X``; docs/fileserver.md)
+FILESERVER_HOST = 3
+
+
+def fileserver_record(topology: Topology, prefix: str, *, proxied: bool) -> NodeRecord:
+    """The file server's record for a testnet whose ``P.0`` prefix is ``prefix``."""
+    ident = topology.fileserver_identity()
+    own = f"{prefix}.{FILESERVER_HOST + 1}"
+    return NodeRecord(name=FILESERVER_NAME, kind=FILESERVER,
+                      public_ip=f"{prefix}.{FILESERVER_HOST}" if proxied else own,
+                      bind_ip=own if proxied else None, proxy=FILESERVER_NAME if proxied else None,
+                      storage_port=FILESERVER_PORT, admin_port=ADMIN_PORT,
+                      pubkey_ed25519=ident.ed25519_hex, pubkey_x25519=ident.x25519_hex)
 
 
 class BackendError(RuntimeError):

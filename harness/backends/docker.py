@@ -11,6 +11,9 @@ every address below is fixed:
 - ``10.X.i.2``  node ``i``'s container (storage ``:22021``, admin ``:22030``)
 - ``10.X.i.1``  node ``i``'s advertised address: its Toxiproxy proxy (upstream ``10.X.i.2``)
 - ``10.X.i.(j+2)`` the dedicated proxy for traffic from node ``j`` to node ``i`` (on demand)
+- ``10.X.0.4``  the file server's container (HTTP ``:22050``, admin ``:22030``); ``10.X.0.3`` its
+  advertised address, its Toxiproxy proxy ``fileserver``. Nodes get ``--forward-allow
+  10.X.0.0/16``: exit nodes forward onion requests only there (and to loopback).
 
 Without proxies (``Topology.proxies=False``) node ``i`` advertises ``10.X.i.2`` itself.
 
@@ -71,7 +74,7 @@ import requests.exceptions
 from docker.client import DockerClient
 
 from harness import nodekinds
-from harness.backends.base import Backend, BackendError, Reporter
+from harness.backends.base import FILESERVER_HOST, Backend, BackendError, Reporter, fileserver_record
 from harness.backends.docker_engine import (
     KIND,
     LABEL,
@@ -192,6 +195,8 @@ class DockerBackend(Backend):
                              seed_runtime={"port": SEED_PORT, "https_port": SEED_HTTPS_PORT})
         for name in topology.node_names():
             state.nodes.append(self._node_record(topology, name))
+        if topology.fileserver:
+            state.fileserver = fileserver_record(topology, f"10.{x}.0", proxied=topology.proxies)
         self.assign_addresses(state)
         return state
 
@@ -206,6 +211,14 @@ class DockerBackend(Backend):
         state.seed_https_url = f"https://{seed_ip}:{SEED_HTTPS_PORT}"
         if proxies:
             state.toxiproxy_url = f"http://10.{x}.0.1:{TOXIPROXY_PORT}"
+        # exit nodes may forward onion requests into the testnet's own network (the file server)
+        state.forward_networks = [str(subnet_of(x))]
+        fs = state.fileserver
+        if fs is not None:
+            own = f"10.{x}.0.{FILESERVER_HOST + 1}"
+            fs.public_ip = f"10.{x}.0.{FILESERVER_HOST}" if proxies else own
+            fs.bind_ip = own if proxies else None
+            fs.proxy = fs.name if proxies else None
         for node in state.nodes:
             i = node_index(node.name)
             node.public_ip = f"10.{x}.{i}.1" if proxies else f"10.{x}.{i}.2"
@@ -259,7 +272,8 @@ class DockerBackend(Backend):
             state.toxiproxy_image = toxiproxy_image(self.client) or images.node
         self._node_images(state, report)
         self._create_network(state, report)
-        for target in ["seed"] + [n.name for n in state.nodes]:
+        for target in ["seed"] + [n.name for n in state.nodes] + (
+                [state.fileserver.name] if state.fileserver else []):
             self._ensure_volume(state, target)
 
     def _node_images(self, state: NetworkState, report: Reporter) -> None:
@@ -409,7 +423,8 @@ class DockerBackend(Backend):
                          cap_add=["NET_ADMIN"])
         # every node's advertised address up front (sn01-sn254), so nodes that join later need
         # nothing more; link addresses come one by one through ensure_address()
-        self._add_addresses(state, [f"10.{x}.{i}.1" for i in range(1, 255)])
+        self._add_addresses(state, [f"10.{x}.{i}.1" for i in range(1, 255)]
+                            + [f"10.{x}.0.{FILESERVER_HOST}"])  # the file server's proxy
         image = state.toxiproxy_image or _image(state)
         if image == _image(state):
             command = ["python", "-m", "nodes.toxiproxy", "--host", "0.0.0.0",

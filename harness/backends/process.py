@@ -6,7 +6,9 @@ Node ``i`` is advertised at ``127.X.i.1:22021`` (its own /24, so clients' subnet
 hold): that is its Toxiproxy proxy, whose upstream is the node process itself on
 ``127.X.i.2:22021`` (admin interface on ``127.X.i.2:22030``). The dedicated proxy for traffic
 from node ``j`` to node ``i`` (single-link faults, partitions) listens on ``127.X.i.(j+2)``.
-Without proxies (``Topology.proxies=False``) node ``i`` listens on ``127.X.i.1`` itself.
+Without proxies (``Topology.proxies=False``) node ``i`` listens on ``127.X.i.1`` itself. The
+file server is advertised at ``127.X.0.3:22050`` (its proxy ``fileserver``) and runs at
+``127.X.0.4`` (without proxies it is advertised there).
 Linux routes all of 127.0.0.0/8 to the loopback interface, so no set-up is needed.
 
 Processes are started in their own session so they outlive the shell that ran ``testnet up``;
@@ -32,9 +34,10 @@ from typing import BinaryIO
 
 import nodes
 from harness import nodekinds
-from harness.backends.base import Backend, BackendError, Reporter
+from harness.backends.base import FILESERVER_HOST, Backend, BackendError, Reporter, fileserver_record
 from harness.state import NetworkState, NodeRecord, StateDir, list_networks, locked, stale_reason
 from harness.topology import Topology, node_index
+from nodes.fileserver.config import FILESERVER_PORT
 from nodes.protocol.constants import ADMIN_PORT, SEED_HTTPS_PORT, SEED_PORT, STORAGE_PORT
 
 TOXIPROXY_PORT = 8474
@@ -134,7 +137,9 @@ def _bindable(ip: str, port: int) -> bool:
 def _block_free(x: int, nodes: int) -> bool:
     """Nothing listens on block 127.x's seed, Toxiproxy or node addresses (a testnet of another
     state home may hold the block while its seed is down or not started yet)."""
-    addresses = [(f"127.{x}.0.1", SEED_PORT), (f"127.{x}.0.1", TOXIPROXY_PORT)]
+    addresses = [(f"127.{x}.0.1", SEED_PORT), (f"127.{x}.0.1", TOXIPROXY_PORT),
+                 (f"127.{x}.0.{FILESERVER_HOST}", FILESERVER_PORT),
+                 (f"127.{x}.0.{FILESERVER_HOST + 1}", FILESERVER_PORT)]
     addresses += [(f"127.{x}.{i}.{j}", STORAGE_PORT) for i in range(1, nodes + 1) for j in (1, 2)]
     return all(_bindable(ip, port) for ip, port in addresses)
 
@@ -194,6 +199,8 @@ class ProcessBackend(Backend):
             state.toxiproxy_url = f"http://{seed_ip}:{TOXIPROXY_PORT}"
         for name in topology.node_names():
             state.nodes.append(self._node_record(state, topology, name))
+        if topology.fileserver:
+            state.fileserver = fileserver_record(topology, f"127.{x}.0", proxied=topology.proxies)
         nodekinds.place_nodes(state, self._other_states())  # e.g. OxenMQ ports of real nodes
         return state
 

@@ -7,6 +7,7 @@ checker crashed: see :func:`checker`). Recording a history from a running testne
 :mod:`harness.recording`'s job. See docs/checks.md.
 """
 
+from harness.checks.attachments import attachment_privacy
 from harness.checks.censorship import censorship, misbehaviours
 from harness.checks.delivery import delivery
 from harness.checks.history import History
@@ -15,6 +16,6 @@ from harness.checks.privacy import privacy
 from harness.checks.result import CheckResult, Verdict, checker
 
 __all__ = [
-    "CheckResult", "History", "Verdict", "censorship", "checker", "delivery", "latency",
+    "CheckResult", "History", "Verdict", "attachment_privacy", "censorship", "checker", "delivery", "latency",
     "misbehaviours", "percentile", "privacy",
 ]

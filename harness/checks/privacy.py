@@ -34,7 +34,8 @@ def subnet24(ip: str) -> str:
 
 
 def _matches(obs: list[dict[str, Any]], a: AttemptRecord, slack: float, *, hop: str,
-             next_hop: str | None = None, method: str | None = None) -> list[dict[str, Any]]:
+             next_hop: str | None = None, method: str | None = None,
+             server: str | None = None) -> list[dict[str, Any]]:
     lo = a.started_at - slack
     hi = a.started_at + a.elapsed_ms / 1000.0 + slack
     out = []
@@ -46,6 +47,8 @@ def _matches(obs: list[dict[str, Any]], a: AttemptRecord, slack: float, *, hop: 
         if next_hop is not None and o.get("next_hop") != next_hop:
             continue
         if method is not None and o.get("method") != method:
+            continue
+        if server is not None and not str(o.get("server") or "").startswith(server):
             continue
         out.append(o)
     return out
@@ -108,7 +111,11 @@ def privacy(history: History, *, hops: int = 3, slack_s: float = 2.0,
         if not a.ok or len(a.path) != hops or not a.destination:
             continue
         checked += 1
-        chain = [*a.path, a.destination]
+        # an onion request to a server (attachments): the path's last node is the exit, which
+        # forwards to the server's URL; the server's own observations are checked by
+        # harness.checks.attachments
+        server = None if a.destination.get("ed25519") else str(a.destination.get("url") or "")
+        chain = [*a.path, a.destination] if server is None else list(a.path)
         missing = []
         for i, node in enumerate(chain):
             node_name = history.node_name(node.get("ed25519"))
@@ -118,10 +125,13 @@ def privacy(history: History, *, hops: int = 3, slack_s: float = 2.0,
             obs = history.observations[node_name]
             if i < len(chain) - 1:
                 found = _matches(obs, a, slack_s, hop="relay", next_hop=chain[i + 1].get("ed25519"))
+            elif server is not None:
+                found = _matches(obs, a, slack_s, hop="relay", server=server)
             else:
                 found = _matches(obs, a, slack_s, hop="destination", method=a.method)
             if not found and i in (0, len(chain) - 1):
-                missing.append(f"{history.label(node)} ({'guard' if i == 0 else 'destination'})")
+                role = "guard" if i == 0 else "destination" if server is None else "exit"
+                missing.append(f"{history.label(node)} ({role})")
             for o in found:
                 per_position.append((r, a, i, {**o, "node": node_name}))
                 if i == 0 and o.get("remote_addr"):
@@ -142,7 +152,7 @@ def privacy(history: History, *, hops: int = 3, slack_s: float = 2.0,
             violate(r, f"{where}: guard {o['node']} saw accounts {o['accounts']} together with "
                        f"the client's address {o.get('remote_addr')}")
         if i > 0 and o.get("remote_addr") in client_only:
-            role = "destination" if i == hops else f"hop {i + 1}"
+            role = "destination" if i == hops and (a.destination or {}).get("ed25519") else f"hop {i + 1}"
             violate(r, f"{where}: {role} {o['node']} saw the client's address "
                        f"{o['remote_addr']}" + (f" and accounts {o['accounts']}"
                                                 if o.get("accounts") else ""))

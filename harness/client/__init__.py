@@ -10,6 +10,7 @@
 """
 
 from .account import Account
+from .attachments import AttachmentCorrupt, FileServer, FileServerError
 from .client import Received, SessionClient
 from .clock import NetworkClock
 from .config import POLL_ALL, POLL_ONE, POLL_SAMPLE, ClientConfig
@@ -32,6 +33,7 @@ from .paths import OnionPath, PathSet, build_path
 from .pool import NodePool
 from .records import (
     ONE_OFF_PATH,
+    AttachmentRecord,
     AttemptRecord,
     OperationRecord,
     ReceiveRecord,
@@ -43,7 +45,7 @@ from .snode import Snode
 from .sync import Client
 
 __all__ = [
-    "Account", "Client", "ClientConfig", "NetworkClock", "NodePool", "OnionPath", "PathSet",
+    "Account", "AttachmentCorrupt", "AttachmentRecord", "Client", "FileServer", "FileServerError", "ClientConfig", "NetworkClock", "NodePool", "OnionPath", "PathSet",
     "POLL_ALL", "POLL_ONE", "POLL_SAMPLE", "Received", "SessionClient", "Snode", "build_path",
     "ONE_OFF_PATH", "AttemptRecord", "OperationRecord", "ReceiveRecord", "RecordSink", "SendRecord", "record_from_dict",
     "AccountError", "BootstrapError", "ClientError", "ClockError", "DestinationError", "NoPathError",

@@ -37,10 +37,11 @@ from typing import Any
 from nodes.protocol.encoding import b64decode_any
 from nodes.protocol.hashing import message_hash
 from nodes.protocol.keys import PREFIX_X25519, Identity, SessionID, verify_ed25519
-from nodes.protocol.message import MessageError, decrypt_message, encrypt_message
+from nodes.protocol.message import AttachmentRef, MessageError, decrypt_message, encrypt_message
 from nodes.protocol.onion import OnionError, build_onion_request, decrypt_onion_response, parse_enc_type
 from nodes.protocol.signing import retrieve_message, sign_request
 
+from . import attachments as att
 from . import transport as tr
 from .account import Account
 from .clock import NetworkClock
@@ -94,10 +95,16 @@ class Received:
     #: storage expiry (ms) and the node it was fetched from
     expiration_ms: int | None
     node: str
+    #: the message's attachment pointers (download with SessionClient.download_attachment)
+    attachments: tuple[AttachmentRef, ...] = ()
 
     def to_json_dict(self) -> dict[str, Any]:
         """The CLI's JSON shape: {"from", "body", "hash", "timestamp"}."""
-        return {"from": self.sender, "body": self.body, "hash": self.hash, "timestamp": self.timestamp_ms}
+        out: dict[str, Any] = {"from": self.sender, "body": self.body, "hash": self.hash,
+                               "timestamp": self.timestamp_ms}
+        if self.attachments:
+            out["attachments"] = [att.ref_summary(r) for r in self.attachments]
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +112,7 @@ class Received:
             "timestamp_ms": self.timestamp_ms, "envelope_timestamp_ms": self.envelope_timestamp_ms,
             "display_name": self.display_name, "namespace": self.namespace,
             "expiration_ms": self.expiration_ms, "node": self.node,
+            "attachments": [att.ref_summary(r) for r in self.attachments],
         }
 
 
@@ -207,6 +215,7 @@ class SessionClient:
     ``transport`` / ``clock`` / ``rng``: injectable for tests (``local_now_ms`` skews the clock).
     ``nodes``: a node list kept from an earlier run (an app's database, ``pool.nodes()``): the
     pool starts with it, and a refresh no seed answers asks these nodes instead.
+    ``file_server``: the :class:`~harness.client.attachments.FileServer` attachments go to.
     Settings: a :class:`ClientConfig` and/or keyword overrides (``enc_type="xchacha20"``, …).
     """
 
@@ -222,6 +231,7 @@ class SessionClient:
         local_now_ms: Callable[[], int] | None = None,
         rng: random.Random | None = None,
         nodes: Sequence[Snode] | None = None,
+        file_server: att.FileServer | None = None,
         **overrides: Any,
     ) -> None:
         seed_list = [seeds] if isinstance(seeds, str) else list(seeds)
@@ -256,6 +266,7 @@ class SessionClient:
         self._refreshing_from_nodes = False
         if nodes:
             self.pool.load(nodes)
+        self.file_server = file_server
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -792,9 +803,37 @@ class SessionClient:
             return self.config.store_confirmations
         return swarm_size // 2 + 1
 
+    # -- attachments (harness.client.attachments) -----------------------------------------------
+    def _file_server(self, server: att.FileServer | None) -> att.FileServer:
+        chosen = server or self.file_server
+        if chosen is None:
+            raise att.FileServerError("no file server known: give file_server= to the client "
+                                      "(Testnet.file_server, or the testnet's state)")
+        return chosen
+
+    async def upload_attachment(self, data: bytes, *, file_name: str | None = None,
+                                content_type: str | None = None,
+                                server: att.FileServer | None = None) -> AttachmentRef:
+        """Encrypt and upload an attachment through an onion path; the pointer to send.
+
+        Raises :class:`~harness.client.attachments.FileServerError` (with ``.record``)."""
+        ref, _rec = await att.upload(self, self._file_server(server), data, file_name=file_name,
+                                     content_type=content_type)
+        return ref
+
+    async def download_attachment(self, ref: AttachmentRef, *,
+                                  server: att.FileServer | None = None) -> bytes:
+        """Download, verify (MAC, digest) and decrypt a received attachment."""
+        data, _rec = await att.download(self, self._file_server(server), ref)
+        return data
+
     async def send(self, to: str, body: str, *, enc_type: str | None = None,
-                   display_name: str | None = None, ttl_ms: int | None = None) -> SendRecord:
+                   display_name: str | None = None, ttl_ms: int | None = None,
+                   attachments: Sequence[AttachmentRef] = ()) -> SendRecord:
         """Send a Session 1-to-1 message; returns the record once the swarm stored it.
+
+        ``attachments``: pointers of uploaded attachments (:meth:`upload_attachment`), carried
+        as the DataMessage's ``AttachmentPointer``s.
 
         Raises :class:`StoreFailed` (with ``.record``) if no attempt got the message stored.
         """
@@ -802,6 +841,8 @@ class SessionClient:
         ttl = ttl_ms if ttl_ms is not None else self.config.message_ttl_ms
         rec = SendRecord(op_id=new_op_id("send"), kind="send", recipient=to, enc_type=enc,
                          namespace=0, ttl_ms=ttl)
+        if attachments:
+            rec.details["attachments"] = [att.ref_summary(r) for r in attachments]
         op = self._start(rec)
         try:
             try:
@@ -822,7 +863,7 @@ class SessionClient:
                     ts = self.clock.now_ms()
                     try:
                         data = encrypt_message(self.identity, sid, body, timestamp_ms=ts,
-                                               display_name=display_name)
+                                               display_name=display_name, attachments=attachments)
                     except MessageError as exc:
                         raise StoreFailed(f"cannot build the message for {to}: {exc}") from exc
                     if "resyncs" in built:
@@ -1041,7 +1082,7 @@ class SessionClient:
         return Received(sender=msg.sender, body=msg.body, hash=h, timestamp_ms=msg.timestamp_ms,
                         envelope_timestamp_ms=msg.envelope_timestamp_ms, display_name=msg.display_name,
                         namespace=ns, expiration_ms=exp if isinstance(exp, int) else None,
-                        node=dest.ed25519)
+                        node=dest.ed25519, attachments=msg.attachments)
 
     async def wait_for(self, predicate: Callable[[list[Received]], bool] | None = None, *,
                        count: int | None = None, timeout: float = 30.0,

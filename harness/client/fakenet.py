@@ -13,7 +13,8 @@ direct requests, "Snode not ready: <its key>" relayed),
 ``clock_offset_ms``,
 ``drop_stores``, ``drop_relays`` (relays answer 504), ``corrupt_relays`` (the next hop answers
 400), ``hook`` (answer a storage RPC yourself),
-``FakeNetwork.unlisted`` (nodes the relays no longer know: ``Next node not found``),
+``FakeNetwork.file_server`` (a :class:`~harness.client.fakefiles.FakeFileServer` the exit node of
+an onion request to a server forwards to), ``FakeNetwork.unlisted`` (nodes the relays no longer know: ``Next node not found``),
 ``FakeNetwork.relay_timeout_on_down`` (a relay whose next hop is down answers 504 ``Request time
 out``, as the storage server does when its request to the next node fails, instead of 502 ``Next
 node is currently unreachable``, which it only says of a node it has no address for).
@@ -32,10 +33,12 @@ from urllib.parse import urlparse
 from nodes.protocol.constants import CLOCK_TOLERANCE_MS, HARDFORK, SIGNATURE_WINDOW_MS
 from nodes.protocol.hashing import message_hash
 from nodes.protocol.keys import Identity, SessionID, derive_seed
-from nodes.protocol.onion import OnionError, encrypt_response, peel_layer, relay_info
+from nodes.protocol.onion import OnionError, encode_frame, encrypt_response, peel_layer, relay_info
+from nodes.protocol.onion_server import is_server_route, parse_server_route
 from nodes.protocol.signing import SignatureError, retrieve_message, verify_request
 from nodes.protocol.swarm import swarm_for, swarm_space
 
+from .fakefiles import FakeFileServer
 from .snode import Snode
 from .transport import CONNECT, TIMEOUT, HttpResult, TransportError
 
@@ -112,6 +115,8 @@ class FakeNetwork:
         #: a down next hop: 504 "Request time out" (the storage server when its request to the
         #: next node fails: a killed node) instead of 502 "Next node is currently unreachable"
         self.relay_timeout_on_down = False
+        #: the file server an exit node forwards onion requests for servers to
+        self.file_server = FakeFileServer(seed=seed)
 
     # -- lookups -------------------------------------------------------------------------------
     def node(self, name_or_ed: str) -> FakeNode:
@@ -185,6 +190,8 @@ class FakeNetwork:
             status, body = self._rpc(node, layer.blob)
             body_s = body if isinstance(body, str) else json.dumps(body)
             return HttpResult(200, encrypt_response(layer.enc_type, layer.key, status, body_s))
+        if is_server_route(layer.meta):
+            return self._exit(node, layer.blob, layer.meta)
         info = relay_info(layer)
         nxt = next((n for n in self.nodes if n.ed25519 == info.next_ed25519_hex), None)
         if nxt is None or nxt.name in self.unlisted:
@@ -203,6 +210,20 @@ class FakeNetwork:
         if node.corrupt_relays:  # flip a ciphertext byte (after the 4-byte size): the next hop
             frame = frame[:5] + bytes([frame[5] ^ 0xFF]) + frame[6:]  # cannot decrypt its layer
         return self._onion(nxt, frame, hops + 1)
+
+    def _exit(self, node: FakeNode, blob: bytes, meta: dict[str, Any]) -> HttpResult:
+        """An exit node forwards its decrypted layer to the file server (502 when it is down)."""
+        try:
+            route = parse_server_route(meta)
+        except OnionError:
+            return HttpResult(400, b"Invalid json")
+        fs = self.file_server
+        if not route.allowed:
+            return HttpResult(400, b"Invalid url")
+        if not fs.up or (route.host, route.port) != (fs.host, fs.port):
+            return HttpResult(502, f"Failed to connect to {route.host} port {route.port}: "
+                                   "Connection refused".encode())
+        return fs.handle(encode_frame(blob, meta), node.ip)
 
     # -- storage RPC ----------------------------------------------------------------------------
     def _misc(self, node: FakeNode, body: dict[str, Any]) -> dict[str, Any]:

@@ -152,7 +152,25 @@ class ReceiveRecord(OperationRecord):
     undecryptable: list[dict[str, str]] = field(default_factory=list)
 
 
-_KINDS: dict[str, type[OperationRecord]] = {"send": SendRecord, "receive": ReceiveRecord}
+@dataclass
+class AttachmentRecord(OperationRecord):
+    """An attachment ``upload`` or ``download`` (kind) through an onion path to the file server."""
+
+    #: the file server's URL, the file's id there and the pointer's url
+    server_url: str | None = None
+    file_id: int | None = None
+    url: str | None = None
+    file_name: str | None = None
+    #: plaintext size (the pointer's ``size``) and the encrypted blob's size on the wire
+    size: int | None = None
+    blob_bytes: int | None = None
+    #: SHA-256 of the blob (hex), as in the pointer
+    digest: str | None = None
+
+
+_KINDS: dict[str, type[OperationRecord]] = {"send": SendRecord, "receive": ReceiveRecord,
+                                            "upload": AttachmentRecord,
+                                            "download": AttachmentRecord}
 
 
 def record_from_dict(data: dict[str, Any]) -> OperationRecord:

@@ -17,8 +17,10 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from nodes.protocol.keys import Identity
+from nodes.protocol.message import AttachmentRef
 
 from .account import Account
+from .attachments import FileServer
 from .client import Received, SessionClient
 from .config import ClientConfig
 from .errors import ClientError
@@ -126,9 +128,18 @@ class Client:
         return self._submit(self._client.get_swarm(session_id, refresh=refresh, enc_type=enc_type))
 
     def send(self, to: str, body: str, *, enc_type: str | None = None, display_name: str | None = None,
-             ttl_ms: int | None = None) -> SendRecord:
+             ttl_ms: int | None = None, attachments: Sequence[AttachmentRef] = ()) -> SendRecord:
         return self._submit(self._client.send(to, body, enc_type=enc_type, display_name=display_name,
-                                              ttl_ms=ttl_ms))
+                                              ttl_ms=ttl_ms, attachments=attachments))
+
+    def upload_attachment(self, data: bytes, *, file_name: str | None = None,
+                          content_type: str | None = None,
+                          server: FileServer | None = None) -> AttachmentRef:
+        return self._submit(self._client.upload_attachment(
+            data, file_name=file_name, content_type=content_type, server=server))
+
+    def download_attachment(self, ref: AttachmentRef, *, server: FileServer | None = None) -> bytes:
+        return self._submit(self._client.download_attachment(ref, server=server))
 
     def receive(self, *, namespaces: Sequence[int] | None = None, poll: str | None = None,
                 enc_type: str | None = None) -> list[Received]:

@@ -185,7 +185,8 @@ class Faults(FaultContext):
         proxies = self.toxiproxy.proxies()
         index = self.link_index()
         nodes = {}
-        for rec in self.net.state.nodes:
+        fs = self.net.state.fileserver
+        for rec in self.net.state.nodes + ([fs] if fs is not None else []):
             p = proxies.get(rec.proxy or "")
             if p is not None:
                 nodes[rec.name] = {"enabled": p.enabled, "toxics": [t.to_json() for t in p.toxics]}

@@ -152,6 +152,11 @@ class FaultContext:
     def has_admin(self, node: str) -> bool:
         return nodekinds.record_kind(self.node(node)).has_admin
 
+    def supports(self, node: str, capability: str) -> bool:
+        """Whether ``node``'s implementation takes faults of ``capability`` (the file server
+        has an admin interface but no behaviours or clock)."""
+        return nodekinds.kind_class(self.node(node).kind)().supports(capability)
+
     def reachable(self, node: str) -> bool:
         """Whether ``node``'s admin interface can answer (running and not paused)."""
         return (self.net.backend.is_running(self.net.state, node)

@@ -11,6 +11,8 @@ timeline):
 ``swarm:0x7fff…[:N]``      the members of that swarm (or N of them); id in hex (0x…) or decimal
 ``swarm-of:05ab…[:N]``     the members (or N) of the swarm that currently owns Session ID 05ab…
 ``guard``                  the guard (first hop) of the client's current onion path
+``fileserver``             the testnet's file server (by name only: never part of ``all``,
+                           ``random`` or swarm targets)
 =========================  ==================================================================
 
 Resolution is deterministic: candidates are sorted by node name, random draws come from the
@@ -53,6 +55,8 @@ class NetworkView:
     """The nodes of a testnet and their current swarms, as seen when a target is resolved."""
 
     nodes: tuple[NodeInfo, ...]
+    #: runtimes that are targets by name only (the file server), not storage nodes
+    named: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "nodes", tuple(sorted(self.nodes, key=lambda n: n.name)))
@@ -65,7 +69,9 @@ class NetworkView:
         for n in self.nodes:
             if key_or_name in (n.name, n.ed25519):
                 return n.name
-        known = ", ".join(self.names) or "none"
+        if key_or_name in self.named:
+            return key_or_name
+        known = ", ".join(self.names + list(self.named)) or "none"
         raise TargetError(f"no node {key_or_name!r} in this testnet (nodes: {known})")
 
     def swarms(self) -> dict[int, list[str]]:
@@ -79,7 +85,8 @@ class NetworkView:
     @classmethod
     def from_state(cls, state: NetworkState) -> NetworkView:
         """From the state file (swarm ids as last recorded by ``up`` / ``Testnet.refresh``)."""
-        return cls(tuple(NodeInfo(n.name, n.pubkey_ed25519, n.swarm_id) for n in state.nodes))
+        return cls(tuple(NodeInfo(n.name, n.pubkey_ed25519, n.swarm_id) for n in state.nodes),
+                   named=_named(state))
 
 
 async def _seed_swarms(seed_url: str) -> dict[str, tuple[int | None, bool]]:
@@ -105,7 +112,11 @@ def live_view(state: NetworkState) -> NetworkView:
     for n in state.nodes:
         sid, active = live.get(n.pubkey_ed25519, (None, False))
         nodes.append(NodeInfo(n.name, n.pubkey_ed25519, sid, active))
-    return NetworkView(tuple(nodes))
+    return NetworkView(tuple(nodes), named=_named(state))
+
+
+def _named(state: NetworkState) -> tuple[str, ...]:
+    return (state.fileserver.name,) if state.fileserver is not None else ()
 
 
 def _parse_count(text: str, spec: str) -> tuple[int | None, float | None]:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 from harness.nodekinds.names import (
     COMMAND,
     DEFAULT_KIND,
+    FILESERVER,
     IMAGE,
     KIND_CLASSES,
     KIND_NAMES,
@@ -133,7 +134,7 @@ def proxy_names(node: NodeRecord) -> list[str]:
     return [p["name"] for p in record_kind(node).proxies(node)]
 
 
-__all__ = ["COMMAND", "DEFAULT_KIND", "IMAGE", "KINDS_DECLARING_ADMIN", "KINDS_NEEDING_PATH",
+__all__ = ["COMMAND", "DEFAULT_KIND", "FILESERVER", "IMAGE", "KINDS_DECLARING_ADMIN", "KINDS_NEEDING_PATH",
            "KINDS_OVER_OXENMQ", "KINDS_WITH_FILE_PATH", "KINDS_WITH_PATH", "KIND_NAMES",
            "MIN_NODES_WITH_REAL", "OXEN_STORAGE", "PATH_ENV", "PYTHON", "check_fault",
            "check_groups", "group_kind", "kind_class", "node_kind", "pair_link_proxies", "pin_revision", "place_nodes",

@@ -11,6 +11,8 @@ OXEN_STORAGE = "oxen-storage"
 #: everything through the node contract's environment (docs/nodes.md)
 COMMAND = "command"
 IMAGE = "image"
+#: the file server: run like a node, never a topology node group
+FILESERVER = "fileserver"
 
 #: kind name -> "module:class"
 KIND_CLASSES: dict[str, str] = {
@@ -18,8 +20,10 @@ KIND_CLASSES: dict[str, str] = {
     OXEN_STORAGE: "harness.nodekinds.oxen_storage:OxenStorageNode",
     COMMAND: "harness.nodekinds.custom:CommandNode",
     IMAGE: "harness.nodekinds.custom:ImageNode",
+    FILESERVER: "harness.nodekinds.fileserver:FileServerKind",
 }
-KIND_NAMES: tuple[str, ...] = tuple(KIND_CLASSES)
+#: the kinds a topology's node groups may use
+KIND_NAMES: tuple[str, ...] = (PYTHON, OXEN_STORAGE, COMMAND, IMAGE)
 DEFAULT_KIND = PYTHON
 
 #: kinds whose nodes take a path (``N:KIND=PATH``)

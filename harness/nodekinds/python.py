@@ -66,6 +66,8 @@ class PythonNode(NodeKind):
         ]
         if t.get("rate_limit"):
             argv += ["--rate-limit", str(t["rate_limit"])]
+        for net in ctx.state.forward_networks:  # where exit nodes may forward onion requests
+            argv += ["--forward-allow", net]
         if ctx.log_file:
             argv += ["--log-file", ctx.log_file]
         return argv

@@ -17,6 +17,9 @@ FAMILIES: dict[str, str] = {
                   "honest swarm member exist",
     "privacy": "no node learns who talks to whom (node observations)",
     "clock": "clients and nodes with skewed clocks agree on time (406/425 resync) and deliver",
+    "attachments": "files sent through the file server over onion paths arrive intact (digest "
+                   "verified) within its size limit, survive its death and latency, and neither "
+                   "it nor any node learns who uploaded what",
 }
 
 #: marker of a scenario that needs the built-in client (paths, raw storage RPC, observations

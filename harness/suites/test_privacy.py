@@ -19,7 +19,7 @@ from harness.checks.history import History
 from harness.checks.privacy import observed_privacy
 from harness.client import ONE_OFF_PATH
 from harness.network import Testnet
-from harness.recording import HistoryRecorder
+from harness.recording import HistoryRecorder, observers
 from harness.suites.conftest import Clients
 from harness.suites.support import CLIENT, send_like_an_app
 
@@ -62,7 +62,7 @@ def test_metadata_privacy(testnet: Testnet, history: HistoryRecorder, clients: C
         alice.send(bob.session_id, f"private {i}")
     bob.wait_for(count=5, timeout=30)
     h = history.collect()
-    assert set(h.observations) == {n.name for n in testnet.nodes}
+    assert set(h.observations) == set(observers(testnet))  # every node (and the file server)
     history.require(delivery(h), privacy(h))
     p = history.results[-1]
     # every successful onion request (5 stores, swarm lookups, retrieves) was seen at guard

@@ -20,12 +20,16 @@ What production does (session-desktop ``MessageSender``/``MessageEncrypter`` and
 
 The protobuf classes are built at import time from a ``FileDescriptorProto`` (proto2, package
 ``signalservice``, field numbers of Session's SignalService.proto) in a private descriptor pool.
+A ``DataMessage`` carries attachments as ``AttachmentPointer``s (field 2; the pointer's fields
+with production's numbers, ``id`` a fixed64 and ``url`` 101); ``AttachmentRef`` holds the ones a
+client uses, and ``nodes.protocol.attachment`` encrypts what they point to.
 Only the fields the testnet needs are declared; unknown fields from real clients are kept by
 protobuf and ignored here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,8 +112,25 @@ def _build_file() -> descriptor_pb2.FileDescriptorProto:
     _field(m, "profilePicture", 2, _F.TYPE_STRING)
 
     m = fd.message_type.add()
+    m.name = "AttachmentPointer"
+    _enum(m, "Flags", {"VOICE_MESSAGE": 1})
+    _field(m, "id", 1, _F.TYPE_FIXED64)
+    _field(m, "contentType", 2, _F.TYPE_STRING)
+    _field(m, "key", 3, _F.TYPE_BYTES)
+    _field(m, "size", 4, _F.TYPE_UINT32)
+    _field(m, "thumbnail", 5, _F.TYPE_BYTES)
+    _field(m, "digest", 6, _F.TYPE_BYTES)
+    _field(m, "fileName", 7, _F.TYPE_STRING)
+    _field(m, "flags", 8, _F.TYPE_UINT32)
+    _field(m, "width", 9, _F.TYPE_UINT32)
+    _field(m, "height", 10, _F.TYPE_UINT32)
+    _field(m, "caption", 11, _F.TYPE_STRING)
+    _field(m, "url", 101, _F.TYPE_STRING)
+
+    m = fd.message_type.add()
     m.name = "DataMessage"
     _field(m, "body", 1, _F.TYPE_STRING)
+    _field(m, "attachments", 2, _F.TYPE_MESSAGE, ".signalservice.AttachmentPointer", repeated=True)
     _field(m, "timestamp", 7, _F.TYPE_UINT64)
     _field(m, "profile", 101, _F.TYPE_MESSAGE, ".signalservice.LokiProfile")
 
@@ -123,7 +144,7 @@ def _build_classes() -> dict[str, Any]:
     pool = descriptor_pool.DescriptorPool()
     pool.Add(_build_file())
     names = ("WebSocketRequestMessage", "WebSocketMessage", "Envelope", "LokiProfile",
-             "DataMessage", "Content")
+             "AttachmentPointer", "DataMessage", "Content")
     return {n: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"signalservice.{n}"))
             for n in names}
 
@@ -133,6 +154,7 @@ WebSocketRequestMessage = _CLASSES["WebSocketRequestMessage"]
 WebSocketMessage = _CLASSES["WebSocketMessage"]
 Envelope = _CLASSES["Envelope"]
 LokiProfile = _CLASSES["LokiProfile"]
+AttachmentPointer = _CLASSES["AttachmentPointer"]
 DataMessage = _CLASSES["DataMessage"]
 Content = _CLASSES["Content"]
 
@@ -172,6 +194,54 @@ def unpad(data: bytes, *, strict: bool = False) -> bytes:
     return data
 
 
+# --- attachment pointers -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AttachmentRef:
+    """The fields of an ``AttachmentPointer`` a client needs to fetch and open an attachment.
+
+    ``file_id`` is the file server's id (``AttachmentPointer.id``, fixed64), ``url`` where to
+    download it, ``key`` the 64-byte attachment key, ``digest`` SHA-256 of the uploaded blob,
+    ``size`` the unpadded plaintext size (see nodes.protocol.attachment).
+    """
+
+    file_id: int
+    url: str
+    key: bytes
+    digest: bytes
+    size: int
+    content_type: str | None = None
+    file_name: str | None = None
+
+    def to_proto(self) -> Any:
+        pointer = AttachmentPointer()
+        pointer.id = self.file_id
+        pointer.url = self.url
+        pointer.key = self.key
+        pointer.digest = self.digest
+        pointer.size = self.size
+        if self.content_type is not None:
+            pointer.contentType = self.content_type
+        if self.file_name is not None:
+            pointer.fileName = self.file_name
+        return pointer
+
+    @classmethod
+    def from_proto(cls, pointer: Any) -> AttachmentRef:
+        def opt(name: str) -> Any:
+            return getattr(pointer, name) if pointer.HasField(name) else None
+        return cls(file_id=pointer.id, url=pointer.url, key=bytes(pointer.key),
+                   digest=bytes(pointer.digest), size=pointer.size,
+                   content_type=opt("contentType"), file_name=opt("fileName"))
+
+
+def _check_attachment(ref: AttachmentRef) -> None:
+    if not 0 <= ref.file_id < 2 ** 64:
+        raise MessageError(f"attachment id must fit a fixed64, got {ref.file_id}")
+    if not 0 <= ref.size < 2 ** 32:
+        raise MessageError(f"attachment size must fit a uint32, got {ref.size}")
+
+
 # --- encryption --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -181,6 +251,7 @@ class ReceivedMessage:
     timestamp_ms: int
     envelope_timestamp_ms: int
     display_name: str | None
+    attachments: tuple[AttachmentRef, ...] = ()
 
 
 def _recipient_key(recipient: SessionID | str) -> bytes:
@@ -201,8 +272,12 @@ def encrypt_message(
     *,
     timestamp_ms: int,
     display_name: str | None = None,
+    attachments: Sequence[AttachmentRef] = (),
 ) -> bytes:
-    """Build the serialized ``WebSocketMessage`` a client base64-encodes into ``store`` data."""
+    """Build the serialized ``WebSocketMessage`` a client base64-encodes into ``store`` data.
+
+    ``attachments`` become the ``DataMessage``'s ``AttachmentPointer``s, in order.
+    """
     recipient_x = _recipient_key(recipient)
     if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, int) or timestamp_ms < 0:
         raise MessageError(f"timestamp_ms must be a non-negative integer, got {timestamp_ms!r}")
@@ -212,6 +287,9 @@ def encrypt_message(
     content.dataMessage.timestamp = timestamp_ms
     if display_name is not None:
         content.dataMessage.profile.displayName = display_name
+    for ref in attachments:
+        _check_attachment(ref)
+        content.dataMessage.attachments.append(ref.to_proto())
     padded = pad(content.SerializeToString())
 
     signature = sender.sign(padded + sender.ed25519_public + recipient_x)
@@ -286,4 +364,5 @@ def decrypt_message(recipient: Identity, data: bytes) -> ReceivedMessage:
         timestamp_ms=dm.timestamp,
         envelope_timestamp_ms=envelope.timestamp,
         display_name=display_name,
+        attachments=tuple(AttachmentRef.from_proto(p) for p in dm.attachments),
     )

@@ -21,7 +21,7 @@ What production does (read from session-storage-server ``oxenss/rpc/onion_proces
   has ``headers`` → this node is the destination and the blob is the storage RPC body
   ``{"method", "params"}``; libsession sends exactly ``{"headers":""}`` (the storage server also
   reads optional booleans ``json`` and ``base64`` there).  Has ``host`` → proxy to an HTTP server
-  (not used by the testnet).  Otherwise → relay: ``destination`` (next hop's Ed25519 hex),
+  (:mod:`nodes.protocol.onion_server`).  Otherwise → relay: ``destination`` (next hop's Ed25519 hex),
   ``ephemeral_key`` (the key the *next* hop must use) and ``enc_type``.
 * **Client build** (libsession ``Builder::build``): one fresh ephemeral X25519 keypair per layer.
   The destination layer is encrypted first; its ephemeral key is put in the routing JSON of the
@@ -91,7 +91,7 @@ class OnionError(ValueError):
         self.status = status
 
 
-def _dumps(obj: Any) -> bytes:
+def compact_json(obj: Any) -> bytes:
     """Compact JSON with sorted keys and raw UTF-8, like nlohmann::json::dump()."""
     return json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode("utf-8")
 
@@ -113,7 +113,7 @@ def parse_enc_type(value: str | None) -> str:
 def encode_frame(blob: bytes, meta: dict) -> bytes:
     """``u32le len(blob) ‖ blob ‖ JSON(meta)``."""
     blob = bytes(blob)
-    return struct.pack("<I", len(blob)) + blob + _dumps(meta)
+    return struct.pack("<I", len(blob)) + blob + compact_json(meta)
 
 
 def decode_frame(data: bytes) -> tuple[bytes, dict]:
@@ -263,7 +263,8 @@ def relay_info(layer: PeeledLayer) -> RelayInfo:
     if layer.is_destination:
         raise OnionError("This onion layer is for the destination, not a relay")
     if "host" in layer.meta:
-        raise OnionError("Onion requests to external servers are not supported by the testnet")
+        raise OnionError("This onion layer routes to a server (it names a host), not to a node: "
+                         "see nodes.protocol.onion_server.parse_server_route")
     next_ed = _hex32(layer.meta.get("destination"), "destination")
     eph = _hex32(layer.meta.get("ephemeral_key"), "ephemeral_key")
     enc_type = parse_enc_type(layer.meta.get("enc_type"))
@@ -291,7 +292,7 @@ def encrypt_response(
             body_value = jsonin.loads(body)
         except jsonin.JsonInputError:
             body_value = body
-    ciphertext = encrypt_layer(enc_type, key, _dumps({"status": int(status), "body": body_value}))
+    ciphertext = encrypt_layer(enc_type, key, compact_json({"status": int(status), "body": body_value}))
     return base64.b64encode(ciphertext) if base64_encode else ciphertext
 
 
@@ -322,6 +323,42 @@ class OnionRequest:
     enc_type: str
 
 
+def seal_layer(enc_type: str, recipient_x25519: bytes, plaintext: bytes) -> tuple[bytes, bytes, bytes]:
+    """Encrypt ``plaintext`` for one recipient with a fresh ephemeral X25519 keypair.
+
+    Returns (ciphertext, ephemeral public key, symmetric key); the key also decrypts the
+    recipient's answer (the destination answers with the same key and scheme).
+    """
+    enc_type = parse_enc_type(enc_type)
+    recipient_x25519 = _key32(recipient_x25519, "recipient X25519 key")
+    eph_pub, eph_sec = bindings.crypto_box_keypair()
+    key = layer_key(enc_type, shared_secret(eph_sec, recipient_x25519), eph_pub, recipient_x25519)
+    return encrypt_layer(enc_type, key, plaintext), eph_pub, key
+
+
+def wrap_path(path: Sequence[OnionHop], blob: bytes, last_routing: dict[str, Any],
+              enc_type: str) -> bytes:
+    """Wrap an already sealed destination ``blob`` in one layer per relay (guard first in
+    ``path``) and return the frame to POST to the guard's /onion_req/v2.
+
+    ``last_routing`` is the routing JSON the *last* relay reads (for a service node destination
+    ``{"destination", "ephemeral_key", "enc_type"}``; for a server ``{"host", "target", ...}``,
+    see :mod:`nodes.protocol.onion_server`); every earlier relay gets ``{"destination":
+    <next hop ed25519>, "ephemeral_key", "enc_type"}``.  With an empty path ``last_routing`` is
+    the outer JSON itself.
+    """
+    enc_type = parse_enc_type(enc_type)
+    if len(path) > MAX_HOPS:
+        raise OnionError(f"Onion path too long: {len(path)} relays, at most {MAX_HOPS}")
+    routing = dict(last_routing)
+    for i in range(len(path) - 1, -1, -1):
+        blob, eph_pub, _ = seal_layer(enc_type, path[i].x25519, encode_frame(blob, routing))
+        routing = {"destination": path[i].ed25519.hex(), "ephemeral_key": eph_pub.hex(),
+                   "enc_type": enc_type}
+    outer = {"ephemeral_key": routing["ephemeral_key"], "enc_type": enc_type}
+    return encode_frame(blob, outer)
+
+
 def build_onion_request(
     path: Sequence[OnionHop],
     destination: OnionHop,
@@ -335,23 +372,11 @@ def build_onion_request(
     enc_type = parse_enc_type(enc_type)
     if len(path) > MAX_HOPS:
         raise OnionError(f"Onion path too long: {len(path)} relays, at most {MAX_HOPS}")
-
-    def seal(hop: OnionHop, data: bytes) -> tuple[bytes, bytes, bytes]:
-        eph_pub, eph_sec = bindings.crypto_box_keypair()
-        key = layer_key(enc_type, shared_secret(eph_sec, hop.x25519), eph_pub, hop.x25519)
-        return encrypt_layer(enc_type, key, data), eph_pub, key
-
-    blob, eph_pub, destination_key = seal(destination, encode_frame(payload, DESTINATION_META))
-    next_hop = destination
-    for hop in reversed(path):
-        routing = {
-            "destination": next_hop.ed25519.hex(),
-            "ephemeral_key": eph_pub.hex(),
-            "enc_type": enc_type,
-        }
-        blob, eph_pub, _ = seal(hop, encode_frame(blob, routing))
-        next_hop = hop
-    frame = encode_frame(blob, {"ephemeral_key": eph_pub.hex(), "enc_type": enc_type})
+    blob, eph_pub, destination_key = seal_layer(enc_type, destination.x25519,
+                                                encode_frame(payload, DESTINATION_META))
+    routing = {"destination": destination.ed25519.hex(), "ephemeral_key": eph_pub.hex(),
+               "enc_type": enc_type}
+    frame = wrap_path(path, blob, routing, enc_type)
     return OnionRequest(frame=frame, destination_key=destination_key, enc_type=enc_type)
 
 

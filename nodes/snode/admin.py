@@ -44,13 +44,13 @@ class Observations:
 
     def record(self, *, remote_addr: str | None, channel: str, hop: str | None = None,
                next_hop: str | None = None, method: str | None = None,
-               accounts: list[str] | None = None, status: int) -> int:
+               accounts: list[str] | None = None, status: int, server: str | None = None) -> int:
         seq = self._next
         self._next += 1
         self._items.append({
             "seq": seq, "ts": round(time.time(), 3), "remote_addr": remote_addr, "channel": channel,
             "hop": hop, "next_hop": next_hop, "method": method, "accounts": list(accounts or []),
-            "status": status,
+            "status": status, "server": server,
         })
         return seq
 

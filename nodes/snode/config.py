@@ -11,6 +11,8 @@ from pathlib import Path
 from nodes.common.auth import ENV_ADMIN_TOKEN, ENV_JOIN_TOKEN, ENV_KEY_SEED, SecretError, read_secret
 from nodes.protocol.constants import ADMIN_PORT, LMQ_PORT, STORAGE_PORT
 
+from .server_forward import IPNetwork, parse_networks
+
 
 class ConfigError(ValueError):
     """A command-line value is invalid; the message says which flag and why."""
@@ -41,6 +43,8 @@ class Config:
     relay_timeout: float = 10.0
     seed_timeout: float = 3.0
     purge_interval: float = 2.0
+    #: networks (besides loopback) onion requests may be forwarded to (docs/fileserver.md)
+    forward_allow: tuple[IPNetwork, ...] = ()
 
 
 _RATE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(?:/\s*s)?\s*$")
@@ -107,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for each swarm member during fan-out")
     p.add_argument("--relay-timeout", type=float, default=10.0,
                    help="seconds to wait for the next onion hop before answering 504")
+    p.add_argument("--forward-allow", action="append", default=[], metavar="CIDR",
+                   help="a network (besides loopback) onion requests may be forwarded to, e.g. the "
+                        "testnet's container network; repeatable")
     return p
 
 
@@ -132,6 +139,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
                       ("--fanout-timeout", args.fanout_timeout), ("--relay-timeout", args.relay_timeout)):
         if val <= 0:
             raise ConfigError(f"{flag} must be > 0, got {val}")
+    try:
+        forward_allow = parse_networks(args.forward_allow)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     return Config(
         ip=ip,
         public_ip=public_ip,
@@ -151,4 +162,5 @@ def parse_args(argv: list[str] | None = None) -> Config:
         log_level=args.log_level,
         fanout_timeout=args.fanout_timeout,
         relay_timeout=args.relay_timeout,
+        forward_allow=forward_allow,
     )

@@ -9,6 +9,11 @@
 * relay: next hop unknown -> 502 "Next node not found: <hex>"; no answer -> 504 "Request time out";
   next hop not ready -> 503 "Snode not ready: <its ed25519 hex>" (see below); otherwise the next
   hop's status and body are passed back unchanged.
+* server route (JSON has "host", docs/fileserver.md): bad fields -> 400 "Invalid json"; a
+  protocol/target production does not forward to, or a host outside the testnet -> 400
+  "Invalid url" (both encrypted); otherwise the whole decrypted layer is POSTed to the server
+  (:mod:`.server_forward`) and its answer passed back; unreachable -> plaintext 502/504 with
+  curl's text.
 
 A not-ready next hop: the storage server relays over OxenMQ (``sn.onion_request``), where a node
 that is not ready answers ``503 "Snode not ready: <its own ed25519 hex>"`` (RequestHandler::
@@ -33,12 +38,13 @@ from typing import Any
 import aiohttp
 
 from nodes.common.values import is_int, parse_hex32
-from nodes.protocol import onion
+from nodes.protocol import onion, onion_server
 from nodes.protocol.keys import Identity
 
 from .behaviours import Behaviours
 from .peers import PeerClient
 from .rpc import RpcHandler
+from .server_forward import ForwardRefused, ServerForwarder
 from .swarm_view import SwarmView
 
 ONION_PATH = "/onion_req/v2"
@@ -58,6 +64,7 @@ class OnionOutcome:
     method: str | None = None
     accounts: list[str] = field(default_factory=list)
     inner_status: int | None = None  # destination: status of the storage RPC inside
+    server: str | None = None  # exit to a server: the URL it named
 
 
 def _plain(status: int, text: str, **kw: Any) -> OnionOutcome:
@@ -67,7 +74,7 @@ def _plain(status: int, text: str, **kw: Any) -> OnionOutcome:
 class OnionHandler:
     def __init__(self, identity: Identity, get_view: Callable[[], SwarmView], rpc: RpcHandler,
                  client: PeerClient | None, behaviours: Behaviours, relay_timeout: float = 10.0,
-                 log: Any = None) -> None:
+                 log: Any = None, forwarder: ServerForwarder | None = None) -> None:
         self.identity = identity
         self.get_view = get_view
         self.rpc = rpc
@@ -75,6 +82,7 @@ class OnionHandler:
         self.behaviours = behaviours
         self.relay_timeout = relay_timeout
         self.log = log
+        self.forwarder = forwarder
 
     async def handle(self, frame: bytes) -> OnionOutcome:
         # 1. outer frame
@@ -115,8 +123,13 @@ class OnionHandler:
         if "headers" in meta:
             return await self._destination(blob, meta, enc_type, key)
         if "host" in meta:
-            return encrypted(400, "Invalid url: the testnet does not proxy onion requests to servers",
-                             "relay")
+            try:
+                route = onion_server.parse_server_route(meta)
+            except onion.OnionError:
+                return encrypted(400, "Invalid json", "relay")
+            if not route.allowed:
+                return encrypted(400, onion_server.INVALID_URL, "relay", server=route.url)
+            return await self._to_server(route, plaintext, encrypted)
         try:
             next_ed = parse_hex32(meta.get("destination")).hex()
             next_eph = parse_hex32(meta.get("ephemeral_key")).hex()
@@ -134,6 +147,29 @@ class OnionHandler:
                                       embed_json=embed_json and resp.is_json, base64_encode=b64)
         return OnionOutcome(200, data, hop="destination", method=method, accounts=accounts,
                             inner_status=resp.status)
+
+    async def _to_server(self, route: onion_server.ServerRoute, plaintext: bytes,
+                         encrypted: Callable[..., OnionOutcome]) -> OnionOutcome:
+        url = route.url
+        if self.forwarder is None:
+            return encrypted(400, onion_server.INVALID_URL, "relay", server=url)
+        try:
+            self.forwarder.policy.address_for(route.host)
+        except ForwardRefused as e:
+            if self.log:
+                self.log.warning("onion_server_refused", server=url, reason=str(e))
+            return encrypted(400, onion_server.INVALID_URL, "relay", server=url)
+        if self.behaviours.drop_relays:
+            return _plain(504, "Request time out", hop="relay", server=url)
+        if self.behaviours.corrupt_relays and len(plaintext) > 4:
+            i = 4 + (len(plaintext) - 4) // 2
+            plaintext = plaintext[:i] + bytes([plaintext[i] ^ 0x01]) + plaintext[i + 1:]
+        answer = await self.forwarder.forward(route, plaintext)
+        if answer.status >= 500 and self.log:
+            self.log.info("onion_server_failed", server=url, status=answer.status,
+                          error=answer.body[:200].decode("utf-8", "replace"))
+        return OnionOutcome(answer.status, answer.body, content_type=answer.content_type,
+                            hop="relay", server=url)
 
     async def _relay(self, blob: bytes, next_ed: str, next_eph: str, next_enc: str,
                      hop_no: int) -> OnionOutcome:

@@ -37,6 +37,7 @@ from .replication import Replicator
 from .requests import RECURSIVE_METHODS, accounts_of
 from .rpc import Response, RpcHandler
 from .seed_client import SeedClient, SeedError
+from .server_forward import ForwardPolicy, ServerForwarder
 from .storage import Storage
 from .swarm_view import SwarmView, swarm_id_str
 
@@ -71,6 +72,7 @@ class Node:
         self.storage: Storage | None = None
         self.peer_overrides = PeerOverrides()
         self.peers = PeerClient(self.identity, overrides=self.peer_overrides)
+        self.forwarder = ServerForwarder(ForwardPolicy(cfg.forward_allow))
         self.seed = SeedClient(cfg.seed_url, self.identity, cfg.public_ip, cfg.port, cfg.lmq_port,
                                cfg.admin_port, timeout=cfg.seed_timeout, join_token=cfg.join_token)
         self.fanout = SwarmFanout(self.peers, cfg.fanout_timeout, self.log)
@@ -115,7 +117,7 @@ class Node:
         self.rpc = RpcHandler(self.identity, self.storage, self.clock, self.get_view, self.fanout,
                               self.seed.json_rpc, self.behaviours, self.log)
         self.onion = OnionHandler(self.identity, self.get_view, self.rpc, self.peers, self.behaviours,
-                                  self.cfg.relay_timeout, self.log)
+                                  self.cfg.relay_timeout, self.log, self.forwarder)
         self.replicator = Replicator(self.storage, self.clock, self.peers, self.get_view, self.log,
                                      on_stale_view=self.request_poll)
 
@@ -168,6 +170,7 @@ class Node:
         for r in reversed(self._runners):
             await r.cleanup()
         await self.peers.close()
+        await self.forwarder.close()
         await self.seed.close()
         if self.storage is not None:
             self.storage.close()
@@ -344,7 +347,7 @@ class Node:
                 out = await self.onion.handle(body)
                 self.observations.record(
                     remote_addr=remote, channel="onion", hop=out.hop, next_hop=out.next_hop,
-                    method=out.method, accounts=out.accounts,
+                    method=out.method, accounts=out.accounts, server=out.server,
                     status=out.inner_status if out.hop == "destination" and out.inner_status else out.status)
                 return web.Response(status=out.status, body=out.body, content_type=out.content_type)
         self.observations.record(remote_addr=remote, channel="onion", status=resp.status)

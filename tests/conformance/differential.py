@@ -33,6 +33,8 @@ HARDEN = "fixed on the harden branch"
 _B64_SIG = re.compile(r"^[A-Za-z0-9+/]{86}==$")
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _IPV4 = re.compile(r"^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$")
+#: the elapsed time in curl's connect error (an exit node that cannot reach a server)
+_CURL_ELAPSED = re.compile(r"(?<=\bafter )\d+(?= ms: )")
 
 
 @dataclass
@@ -85,7 +87,8 @@ class Symbols:
 
 
 def _text(s: str, syms: Symbols) -> str:
-    """Per-node values inside a text (e.g. ``Next node not found: <hex>``)."""
+    """Per-node values inside a text (e.g. ``Next node not found: <hex>``, curl's elapsed ms)."""
+    s = _CURL_ELAPSED.sub("<elapsed>", s)
     return _HEX64.sub(lambda m: syms.strings.get(m.group(0).lower(), "<hex64>"), s)
 
 

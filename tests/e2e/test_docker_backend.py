@@ -117,12 +117,13 @@ def test_default_topology_up_down_leaves_nothing(client):
     try:
         print(f"\nwarm `up` of the default topology (6 nodes, proxies): {elapsed:.1f}s")
         res = labelled(client, name)
-        # seed, 6 nodes, the proxy host and Toxiproxy
+        # seed, 6 nodes, the file server, the proxy host and Toxiproxy
         assert sorted(res["containers"]) == sorted(
-            [f"st-{name}-{t}" for t in ("seed", "proxyhost", "toxiproxy")]
+            [f"st-{name}-{t}" for t in ("seed", "proxyhost", "toxiproxy", "fileserver")]
             + [f"st-{name}-{n.name}" for n in net.nodes])
         assert res["networks"] == [f"st-{name}"]
-        assert sorted(res["volumes"]) == sorted(f"st-{name}-{t}" for t in ["seed"] + [n.name for n in net.nodes])
+        assert sorted(res["volumes"]) == sorted(
+            f"st-{name}-{t}" for t in ["seed", "fileserver"] + [n.name for n in net.nodes])
 
         sub = subnet_of(net.state.net_index)
         assert 128 <= net.state.net_index <= 254

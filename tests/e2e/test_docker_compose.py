@@ -10,6 +10,7 @@ import secrets
 import shutil
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,11 @@ def test_rendered_file_is_the_documented_layout():
     assert doc == compose_dict(topo, "example/node:1", net_index=201)
     assert doc["version"] == "2.4"
     services = doc["services"]
-    assert sorted(services) == ["seed", "sn01", "sn02", "sn03", "sn04", "sn05", "sn06"]
+    assert sorted(services) == ["fileserver", "seed", "sn01", "sn02", "sn03", "sn04", "sn05", "sn06"]
+    fs = services["fileserver"]
+    assert fs["networks"]["testnet"]["ipv4_address"] == "10.201.0.4"
+    assert fs["command"][:3] == ["python", "-m", "nodes.fileserver"]
+    assert fs["volumes"] == ["fileserver-data:/data"]
     assert services["seed"]["networks"]["testnet"]["ipv4_address"] == "10.201.0.2"
     for i in range(1, 7):
         svc = services[f"sn{i:02d}"]
@@ -54,12 +59,16 @@ def test_rendered_file_is_the_documented_layout():
         assert svc["volumes"] == [f"sn{i:02d}-data:/data"]
         assert svc["image"] == "${SESSION_TESTNET_IMAGE:-example/node:1}"
         assert svc["labels"][COMPOSE_LABEL] == "1"
+        cmd = svc["command"]
+        assert cmd[cmd.index("--forward-allow") + 1] == "10.201.0.0/16"
     seed_cmd = services["seed"]["command"]
     assert seed_cmd[seed_cmd.index("--expect") + 1] == "6"
     ipam = doc["networks"]["testnet"]["ipam"]["config"][0]
     assert ipam == {"subnet": "10.201.0.0/16", "ip_range": "10.201.255.0/25",
                     "gateway": "10.201.255.254"}
     assert DEFAULT_IMAGE in render_compose(topo)
+    without = compose_dict(replace(topo, fileserver=False), net_index=201)["services"]
+    assert "fileserver" not in without
 
 
 @pytest.fixture(scope="module")

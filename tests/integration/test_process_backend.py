@@ -69,7 +69,8 @@ def test_cli_up_status_logs_down():
         assert lines, "node log has no structured (JSON) lines"
         assert {rec["node"] for rec in lines} == {"sn01"}
 
-        assert len(marked_pids(name)) == 8  # seed + toxiproxy + 6 nodes
+        assert status["fileserver"]["ready"] and status["fileserver"]["running"]
+        assert len(marked_pids(name)) == 9  # seed + toxiproxy + 6 nodes + the file server
     finally:
         down = cli("down", "--name", name)
     assert down.returncode == 0, down.stderr
@@ -156,7 +157,7 @@ def test_failed_up_saves_logs_and_cleans_up(monkeypatch):
 
 def test_processes_are_marked_with_their_state_folder(testnet):
     pids = marked_pids(testnet.name)
-    assert len(pids) == 2 + len(testnet.nodes)  # seed, toxiproxy, nodes
+    assert len(pids) == 2 + len(testnet.nodes) + 1  # seed, toxiproxy, nodes, the file server
     env = Path(f"/proc/{pids[0]}/environ").read_bytes()
     assert f"{ENV_MARK}={StateDir(testnet.name).path}".encode() in env
 

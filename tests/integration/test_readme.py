@@ -190,6 +190,7 @@ def test_exclusion_rules_match_the_readme():
     assert {b.lang for b in blocks} <= {"sh", "json", "python"}, "a block this test does not run"
 
 
+@pytest.mark.timeout(900)  # the whole README, one command after the other: ~5.5 min on 2 loaded cores
 def test_readme_runs_as_written(tmp_path):
     """Every ```sh block (process backend), the ```json shape and the ```python block."""
     shell = make_shell(tmp_path, "process")

@@ -143,7 +143,7 @@ def test_cli_started_testnet_survives_its_cli_process():
         assert name not in json.loads(cleaned.stdout)["removed"]
         # the CLI process is long gone; the testnet still runs and answers
         assert StateDir(name).load().status == "up"
-        assert len(marked_pids(name)) == 2 + 2  # seed, toxiproxy, 2 nodes
+        assert len(marked_pids(name)) == 2 + 2 + 1  # seed, toxiproxy, 2 nodes, the file server
         Testnet.attach(name).wait_ready(timeout=30)
     finally:
         down = cli("down", "--name", name)

@@ -202,3 +202,19 @@ def test_cli_refuses_too_few_real_nodes_before_starting_anything(tmp_path: Path,
                                         f"12:oxen-storage={tmp_path / 'nope'}"])
     assert res.exit_code == 1 and "no executable oxen-storage binary" in res.output
     assert not (tmp_path / "networks").exists() or not any((tmp_path / "networks").iterdir())
+
+
+def test_file_server_kind_is_not_a_node_group_and_takes_network_and_churn_faults_only():
+    from harness.nodekinds import FILESERVER, KIND_NAMES, kind_class
+    from harness.nodekinds.base import NodeKindError
+    from harness.topology import NodeGroup, TopologyError
+
+    assert FILESERVER not in KIND_NAMES
+    with pytest.raises(TopologyError):
+        NodeGroup(count=1, kind=FILESERVER)
+    kind = kind_class(FILESERVER)()
+    kind.refuse_fault("network", "fileserver")
+    kind.refuse_fault("churn", "fileserver")
+    for family in ("behaviour", "clock", "partition"):
+        with pytest.raises(NodeKindError, match="file server"):
+            kind.refuse_fault(family, "fileserver")

@@ -52,7 +52,7 @@ class Misbehave(FaultKind):
 
     def reset(self, ctx: FaultContext, nodes: list[str]) -> list[str]:
         calls = {n: ("behaviours", dict(DEFAULT_BEHAVIOURS), "PUT") for n in nodes
-                 if ctx.has_admin(n) and ctx.reachable(n)}
+                 if ctx.supports(n, "behaviour") and ctx.reachable(n)}
         return [f"{n}: resetting behaviours failed: {res}"
                 for n, res in ctx.admin_many(calls).items() if isinstance(res, Exception)]
 

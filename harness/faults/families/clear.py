@@ -24,7 +24,8 @@ class Clear(FaultKind):
     node_capability = None
 
     def apply(self, ctx: FaultContext, fault: Fault, req: Request) -> None:
-        names = req.nodes(ctx) if req.target is not None else ctx.view().names
+        view = ctx.view()
+        names = req.nodes(ctx) if req.target is not None else view.names + list(view.named)
         node_side = bool(req.params["node_side"])
         fault.nodes = names
         chosen = set(names)

@@ -38,7 +38,7 @@ class SkewClock(FaultKind):
 
     def reset(self, ctx: FaultContext, nodes: list[str]) -> list[str]:
         calls = {n: ("clock", {"offset_ms": 0}, "PUT") for n in nodes
-                 if ctx.has_admin(n) and ctx.reachable(n)}
+                 if ctx.supports(n, "clock") and ctx.reachable(n)}
         return [f"{n}: resetting clock failed: {res}"
                 for n, res in ctx.admin_many(calls).items() if isinstance(res, Exception)]
 
