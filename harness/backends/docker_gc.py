@@ -147,12 +147,12 @@ def _stale_reason(client: DockerClient, labels: dict[str, str], home: Path) -> s
     if reason:
         return reason
     if st.status == "up":
+        # a seed container that exists but is stopped is a testnet in use (the stop_seed fault,
+        # a user's `docker stop`): sweeping it would pull the network from under the scenario
+        # (and hand its subnet to the next testnet); `testnet down`/`clean NAME` remove it
         try:
-            seed = client.containers.get(f"{resource_prefix(st.name)}-seed")
-            running = bool(seed.attrs["State"].get("Running"))
+            client.containers.get(f"{resource_prefix(st.name)}-seed")
         except docker.errors.NotFound:
-            running = False
-        if not running:
             return "its seed container is gone"
     return None
 
