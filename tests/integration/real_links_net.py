@@ -30,7 +30,7 @@ from harness.client.errors import ClientError  # noqa: E402
 from harness.client.paths import OnionPath  # noqa: E402
 from harness.faults import Faults  # noqa: E402
 from harness.network import Testnet  # noqa: E402
-from harness.nodekinds.oxen_storage import swarm_probe_account  # noqa: E402
+from harness.nodekinds.probes import swarm_probe_account  # noqa: E402
 
 NAME = "reallinks"
 NODES = 10
