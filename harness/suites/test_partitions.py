@@ -31,7 +31,7 @@ from harness.client.records import SendRecord
 from harness.network import Testnet
 from harness.recording import HistoryRecorder
 from harness.suites.conftest import Clients
-from harness.suites.support import CLIENT, module_testnet, swarm_names
+from harness.suites.support import CLIENT, client_settings, module_testnet, swarm_names
 from nodes.protocol.signing import retrieve_message, sign_request
 
 pytestmark = [pytest.mark.partitions, pytest.mark.integration, pytest.mark.builtin_client,
@@ -113,11 +113,13 @@ def test_swarm_cut_in_two_and_healed(testnet4: Testnet, history: HistoryRecorder
     recipient lists one half only (a stale cache, planted), once for each half, so that both
     halves hold messages the other lacks."""
     net = testnet4
-    alice = clients.builtin(net, **PRODUCTION)
-    carol = clients.builtin(net, **PRODUCTION)
-    bob = clients.builtin(net, poll_mode="all", **RECIPIENT)
+    # a store whose destination forwards across the cut waits for its peers (the real server
+    # answers after its forward timeout): the client's request timeout allows for it
+    alice = clients.builtin(net, **client_settings(net, PRODUCTION))
+    carol = clients.builtin(net, **client_settings(net, PRODUCTION))
+    bob = clients.builtin(net, poll_mode="all", **client_settings(net, RECIPIENT))
     members = sorted(swarm_names(net, alice, bob.session_id))
-    assert len(members) == 4
+    assert len(members) >= 4  # 4 here; more where the groups of --nodes make bigger swarms
     snodes = {m.ed25519: m for m in carol.get_swarm(bob.session_id)}
     with history.faults(net) as faults:
         half = sorted(faults.resolve(f"swarm-of:{bob.session_id}:2"))
@@ -126,8 +128,15 @@ def test_swarm_cut_in_two_and_healed(testnet4: Testnet, history: HistoryRecorder
         cut = faults.partition(half, other)
         during = [resend(alice, bob.session_id, f"cut {i}") for i in range(6)]
         for side in (half, other):
-            plant_swarm(carol, bob.session_id, [snodes[net.node(n).pubkey_ed25519] for n in side])
-            during += [resend(carol, bob.session_id, f"cut {side[0]} {i}") for i in range(2)]
+            # a send whose last relay is across the cut fails, and the client then re-reads the
+            # swarm and may store on the other half: plant again and send until this half has
+            # taken one (2 sends at least, 6 at most)
+            for i in range(6):
+                plant_swarm(carol, bob.session_id,
+                            [snodes[net.node(n).pubkey_ed25519] for n in side])
+                during.append(resend(carol, bob.session_id, f"cut {side[0]} {i}"))
+                if i >= 1 and any(acked_by(net, s) == set(side) for s in during[-i - 1:]):
+                    break
         receive_all(bob, during)
         assert_retrievable_from_acknowledgers(net, during, bob.account)
         h = history.collect()
@@ -168,9 +177,11 @@ def test_node_isolated_from_its_swarm_peers(testnet4: Testnet, history: HistoryR
     recipient lists only the isolated member (a stale cache, planted), so that some messages
     usually exist on the isolated member alone."""
     net = testnet4
-    alice = clients.builtin(net, **PRODUCTION)
-    carol = clients.builtin(net, **PRODUCTION)
-    bob = clients.builtin(net, poll_mode="all", **RECIPIENT)
+    # a store whose destination forwards across the cut waits for its peers (the real server
+    # answers after its forward timeout): the client's request timeout allows for it
+    alice = clients.builtin(net, **client_settings(net, PRODUCTION))
+    carol = clients.builtin(net, **client_settings(net, PRODUCTION))
+    bob = clients.builtin(net, poll_mode="all", **client_settings(net, RECIPIENT))
     members = sorted(swarm_names(net, alice, bob.session_id))
     with history.faults(net) as faults:
         isolated = faults.resolve(f"swarm-of:{bob.session_id}:1")[0]
