@@ -183,6 +183,9 @@ def test_latency_on_the_file_server(testnet: Testnet, history: HistoryRecorder,
         assert ok and ok[-1].elapsed_ms >= 800, (rec.kind, [a.elapsed_ms for a in ok])
 
 
+# the exit nodes' observations are the evidence that every file request came through an exit
+# (on the process backend a real server's forward and the client share the source 127.0.0.1)
+@pytest.mark.node_capabilities("observations")
 def test_file_server_never_sees_the_uploader(testnet: Testnet, history: HistoryRecorder,
                                              clients: Clients) -> None:
     """The file server sees uploads and downloads only from exit nodes, never a client's
