@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,17 @@ def up(work: Path, name: str, *extra: str) -> dict[str, Any]:
     return out
 
 
-async def side(session: aiohttp.ClientSession, name: str, seed_url: str) -> Side:
+def pair_link_ips(work: Path, name: str) -> list[str]:
+    """The addresses real servers of testnet ``name`` see their peers at: the pair link proxies
+    of the seed's per-node lists (``peer_ips``, docs/nodes.md "Link faults between real
+    servers"). A real server answers ``get_swarm`` and 421s with the addresses its own list gives
+    (as ours does with the seed's): they are node addresses of that testnet."""
+    spec = json.loads((work / "home" / "networks" / name / "oxenmq-nodes.json").read_text())
+    return sorted({ip for n in spec["nodes"] for ip in n.get("peer_ips", {}).values()})
+
+
+async def side(session: aiohttp.ClientSession, name: str, seed_url: str,
+               peer_ips: Sequence[str] = ()) -> Side:
     wire = Wire(session, seed_url, None)
     await wire.refresh_nodes()
     await wire.sync_clock()
@@ -66,13 +77,16 @@ async def side(session: aiohttp.ClientSession, name: str, seed_url: str) -> Side
         syms.add_node(sn["pubkey_ed25519"], sn["pubkey_x25519"], sn["public_ip"], legacy,
                       zbase32(bytes.fromhex(legacy)) + ".snode")
         syms.add_swarm(int(sn["swarm_id"]))
+    for ip in peer_ips:
+        syms.strings.setdefault(ip, "<snode ip>")
     return Side(name, wire, syms)
 
 
-async def run_cases(real_seed: str, ours_seed: str) -> dict[str, Any]:
+async def run_cases(real_seed: str, ours_seed: str, real_peer_ips: list[str]) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(ssl=False, limit=32)
     async with aiohttp.ClientSession(timeout=TIMEOUT, connector=connector) as session:
-        real, ours = await side(session, "real", real_seed), await side(session, "ours", ours_seed)
+        real = await side(session, "real", real_seed, real_peer_ips)
+        ours = await side(session, "ours", ours_seed)
         crashes: dict[str, dict[str, str]] = {}
         timings: dict[str, dict[str, float]] = {}
         for case in CASES:
@@ -105,7 +119,7 @@ def scenario(binary: Path, work: Path, report: dict[str, Any]) -> None:
     report["kinds"] = {"real": sorted({n["kind"] for n in real["nodes"]}),
                        "ours": sorted({n["kind"] for n in ours["nodes"]})}
     t1 = time.monotonic()
-    report.update(asyncio.run(run_cases(real["seed_url"], ours["seed_url"])))
+    report.update(asyncio.run(run_cases(real["seed_url"], ours["seed_url"], pair_link_ips(work, REAL))))
     report["requests_s"] = round(time.monotonic() - t1, 2)
     report["links_at_end"] = links()
 

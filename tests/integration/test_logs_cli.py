@@ -102,7 +102,8 @@ def test_tail_gives_n_lines_per_node_merged_readable_and_raw(testnet: Testnet):
     every = cli("logs", "-n", testnet.name, "--tail", "1")
     assert every.returncode == 0, every.stderr
     sources = {line.split("|", 1)[0].strip() for line in every.stdout.splitlines()}
-    assert sources == {"seed", "toxiproxy", *(n.name for n in testnet.nodes)}
+    assert testnet.state.fileserver is not None  # every testnet runs one unless told not to
+    assert sources == {"seed", "toxiproxy", "fileserver", *(n.name for n in testnet.nodes)}
 
 
 def test_follow_merges_nodes_and_honours_tail(testnet: Testnet):

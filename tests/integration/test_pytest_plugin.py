@@ -220,8 +220,9 @@ def test_history_works_in_any_fixture_order(pytester: pytest.Pytester, home: Pat
     result.assert_outcomes(passed=1, failed=1, errors=0)
     folder = pytester.path / "testnet-artifacts" / "test_inner.py__test_fails"
     saved = json.loads((folder / "history.json").read_text())
-    # the report was written while the testnet ran: every node gave its observations
-    assert sorted(saved["observations"]) == ["sn01", "sn02", "sn03"]
+    # the report was written while the testnet ran: every node (and the file server) gave its
+    # observations
+    assert sorted(saved["observations"]) == ["fileserver", "sn01", "sn02", "sn03"]
     assert "collect:" not in (folder / "report.md").read_text()
     assert leftovers(home, prefix) == ([], [])
 
