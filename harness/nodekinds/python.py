@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from harness.nodekinds.base import ALL_FAULT_FAMILIES, NodeContext, NodeKind, NodeKindError, NodeView
 from harness.nodekinds.names import PYTHON_ARGV_FLAGS, PYTHON_ENV_NAMES
 from harness.nodekinds.probes import admin_probe
-from harness.nodekinds.revisions import Revision, pinned, require_requirements
+from harness.nodekinds.revisions import Revision, pinned, require_requirements, takes_flag
 from harness.state import NetworkState, NodeRecord
 from nodes.common.auth import ENV_ADMIN_TOKEN, ENV_JOIN_TOKEN, ENV_KEY_SEED, derive_join_token
 
@@ -66,8 +66,12 @@ class PythonNode(NodeKind):
         ]
         if t.get("rate_limit"):
             argv += ["--rate-limit", str(t["rate_limit"])]
-        for net in ctx.state.forward_networks:  # where exit nodes may forward onion requests
-            argv += ["--forward-allow", net]
+        rev = self.revision()
+        # where exit nodes may forward onion requests to servers; a revision that predates the
+        # forwarding has no such option (its exits refuse requests to servers, as they did then)
+        if rev is None or takes_flag(rev, "--forward-allow"):
+            for net in ctx.state.forward_networks:
+                argv += ["--forward-allow", net]
         if ctx.log_file:
             argv += ["--log-file", ctx.log_file]
         return argv

@@ -159,6 +159,12 @@ def _sources_mention(rev: Revision, names: Iterable[str]) -> set[str]:
     return found
 
 
+def takes_flag(rev: Revision, flag: str) -> bool:
+    """Whether the revision's node has the command-line option ``flag`` (for options the
+    harness passes only where they exist, e.g. ``--forward-allow``, newer than the contract)."""
+    return flag in _sources_mention(rev, [flag])
+
+
 def check_contract(rev: Revision) -> dict[str, object]:
     """Raise :class:`NodeKindError` naming the ref and what is missing unless the revision's
     node takes what the harness hands our python node (``PYTHON_ARGV_FLAGS`` and
