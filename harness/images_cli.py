@@ -81,7 +81,7 @@ def images_build(force: bool, base_image: str | None, oxen_storage: str | None,
 
     from harness.images import ImageError, ensure_images
     from harness.images.oxen_storage import OxenStorageImage, ensure_oxen_storage_image
-    from harness.images.revision import Revision, RevisionImage, ensure_revision_image
+    from harness.images.revision import RevisionImage, ensure_revision_image
     from harness.nodekinds.base import NodeKindError
     from harness.nodekinds.revisions import pinned, require_requirements
 
@@ -102,7 +102,7 @@ def images_build(force: bool, base_image: str | None, oxen_storage: str | None,
                                                  force=force)
             for rev in revs:
                 built_revs.append(ensure_revision_image(
-                    client, Revision(rev.ref, rev.commit, rev.root), progress=report,
+                    client, rev, progress=report,
                     force=force, base_image=base_image))
     except ImageError as e:
         raise ImageBuildError(str(e)) from None

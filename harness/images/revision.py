@@ -30,23 +30,11 @@ from harness.images.engine import (
 from harness.images.node import build_image
 from harness.images.sources import NodeSources
 from harness.images.wheels import prepare_wheels, python_info
+from harness.nodekinds.revisions import Revision
 
 REVISION_REPOSITORY = "session-testnet/node-rev"
 #: image label holding the hash of the build's inputs
 INPUTS_LABEL = "session-testnet.inputs"
-
-
-@dataclass(frozen=True)
-class Revision:
-    """A revision extracted by :mod:`harness.nodekinds.revisions` (its ``nodes/`` under ``root``)."""
-
-    ref: str
-    commit: str
-    root: Path
-
-    @property
-    def short(self) -> str:
-        return self.commit[:12]
 
 
 @dataclass(frozen=True)

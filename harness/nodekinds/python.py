@@ -90,12 +90,10 @@ class PythonNode(NodeKind):
         if rev is None:
             return None
         from harness.images import ImageError
-        from harness.images.revision import Revision as ImageRevision
         from harness.images.revision import ensure_revision_image
 
         try:
-            return ensure_revision_image(client, ImageRevision(rev.ref, rev.commit, rev.root),
-                                         progress=progress).tag
+            return ensure_revision_image(client, rev, progress=progress).tag
         except ImageError as e:
             raise NodeKindError(str(e)) from None
 
