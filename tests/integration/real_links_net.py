@@ -25,6 +25,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from real_nodes_net import BOOTSTRAP_MARKS, cli, links, must, node_logs  # noqa: E402 - the sibling payload's helpers
+
 from harness.client import Account, SessionClient  # noqa: E402
 from harness.client.errors import ClientError  # noqa: E402
 from harness.client.paths import OnionPath  # noqa: E402
@@ -37,24 +39,6 @@ NODES = 10
 LATENCY_MS = 400
 PROBES = 3
 REQUEST_TIMEOUT = 6.0
-BOOTSTRAP_MARKS = ("bootstrap", "seed node", "public.loki.foundation", "seed1.", "seed2.", "seed3.")
-
-
-def links() -> list[str]:
-    out = subprocess.run(["ip", "-o", "link"], check=True, capture_output=True, text=True).stdout
-    return [line.split(":")[1].strip() for line in out.splitlines() if line.strip()]
-
-
-def cli(work: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SESSION_TESTNET_HOME": str(work / "home")}
-    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=work, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def must(proc: subprocess.CompletedProcess[str], what: str) -> str:
-    if proc.returncode != 0:
-        raise RuntimeError(f"{what} exited {proc.returncode}: {proc.stderr[-2000:]}")
-    return proc.stdout
 
 
 def plan(net: Testnet) -> dict[str, Any]:
@@ -141,11 +125,6 @@ def recovered(net: Testnet, p: dict[str, Any], timeout: float) -> float | None:
     return None
 
 
-def node_logs(home: Path, name: str = NAME) -> dict[str, str]:
-    logs = home / "networks" / name / "logs"
-    return {p.stem: p.read_text(errors="replace") for p in sorted(logs.glob("sn*.stderr"))}
-
-
 def scenario(binary: Path, work: Path, report: dict[str, Any], backend: str = "process",
              name: str = NAME) -> None:
     """The whole run (also used by tests/e2e/test_real_links_docker.py with ``backend="docker"``,
@@ -204,7 +183,7 @@ def main(binary: Path, work: Path) -> int:
         scenario(binary, work, report)
     except Exception as exc:  # noqa: BLE001 - reported to the test, with the logs
         report["error"] = repr(exc)
-        report["logs_tail"] = {k: v.splitlines()[-15:] for k, v in node_logs(work / "home").items()}
+        report["logs_tail"] = {k: v.splitlines()[-15:] for k, v in node_logs(work / "home", NAME).items()}
         cli(work, "down", "-n", NAME)
     finally:
         (work / "report.json").write_text(json.dumps(report, indent=1))

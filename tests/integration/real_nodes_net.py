@@ -138,8 +138,8 @@ def established_omq_peers(net: Testnet) -> dict[str, int]:
     return out
 
 
-def node_logs(home: Path) -> dict[str, str]:
-    logs = home / "networks" / NAME / "logs"
+def node_logs(home: Path, name: str = NAME) -> dict[str, str]:
+    logs = home / "networks" / name / "logs"
     return {p.stem: p.read_text(errors="replace") for p in sorted(logs.glob("sn*.stderr"))}
 
 
