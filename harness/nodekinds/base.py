@@ -179,9 +179,13 @@ class NodeKind(abc.ABC):
         backend passes them to the process or container, never on the command line."""
         return {}
 
-    @abc.abstractmethod
     def proxies(self, node: NodeRecord) -> list[dict[str, Any]]:
-        """The Toxiproxy proxies in front of ``node`` (Toxiproxy ``populate`` entries)."""
+        """The Toxiproxy proxies in front of ``node`` (Toxiproxy ``populate`` entries): by
+        default one, its HTTPS port at the advertised address forwarding to its own address."""
+        if not node.proxy:
+            return []
+        return [{"name": node.proxy, "listen": f"{node.public_ip}:{node.storage_port}",
+                 "upstream": f"{node.bind_ip}:{node.storage_port}", "enabled": True}]
 
     def udp_relays(self, node: NodeRecord) -> list[dict[str, str]]:
         """UDP relays (``{"listen", "upstream"}``) the node needs next to its Toxiproxy proxies

@@ -95,12 +95,6 @@ class CustomNode(NodeKind):
     def env(self, ctx: NodeContext) -> dict[str, str]:
         return contract_env(ctx, has_admin=self.has_admin)
 
-    def proxies(self, node: NodeRecord) -> list[dict[str, Any]]:
-        if not node.proxy:
-            return []
-        return [{"name": node.proxy, "listen": f"{node.public_ip}:{node.storage_port}",
-                 "upstream": f"{node.bind_ip}:{node.storage_port}", "enabled": True}]
-
     async def probe(self, session: Any, state: NetworkState,
                     nodes: dict[str, tuple[NodeRecord, int | None]]) -> dict[str, NodeView]:
         if self.has_admin:

@@ -38,12 +38,6 @@ class FileServerKind(NodeKind):
     def env(self, ctx: NodeContext) -> dict[str, str]:
         return {ENV_KEY_SEED: ctx.key_seed_hex, ENV_ADMIN_TOKEN: ctx.state.admin_token}
 
-    def proxies(self, node: NodeRecord) -> list[dict[str, Any]]:
-        if not node.proxy:
-            return []
-        return [{"name": node.proxy, "listen": f"{node.public_ip}:{node.storage_port}",
-                 "upstream": f"{node.bind_ip}:{node.storage_port}", "enabled": True}]
-
     async def probe(self, session: Any, state: NetworkState,
                     nodes: dict[str, tuple[NodeRecord, int | None]]) -> dict[str, NodeView]:
         views = await asyncio.gather(*(probe_fileserver(session, rec, state.admin_token)

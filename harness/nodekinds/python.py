@@ -97,12 +97,6 @@ class PythonNode(NodeKind):
         except ImageError as e:
             raise NodeKindError(str(e)) from None
 
-    def proxies(self, node: NodeRecord) -> list[dict[str, Any]]:
-        if not node.proxy:
-            return []
-        return [{"name": node.proxy, "listen": f"{node.public_ip}:{node.storage_port}",
-                 "upstream": f"{node.bind_ip}:{node.storage_port}", "enabled": True}]
-
     async def probe(self, session: Any, state: NetworkState,
                     nodes: dict[str, tuple[NodeRecord, int | None]]) -> dict[str, NodeView]:
         views = await asyncio.gather(*(admin_probe(session, rec, state.admin_token)
