@@ -21,6 +21,7 @@ from aiohttp import web
 
 from nodes.protocol import jsonin
 
+from .auth import bearer_ok
 from .limits import CappedTCPSite, ConnectionCap, ServerLimits
 from .service import StartupError
 from .tls import insecure_client_context
@@ -129,3 +130,24 @@ class ClientSessions:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def admin_token_middleware(token: str, log: Any = None) -> Any:
+    """aiohttp middleware of an admin interface: a request without ``Authorization: Bearer
+    <token>`` answers 401 (naming why) before any handler runs, and is logged when ``log``."""
+
+    @web.middleware
+    async def require_token(request: web.Request,
+                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                            ) -> web.StreamResponse:
+        if bearer_ok(request.headers.get("Authorization"), token):
+            return await handler(request)
+        if log:
+            log.warning("admin_unauthorized", method=request.method, path=request.path,
+                        remote=request.remote)
+        if not token:
+            return json_error(401, "admin interface disabled: no admin token configured "
+                                   "(--admin-token-file or $SESSION_TESTNET_ADMIN_TOKEN)")
+        return json_error(401, "missing or wrong admin token: send 'Authorization: Bearer <token>'")
+
+    return require_token

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from nodes.common.auth import bearer_ok
-from nodes.common.http import json_error, json_response
+from nodes.common.http import admin_token_middleware, json_error, json_response
 
 OBSERVATIONS_MAX = 10_000
 
@@ -47,21 +46,7 @@ class Observations:
 
 def make_admin_app(state: Callable[[], dict[str, Any]], observations: Observations, *,
                    token: str, log: Any = None) -> web.Application:
-    @web.middleware
-    async def require_token(request: web.Request,
-                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                            ) -> web.StreamResponse:
-        if bearer_ok(request.headers.get("Authorization"), token):
-            return await handler(request)
-        if log:
-            log.warning("admin_unauthorized", method=request.method, path=request.path,
-                        remote=request.remote)
-        if not token:
-            return json_error(401, "admin interface disabled: no admin token configured "
-                                   "(--admin-token-file or $SESSION_TESTNET_ADMIN_TOKEN)")
-        return json_error(401, "missing or wrong admin token: send 'Authorization: Bearer <token>'")
-
-    app = web.Application(middlewares=[require_token])
+    app = web.Application(middlewares=[admin_token_middleware(token, log)])
 
     async def get_state(request: web.Request) -> web.Response:
         return json_response(state())

@@ -20,8 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from nodes.common.auth import bearer_ok
-from nodes.common.http import InvalidJson, json_error, json_response, read_json
+from nodes.common.http import InvalidJson, admin_token_middleware, json_error, json_response, read_json
 from nodes.common.values import is_int
 
 from .behaviours import Behaviours
@@ -71,21 +70,7 @@ def make_admin_app(state: Callable[[], Awaitable[dict[str, Any]]], observations:
     what the endpoint expects, and changes nothing then. Every request without the bearer
     ``token`` answers 401 before any handler runs."""
 
-    @web.middleware
-    async def require_token(request: web.Request,
-                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                            ) -> web.StreamResponse:
-        if bearer_ok(request.headers.get("Authorization"), token):
-            return await handler(request)
-        if log:
-            log.warning("admin_unauthorized", method=request.method, path=request.path,
-                        remote=request.remote)
-        if not token:
-            return json_error(401, "admin interface disabled: no admin token configured "
-                                   "(--admin-token-file or $SESSION_TESTNET_ADMIN_TOKEN)")
-        return json_error(401, "missing or wrong admin token: send 'Authorization: Bearer <token>'")
-
-    app = web.Application(middlewares=[require_token])
+    app = web.Application(middlewares=[admin_token_middleware(token, log)])
 
     async def get_state(request: web.Request) -> web.Response:
         return json_response(await state())
