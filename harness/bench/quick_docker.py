@@ -59,16 +59,24 @@ def compose_command() -> list[str] | None:
 
 
 def harness_bringup(topology: Topology, report: Reporter) -> dict[str, Any]:
-    """``{"up_s", "warm_up_s", "down_s", "nodes", "proxies"}``: ``Testnet.up`` of ``topology``
-    on docker once to warm (caches, engine), then once measured. Both are taken down."""
+    """``{"up_s", "warm_up_s", "down_s", "steps", "nodes", "proxies"}``: ``Testnet.up`` of
+    ``topology`` on docker once to warm (caches, engine), then once measured (``steps``: its
+    progress messages with the seconds since its start). Both are taken down."""
     out: dict[str, Any] = {"backend": "docker", "nodes": topology.node_count,
                            "proxies": topology.proxies, "fileserver": topology.fileserver}
     for phase in ("warm_up_s", "up_s"):
         topo = replace(topology, name=f"{topology.name}-{'w' if phase == 'warm_up_s' else 'm'}")
         report(f"bench --quick: docker bring-up of the default topology ({phase.split('_')[0]})")
         t0 = time.perf_counter()
-        net = Testnet.up(topo, backend="docker", timeout=UP_TIMEOUT_S, report=report)
+        steps: list[tuple[float, str]] = []
+
+        def noted(msg: str, t0: float = t0, steps: list[tuple[float, str]] = steps) -> None:
+            steps.append((round(time.perf_counter() - t0, 2), msg))
+            report(msg)
+
+        net = Testnet.up(topo, backend="docker", timeout=UP_TIMEOUT_S, report=noted)
         out[phase] = round(time.perf_counter() - t0, 2)
+        out["steps"] = steps  # where the measured bring-up spent its time (seconds from start)
         t1 = time.perf_counter()
         net.down()
         out["down_s"] = round(time.perf_counter() - t1, 2)
