@@ -30,6 +30,7 @@ from typing import Any
 from harness.bench.load import Load
 from harness.bench.run import Reporter, run_bench
 from harness.network import Testnet
+from harness.suites.support import SEND_RATE
 from harness.topology import Topology
 
 #: the new top-level keys, in the order the table shows them
@@ -40,12 +41,6 @@ QUICK_TOP_LEVEL_KEYS = (*QUICK_KEYS, "quick")
 #: sequential onion stores the round-trip percentiles need at least
 MIN_ONION_SAMPLES = 200
 
-#: the standard churn schedule of the suites (harness/suites/test_churn.py,
-#: test_churn_standard_schedule_keeps_delivering): every 10 s one node, never the last live
-#: member of its swarm, is killed and started again 10 s later; seeded from the testnet seed
-STANDARD_CHURN: dict[str, Any] = {"interval": 10.0, "action": "kill", "name": "standard-churn"}
-#: sends per second of the stream under churn (as the suite's scenario)
-CHURN_SEND_RATE = 5.0
 
 
 @dataclass(frozen=True)
@@ -112,7 +107,7 @@ class QuickParams:
     onion_clients: int = 32          #: concurrent client sessions (distinct accounts)
     onion_window_s: float = 8.0      #: how long they store
     churn_window_s: float = 30.0     #: how much of the standard churn schedule runs
-    churn_send_rate: float = CHURN_SEND_RATE
+    churn_send_rate: float = SEND_RATE  #: the suites' stream under the standard churn
     docker: bool = True              #: measure bringup_s / compose_up_s (False: null, skipped)
     delivery_wait_s: float = 40.0    #: how long the recipient waits for the acknowledged sends
 

@@ -77,31 +77,27 @@ def _live_swarms(net: Testnet) -> dict[int, list[str]]:
 def churn_delivery(net: Testnet, window_s: float, send_rate: float, wait_s: float,
                    report: Reporter) -> dict[str, Any]:
     """``{"rate", "acknowledged", "delivered", "seed", "steps", ...}``: the standard churn
-    schedule (:data:`harness.bench.quick.STANDARD_CHURN`, seeded from the testnet seed) for
+    schedule (:func:`harness.suites.support.standard_churn`, seeded from the testnet seed) for
     ``window_s`` seconds while alice sends to bob ``send_rate`` times a second; then the
     testnet is waited ready again and bob reads until every acknowledged send arrived (or
     ``wait_s``). ``rate`` = acknowledged sends bob received / acknowledged sends (None when
     nothing was acknowledged). The suites' delivery checker's verdict comes along."""
-    from harness.bench.quick import STANDARD_CHURN
     from harness.checks import delivery
     from harness.client import StoreFailed, Timeout
-    from harness.faults import Schedule
     from harness.faults import runner as schedule_runner
     from harness.recording import HistoryRecorder
-    from harness.suites.support import client_settings, send_like_an_app
+    from harness.suites import support
 
     net.wait_ready(timeout=60)
     seed = str(net.topology.seed)
-    schedule = Schedule.churn(seed, window_s, STANDARD_CHURN["interval"],
-                              nodes=[n.name for n in net.nodes], swarms=_live_swarms(net),
-                              action=STANDARD_CHURN["action"], name=STANDARD_CHURN["name"])
+    schedule = support.standard_churn(net, window_s, _live_swarms(net))
     history = HistoryRecorder(label="testnet bench --quick: churn")
     acked: set[str] = set()
     seen: set[str] = set()
     failed = 0
     result: list[schedule_runner.RunResult] = []
     try:
-        settings = client_settings(net)  # outlasts a store waiting for a killed peer
+        settings = support.client_settings(net)  # outlasts a store waiting for a killed peer
         alice, bob = history.client(net, **settings), history.client(net, **settings)
         done = threading.Event()
 
@@ -121,7 +117,7 @@ def churn_delivery(net: Testnet, window_s: float, send_rate: float, wait_s: floa
             # a steady stream (slower when sends take longer): pacing, not a readiness wait
             time.sleep(max(0.0, start + i / send_rate - time.monotonic()))
             try:
-                send_like_an_app(alice, bob.session_id, body)
+                support.send_like_an_app(alice, bob.session_id, body)
                 acked.add(body)
             except StoreFailed:
                 failed += 1
@@ -144,8 +140,8 @@ def churn_delivery(net: Testnet, window_s: float, send_rate: float, wait_s: floa
     out: dict[str, Any] = {
         "rate": round(delivered / len(acked), 5) if acked else None,
         "acknowledged": len(acked), "delivered": delivered, "gave_up": failed,
-        "seed": seed, "schedule": STANDARD_CHURN["name"], "window_s": window_s,
-        "interval_s": STANDARD_CHURN["interval"], "action": STANDARD_CHURN["action"],
+        "seed": seed, "schedule": schedule.name, "window_s": window_s,
+        "interval_s": support.STANDARD_CHURN_INTERVAL_S, "action": support.STANDARD_CHURN_ACTION,
         "steps": len(schedule.steps), "send_rate": send_rate,
         "schedule_errors": result[0].errors if result else ["the schedule did not run"],
         "delivery_check": check.verdict.value if hasattr(check.verdict, "value") else str(check.verdict),

@@ -152,3 +152,22 @@ def test_cli_documents_quick_and_refuses_it_with_versus() -> None:
         assert key in help_text, key
     res = runner.invoke(cli_main, ["bench", "--quick", "--versus", "6:python"])
     assert res.exit_code != 0 and "--quick" in res.output
+
+
+def test_standard_churn_is_the_suites_seeded_schedule() -> None:
+    from types import SimpleNamespace
+
+    from harness.faults import Schedule
+    from harness.suites.support import standard_churn
+
+    names = [f"sn0{i}" for i in range(1, 7)]
+    net = SimpleNamespace(topology=SimpleNamespace(seed="abc"),
+                          nodes=[SimpleNamespace(name=n) for n in names])
+    swarms = {1: names[:3], 2: names[3:]}
+    got = standard_churn(net, 30.0, swarms)
+    want = Schedule.churn("abc", 30.0, 10.0, nodes=names, swarms=swarms, action="kill",
+                          name="standard-churn")
+    assert got.dumps() == want.dumps() and len(got.steps) == 3
+    assert standard_churn(net, 30.0, swarms).dumps() == got.dumps()  # seeded: replayable
+    other = SimpleNamespace(topology=SimpleNamespace(seed="xyz"), nodes=net.nodes)
+    assert standard_churn(other, 120.0, swarms).steps != standard_churn(net, 120.0, swarms).steps
