@@ -171,3 +171,24 @@ def test_standard_churn_is_the_suites_seeded_schedule() -> None:
     assert standard_churn(net, 30.0, swarms).dumps() == got.dumps()  # seeded: replayable
     other = SimpleNamespace(topology=SimpleNamespace(seed="xyz"), nodes=net.nodes)
     assert standard_churn(other, 120.0, swarms).steps != standard_churn(net, 120.0, swarms).steps
+
+
+def test_compose_baseline_without_compose_is_null_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.bench import quick_docker
+    from harness.topology import Topology
+
+    monkeypatch.setattr(quick_docker.shutil, "which", lambda _name: None)
+    out = quick_docker.compose_bringup(Topology(name="nocompose"), client=None, report=lambda _m: None)
+    assert out["up_s"] is None and "docker-compose" in out["reason"]
+
+
+def test_docker_figures_without_an_engine_are_null_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.bench import quick_docker
+    from harness.topology import Topology
+
+    monkeypatch.setattr(quick_docker, "docker_client", lambda: (None, "Docker engine not reachable (x)"))
+    up, compose = quick_docker.docker_figures(Topology(name="noengine"), lambda _m: None)
+    assert up["up_s"] is None and compose["up_s"] is None
+    r = assemble({}, "process", up, compose, {})
+    assert r["targets"]["bringup_s"]["reason"] == "Docker engine not reachable (x)"
+    assert r["quick"]["backends"]["bringup_s"] == "docker"
