@@ -26,7 +26,10 @@ JSON_SHAPE = (
     '"memory_nodes_total_mib"}: this testnet / the versus testnet, null where not measured). '
     'Latencies: {"n", "p50_ms", "p95_ms", "p99_ms", "max_ms"}; throughputs add "requests", "ok", '
     '"errors", "concurrency", "wall_s", "per_s"; memory: {"node_max_mib", "nodes_total_mib", '
-    '"node_median_mib", "per_node_mib", "source"}')
+    '"node_median_mib", "per_node_mib", "source"}. With --quick also "bringup_s", "compose_up_s", '
+    '"onion_roundtrip_p50_ms", "onion_roundtrip_p99_ms", "onion_stores_per_s", '
+    '"direct_stores_per_s", "delivery_rate_under_churn" (null where not measured), "targets" '
+    '({"op", "target", "met"[, "reason"]} for each) and "quick" (backends, reasons, details)')
 
 #: table rows: title, path of keys in a testnet's figures, unit, digits
 ROWS: tuple[tuple[str, tuple[str, ...], str, int], ...] = (
@@ -150,19 +153,30 @@ def render(result: dict[str, Any]) -> list[str]:
 @click.option("--proxies/--no-proxies", default=True, show_default=True,
               help="Put every node behind Toxiproxy, as testnets are for faults (both testnets "
                    "alike); --no-proxies measures the nodes without the proxy in the path.")
+@click.option("--quick", is_flag=True,
+              help="One short run (≤ 3 min on 2 cores) with the goal figures and their targets: "
+                   "docker bring-up vs plain docker-compose, onion round trip (≥ 200 stores), "
+                   "concurrent onion stores/s, delivery under the standard churn schedule.")
 @json_option(JSON_SHAPE)
 @output_option("Also write the JSON result to FILE.")
 @friendly_errors
 def bench(backend: str, swarms: int | None, swarm_size: int, node_groups: tuple[str, ...],
           versus_groups: tuple[str, ...], messages: int, stores: int, retrieves: int,
-          concurrency: int, proxies: bool, as_json: bool, output: str | None) -> None:
+          concurrency: int, proxies: bool, quick: bool, as_json: bool, output: str | None) -> None:
     """Measure a new testnet (removed afterwards): up time, onion round trip and delivery, store
     and retrieve throughput, memory per node and proxy overhead; with --versus, the same on a
     second testnet (e.g. real storage servers) and the ratios of the two."""
     ours, versus = topologies(swarms, swarm_size, node_groups, versus_groups, proxies)
     load = Load(messages=messages, stores=stores, retrieves=retrieves, concurrency=concurrency)
+    if quick and versus is not None:
+        raise click.UsageError("--quick benches one testnet: leave out --versus")
     with progress() as report:
-        result = run_bench(backend, ours, load, report, versus=versus)
+        if quick:
+            from harness.bench.quick import QuickParams, run_quick
+
+            result = run_quick(backend, ours, report, QuickParams(load=load))
+        else:
+            result = run_bench(backend, ours, load, report, versus=versus)
     text = json.dumps(result, indent=2)
     if output:
         Path(output).write_text(text + "\n")
@@ -171,3 +185,8 @@ def bench(backend: str, swarms: int | None, swarm_size: int, node_groups: tuple[
         return
     for line in render(result):
         click.echo(line)
+    if quick:
+        from harness.bench.quick import render_quick
+
+        for line in render_quick(result):
+            click.echo(line)

@@ -30,6 +30,8 @@ TESTNET_KEYS = ("label", "kinds", "backend", "nodes", "swarms", "proxies", "up_s
 TOP_LEVEL_KEYS = (*TESTNET_KEYS, "cpus", "load", "toxiproxy", "targets", "versus", "ratios")
 
 Reporter = Callable[[str], None]
+#: more measurements on the bench's testnet, after the load and before it goes down
+Extra = Callable[[Testnet], None]
 
 
 def label(topology: Topology) -> str:
@@ -37,8 +39,10 @@ def label(topology: Topology) -> str:
     return "+".join(topology.kinds)
 
 
-def bench_testnet(backend: str, topology: Topology, load: Load, report: Reporter) -> dict[str, Any]:
-    """Bring ``topology`` up, put ``load`` on it, measure, and take it down (always)."""
+def bench_testnet(backend: str, topology: Topology, load: Load, report: Reporter,
+                  extra: Extra | None = None) -> dict[str, Any]:
+    """Bring ``topology`` up, put ``load`` on it, measure (then ``extra(net)``), and take it
+    down (always)."""
     what = f"{topology.node_count}-node {label(topology)} testnet ({backend})"
     result: dict[str, Any] = {"label": label(topology), "kinds": topology.kinds, "backend": backend,
                               "nodes": topology.node_count, "swarms": topology.swarms,
@@ -58,6 +62,8 @@ def bench_testnet(backend: str, topology: Topology, load: Load, report: Reporter
         result["store_throughput"] = stores
         result["retrieve_throughput"] = asyncio.run(retrieve_throughput(net, load, accounts))
         result["memory"] = node_memory(net)
+        if extra is not None:
+            extra(net)
     finally:
         t1 = time.perf_counter()
         net.down()
@@ -66,11 +72,11 @@ def bench_testnet(backend: str, topology: Topology, load: Load, report: Reporter
 
 
 def run_bench(backend: str, topology: Topology, load: Load, report: Reporter,
-              versus: Topology | None = None) -> dict[str, Any]:
+              versus: Topology | None = None, extra: Extra | None = None) -> dict[str, Any]:
     """The bench of ``topology`` (top level) and, given ``versus``, of that testnet too
     (``versus``) with ``ratios`` = this / versus for every figure of
-    :data:`~harness.bench.figures.RATIO_FIGURES`."""
-    result = bench_testnet(backend, topology, load, report)
+    :data:`~harness.bench.figures.RATIO_FIGURES`. ``extra`` runs on the first testnet only."""
+    result = bench_testnet(backend, topology, load, report, extra)
     result.update(cpus=os.cpu_count(), load=load.to_dict())
     if versus is not None:
         result["versus"] = bench_testnet(backend, versus, load, report)

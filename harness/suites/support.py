@@ -6,17 +6,35 @@ Scenarios import from here; nothing here knows a scenario."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from harness.client import Account, StoreFailed
 from harness.client.records import SendRecord
+from harness.faults import Schedule
 from harness.nodekinds import kind_class
 from nodes.protocol.keys import derive_seed
 from nodes.protocol.swarm import swarm_for, swarm_space
 
 #: a short request timeout: a killed container does not refuse, it stays silent
 CLIENT: dict[str, Any] = {"request_timeout": 4.0}
+#: the standard churn schedule: every 10 s one node, never the last live member of its swarm,
+#: is killed and started again 10 s later (long enough to be deregistered and to register
+#: again), while one client sends to another SEND_RATE times a second; the churn scenario runs
+#: it for 2 minutes, ``testnet bench --quick`` for a short window
+STANDARD_CHURN_NAME = "standard-churn"
+STANDARD_CHURN_INTERVAL_S = 10.0
+STANDARD_CHURN_ACTION = "kill"
+SEND_RATE = 5.0
+
+
+def standard_churn(net: Any, duration: float, swarms: Mapping[int, Sequence[str]]) -> Schedule:
+    """The standard churn schedule over ``net``'s nodes for ``duration`` seconds, seeded from
+    the testnet seed (a replay with the same seed draws the same kills); ``swarms``: swarm id ->
+    names of its live members (at least one of each stays up)."""
+    return Schedule.churn(str(net.topology.seed), duration, STANDARD_CHURN_INTERVAL_S,
+                          nodes=[n.name for n in net.nodes], swarms=swarms,
+                          action=STANDARD_CHURN_ACTION, name=STANDARD_CHURN_NAME)
 
 
 class ScenarioClient(Protocol):
@@ -101,5 +119,6 @@ def store_route(record: SendRecord) -> set[str]:
     return {h["ed25519"] for h in [*ok.path, ok.destination or {}] if "ed25519" in h}
 
 
-__all__ = ["CLIENT", "ScenarioClient", "account_for", "client_settings", "module_testnet", "send_like_an_app", "store_route",
+__all__ = ["CLIENT", "SEND_RATE", "STANDARD_CHURN_ACTION", "STANDARD_CHURN_INTERVAL_S",
+           "STANDARD_CHURN_NAME", "standard_churn", "ScenarioClient", "account_for", "client_settings", "module_testnet", "send_like_an_app", "store_route",
            "swarm_names", "swarm_of"]

@@ -18,14 +18,19 @@ import pytest
 
 from harness.checks import delivery
 from harness.client import Client, RetrieveFailed, StoreFailed
-from harness.faults import Schedule
 from harness.faults import runner as schedule_runner
 from harness.faults.families.churn import seed_answers
 from harness.network import Testnet
 from harness.pytest_plugin import TestnetOwner
 from harness.recording import HistoryRecorder
 from harness.suites.conftest import Clients
-from harness.suites.support import client_settings, send_like_an_app, store_route
+from harness.suites.support import (
+    SEND_RATE,
+    client_settings,
+    send_like_an_app,
+    standard_churn,
+    store_route,
+)
 from nodes.protocol.swarm import swarm_for, swarm_space
 
 pytestmark = [pytest.mark.churn, pytest.mark.integration,
@@ -34,8 +39,6 @@ pytestmark = [pytest.mark.churn, pytest.mark.integration,
 #: a request timeout longer than a node's fan-out timeout (5 s): a store whose destination
 #: waits for a frozen swarm member still answers in time (production clients wait 10+ s)
 FROZEN_CLIENT: dict[str, Any] = {"request_timeout": 7.0}
-#: sends per second of the standard schedule's stream
-SEND_RATE = 5.0
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -375,9 +378,7 @@ def test_churn_standard_schedule_keeps_delivering(testnet: Testnet, history: His
     settings = client_settings(testnet)  # outlasts a store waiting for a killed peer
     alice, bob = clients.new(testnet, **settings), clients.new(testnet, **settings)
     swarms = live_swarms(testnet)
-    schedule = Schedule.churn(str(testnet.topology.seed), 120.0, 10.0,
-                              nodes=[n.name for n in testnet.nodes], swarms=swarms,
-                              action="kill", name="standard-churn")
+    schedule = standard_churn(testnet, 120.0, swarms)
     done = threading.Event()
     result: list[schedule_runner.RunResult] = []
 
