@@ -78,6 +78,9 @@ class Storage:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snode-db")
         self._conn: sqlite3.Connection | None = None
+        # store(): messages waiting for the database thread, and the task writing them
+        self._pending_stores: list[tuple[Message, asyncio.Future[tuple[bool, int]]]] = []
+        self._store_writer: asyncio.Future[None] | None = None
         self._executor.submit(self._open).result()
 
     # --- plumbing ------------------------------------------------------------------------------
@@ -120,24 +123,41 @@ class Storage:
         In a public outbox a newer message replaces the one held and an older one is accepted
         but not kept (still ``new``: its hash was not stored before).
         """
+        result = self._store_many([m])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def _store_many(self, msgs: Sequence[Message]) -> list[tuple[bool, int] | Exception]:
+        """:meth:`_store` for each message, in order, in one transaction (one commit): each
+        result is ``(new, expiry)`` or the exception that message's statements raised (SQLite
+        undoes only the failed statement; the others are kept)."""
         db = self.db
+        out: list[tuple[bool, int] | Exception] = []
         db.execute("BEGIN IMMEDIATE")
         try:
-            row = db.execute("SELECT id, expiry FROM messages WHERE hash = ?", (m.hash,)).fetchone()
-            if row is None:
-                self._insert_one(m)
-                result = (True, m.expiry)
-            else:
-                mid, exp = row
-                if exp < m.expiry:
-                    db.execute("UPDATE messages SET expiry = ? WHERE id = ?", (m.expiry, mid))
-                    exp = m.expiry
-                result = (False, exp)
+            for m in msgs:
+                try:
+                    out.append(self._store_in_tx(m))
+                except sqlite3.Error as e:
+                    out.append(e)
             db.execute("COMMIT")
-            return result
+            return out
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def _store_in_tx(self, m: Message) -> tuple[bool, int]:
+        db = self.db
+        row = db.execute("SELECT id, expiry FROM messages WHERE hash = ?", (m.hash,)).fetchone()
+        if row is None:
+            self._insert_one(m)
+            return True, m.expiry
+        mid, exp = row
+        if exp < m.expiry:
+            db.execute("UPDATE messages SET expiry = ? WHERE id = ?", (m.expiry, mid))
+            exp = m.expiry
+        return False, exp
 
     def _insert_one(self, m: Message) -> bool:
         """Insert a message whose hash is not stored (inside a transaction); False when it is an
@@ -355,7 +375,40 @@ class Storage:
 
     # --- async API ------------------------------------------------------------------------------
     async def store(self, m: Message) -> tuple[bool, int]:
-        return await self.run(self._store, m)
+        """Store one message (see :meth:`_store`).  Stores that arrive while the database thread
+        is busy wait for it together and are then written in one transaction: one hand-off to
+        the thread and one commit for the lot instead of one each (the hot path under load)."""
+        fut: asyncio.Future[tuple[bool, int]] = asyncio.get_running_loop().create_future()
+        self._pending_stores.append((m, fut))
+        if self._store_writer is None:
+            self._store_writer = asyncio.ensure_future(self._write_pending_stores())
+        return await fut
+
+    async def _write_pending_stores(self) -> None:
+        batch: list[tuple[Message, asyncio.Future[tuple[bool, int]]]] = []
+        try:
+            while self._pending_stores:
+                batch, self._pending_stores = self._pending_stores, []
+                try:
+                    results: list[tuple[bool, int] | Exception] = await self.run(
+                        self._store_many, [m for m, _ in batch])
+                except Exception as e:  # noqa: BLE001 - the transaction failed: every store did
+                    results = [e] * len(batch)
+                for (_, fut), r in zip(batch, results, strict=True):
+                    if fut.done():  # the caller went away (cancelled)
+                        continue
+                    if isinstance(r, Exception):
+                        fut.set_exception(r)
+                    else:
+                        fut.set_result(r)
+                batch = []
+        except asyncio.CancelledError:  # the loop is going away: nobody waits forever
+            for _, fut in batch + self._pending_stores:
+                fut.cancel()
+            self._pending_stores = []
+            raise
+        finally:
+            self._store_writer = None
 
     async def bulk_store(self, msgs: Sequence[Message]) -> int:
         return await self.run(self._bulk_store, msgs)
