@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import time
 
 import pytest
@@ -144,3 +146,39 @@ async def test_revocation_list_keeps_the_50_most_recent(store):
     await store.revoke_subaccounts(PK, [tokens[0]], 5001)
     kept = set(await store.revoked_subaccounts(PK))
     assert tokens[10] in kept and tokens[0] in kept and tokens[11] not in kept
+
+
+async def test_concurrent_stores_are_written_together_with_the_same_results(store, monkeypatch):
+    batches: list[int] = []
+    write = store._store_many
+
+    def counting(msgs):
+        batches.append(len(msgs))
+        return write(msgs)
+
+    monkeypatch.setattr(store, "_store_many", counting)
+    ms = [msg(i) for i in range(20)]
+    later = Message(ms[3].pubkey, 0, ms[3].hash, ms[3].timestamp, ms[3].expiry + 1000, ms[3].data)
+    results = await asyncio.gather(*(store.store(m) for m in [*ms, ms[0], later]))
+    assert results[:20] == [(True, m.expiry) for m in ms]
+    assert results[20] == (False, ms[0].expiry)  # a duplicate in the same batch is seen as one
+    assert results[21] == (False, later.expiry)  # and extends the expiry
+    assert await store.count() == 20
+    assert sum(batches) == 22 and len(batches) < 22  # fewer hand-offs (and commits) than stores
+
+
+async def test_a_failing_store_in_a_batch_fails_alone(store, monkeypatch):
+    bad = msg(5)
+    write_one = store._store_in_tx
+
+    def failing(m):
+        if m.hash == bad.hash:
+            raise sqlite3.OperationalError("disk I/O error (test)")
+        return write_one(m)
+
+    monkeypatch.setattr(store, "_store_in_tx", failing)
+    results = await asyncio.gather(*(store.store(msg(i)) for i in range(10)), return_exceptions=True)
+    assert isinstance(results[5], sqlite3.OperationalError)
+    assert [r for i, r in enumerate(results) if i != 5] == [(True, msg(i).expiry) for i in range(10) if i != 5]
+    assert await store.count() == 9
+    assert await store.store(msg(11)) == (True, msg(11).expiry)  # the writer carries on
