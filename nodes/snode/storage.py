@@ -146,6 +146,14 @@ class Storage:
         undoes only the failed statement; the others are kept)."""
         db = self.db
         out: list[tuple[bool, int] | Exception] = []
+        if len(msgs) == 1 and not is_public_outbox_namespace(msgs[0].namespace):
+            # one message: autocommit, each statement its own transaction (a new message is one
+            # INSERT; an outbox's delete + insert below needs the explicit transaction)
+            try:
+                out.append(self._store_in_tx(msgs[0]))
+            except sqlite3.Error as e:
+                out.append(e)
+            return out
         db.execute("BEGIN IMMEDIATE")
         try:
             for m in msgs:
@@ -161,6 +169,13 @@ class Storage:
 
     def _store_in_tx(self, m: Message) -> tuple[bool, int]:
         db = self.db
+        if not is_public_outbox_namespace(m.namespace):
+            # the common case, a new message, in one statement
+            if db.execute(
+                    "INSERT OR IGNORE INTO messages (hash, pubkey, namespace, timestamp, expiry, data)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (m.hash, m.pubkey, m.namespace, m.timestamp, m.expiry, m.data)).rowcount == 1:
+                return True, m.expiry
         row = db.execute("SELECT id, expiry FROM messages WHERE hash = ?", (m.hash,)).fetchone()
         if row is None:
             self._insert_one(m)
