@@ -114,7 +114,8 @@ class Storage:
         self._jobs -= 1
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run synchronously on the DB thread (for code outside the event loop and tests)."""
+        """Run synchronously on the DB thread (for code outside the event loop and tests; not
+        from another thread while the loop serves stores, which may use the connection too)."""
         return self._executor.submit(fn, *args).result()
 
     def close(self) -> None:
