@@ -24,7 +24,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -85,7 +85,9 @@ def limits_middleware(limits: ServerLimits, client_max_size: int) -> Any:
                                      f"(limit {budget.limit}); retry later")
         try:
             try:
-                await asyncio.wait_for(request.read(), limits.body_timeout)
+                # asyncio.timeout, not wait_for: no task per request (this runs for every one)
+                async with asyncio.timeout(limits.body_timeout):
+                    await request.read()
             except TimeoutError:
                 return web.Response(status=408, content_type=TEXT, headers={"Connection": "close"},
                                     text=f"Request Timeout: body not received within {limits.body_timeout:g} s")
@@ -108,8 +110,7 @@ class _Refused(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         # answer once the request head is in (closing earlier could reset the connection before
         # the client reads the answer), or after a second in any case
         self._timer = asyncio.get_running_loop().call_later(1.0, self._answer)

@@ -53,7 +53,9 @@ def ensure_certificate(tls_dir: Path, ip: str, common_name: str) -> tuple[Path, 
 
 
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    # not create_default_context(CLIENT_AUTH): that also loads the system CA store (tens of ms
+    # and a few MiB per process) to verify client certificates, which no client sends here
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(str(cert), str(key))
     return ctx
 
@@ -64,8 +66,9 @@ def server_context_for(tls_dir: Path, ip: str, common_name: str) -> ssl.SSLConte
 
 
 def insecure_client_context() -> ssl.SSLContext:
-    """Client context for node→node and node→seed HTTPS: self-signed peers, no verification."""
-    ctx = ssl.create_default_context()
+    """Client context for node→node and node→seed HTTPS: self-signed peers, no verification
+    (so no CA store is loaded: create_default_context would read it, tens of ms per process)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx

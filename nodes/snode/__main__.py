@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
+from nodes.common.eventloop import run
 from nodes.common.service import StartupError, run_service
 
 from .config import ConfigError, parse_args
@@ -33,7 +33,7 @@ async def _main(argv: list[str] | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return asyncio.run(_main(argv))
+    return run(_main(argv))
 
 
 if __name__ == "__main__":

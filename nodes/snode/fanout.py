@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from .peers import PeerClient
+from .peers import PeerClient, SignedRequest
 from .swarm_view import NodeInfo
 
 
@@ -25,9 +25,9 @@ class SwarmFanout:
         self.timeout = timeout
         self.log = log
 
-    async def _one(self, peer: NodeInfo, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    async def _one(self, peer: NodeInfo, method: str, request: SignedRequest) -> dict[str, Any]:
         try:
-            reply = await self.client.swarm_request(peer, method, params, self.timeout)
+            reply = await self.client.send_signed(peer, request, self.timeout)
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
             if self.log:
                 self.log.warning("fanout_timeout", peer=peer.pubkey_ed25519, method=method, error=repr(e))
@@ -44,5 +44,8 @@ class SwarmFanout:
 
     async def forward(self, peers: Sequence[NodeInfo], method: str,
                       params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-        results = await asyncio.gather(*(self._one(p, method, params) for p in peers))
+        if not peers:
+            return {}
+        request = self.client.signed_swarm_request(method, params)  # one body, one signature
+        results = await asyncio.gather(*(self._one(p, method, request) for p in peers))
         return {p.pubkey_ed25519: r for p, r in zip(peers, results, strict=True)}

@@ -79,6 +79,14 @@ def verify_peer(headers: Mapping[str, str], body: bytes, view: SwarmView,
     return node
 
 
+@dataclass(frozen=True)
+class SignedRequest:
+    """A signed node<->node request: the JSON body and the X-Snode-* headers over it."""
+
+    body: bytes
+    headers: Mapping[str, str]
+
+
 @dataclass
 class PeerReply:
     status: int
@@ -151,13 +159,24 @@ class PeerClient:
         ip, port = self.address(node)
         return f"{self.scheme}://{ip}:{port}{path}"
 
-    async def swarm_request(self, node: NodeInfo, method: str, params: Mapping[str, Any],
-                            timeout: float) -> PeerReply:
-        """POST {"method", "params"} to a peer; raises asyncio.TimeoutError / aiohttp.ClientError."""
+    def signed_swarm_request(self, method: str, params: Mapping[str, Any]) -> SignedRequest:
+        """The body and auth headers of a swarm request, built and signed once: the signature
+        covers only the sender's time and the body, so one serves every peer of a fan-out."""
         body = json.dumps({"method": method, "params": params}, separators=(",", ":")).encode()
         headers = auth_headers(self.identity, body)
         headers["Content-Type"] = "application/json"
-        async with self.session.post(self.url(node, SWARM_PATH), data=body, headers=headers,
+        return SignedRequest(body, headers)
+
+    async def swarm_request(self, node: NodeInfo, method: str, params: Mapping[str, Any],
+                            timeout: float) -> PeerReply:
+        """POST {"method", "params"} to a peer; raises asyncio.TimeoutError / aiohttp.ClientError."""
+        return await self.send_signed(node, self.signed_swarm_request(method, params), timeout)
+
+    async def send_signed(self, node: NodeInfo, request: SignedRequest, timeout: float) -> PeerReply:
+        """POST a request from :meth:`signed_swarm_request` to a peer (over a pooled keep-alive
+        connection); raises asyncio.TimeoutError / aiohttp.ClientError."""
+        async with self.session.post(self.url(node, SWARM_PATH), data=request.body,
+                                     headers=request.headers,
                                      timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
             return PeerReply(resp.status, await resp.text())
 

@@ -39,7 +39,7 @@ import socket
 import struct
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from .addr import split_host_port
 from .log import JsonLogger
@@ -375,7 +375,7 @@ class _SideProtocol(asyncio.Protocol):
         self.pending_eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         self.transport = transport
         transport.pause_reading()
 
@@ -427,7 +427,7 @@ class ClientProtocol(_SideProtocol):
         self.generation = proxy.generation  # the listener run that accepted this socket
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         self.transport = transport
         if self.generation != self.proxy.generation:
             transport.abort()  # accepted just before the proxy was stopped
@@ -484,7 +484,6 @@ class Connection:
             return
         finally:
             self.dial_task = None
-        assert isinstance(transport, asyncio.Transport)
         if self.client_lost or self.done:
             transport.abort()
             return

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from nodes.common import eventloop
+
 from .api import VERSION, ToxiproxyApi
 from .errors import ApiError, decode_json
 from .listen_policy import ListenPolicy
@@ -154,6 +156,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     log = JsonLogger("toxiproxy", level=level)
     try:
-        return asyncio.run(serve(args, log))
+        return eventloop.run(serve(args, log))
     except KeyboardInterrupt:
         return 0

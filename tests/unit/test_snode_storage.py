@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import threading
 import time
 
 import pytest
@@ -144,3 +147,65 @@ async def test_revocation_list_keeps_the_50_most_recent(store):
     await store.revoke_subaccounts(PK, [tokens[0]], 5001)
     kept = set(await store.revoked_subaccounts(PK))
     assert tokens[10] in kept and tokens[0] in kept and tokens[11] not in kept
+
+
+
+async def _with_db_thread_busy(store, stores):
+    """Run ``stores`` (coroutines) while the database thread is held busy, so they queue up."""
+    release = threading.Event()
+    blocker = asyncio.ensure_future(store.run(release.wait, 10))
+    tasks = [asyncio.ensure_future(c) for c in stores]
+    await asyncio.sleep(0)  # every store is queued behind the blocker
+    release.set()
+    await blocker
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_store_on_an_idle_db_thread_needs_no_hand_off(store, monkeypatch):
+    async def no_hand_off(*args):
+        raise AssertionError("store handed off to the database thread while it was idle")
+
+    monkeypatch.setattr(store, "run", no_hand_off)
+    m = msg(1)
+    assert await store.store(m) == (True, m.expiry)
+    assert await store.store(m) == (False, m.expiry)
+    monkeypatch.undo()
+    assert await store.count() == 1
+
+
+async def test_concurrent_stores_are_written_together_with_the_same_results(store, monkeypatch):
+    batches: list[int] = []
+    write = store._store_many
+
+    def counting(msgs):
+        batches.append(len(msgs))
+        return write(msgs)
+
+    monkeypatch.setattr(store, "_store_many", counting)
+    ms = [msg(i) for i in range(20)]
+    later = Message(ms[3].pubkey, 0, ms[3].hash, ms[3].timestamp, ms[3].expiry + 1000, ms[3].data)
+    results = await _with_db_thread_busy(store, [store.store(m) for m in [*ms, ms[0], later]])
+    assert results[:20] == [(True, m.expiry) for m in ms]
+    assert results[20] == (False, ms[0].expiry)  # a duplicate in the same batch is seen as one
+    assert results[21] == (False, later.expiry)  # and extends the expiry
+    assert await store.count() == 20
+    assert batches == [22]  # one hand-off and one commit for the lot
+
+
+async def test_a_failing_store_in_a_batch_fails_alone(store, monkeypatch):
+    bad = msg(5)
+    write_one = store._store_in_tx
+
+    def failing(m):
+        if m.hash == bad.hash:
+            raise sqlite3.OperationalError("disk I/O error (test)")
+        return write_one(m)
+
+    monkeypatch.setattr(store, "_store_in_tx", failing)
+    ms = [msg(i) for i in range(10)]
+    results = await _with_db_thread_busy(store, [store.store(m) for m in ms])
+    assert isinstance(results[5], sqlite3.OperationalError)
+    assert [r for i, r in enumerate(results) if i != 5] == [(True, m.expiry) for i, m in enumerate(ms) if i != 5]
+    assert await store.count() == 9
+    m11 = msg(11)
+    assert await store.store(m11) == (True, m11.expiry)  # the writer carries on
