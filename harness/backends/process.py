@@ -14,11 +14,21 @@ Linux routes all of 127.0.0.0/8 to the loopback interface, so no set-up is neede
 Processes are started in their own session so they outlive the shell that ran ``testnet up``;
 each carries ``SESSION_TESTNET_DIR=<its state folder>`` in its environment so that ``down`` and
 ``clean`` only ever signal processes of that testnet (of that state home), even after PID reuse.
+
+Our python nodes (``python -m nodes.snode`` of this checkout) are forked by the testnet's
+launcher (:mod:`nodes.launcher`, itself a marked process of the testnet, started with the first
+such node): it has imported the node's code once, so a node starts without importing anything
+and shares that memory copy-on-write. Each node is still a process of its own, in its own session
+(kill, pause, restart act on it alone). ``SESSION_TESTNET_LAUNCHER=0`` starts every node with a
+fresh interpreter instead; so does a node of another revision (``python@REF``), and any node when
+the launcher cannot be started (the reason is appended to the node's ``.stderr`` file).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import signal
@@ -37,6 +47,7 @@ from harness import nodekinds
 from harness.backends.base import FILESERVER_HOST, Backend, BackendError, Reporter, fileserver_record
 from harness.state import NetworkState, NodeRecord, StateDir, list_networks, locked, stale_reason
 from harness.topology import Topology, node_index
+from nodes import launcher
 from nodes.fileserver.config import FILESERVER_PORT
 from nodes.protocol.constants import ADMIN_PORT, SEED_HTTPS_PORT, SEED_PORT, STORAGE_PORT
 
@@ -48,6 +59,24 @@ ENV_MARK = "SESSION_TESTNET_DIR"
 NODES_IMPORT_ROOT = Path(nodes.__file__).resolve().parents[1]
 #: how often a followed log file is checked for new lines when it had none
 FOLLOW_POLL_S = 0.1
+#: ``0`` in the environment: start nodes with a fresh interpreter each, not by the launcher
+ENV_LAUNCHER = "SESSION_TESTNET_LAUNCHER"
+#: modules the launcher forks children for, and what it imports for them up front
+LAUNCHED_MODULES = {"nodes.snode": ("nodes.snode.server",)}
+#: how long a new launcher may take to import and listen (a loaded machine is slow)
+LAUNCHER_START_S = 120.0
+
+
+def launcher_enabled() -> bool:
+    return os.environ.get(ENV_LAUNCHER, "1").strip().lower() not in ("0", "no", "false", "off")
+
+
+def launcher_socket(statedir: Path) -> Path:
+    """The launcher's socket of the testnet at ``statedir``: in a folder of this user only, with
+    a short name (a state folder's own path may exceed the 107 bytes of a socket address)."""
+    folder = Path(tempfile.gettempdir()) / f"session-testnet-{os.getuid()}-launchers"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder / f"{hashlib.sha256(str(statedir).encode()).hexdigest()[:20]}.sock"
 
 
 def _proc_env(pid: int) -> dict[str, str]:
@@ -243,12 +272,23 @@ class ProcessBackend(Backend):
         Path(self.data_dir(state, target)).mkdir(parents=True, exist_ok=True)
         self.statedir.logs.mkdir(parents=True, exist_ok=True)
         # stdout/stderr (tracebacks before logging starts) go to a separate file
-        out = open(self.statedir.logs / f"{target}.stderr", "ab")  # noqa: SIM115
+        output = self.statedir.logs / f"{target}.stderr"
         env = dict(os.environ)
         env[ENV_MARK] = str(self.statedir.path)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NODES_IMPORT_ROOT), env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"
+        if (python and len(argv) >= 2 and argv[0] == "-m" and argv[1] in LAUNCHED_MODULES
+                and "PYTHONPATH" not in (secrets or {}) and launcher_enabled()):
+            env.update(secrets or {})  # to the child's os.environ only, never on a command line
+            request = launcher.SpawnRequest(module=argv[1], args=argv[2:], env=env,
+                                            cwd=str(self.statedir.path), output=str(output))
+            try:
+                return launcher.spawn(str(self._ensure_launcher(state)), request)
+            except (launcher.LauncherError, BackendError) as e:
+                with open(output, "a") as f:
+                    f.write(f"harness: started with a fresh interpreter, not by the launcher: {e}\n")
         env.update(secrets or {})  # /proc/PID/environ is readable by the owner only, unlike argv
+        out = open(output, "ab")  # noqa: SIM115
         try:
             proc = subprocess.Popen([sys.executable, *argv] if python else argv, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=env, start_new_session=True,
@@ -258,6 +298,30 @@ class ProcessBackend(Backend):
         finally:
             out.close()
         return proc.pid
+
+    def _ensure_launcher(self, state: NetworkState) -> Path:
+        """The socket of this testnet's launcher, started (and waited for) when none answers."""
+        sock = launcher_socket(self.statedir.path)
+        if launcher.alive(str(sock)):
+            return sock
+        argv = ["-m", "nodes.launcher", "--socket", str(sock)]
+        for module, preload in LAUNCHED_MODULES.items():
+            argv += ["--run", module, *(a for p in preload for a in ("--preload", p))]
+        pid = self._spawn(state, "launcher", argv)
+        mark = str(self.statedir.path)
+        deadline = time.monotonic() + LAUNCHER_START_S
+        while not launcher.alive(str(sock)):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # reap it if it exited, or it would look alive
+            if not _is_ours(pid, mark):
+                raise BackendError(f"the node launcher of testnet {state.name!r} exited at start-up: "
+                                   f"see {self.statedir.logs / 'launcher.stderr'}")
+            if time.monotonic() > deadline:
+                raise BackendError(f"the node launcher of testnet {state.name!r} did not listen on "
+                                   f"{sock} within {LAUNCHER_START_S:.0f} s: see "
+                                   f"{self.statedir.logs / 'launcher.stderr'}")
+            time.sleep(0.05)
+        return sock
 
     def start_seed(self, state: NetworkState, argv: list[str], env: dict[str, str]) -> None:
         ip, port = state.seed_runtime["ip"], state.seed_runtime["port"]
@@ -350,6 +414,7 @@ class ProcessBackend(Backend):
 
     def destroy(self, state: NetworkState) -> None:
         self._kill_all(str(self.statedir.path))
+        launcher_socket(self.statedir.path).unlink(missing_ok=True)
 
     @classmethod
     def _kill_all(cls, mark: str) -> None:
