@@ -53,7 +53,10 @@ def ensure_certificate(tls_dir: Path, ip: str, common_name: str) -> tuple[Path, 
 
 
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    """Server context with the node's certificate. Clients are not asked for certificates, so no
+    CA store is loaded (``create_default_context`` would load the system's, ~1 MiB a context)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(str(cert), str(key))
     return ctx
 
@@ -64,8 +67,10 @@ def server_context_for(tls_dir: Path, ip: str, common_name: str) -> ssl.SSLConte
 
 
 def insecure_client_context() -> ssl.SSLContext:
-    """Client context for node→node and node→seed HTTPS: self-signed peers, no verification."""
-    ctx = ssl.create_default_context()
+    """Client context for node→node and node→seed HTTPS: self-signed peers, no verification, so
+    no CA store either (the system's would cost ~1 MiB a context and verify nothing here)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
