@@ -40,11 +40,11 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 import nodes
 from harness import nodekinds
 from harness.backends.base import FILESERVER_HOST, Backend, BackendError, Reporter, fileserver_record
+from harness.backends.follow import FollowedFile
 from harness.state import NetworkState, NodeRecord, StateDir, list_networks, locked, stale_reason
 from harness.topology import Topology, node_index
 from nodes import launcher
@@ -104,6 +104,12 @@ def _is_ours(pid: int, mark: str) -> bool:
     return _proc_env(pid).get(ENV_MARK) == mark
 
 
+def marked_pids(mark: str) -> list[int]:
+    """Every live process of the testnet whose state folder is ``mark`` (its nodes, their
+    launcher, the seed, Toxiproxy, …)."""
+    return sorted(pid for pid, m in _all_marked().items() if m == mark and _is_ours(pid, mark))
+
+
 def _all_marked() -> dict[int, str]:
     out = {}
     for p in Path("/proc").iterdir():
@@ -112,45 +118,6 @@ def _all_marked() -> dict[int, str]:
             if mark:
                 out[int(p.name)] = mark
     return out
-
-
-class _FollowedFile:
-    """A log file read incrementally: complete lines only, reopened from its start when it is
-    replaced (another inode) or truncated, silently empty while it does not exist."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._f: BinaryIO | None = None
-        self._inode: int | None = None
-        self._partial = b""
-
-    def _reopen_if_changed(self) -> None:
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            return  # not created yet, or removed with the testnet: keep what is open
-        if self._f is not None and st.st_ino == self._inode and st.st_size >= self._f.tell():
-            return
-        self.close()
-        try:
-            self._f = open(self.path, "rb")  # noqa: SIM115 - kept open across calls
-        except FileNotFoundError:
-            return
-        self._inode = os.fstat(self._f.fileno()).st_ino
-
-    def read_lines(self) -> list[str]:
-        self._reopen_if_changed()
-        if self._f is None:
-            return []
-        data = self._partial + self._f.read()
-        *lines, self._partial = data.split(b"\n")
-        return [line.decode("utf-8", errors="replace") for line in lines]
-
-    def close(self) -> None:
-        if self._f is not None:
-            self._f.close()
-            self._f = None
-            self._partial = b""
 
 
 def _bindable(ip: str, port: int) -> bool:
@@ -457,7 +424,7 @@ class ProcessBackend(Backend):
         # a restarted process appends to the same files, so following them is following the
         # node across kill/restart; a file replaced or truncated by hand is read from its start
         stop = stop or threading.Event()
-        files = [_FollowedFile(p) for p in self._log_paths(target)]
+        files = [FollowedFile(p) for p in self._log_paths(target)]
         try:
             initial = [line for f in files for line in f.read_lines()]
             if tail is not None:

@@ -274,6 +274,8 @@ class Node:
             "behaviours": self.behaviours.to_json(),
             "peer_overrides": self.peer_overrides.to_json(),
             "version": list(STORAGE_SERVER_VERSION),
+            # requests this node started since it started (idle traffic: testnet bench --scale)
+            "requests_sent": {"seed": self.seed.requests_sent, "peers": self.peers.requests_sent},
         }
 
     # --- storage-port app ----------------------------------------------------------------------
