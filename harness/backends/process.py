@@ -63,6 +63,8 @@ FOLLOW_POLL_S = 0.1
 ENV_LAUNCHER = "SESSION_TESTNET_LAUNCHER"
 #: modules the launcher forks children for, and what it imports for them up front
 LAUNCHED_MODULES = {"nodes.snode": ("nodes.snode.server",)}
+#: what the launcher initialises once for them (``MODULE:FUNCTION``)
+LAUNCHER_WARM_UP = ("nodes.common.tls:warm_up",)
 #: how long a new launcher may take to import and listen (a loaded machine is slow)
 LAUNCHER_START_S = 120.0
 
@@ -274,6 +276,7 @@ class ProcessBackend(Backend):
         argv = ["-m", "nodes.launcher", "--socket", str(sock)]
         for module, preload in LAUNCHED_MODULES.items():
             argv += ["--run", module, *(a for p in preload for a in ("--preload", p))]
+        argv += [a for w in LAUNCHER_WARM_UP for a in ("--warm-up", w)]
         pid = self._spawn(state, "launcher", argv)
         mark = str(self.statedir.path)
         deadline = time.monotonic() + LAUNCHER_START_S

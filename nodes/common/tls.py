@@ -30,6 +30,14 @@ def ensure_certificate(tls_dir: Path, ip: str, common_name: str) -> tuple[Path, 
     cert_path, key_path = tls_dir / CERT_FILE, tls_dir / KEY_FILE
     if cert_path.exists() and key_path.exists():
         return cert_path, key_path
+    cert_pem, key_pem = self_signed_certificate(ip, common_name)
+    write_atomic(key_path, key_pem, mode=0o600)
+    write_atomic(cert_path, cert_pem)
+    return cert_path, key_path
+
+
+def self_signed_certificate(ip: str, common_name: str) -> tuple[bytes, bytes]:
+    """(certificate, private key) in PEM: a self-signed EC P-256 certificate for ``ip``."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])])
     now = dt.datetime.now(dt.UTC)
@@ -45,11 +53,16 @@ def ensure_certificate(tls_dir: Path, ip: str, common_name: str) -> tuple[Path, 
                        critical=False)
         .sign(key, hashes.SHA256())
     )
-    write_atomic(key_path, key.private_bytes(serialization.Encoding.PEM,
-                                             serialization.PrivateFormat.PKCS8,
-                                             serialization.NoEncryption()), mode=0o600)
-    write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM))
-    return cert_path, key_path
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
+def warm_up() -> None:
+    """Initialise the certificate machinery (the OpenSSL of ``cryptography``: ~5 MiB) once: the
+    node launcher calls it before it forks, so its nodes share that memory instead of each
+    initialising its own when it makes its certificate."""
+    self_signed_certificate("127.0.0.1", "warm-up")
 
 
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:

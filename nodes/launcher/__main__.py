@@ -117,9 +117,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preload", action="append", default=[], metavar="MODULE",
                    help="a module to import once here, shared by all children (repeatable); not "
                         "MODULE.__main__ itself, which each child runs afresh")
+    p.add_argument("--warm-up", action="append", default=[], metavar="MODULE:FUNCTION",
+                   help="a function to call once here, after the imports (repeatable): it "
+                        "initialises what every child would (e.g. a library's native state)")
     args = p.parse_args(argv)
     for name in [*args.run, *args.preload]:
         importlib.import_module(name)
+    for spec in args.warm_up:
+        module, sep, func = spec.partition(":")
+        if not sep:
+            p.error(f"--warm-up {spec!r}: expected MODULE:FUNCTION")
+        getattr(importlib.import_module(module), func)()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps exited children
 
     def stop(signum: int, frame: FrameType | None) -> None:
