@@ -8,7 +8,9 @@ Figures (the ``"scale"`` object of ``--json``, :data:`SCALE_KEYS`):
   what the machine spends), ``pss_*`` (proportional: each shared page split among its sharers; the
   sum is the real cost) and ``uss_node_median_mib`` (private to the node). ``testnet_pss_total_mib``
   adds every other process of the testnet (launcher, seed, Toxiproxy, file server): the memory
-  target is checked against it;
+  target is checked against it. ``system_used_delta_mib`` cross-checks it from the whole machine:
+  ``MemTotal - MemAvailable`` of ``/proc/meminfo`` after ``up`` minus before (other jobs on the
+  machine move it too);
 - ``idle_cpu_percent``: CPU time of all nodes (``utime + stime`` of ``/proc/PID/stat``) over an
   idle window, in percent of one core (``idle_cpu_percent_all``: every process of the testnet);
 - ``idle_requests_per_s``: HTTP requests the nodes started during that window (their admin
@@ -45,7 +47,7 @@ TARGETS = {"up_s": 60.0, "memory_gib": 8.0}
 IDLE_WINDOW_S = 10.0
 SCALE_KEYS = ("nodes", "swarm_size", "proxies", "launcher", "up_s", "rss_total_mib", "pss_total_mib",
               "rss_node_median_mib", "pss_node_median_mib", "uss_node_median_mib",
-              "testnet_pss_total_mib", "testnet_processes", "idle_window_s", "idle_cpu_percent",
+              "testnet_pss_total_mib", "testnet_processes", "system_used_delta_mib", "idle_window_s", "idle_cpu_percent",
               "idle_cpu_percent_all", "idle_requests_per_s", "idle_requests_per_node_per_s",
               "onion_messages", "onion_roundtrip_p50_ms", "onion_roundtrip_p99_ms", "memory_source",
               "down_s", "targets")
@@ -82,6 +84,19 @@ def cpu_ticks(stat_text: str) -> int:
     """``utime + stime`` (clock ticks) from the text of ``/proc/PID/stat``."""
     fields = stat_text.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
     return int(fields[11]) + int(fields[12])
+
+
+def used_kib(meminfo: str) -> int:
+    """``MemTotal - MemAvailable`` (KiB) from the text of ``/proc/meminfo``."""
+    kib = {k: int(v.split()[0]) for k, _, v in (line.partition(":") for line in meminfo.splitlines()) if v}
+    return kib["MemTotal"] - kib["MemAvailable"]
+
+
+def _used_kib() -> int | None:
+    try:
+        return used_kib(Path("/proc/meminfo").read_text())
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def _read_memory(pid: int) -> ProcMemory | None:
@@ -199,10 +214,13 @@ def run_scale(nodes: int, report: Reporter, *, swarm_size: int = 5, proxies: boo
     result: dict[str, Any] = {"nodes": nodes, "swarm_size": swarm_size, "proxies": proxies,
                               "launcher": launcher_enabled()}
     report(f"bench: starting {nodes} python nodes (process backend)")
+    used0 = _used_kib()
     t0 = time.perf_counter()
     net = Testnet.up(topology, backend="process", report=report, timeout=max(120.0, 1.0 * nodes))
     result["up_s"] = round(time.perf_counter() - t0, 2)
     try:
+        used1 = _used_kib()
+        result["system_used_delta_mib"] = _mib(used1 - used0) if used0 is not None and used1 is not None else None
         result.update(_measure(net, window_s, report))
         report(f"bench: {messages} onion-routed stores, one at a time")
         send = asyncio.run(messaging(net, messages))["send"]
@@ -232,6 +250,7 @@ def render_scale(result: dict[str, Any]) -> list[str]:
         row("up", s["up_s"], "s"),
         row("memory, testnet (PSS, all processes)", s["testnet_pss_total_mib"], "MiB"),
         row("memory, nodes PSS total", s["pss_total_mib"], "MiB"),
+        row("memory, machine's used delta at up", s["system_used_delta_mib"], "MiB"),
         row("memory, nodes RSS total (shared counted n×)", s["rss_total_mib"], "MiB"),
         row("memory per node: PSS median", s["pss_node_median_mib"], "MiB"),
         row("memory per node: RSS median", s["rss_node_median_mib"], "MiB"),

@@ -14,6 +14,7 @@ from harness.bench.scale import (
     render_scale,
     requests_rate,
     targets,
+    used_kib,
 )
 
 pytestmark = pytest.mark.unit
@@ -87,3 +88,8 @@ def test_table_names_every_figure():
     text = "\n".join(lines)
     assert "idle requests sent" in text and "-" in text  # a missing figure shows as '-'
     assert "up target ≤ 60 s: met" in text and "memory target ≤ 8 GiB (testnet PSS): met" in text
+
+
+def test_machine_used_memory():
+    meminfo = "MemTotal:       24683692 kB\nMemFree:        1000 kB\nMemAvailable:   20683692 kB\n"
+    assert used_kib(meminfo) == 4_000_000
