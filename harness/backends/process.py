@@ -273,6 +273,14 @@ class ProcessBackend(Backend):
         sock = launcher_socket(self.statedir.path)
         if launcher.alive(str(sock)):
             return sock
+        # one launcher even when two harness processes start nodes of this testnet at once
+        with open(sock.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if launcher.alive(str(sock)):
+                return sock
+            return self._start_launcher(state, sock)
+
+    def _start_launcher(self, state: NetworkState, sock: Path) -> Path:
         argv = ["-m", "nodes.launcher", "--socket", str(sock)]
         for module, preload in LAUNCHED_MODULES.items():
             argv += ["--run", module, *(a for p in preload for a in ("--preload", p))]
@@ -384,7 +392,6 @@ class ProcessBackend(Backend):
 
     def destroy(self, state: NetworkState) -> None:
         self._kill_all(str(self.statedir.path))
-        launcher_socket(self.statedir.path).unlink(missing_ok=True)
 
     @classmethod
     def _kill_all(cls, mark: str) -> None:
@@ -404,6 +411,9 @@ class ProcessBackend(Backend):
         left = cls._wait_gone(left, mark, 5.0)
         if left:
             raise BackendError(f"processes {left} of testnet {mark} did not exit after SIGKILL")
+        sock = launcher_socket(Path(mark))  # the launcher's, if it had one (gone with it)
+        sock.unlink(missing_ok=True)
+        sock.with_suffix(".lock").unlink(missing_ok=True)
 
     # -- inspection --------------------------------------------------------------------------
     def is_running(self, state: NetworkState, target: str) -> bool:
