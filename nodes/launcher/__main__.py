@@ -6,6 +6,7 @@ the first fork. Serves until SIGTERM/SIGINT, then removes its socket."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import importlib
 import os
@@ -50,6 +51,8 @@ def run_child(req: SpawnRequest, ready_fd: int) -> int:
     os.environ.clear()
     os.environ.update(req.env)
     random.seed()  # not the launcher's (and so every sibling's) sequence
+    with contextlib.suppress(OSError):  # `ps -e`/`top` show "snode", not the launcher's "python3"
+        Path("/proc/self/comm").write_text(req.module.rsplit(".", 1)[-1][:15])
     os.write(ready_fd, b"1")
     os.close(ready_fd)
     sys.argv = [req.module, *req.args]

@@ -104,6 +104,7 @@ def test_launcher_forks_a_child_per_request(running_launcher, tmp_path):
         assert b"LAUNCHER_TEST_MARK=yes" in environ, "children show the launcher's (marked) environment"
         assert b"ONLY_IN_CHILD" not in environ, "a request's environment must not show in /proc"
         assert Path(f"/proc/{pid}/cwd").resolve() == tmp_path.resolve()
+        assert Path(f"/proc/{pid}/comm").read_text().strip() == "timeit"  # what `ps -e` shows
     finally:
         os.killpg(pid, signal.SIGKILL)
     assert _wait_gone(pid), "the launcher must reap its children (no zombies)"
