@@ -14,11 +14,21 @@ Linux routes all of 127.0.0.0/8 to the loopback interface, so no set-up is neede
 Processes are started in their own session so they outlive the shell that ran ``testnet up``;
 each carries ``SESSION_TESTNET_DIR=<its state folder>`` in its environment so that ``down`` and
 ``clean`` only ever signal processes of that testnet (of that state home), even after PID reuse.
+
+Our python nodes (``python -m nodes.snode`` of this checkout) are forked by the testnet's
+launcher (:mod:`nodes.launcher`, itself a marked process of the testnet, started with the first
+such node): it has imported the node's code once, so a node starts without importing anything
+and shares that memory copy-on-write. Each node is still a process of its own, in its own session
+(kill, pause, restart act on it alone). ``SESSION_TESTNET_LAUNCHER=0`` starts every node with a
+fresh interpreter instead; so does a node of another revision (``python@REF``), and any node when
+the launcher cannot be started (the reason is appended to the node's ``.stderr`` file).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import signal
@@ -30,13 +40,14 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 import nodes
 from harness import nodekinds
 from harness.backends.base import FILESERVER_HOST, Backend, BackendError, Reporter, fileserver_record
+from harness.backends.follow import FollowedFile
 from harness.state import NetworkState, NodeRecord, StateDir, list_networks, locked, stale_reason
 from harness.topology import Topology, node_index
+from nodes import launcher
 from nodes.fileserver.config import FILESERVER_PORT
 from nodes.protocol.constants import ADMIN_PORT, SEED_HTTPS_PORT, SEED_PORT, STORAGE_PORT
 
@@ -48,6 +59,26 @@ ENV_MARK = "SESSION_TESTNET_DIR"
 NODES_IMPORT_ROOT = Path(nodes.__file__).resolve().parents[1]
 #: how often a followed log file is checked for new lines when it had none
 FOLLOW_POLL_S = 0.1
+#: ``0`` in the environment: start nodes with a fresh interpreter each, not by the launcher
+ENV_LAUNCHER = "SESSION_TESTNET_LAUNCHER"
+#: modules the launcher forks children for, and what it imports for them up front
+LAUNCHED_MODULES = {"nodes.snode": ("nodes.snode.server",)}
+#: what the launcher initialises once for them (``MODULE:FUNCTION``)
+LAUNCHER_WARM_UP = ("nodes.common.tls:warm_up",)
+#: how long a new launcher may take to import and listen (a loaded machine is slow)
+LAUNCHER_START_S = 120.0
+
+
+def launcher_enabled() -> bool:
+    return os.environ.get(ENV_LAUNCHER, "1").strip().lower() not in ("0", "no", "false", "off")
+
+
+def launcher_socket(statedir: Path) -> Path:
+    """The launcher's socket of the testnet at ``statedir``: in a folder of this user only, with
+    a short name (a state folder's own path may exceed the 107 bytes of a socket address)."""
+    folder = Path(tempfile.gettempdir()) / f"session-testnet-{os.getuid()}-launchers"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder / f"{hashlib.sha256(str(statedir).encode()).hexdigest()[:20]}.sock"
 
 
 def _proc_env(pid: int) -> dict[str, str]:
@@ -75,6 +106,12 @@ def _is_ours(pid: int, mark: str) -> bool:
     return _proc_env(pid).get(ENV_MARK) == mark
 
 
+def marked_pids(mark: str) -> list[int]:
+    """Every live process of the testnet whose state folder is ``mark`` (its nodes, their
+    launcher, the seed, Toxiproxy, …)."""
+    return sorted(pid for pid, m in _all_marked().items() if m == mark and _is_ours(pid, mark))
+
+
 def _all_marked() -> dict[int, str]:
     out = {}
     for p in Path("/proc").iterdir():
@@ -83,45 +120,6 @@ def _all_marked() -> dict[int, str]:
             if mark:
                 out[int(p.name)] = mark
     return out
-
-
-class _FollowedFile:
-    """A log file read incrementally: complete lines only, reopened from its start when it is
-    replaced (another inode) or truncated, silently empty while it does not exist."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._f: BinaryIO | None = None
-        self._inode: int | None = None
-        self._partial = b""
-
-    def _reopen_if_changed(self) -> None:
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            return  # not created yet, or removed with the testnet: keep what is open
-        if self._f is not None and st.st_ino == self._inode and st.st_size >= self._f.tell():
-            return
-        self.close()
-        try:
-            self._f = open(self.path, "rb")  # noqa: SIM115 - kept open across calls
-        except FileNotFoundError:
-            return
-        self._inode = os.fstat(self._f.fileno()).st_ino
-
-    def read_lines(self) -> list[str]:
-        self._reopen_if_changed()
-        if self._f is None:
-            return []
-        data = self._partial + self._f.read()
-        *lines, self._partial = data.split(b"\n")
-        return [line.decode("utf-8", errors="replace") for line in lines]
-
-    def close(self) -> None:
-        if self._f is not None:
-            self._f.close()
-            self._f = None
-            self._partial = b""
 
 
 def _bindable(ip: str, port: int) -> bool:
@@ -243,12 +241,23 @@ class ProcessBackend(Backend):
         Path(self.data_dir(state, target)).mkdir(parents=True, exist_ok=True)
         self.statedir.logs.mkdir(parents=True, exist_ok=True)
         # stdout/stderr (tracebacks before logging starts) go to a separate file
-        out = open(self.statedir.logs / f"{target}.stderr", "ab")  # noqa: SIM115
+        output = self.statedir.logs / f"{target}.stderr"
         env = dict(os.environ)
         env[ENV_MARK] = str(self.statedir.path)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NODES_IMPORT_ROOT), env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"
+        if (python and len(argv) >= 2 and argv[0] == "-m" and argv[1] in LAUNCHED_MODULES
+                and "PYTHONPATH" not in (secrets or {}) and launcher_enabled()):
+            env.update(secrets or {})  # to the child's os.environ only, never on a command line
+            request = launcher.SpawnRequest(module=argv[1], args=argv[2:], env=env,
+                                            cwd=str(self.statedir.path), output=str(output))
+            try:
+                return launcher.spawn(str(self._ensure_launcher(state)), request)
+            except (launcher.LauncherError, BackendError) as e:
+                with open(output, "a") as f:
+                    f.write(f"harness: started with a fresh interpreter, not by the launcher: {e}\n")
         env.update(secrets or {})  # /proc/PID/environ is readable by the owner only, unlike argv
+        out = open(output, "ab")  # noqa: SIM115
         try:
             proc = subprocess.Popen([sys.executable, *argv] if python else argv, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=env, start_new_session=True,
@@ -258,6 +267,39 @@ class ProcessBackend(Backend):
         finally:
             out.close()
         return proc.pid
+
+    def _ensure_launcher(self, state: NetworkState) -> Path:
+        """The socket of this testnet's launcher, started (and waited for) when none answers."""
+        sock = launcher_socket(self.statedir.path)
+        if launcher.alive(str(sock)):
+            return sock
+        # one launcher even when two harness processes start nodes of this testnet at once
+        with open(sock.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if launcher.alive(str(sock)):
+                return sock
+            return self._start_launcher(state, sock)
+
+    def _start_launcher(self, state: NetworkState, sock: Path) -> Path:
+        argv = ["-m", "nodes.launcher", "--socket", str(sock)]
+        for module, preload in LAUNCHED_MODULES.items():
+            argv += ["--run", module, *(a for p in preload for a in ("--preload", p))]
+        argv += [a for w in LAUNCHER_WARM_UP for a in ("--warm-up", w)]
+        pid = self._spawn(state, "launcher", argv)
+        mark = str(self.statedir.path)
+        deadline = time.monotonic() + LAUNCHER_START_S
+        while not launcher.alive(str(sock)):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # reap it if it exited, or it would look alive
+            if not _is_ours(pid, mark):
+                raise BackendError(f"the node launcher of testnet {state.name!r} exited at start-up: "
+                                   f"see {self.statedir.logs / 'launcher.stderr'}")
+            if time.monotonic() > deadline:
+                raise BackendError(f"the node launcher of testnet {state.name!r} did not listen on "
+                                   f"{sock} within {LAUNCHER_START_S:.0f} s: see "
+                                   f"{self.statedir.logs / 'launcher.stderr'}")
+            time.sleep(0.05)
+        return sock
 
     def start_seed(self, state: NetworkState, argv: list[str], env: dict[str, str]) -> None:
         ip, port = state.seed_runtime["ip"], state.seed_runtime["port"]
@@ -369,6 +411,9 @@ class ProcessBackend(Backend):
         left = cls._wait_gone(left, mark, 5.0)
         if left:
             raise BackendError(f"processes {left} of testnet {mark} did not exit after SIGKILL")
+        sock = launcher_socket(Path(mark))  # the launcher's, if it had one (gone with it)
+        sock.unlink(missing_ok=True)
+        sock.with_suffix(".lock").unlink(missing_ok=True)
 
     # -- inspection --------------------------------------------------------------------------
     def is_running(self, state: NetworkState, target: str) -> bool:
@@ -392,7 +437,7 @@ class ProcessBackend(Backend):
         # a restarted process appends to the same files, so following them is following the
         # node across kill/restart; a file replaced or truncated by hand is read from its start
         stop = stop or threading.Event()
-        files = [_FollowedFile(p) for p in self._log_paths(target)]
+        files = [FollowedFile(p) for p in self._log_paths(target)]
         try:
             initial = [line for f in files for line in f.read_lines()]
             if tail is not None:

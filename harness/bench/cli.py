@@ -157,15 +157,28 @@ def render(result: dict[str, Any]) -> list[str]:
               help="One short run (≤ 3 min on 2 cores) with the goal figures and their targets: "
                    "docker bring-up vs plain docker-compose, onion round trip (≥ 200 stores), "
                    "concurrent onion stores/s, delivery under the standard churn schedule.")
+@click.option("--scale", type=click.IntRange(1, 254), default=None, metavar="N",
+              help="Instead: N python nodes on the process backend (--swarm-size, --proxies) and "
+                   "what they cost: up time, memory (RSS, PSS) per node and in all, idle CPU and "
+                   "requests, onion round trip (--messages); --json: {\"scale\": {…}} (docs/nodes.md).")
 @json_option(JSON_SHAPE)
 @output_option("Also write the JSON result to FILE.")
 @friendly_errors
 def bench(backend: str, swarms: int | None, swarm_size: int, node_groups: tuple[str, ...],
           versus_groups: tuple[str, ...], messages: int, stores: int, retrieves: int,
-          concurrency: int, proxies: bool, quick: bool, as_json: bool, output: str | None) -> None:
+          concurrency: int, proxies: bool, quick: bool, scale: int | None, as_json: bool,
+          output: str | None) -> None:
     """Measure a new testnet (removed afterwards): up time, onion round trip and delivery, store
     and retrieve throughput, memory per node and proxy overhead; with --versus, the same on a
     second testnet (e.g. real storage servers) and the ratios of the two."""
+    if scale is not None and (quick or versus_groups):
+        raise click.UsageError("--scale benches its own testnet: leave out --quick and --versus")
+    if scale is not None:
+        from harness.bench.scale import scale_command
+
+        scale_command(scale, backend=backend, swarm_size=swarm_size, proxies=proxies,
+                      messages=messages, as_json=as_json, output=output)
+        return
     ours, versus = topologies(swarms, swarm_size, node_groups, versus_groups, proxies)
     load = Load(messages=messages, stores=stores, retrieves=retrieves, concurrency=concurrency)
     if quick and versus is not None:

@@ -118,13 +118,20 @@ class ClientSessions:
         self.timeout = timeout
         self.limit = limit
         self._session: aiohttp.ClientSession | None = None
+        #: requests started through this session (any session it made), for the idle figures
+        self.requests_sent = 0
+
+    async def _count(self, session: aiohttp.ClientSession, ctx: Any, params: Any) -> None:
+        self.requests_sent += 1
 
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            trace = aiohttp.TraceConfig()
+            trace.on_request_start.append(self._count)
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=insecure_client_context(), limit=self.limit),
-                timeout=aiohttp.ClientTimeout(total=self.timeout))
+                timeout=aiohttp.ClientTimeout(total=self.timeout), trace_configs=[trace])
         return self._session
 
     async def close(self) -> None:

@@ -30,6 +30,14 @@ def ensure_certificate(tls_dir: Path, ip: str, common_name: str) -> tuple[Path, 
     cert_path, key_path = tls_dir / CERT_FILE, tls_dir / KEY_FILE
     if cert_path.exists() and key_path.exists():
         return cert_path, key_path
+    cert_pem, key_pem = self_signed_certificate(ip, common_name)
+    write_atomic(key_path, key_pem, mode=0o600)
+    write_atomic(cert_path, cert_pem)
+    return cert_path, key_path
+
+
+def self_signed_certificate(ip: str, common_name: str) -> tuple[bytes, bytes]:
+    """(certificate, private key) in PEM: a self-signed EC P-256 certificate for ``ip``."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])])
     now = dt.datetime.now(dt.UTC)
@@ -45,17 +53,23 @@ def ensure_certificate(tls_dir: Path, ip: str, common_name: str) -> tuple[Path, 
                        critical=False)
         .sign(key, hashes.SHA256())
     )
-    write_atomic(key_path, key.private_bytes(serialization.Encoding.PEM,
-                                             serialization.PrivateFormat.PKCS8,
-                                             serialization.NoEncryption()), mode=0o600)
-    write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM))
-    return cert_path, key_path
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
+def warm_up() -> None:
+    """Initialise the certificate machinery (the OpenSSL of ``cryptography``: ~5 MiB) once: the
+    node launcher calls it before it forks, so its nodes share that memory instead of each
+    initialising its own when it makes its certificate."""
+    self_signed_certificate("127.0.0.1", "warm-up")
 
 
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:
-    # not create_default_context(CLIENT_AUTH): that also loads the system CA store (tens of ms
-    # and a few MiB per process) to verify client certificates, which no client sends here
+    """Server context with the node's certificate. Clients are not asked for certificates, so no
+    CA store is loaded (``create_default_context`` would load the system's, ~1 MiB a context)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(str(cert), str(key))
     return ctx
 
@@ -66,9 +80,10 @@ def server_context_for(tls_dir: Path, ip: str, common_name: str) -> ssl.SSLConte
 
 
 def insecure_client_context() -> ssl.SSLContext:
-    """Client context for node→node and node→seed HTTPS: self-signed peers, no verification
-    (so no CA store is loaded: create_default_context would read it, tens of ms per process)."""
+    """Client context for node→node and node→seed HTTPS: self-signed peers, no verification, so
+    no CA store either (the system's would cost ~1 MiB a context and verify nothing here)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx

@@ -1,5 +1,13 @@
 """oxend ``get_service_nodes`` request parsing (shared by the JSON-RPC and the OxenMQ front ends).
 
+Testnet extension (our nodes' idle polling, docs/DESIGN.md "Seed"): ``poll_nodes_hash`` (a
+string, ``""`` on a first poll) asks for the digest of the listed nodes, ``nodes_hash`` in the
+result; when it equals the digest of the listing the seed would send now, the result is
+``{"unchanged": true, "nodes_hash", "height", "block_hash", …}`` without nodes. So a node polls
+every second but fetches the whole list only when a node it lists changed: the idle traffic of
+n nodes grows as n, not n². Only for a full listing (no ``limit``) without
+``last_uptime_proof`` (it changes with every proof); otherwise the key is ignored.
+
 Facts mirrored from oxend (``core_rpc_server_commands_defs.h``, ``GET_SERVICE_NODES``): ``fields``
 is a list of names (``"all"`` = everything, ``"-name"`` removes a name after ``"all"``) or the
 deprecated dict ``{"name": true}`` (``"all": true`` = everything); no/empty fields = all.
@@ -7,6 +15,8 @@ deprecated dict ``{"name": true}`` (``"all": true`` = everything); no/empty fiel
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +76,15 @@ class ListingParams:
     limit: int
     pubkeys: frozenset[str] | None  # service_node_pubkeys filter, lower-case hex
     poll_block_hash: str | None
+    #: the testnet's ``poll_nodes_hash`` (None: not asked for)
+    poll_nodes_hash: str | None = None
+
+    @property
+    def hashable(self) -> bool:
+        """The listing may be answered by its digest (``poll_nodes_hash``): a full listing whose
+        fields change only with the seed's revision."""
+        return (self.poll_nodes_hash is not None and self.limit == 0
+                and not requested(self.fields, "last_uptime_proof"))
 
     @classmethod
     def parse(cls, params: Any) -> ListingParams:
@@ -90,5 +109,23 @@ class ListingParams:
         poll = params.get("poll_block_hash")
         if poll is not None and not isinstance(poll, str):
             raise InvalidParams("`poll_block_hash` must be a hex string")
+        nodes_hash = params.get("poll_nodes_hash")
+        if nodes_hash is not None and not isinstance(nodes_hash, str):
+            raise InvalidParams("`poll_nodes_hash` must be a string (\"\" on a first poll)")
         return cls(fields=fields, active_only=active_only, limit=limit, pubkeys=pubkeys,
-                   poll_block_hash=poll.lower() if poll else None)
+                   poll_block_hash=poll.lower() if poll else None, poll_nodes_hash=nodes_hash)
+
+
+def listing_digest(entries: list[dict[str, Any]]) -> str:
+    """The ``nodes_hash`` of a listing's node entries (order matters: a full listing is sorted)."""
+    return hashlib.sha256(json.dumps(entries, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]
+
+
+@dataclass
+class CachedListing:
+    """The entries and digest of one full listing, valid while the seed's revision is ``revision``
+    (every change of a listed field but ``last_uptime_proof`` bumps it)."""
+
+    key: tuple[Any, ...]
+    entries: list[dict[str, Any]]
+    digest: str

@@ -38,7 +38,15 @@ from nodes.protocol.keys import derive_seed, ed25519_pk_to_x25519, verify_ed2551
 from nodes.protocol.signing import SignatureError, decode_signature
 from nodes.protocol.swarm import UNASSIGNED_SWARM, SwarmParams, assign_swarms
 
-from .listing import NODE_FIELDS, InvalidParams, ListingParams, parse_fields, requested
+from .listing import (
+    NODE_FIELDS,
+    CachedListing,
+    InvalidParams,
+    ListingParams,
+    listing_digest,
+    parse_fields,
+    requested,
+)
 
 __all__ = ["NODE_FIELDS", "InvalidParams", "ListingParams", "parse_fields", "requested", "RequestError",
            "SeedConfig", "NodeRecord", "SeedCore", "BlockResult", "LIVENESS_PROOF", "LIVENESS_OXENMQ",
@@ -189,6 +197,8 @@ class SeedCore:
         self.last_active: frozenset[str] = frozenset()
         # bumped on every change that must be persisted
         self.revision = 0
+        #: the last full listing asked for with poll_nodes_hash (one render per revision)
+        self._listing: CachedListing | None = None
 
     # --- basic state ---------------------------------------------------------------------------
     def block_hash_at(self, height: int) -> bytes:
@@ -449,6 +459,24 @@ class SeedCore:
             if unchanged:
                 return res
 
+        if req.hashable:
+            listing = self._hashed_listing(req)
+            res["nodes_hash"] = listing.digest
+            res["unchanged"] = req.poll_nodes_hash == listing.digest
+            if not res["unchanged"]:
+                res["service_node_states"] = listing.entries
+            return res
+        res["service_node_states"] = [self._entry(n, fields) for n in self._listed(req, rng)]
+        return res
+
+    def _hashed_listing(self, req: ListingParams) -> CachedListing:
+        key = (self.revision, frozenset(req.fields), req.active_only, req.pubkeys)
+        if self._listing is None or self._listing.key != key:
+            entries = [self._entry(n, req.fields) for n in self._listed(req, random.Random(0))]
+            self._listing = CachedListing(key=key, entries=entries, digest=listing_digest(entries))
+        return self._listing
+
+    def _listed(self, req: ListingParams, rng: random.Random) -> list[NodeRecord]:
         nodes = [self.nodes[pk] for pk in sorted(self.nodes)]
         if req.pubkeys is not None:
             nodes = [n for n in nodes if n.pubkey_ed25519 in req.pubkeys]
@@ -460,8 +488,7 @@ class SeedCore:
                 rng.shuffle(nodes)
         elif limit > 0:
             nodes = rng.sample(nodes, limit)
-        res["service_node_states"] = [self._entry(n, fields) for n in nodes]
-        return res
+        return nodes
 
     # --- inspection / persistence --------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

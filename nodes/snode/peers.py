@@ -148,6 +148,10 @@ class PeerClient:
     def session(self) -> aiohttp.ClientSession:
         return self._sessions.session
 
+    @property
+    def requests_sent(self) -> int:
+        return self._sessions.requests_sent
+
     async def close(self) -> None:
         await self._sessions.close()
 

@@ -13,6 +13,10 @@ from nodes.common.http import ClientSessions
 from nodes.common.proof import PROOF_PATH, build_proof
 from nodes.protocol.keys import Identity
 
+#: the listing fields a node's swarm view is built of (swarm_view.NodeInfo.from_seed)
+VIEW_FIELDS = ("service_node_pubkey", "active", "swarm_id", "storage_server_version", "public_ip",
+               "storage_port", "storage_lmq_port", "pubkey_ed25519", "pubkey_x25519")
+
 
 class SeedError(Exception):
     """The seed is unreachable or answered an error (the message says which)."""
@@ -34,6 +38,10 @@ class SeedClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         return self._sessions.session
+
+    @property
+    def requests_sent(self) -> int:
+        return self._sessions.requests_sent
 
     async def close(self) -> None:
         await self._sessions.close()
@@ -76,8 +84,18 @@ class SeedClient:
         except jsonrpc.JsonRpcError as e:
             raise SeedError(e.message) from None
 
-    async def get_service_nodes(self) -> dict[str, Any]:
-        result = await self.json_rpc("get_service_nodes", {"active_only": False})
-        if not isinstance(result, dict) or not isinstance(result.get("service_node_states"), list):
+    async def get_service_nodes(self, nodes_hash: str | None = None) -> dict[str, Any]:
+        """The seed's node list; with ``nodes_hash`` (the ``nodes_hash`` of the last list, ``""``
+        at first) only the fields a node's view needs, and ``{"unchanged": true, …}`` without
+        nodes while the list is still the one of that digest (the testnet's ``poll_nodes_hash``)."""
+        params: dict[str, Any] = {"active_only": False}
+        if nodes_hash is not None:
+            params.update(fields=list(VIEW_FIELDS), poll_nodes_hash=nodes_hash)
+        result = await self.json_rpc("get_service_nodes", params)
+        if not isinstance(result, dict):
+            raise SeedError(f"get_service_nodes: malformed result {str(result)[:200]}")
+        if nodes_hash and result.get("unchanged") is True and result.get("nodes_hash") == nodes_hash:
+            return result
+        if not isinstance(result.get("service_node_states"), list):
             raise SeedError(f"get_service_nodes: malformed result {str(result)[:200]}")
         return result

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.backends.process import ENV_MARK, _all_marked
+from harness.backends.process import ENV_MARK, _all_marked, launcher_socket
 from harness.naming import unique_name
 from harness.network import Testnet, clean
 from harness.state import StateDir
@@ -70,7 +70,7 @@ def test_cli_up_status_logs_down():
         assert {rec["node"] for rec in lines} == {"sn01"}
 
         assert status["fileserver"]["ready"] and status["fileserver"]["running"]
-        assert len(marked_pids(name)) == 9  # seed + toxiproxy + 6 nodes + the file server
+        assert len(marked_pids(name)) == 10  # seed + toxiproxy + launcher + 6 nodes + the file server
     finally:
         down = cli("down", "--name", name)
     assert down.returncode == 0, down.stderr
@@ -157,7 +157,8 @@ def test_failed_up_saves_logs_and_cleans_up(monkeypatch):
 
 def test_processes_are_marked_with_their_state_folder(testnet):
     pids = marked_pids(testnet.name)
-    assert len(pids) == 2 + len(testnet.nodes) + 1  # seed, toxiproxy, nodes, the file server
+    # seed, toxiproxy, the node launcher, nodes, the file server
+    assert len(pids) == 3 + len(testnet.nodes) + 1
     env = Path(f"/proc/{pids[0]}/environ").read_bytes()
     assert f"{ENV_MARK}={StateDir(testnet.name).path}".encode() in env
 
@@ -169,3 +170,75 @@ def test_churn_from_another_handle_is_seen(testnet):
     assert testnet.node("sn03").runtime["pid"] != old_pid  # re-read from the state file
     assert testnet.backend.is_running(testnet.state, "sn03")
     testnet.wait_ready(timeout=30)
+
+
+def _state_of(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def _wait_state(pid: int, states: str) -> str:
+    """The process state once it is one of ``states`` (a signal takes effect asynchronously)."""
+    deadline = time.monotonic() + 10
+    while (st := _state_of(pid)) not in states and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return st
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_launcher_forks_nodes_and_their_life_cycle_still_works(testnet_factory):
+    """Nodes are forked by the testnet's launcher, each in its own session and marked, without
+    its secrets in /proc/PID/environ; kill/restart, stop/start and pause/unpause act on one node
+    alone (restarted nodes are forked again); down leaves no process and no socket."""
+    from nodes.common.auth import ENV_KEY_SEED
+
+    net = testnet_factory()
+    sock = launcher_socket(StateDir(net.name).path)
+    assert sock.is_socket()
+    pids = {n.name: int(n.runtime["pid"]) for n in net.nodes}
+    launcher = _parent(pids["sn01"])
+    assert launcher in marked_pids(net.name) and launcher not in pids.values()
+    assert b"nodes.launcher" in Path(f"/proc/{launcher}/cmdline").read_bytes()
+    for name, pid in pids.items():
+        assert os.getsid(pid) == pid, f"{name} is not in a session of its own"
+        assert _parent(pid) == launcher, f"{name} (pid {pid}) was not forked by the launcher"
+        env = Path(f"/proc/{pid}/environ").read_bytes()
+        assert f"{ENV_MARK}={StateDir(net.name).path}".encode() in env
+        assert ENV_KEY_SEED.encode() not in env, "a node's key seed shows in /proc/PID/environ"
+    seeds = {net.node_admin(n, "state")["pubkey_ed25519"] for n in pids}
+    assert len(seeds) == len(pids), "forked nodes must keep their own keys"
+
+    net.kill("sn02")
+    deadline = time.monotonic() + 5  # the launcher's kernel reaps it as it exits
+    while Path(f"/proc/{pids['sn02']}").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not Path(f"/proc/{pids['sn02']}").exists(), "a killed node must not linger (zombie)"
+    net.start("sn02")
+    new = int(net.node("sn02").runtime["pid"])
+    assert new != pids["sn02"]
+    assert _parent(new) == launcher, "a restarted node is forked by the launcher too"
+    net.stop("sn03")
+    assert not net.backend.is_running(net.state, "sn03")
+    net.start("sn03")
+    net.pause("sn04")
+    assert _wait_state(pids["sn04"], "T") == "T"
+    assert all(_state_of(p) != "T" for n, p in pids.items() if n not in ("sn02", "sn03", "sn04"))
+    net.unpause("sn04")
+    assert _wait_state(pids["sn04"], "SR") in "SR"
+    net.wait_ready(timeout=60)
+    assert net.node_admin("sn02", "state")["ready"]
+
+    net.down()
+    assert marked_pids(net.name) == []
+    assert not sock.exists()
+
+
+def test_without_the_launcher_nodes_get_an_interpreter_each(testnet_factory, monkeypatch):
+    monkeypatch.setenv("SESSION_TESTNET_LAUNCHER", "0")
+    net = testnet_factory(swarms=1)
+    for n in net.nodes:
+        cmdline = Path(f"/proc/{n.runtime['pid']}/cmdline").read_bytes()
+        assert b"nodes.snode" in cmdline and b"nodes.launcher" not in cmdline
+    assert not launcher_socket(StateDir(net.name).path).exists()

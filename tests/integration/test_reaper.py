@@ -89,7 +89,7 @@ def test_leased_testnet_is_reaped_when_its_owner_is_sigkilled(owner):
     assert info["lease_owner_pid"] == proc.pid
     assert process_start_time(info["reaper_pid"]) is not None, "no reaper runs"
     pids = marked_pids(name)
-    assert info["seed_pid"] in pids and len(pids) == 4  # seed + 2 nodes + the file server
+    assert info["seed_pid"] in pids and len(pids) == 5  # seed + launcher + 2 nodes + the file server
 
     proc.send_signal(signal.SIGKILL)
     proc.wait()

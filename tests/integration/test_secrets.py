@@ -65,11 +65,13 @@ def test_no_secret_on_any_command_line(started) -> None:
         for what, value in secrets.items():  # (a short seed such as "0" as a whole argument)
             leaked = [a for a in argv if (value in a if len(value) >= 8 else value == a)]
             assert not leaked, f"{what} on the command line of pid {pid}: {argv}"
-    # ... the nodes have their key through the environment (owner-only /proc/PID/environ)
+    # ... the nodes have their key through the environment: forked by the launcher, in their
+    # os.environ only (not even in the owner-only /proc/PID/environ, which is the launcher's)
     node_pid = net.node("sn01").runtime["pid"]
     environ = Path(f"/proc/{node_pid}/environ").read_bytes().split(b"\0")
-    assert f"{ENV_KEY_SEED}={secrets['key seed of sn01']}".encode() in environ
+    assert not [e for e in environ if e.startswith(f"{ENV_KEY_SEED}=".encode())]
     assert stat.S_IMODE(Path(f"/proc/{node_pid}/environ").stat().st_mode) == 0o400
+    assert net.node_admin("sn01", "state")["pubkey_ed25519"] == net.node("sn01").pubkey_ed25519
 
 
 def test_secret_files_are_owner_only(started) -> None:

@@ -9,7 +9,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from harness.backends.process import _FollowedFile
+from harness.backends.follow import FollowedFile
 from harness.cli import main
 from harness.cliutil import CliGroup, friendly_errors
 from harness.logs import LogLine, Renderer, _timed, render_record
@@ -113,7 +113,7 @@ def test_lines_without_a_timestamp_sort_with_the_record_before_them():
 
 def test_followed_file_reads_complete_lines_and_survives_replacement(tmp_path):
     p = tmp_path / "n.log"
-    f = _FollowedFile(p)
+    f = FollowedFile(p)
     assert f.read_lines() == []  # not there yet
     p.write_text("one\ntw")
     assert f.read_lines() == ["one"]

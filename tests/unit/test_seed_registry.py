@@ -329,9 +329,44 @@ def test_poll_block_hash() -> None:
     assert other["unchanged"] is False and len(other["service_node_states"]) == 1
 
 
+VIEW = ["pubkey_ed25519", "pubkey_x25519", "swarm_id", "active", "public_ip", "storage_port"]
+
+
+def test_poll_nodes_hash_answers_unchanged_until_a_listed_node_changes() -> None:
+    core, clock = make_core()
+    ids = [ident(i) for i in range(1, 5)]
+    register(core, clock, ids)
+    core.produce_block()
+    first = listing(core, fields=VIEW, poll_nodes_hash="")
+    digest = first["nodes_hash"]
+    assert first["unchanged"] is False and len(first["service_node_states"]) == 4
+    clock.t += 1
+    for i in ids:  # proofs and new blocks change nothing listed: unchanged, but the new height
+        core.accept_proof(proof(i, clock))
+    core.produce_block()
+    same = listing(core, fields=VIEW, poll_nodes_hash=digest)
+    assert same["unchanged"] is True and "service_node_states" not in same
+    assert same["nodes_hash"] == digest and same["height"] == core.height
+    core.decommission(ids[0].ed25519_hex)  # a listed field changed: the whole list again
+    changed = listing(core, fields=VIEW, poll_nodes_hash=digest)
+    assert changed["unchanged"] is False and changed["nodes_hash"] != digest
+    assert changed["service_node_states"] == listing(core, fields=VIEW)["service_node_states"]
+    register(core, clock, [ident(9)])
+    assert len(listing(core, fields=VIEW, poll_nodes_hash=changed["nodes_hash"])["service_node_states"]) == 5
+
+
+def test_poll_nodes_hash_is_ignored_where_a_digest_cannot_hold() -> None:
+    core, clock = make_core()
+    register(core, clock, [ident(i) for i in range(1, 4)])
+    for params in ({"poll_nodes_hash": ""},  # every field: last_uptime_proof changes each proof
+                   {"fields": VIEW, "limit": 2, "poll_nodes_hash": ""}):  # a random subset
+        out = listing(core, **params)
+        assert "nodes_hash" not in out and "service_node_states" in out
+
+
 @pytest.mark.parametrize("params", [
     [1, 2], {"active_only": "yes"}, {"limit": "3"}, {"limit": True}, {"fields": "public_ip"},
-    {"service_node_pubkeys": "ab"}, {"poll_block_hash": 5},
+    {"service_node_pubkeys": "ab"}, {"poll_block_hash": 5}, {"poll_nodes_hash": 5},
 ])
 def test_invalid_params(params: Any) -> None:
     core, _ = make_core()

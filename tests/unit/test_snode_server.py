@@ -548,3 +548,44 @@ async def test_active_nodes_bin_over_http_and_through_an_onion(four, cluster):
     async with cluster.session.post(cluster.url(guard, "/onion_req/v2"), data=req.frame) as r:
         status, inner = onion.decrypt_onion_response(req, await r.read())
     assert status == 200 and base64.b64decode(inner) == blob
+
+
+async def test_poll_takes_the_list_only_when_the_seed_has_a_new_one(cluster):
+    """The node polls with the digest of the last list; an 'unchanged' answer keeps its view
+    (and takes the new height), a new list replaces it."""
+    node = await cluster.add("sn0")
+    peer = node_identity("sn1")
+    entries = [seed_entry(node.identity, "127.0.0.1", 1, SWARM_A), seed_entry(peer, "127.0.0.1", 2, SWARM_A)]
+    answers = [
+        {"height": 10, "block_hash": "aa", "nodes_hash": "h1", "unchanged": False, "service_node_states": entries},
+        {"height": 11, "block_hash": "bb", "nodes_hash": "h1", "unchanged": True},
+        {"height": 12, "block_hash": "cc", "nodes_hash": "h2", "unchanged": False,
+         "service_node_states": entries[:1]},
+    ]
+    asked: list[str | None] = []
+
+    async def fake(nodes_hash: str | None = None) -> dict[str, Any]:
+        asked.append(nodes_hash)
+        return answers[len(asked) - 1]
+
+    node.seed.get_service_nodes = fake  # type: ignore[method-assign]
+    await node.poll_once()
+    first = node.view
+    assert set(first.nodes) == {node.identity.ed25519_hex, peer.ed25519_hex} and first.height == 10
+    await node.poll_once()
+    assert node.view.nodes == first.nodes and node.view.swarms == first.swarms
+    assert (node.view.height, node.view.block_hash) == (11, "bb")
+    await node.poll_once()
+    assert set(node.view.nodes) == {node.identity.ed25519_hex} and node.view.height == 12
+    assert asked == ["", "h1", "h1"]
+    state = await node.admin_state()
+    assert set(state["requests_sent"]) == {"seed", "peers"}
+
+
+def test_the_fields_a_node_polls_for_make_the_same_view():
+    from nodes.snode.seed_client import VIEW_FIELDS
+    from nodes.snode.swarm_view import NodeInfo
+
+    full = seed_entry(node_identity("sn5"), "127.0.5.1", 22021, SWARM_B, lmq_port=22025)
+    full["storage_server_version"] = [2, 10, 0]
+    assert NodeInfo.from_seed({k: v for k, v in full.items() if k in VIEW_FIELDS}) == NodeInfo.from_seed(full)
