@@ -143,7 +143,8 @@ def test_cli_started_testnet_survives_its_cli_process():
         assert name not in json.loads(cleaned.stdout)["removed"]
         # the CLI process is long gone; the testnet still runs and answers
         assert StateDir(name).load().status == "up"
-        assert len(marked_pids(name)) == 2 + 2 + 1  # seed, toxiproxy, 2 nodes, the file server
+        # seed, toxiproxy, 2 nodes, the file server, the launcher the nodes are forked from
+        assert len(marked_pids(name)) == 2 + 2 + 1 + 1
         Testnet.attach(name).wait_ready(timeout=30)
     finally:
         down = cli("down", "--name", name)
