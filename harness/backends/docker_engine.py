@@ -21,6 +21,9 @@ LABEL_OWNER = "session-testnet.owner-pid"
 LABEL_HOST = "session-testnet.host"
 LABEL_ROLE = "session-testnet.role"
 LABEL_TARGET = "session-testnet.target"
+#: set by backends other than ``docker`` that share these labels (``swarm``): each one's stale
+#: sweep judges only its own resources
+LABEL_BACKEND = "session-testnet.backend"
 
 
 def connect() -> DockerClient:
