@@ -168,7 +168,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             metafunc.parametrize("testnet_backend", [pytest.param(chosen, id=chosen, marks=skip)],
                                  indirect=True, scope="module")
         return
-    params = [pytest.param(b, id=b, marks=[pytest.mark.e2e] if b == "docker" else [])
+    params = [pytest.param(b, id=b, marks=[pytest.mark.e2e] if b in ("docker", "swarm") else [])
               for b in marker.args]
     metafunc.parametrize("testnet_backend", params, indirect=True, scope="module")
 
