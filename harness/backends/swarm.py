@@ -129,6 +129,13 @@ class SwarmBackend(DockerBackend):
     # -- placement ---------------------------------------------------------------------------
     def plan(self, topology: Topology, admin_token: str) -> NetworkState:
         swarm_manager(self.client)
+        hosts = self._ready_hosts()
+        if len(hosts) > 1:
+            raise BackendError(
+                f"the swarm has {len(hosts)} ready hosts ({', '.join(sorted(hosts))}); the swarm "
+                "backend runs on a single-host swarm for now: tasks on other hosts could neither "
+                "reach the advertised (proxy) addresses nor find the node image (docs/backends.md, "
+                "'Several hosts'); drain the other hosts or use a single-host swarm")
         if not topology.proxies:
             raise BackendError("the swarm backend needs proxies (nodes advertise their proxy's "
                                "fixed address; swarm tasks have none): drop --no-proxies")
@@ -137,6 +144,15 @@ class SwarmBackend(DockerBackend):
                 raise BackendError("the swarm backend runs python, command and image nodes; real "
                                    "storage servers (oxen-storage) need --backend docker")
         return super().plan(topology, admin_token)
+
+    def _ready_hosts(self) -> list[str]:
+        try:
+            nodes = self.client.nodes.list()
+        except docker.errors.APIError as e:
+            raise BackendError(f"cannot list the swarm's hosts: {explain(e)}") from None
+        return [str(n.attrs.get("Description", {}).get("Hostname", n.id)) for n in nodes
+                if n.attrs.get("Status", {}).get("State") == "ready"
+                and n.attrs.get("Spec", {}).get("Availability") == "active"]
 
     @staticmethod
     def assign_addresses(state: NetworkState) -> None:
