@@ -5,6 +5,8 @@ the swarm's choice)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from harness.backends.docker_engine import LABEL_BACKEND
@@ -76,7 +78,7 @@ def _state(x: int = 140) -> NetworkState:
                         admin_token="", net_index=x, nodes=nodes)
 
 
-def test_swarm_addresses_fixed_proxies_and_seed_nodes_by_service_name(tmp_path) -> None:
+def test_swarm_addresses_fixed_proxies_and_seed_nodes_by_service_name(tmp_path: Path) -> None:
     st = _state()
     SwarmBackend.assign_addresses(st)
     assert st.seed_url == "http://10.140.0.2:22023"
@@ -90,3 +92,50 @@ def test_swarm_addresses_fixed_proxies_and_seed_nodes_by_service_name(tmp_path) 
     assert backend.listen_ip(st, "seed") == "10.140.0.2"
     labels = backend.labels(st, role="node", target="sn02")
     assert labels[LABEL_BACKEND] == "swarm"  # the docker backend's sweep leaves these alone
+
+
+class _Labelled:
+    def __init__(self, labels: dict[str, str]) -> None:
+        self.attrs = {"Labels": labels}
+        self.name = "st-live-seed"
+
+
+class _SweepClient:
+    """An engine holding one resource with ``labels``; records what the sweep removes."""
+
+    def __init__(self, labels: dict[str, str]) -> None:
+        res = [_Labelled(labels)]
+        self.containers = type("C", (), {"list": staticmethod(lambda **kw: res),
+                                         "get": staticmethod(lambda name: res[0])})()
+        self.networks = type("N", (), {"list": staticmethod(lambda **kw: [])})()
+        self.volumes = type("V", (), {"list": staticmethod(lambda **kw: [])})()
+
+
+def test_each_sweep_judges_only_its_own_backends_testnets(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A swarm testnet's resources carry the docker labels: the docker sweep must not take its
+    state (backend "swarm") for a mismatch and remove it, and the swarm sweep must keep it while
+    it is up, and remove it once its state is gone."""
+    import socket
+
+    from harness.backends.docker_engine import LABEL, LABEL_HOST, LABEL_OWNER, LABEL_STATE
+    from harness.backends.docker_gc import sweep
+
+    monkeypatch.setenv("SESSION_TESTNET_HOME", str(tmp_path))
+    sd = StateDir("live", tmp_path)
+    sd.create()
+    sd.save(NetworkState(name="live", backend="swarm", topology={}, seed_url="", admin_token="x",
+                         net_index=150, status="up"))
+    labels = {LABEL: "live", LABEL_STATE: str(sd.path), LABEL_HOST: socket.gethostname(),
+              LABEL_OWNER: "0", LABEL_BACKEND: "swarm"}
+    removed: list[dict] = []
+    client = _SweepClient(labels)
+    assert sweep(client, lambda _: None, remove=lambda c, f: removed.append(f)) == []  # type: ignore[arg-type]
+    assert sweep(client, lambda _: None, kind="swarm",  # type: ignore[arg-type]
+                 remove=lambda c, f: removed.append(f)) == []
+    assert removed == []
+    sd.remove()
+    assert sweep(client, lambda _: None, remove=lambda c, f: removed.append(f)) == []  # type: ignore[arg-type]
+    assert sweep(client, lambda _: None, kind="swarm",  # type: ignore[arg-type]
+                 remove=lambda c, f: removed.append(f)) == ["live"]
+    assert removed == [{"label": [f"{LABEL}=live", f"{LABEL_STATE}={sd.path}"]}]
