@@ -66,7 +66,7 @@ import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import docker.errors  # binds `docker` too (a plain `import docker` is misfiled next to docker/)
 import docker.types
@@ -132,6 +132,9 @@ def _image(state: NetworkState) -> str:
 
 class DockerBackend(Backend):
     kind = KIND
+    #: the label naming the state folder of a testnet's resources (what ``down`` and the stale
+    #: sweep find them by)
+    state_label: ClassVar[str] = LABEL_STATE
 
     def __init__(self, statedir: StateDir, client: DockerClient | None = None) -> None:
         super().__init__(statedir)
@@ -167,7 +170,7 @@ class DockerBackend(Backend):
 
     def labels(self, state: NetworkState, role: str | None = None,
                target: str | None = None) -> dict[str, str]:
-        out = {LABEL: state.name, LABEL_STATE: str(self.statedir.path),
+        out = {LABEL: state.name, self.state_label: str(self.statedir.path),
                LABEL_OWNER: str(os.getpid()), LABEL_HOST: socket.gethostname()}
         if role:
             out[LABEL_ROLE] = role
@@ -176,7 +179,7 @@ class DockerBackend(Backend):
         return out
 
     def _filters(self, state: NetworkState) -> dict[str, Any]:
-        return {"label": [f"{LABEL}={state.name}", f"{LABEL_STATE}={self.statedir.path}"]}
+        return {"label": [f"{LABEL}={state.name}", f"{self.state_label}={self.statedir.path}"]}
 
     # -- placement ---------------------------------------------------------------------------
     def _used_indexes(self) -> set[int]:
@@ -395,7 +398,7 @@ class DockerBackend(Backend):
         try:
             c = self.client.containers.get(name)
             own = c.labels or {}
-            if all(own.get(k) == labels[k] for k in (LABEL, LABEL_STATE, LABEL_TARGET)):
+            if all(own.get(k) == labels[k] for k in (LABEL, self.state_label, LABEL_TARGET)):
                 c.remove(force=True)
         except (docker.errors.DockerException, requests.exceptions.RequestException):
             pass  # gone, or the engine is unreachable: down/clean find it by label later

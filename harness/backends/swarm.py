@@ -42,7 +42,13 @@ from docker.client import DockerClient
 from harness import nodekinds
 from harness.backends.base import BackendError, Reporter
 from harness.backends.docker import DATA_DIR, DockerBackend, _image
-from harness.backends.docker_engine import LABEL_BACKEND, LABEL_TARGET, connect, explain
+from harness.backends.docker_engine import (
+    LABEL_BACKEND,
+    LABEL_SWARM_STATE,
+    LABEL_TARGET,
+    connect,
+    explain,
+)
 from harness.backends.docker_gc import remove_resources, sweep
 from harness.backends.swarm_net import (
     bridge_name,
@@ -114,6 +120,7 @@ def remove_swarm_resources(client: DockerClient, filters: dict[str, Any]) -> Non
 
 class SwarmBackend(DockerBackend):
     kind = KIND
+    state_label = LABEL_SWARM_STATE  # see docker_engine.LABEL_SWARM_STATE
 
     # -- names and labels --------------------------------------------------------------------
     def labels(self, state: NetworkState, role: str | None = None,
@@ -396,6 +403,7 @@ class SwarmBackend(DockerBackend):
             report(f"swarm: skipped ({e})")
             return []
         try:
-            return sweep(client, report, kind=KIND, remove=remove_swarm_resources)
+            return sweep(client, report, kind=KIND, remove=remove_swarm_resources,
+                         state_label=LABEL_SWARM_STATE)
         finally:
             client.close()

@@ -21,7 +21,7 @@ import pytest
 import requests
 import urllib3
 
-from harness.backends.docker_engine import LABEL, LABEL_STATE
+from harness.backends.docker_engine import LABEL, LABEL_SWARM_STATE
 from harness.images import ensure_images
 from harness.naming import unique_name
 
@@ -76,7 +76,7 @@ def cli(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
 
 
 def leftovers(client: Any, name: str, home: Path) -> dict[str, list[str]]:
-    f = {"label": [f"{LABEL}={name}", f"{LABEL_STATE}={home / 'networks' / name}"]}
+    f = {"label": [f"{LABEL}={name}", f"{LABEL_SWARM_STATE}={home / 'networks' / name}"]}
     return {
         "services": [s.name for s in client.services.list(filters=f)],
         "containers": [c.name for c in client.containers.list(all=True, filters=f,

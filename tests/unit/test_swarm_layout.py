@@ -92,6 +92,9 @@ def test_swarm_addresses_fixed_proxies_and_seed_nodes_by_service_name(tmp_path: 
     assert backend.listen_ip(st, "seed") == "10.140.0.2"
     labels = backend.labels(st, role="node", target="sn02")
     assert labels[LABEL_BACKEND] == "swarm"  # the docker backend's sweep leaves these alone
+    # ...and so do older harness versions, which know only session-testnet.state
+    from harness.backends.docker_engine import LABEL_STATE, LABEL_SWARM_STATE
+    assert LABEL_STATE not in labels and labels[LABEL_SWARM_STATE] == str(backend.statedir.path)
 
 
 class _Labelled:
@@ -118,7 +121,7 @@ def test_each_sweep_judges_only_its_own_backends_testnets(tmp_path: Path,
     it is up, and remove it once its state is gone."""
     import socket
 
-    from harness.backends.docker_engine import LABEL, LABEL_HOST, LABEL_OWNER, LABEL_STATE
+    from harness.backends.docker_engine import LABEL, LABEL_HOST, LABEL_OWNER, LABEL_SWARM_STATE
     from harness.backends.docker_gc import sweep
 
     monkeypatch.setenv("SESSION_TESTNET_HOME", str(tmp_path))
@@ -126,16 +129,16 @@ def test_each_sweep_judges_only_its_own_backends_testnets(tmp_path: Path,
     sd.create()
     sd.save(NetworkState(name="live", backend="swarm", topology={}, seed_url="", admin_token="x",
                          net_index=150, status="up"))
-    labels = {LABEL: "live", LABEL_STATE: str(sd.path), LABEL_HOST: socket.gethostname(),
+    labels = {LABEL: "live", LABEL_SWARM_STATE: str(sd.path), LABEL_HOST: socket.gethostname(),
               LABEL_OWNER: "0", LABEL_BACKEND: "swarm"}
     removed: list[dict] = []
     client = _SweepClient(labels)
     assert sweep(client, lambda _: None, remove=lambda c, f: removed.append(f)) == []  # type: ignore[arg-type]
     assert sweep(client, lambda _: None, kind="swarm",  # type: ignore[arg-type]
-                 remove=lambda c, f: removed.append(f)) == []
+                 remove=lambda c, f: removed.append(f), state_label=LABEL_SWARM_STATE) == []
     assert removed == []
     sd.remove()
     assert sweep(client, lambda _: None, remove=lambda c, f: removed.append(f)) == []  # type: ignore[arg-type]
     assert sweep(client, lambda _: None, kind="swarm",  # type: ignore[arg-type]
-                 remove=lambda c, f: removed.append(f)) == ["live"]
-    assert removed == [{"label": [f"{LABEL}=live", f"{LABEL_STATE}={sd.path}"]}]
+                 remove=lambda c, f: removed.append(f), state_label=LABEL_SWARM_STATE) == ["live"]
+    assert removed == [{"label": [f"{LABEL}=live", f"{LABEL_SWARM_STATE}={sd.path}"]}]
