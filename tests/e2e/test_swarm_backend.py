@@ -12,7 +12,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,15 @@ def answers(ip: str, port: int) -> bool:
     return r.status_code == 200
 
 
+def eventually(check: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.5)
+    return check()
+
+
 def test_swarm_testnet_up_send_fault_kill_down(swarm_client: Any, tmp_path: Path) -> None:
     name = unique_name("swarm")
     home = tmp_path / "home"
@@ -147,7 +157,8 @@ def test_swarm_testnet_up_send_fault_kill_down(swarm_client: Any, tmp_path: Path
         cli(home, "fault", "start", "sn02", "-n", name)
         second = running_tasks(swarm_client, svc_name)
         assert len(second) == 1 and second != first
-        assert answers(nodes["sn02"]["public_ip"], nodes["sn02"]["storage_port"])
+        # the task runs; the node process answers once it has bound its port
+        assert eventually(lambda: answers(nodes["sn02"]["public_ip"], nodes["sn02"]["storage_port"]))
     finally:
         cli(home, "down", "-n", name, check=False)
     assert leftovers(swarm_client, name, home) == {"services": [], "containers": [],
