@@ -226,6 +226,10 @@ class SwarmBackend(DockerBackend):
         short-lived container in the host's network namespace (removed at once; labelled, so a
         crash leaves it to ``down``/the sweep)."""
         script = " && ".join(host_route_script(state.net_index, bridge_name(state.net_index), via))
+        with contextlib.suppress(docker.errors.NotFound):  # left by a crash: ours, by name+label
+            old = self.client.containers.get(self.container_name(state, "hostroute"))
+            if (old.labels or {}).get(self.state_label) == str(self.statedir.path):
+                old.remove(force=True)
         try:
             c = self.client.containers.run(
                 _image(state), ["sh", "-c", script], detach=True, network_mode="host", user="0",
@@ -250,6 +254,11 @@ class SwarmBackend(DockerBackend):
             return self.client.services.get(self.service_name(state, target))
         except docker.errors.NotFound:
             return None
+        except docker.errors.APIError as e:
+            if e.status_code == 503:  # the engine left the swarm: no service exists any more
+                return None
+            raise BackendError(f"cannot look up service {self.service_name(state, target)}: "
+                               f"{explain(e)}") from None
 
     def _tasks(self, svc: Any) -> list[dict[str, Any]]:
         tasks = [t for t in svc.tasks() if t.get("DesiredState") == "running"]
