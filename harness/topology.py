@@ -276,7 +276,7 @@ class Topology:
 
 
 def _group(entry: Any) -> NodeGroup:
-    """A node group from JSON: ``{"count", "kind", "path", "ref", "has_admin"}`` or the CLI
+    """A node group from JSON: ``{"count", "kind", "path", "ref", "has_admin", "placement"}`` or the CLI
     string ``N:KIND=PATH`` / ``N:python@REF``."""
     if isinstance(entry, NodeGroup):
         return entry
