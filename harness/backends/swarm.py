@@ -371,7 +371,8 @@ class SwarmBackend(DockerBackend):
 
     def stop_node(self, state: NetworkState, node: NodeRecord, *, kill: bool = False) -> None:
         svc = self._service(state, node.name)
-        if svc is None:
+        if svc is None:  # the seed (stop_seed): a standalone container, as on docker
+            super().stop_node(state, node, kill=kill)
             return
         if kill:  # SIGKILL the task's container; restart policy "none": it stays down
             c = self._container(state, node.name)
