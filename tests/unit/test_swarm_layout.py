@@ -6,6 +6,7 @@ the swarm's choice)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -142,3 +143,38 @@ def test_each_sweep_judges_only_its_own_backends_testnets(tmp_path: Path,
     assert sweep(client, lambda _: None, kind="swarm",  # type: ignore[arg-type]
                  remove=lambda c, f: removed.append(f), state_label=LABEL_SWARM_STATE) == ["live"]
     assert removed == [{"label": [f"{LABEL}=live", f"{LABEL_SWARM_STATE}={sd.path}"]}]
+
+
+class _Images:
+    def __init__(self, tags: set[str]) -> None:
+        self.tags = tags
+        self.loaded: list[bytes] = []
+
+    def get(self, tag: str) -> object:
+        import docker.errors
+
+        if tag not in self.tags:
+            raise docker.errors.ImageNotFound(tag)
+        return type("Image", (), {"save": staticmethod(lambda named: iter([b"tar:", tag.encode()]))})()
+
+    def load(self, data: Any) -> None:
+        self.loaded.append(data.read(4) + data.read())  # streamed: read in pieces
+        self.tags.add(self.loaded[-1].decode().removeprefix("tar:"))
+
+
+def test_an_image_is_streamed_to_a_host_only_when_it_lacks_it() -> None:
+    from harness.backends.base import BackendError
+    from harness.backends.swarm_images import load_image
+
+    def engine(tags: set[str]) -> object:
+        return type("Engine", (), {"images": _Images(tags)})()
+
+    manager, worker = engine({"session-testnet/node:abc"}), engine(set())
+    lines: list[str] = []
+    assert load_image(manager, worker, "session-testnet/node:abc", "w1", lines.append)  # type: ignore[arg-type]
+    assert worker.images.loaded == [b"tar:session-testnet/node:abc"]  # type: ignore[attr-defined]
+    assert lines == ["loading image session-testnet/node:abc onto w1"]
+    assert not load_image(manager, worker, "session-testnet/node:abc", "w1", lines.append)  # type: ignore[arg-type]
+    assert len(worker.images.loaded) == 1  # type: ignore[attr-defined]
+    with pytest.raises(BackendError, match="not on the manager's engine"):
+        load_image(manager, engine(set()), "session-testnet/node:zzz", "w2", lines.append)  # type: ignore[arg-type]
