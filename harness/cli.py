@@ -74,7 +74,8 @@ def up(name: str, backend: str, swarms: int | None, swarm_size: int | None, seed
 
     --json prints {"name", "backend", "status", "testnet_seed", "seed_url", "nodes": [{"name", "kind",
     "public_ip", "storage_port", "pubkey_ed25519", "pubkey_x25519", "swarm_id", "admin_url"
-    (null without an admin interface), "proxy"?, "omq_port"?}], "toxiproxy_url"?, "fileserver":
+    (null without an admin interface), "proxy"?, "omq_port"?, "host"? (swarm: where it runs)}],
+    "toxiproxy_url"?, "fileserver":
     {"name", "url", "public_ip", "port", "pubkey_x25519", "admin_url", "proxy"?} (null with
     --no-fileserver), …}.
     """

@@ -156,7 +156,11 @@ class Testnet:
             statedir.remove()  # leftovers of a testnet without state (e.g. artifacts)
             statedir.create()
             be = backend_cls(statedir)
-            state = be.plan(topology, admin_token=secrets.token_hex(16))
+            try:
+                state = be.plan(topology, admin_token=secrets.token_hex(16))
+            except BaseException:  # e.g. no swarm mode, no free subnet: nothing was started
+                statedir.remove()
+                raise
             if lease:
                 state.lease_owner_pid = os.getpid()
                 state.lease_owner_start = process_start_time(state.lease_owner_pid)

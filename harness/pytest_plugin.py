@@ -156,6 +156,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip_lacking(items, node_groups(config))
 
 
+#: backends a ``backends`` marker's test runs on only with ``--testnet-backend`` naming them: the
+#: swarm backend needs the engine in swarm mode, which the harness never switches on itself
+OPT_IN_BACKENDS = frozenset({"swarm"})
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("backends")
     if marker is None or "testnet_backend" not in metafunc.fixturenames:
@@ -168,8 +173,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             metafunc.parametrize("testnet_backend", [pytest.param(chosen, id=chosen, marks=skip)],
                                  indirect=True, scope="module")
         return
-    params = [pytest.param(b, id=b, marks=[pytest.mark.e2e] if b == "docker" else [])
-              for b in marker.args]
+    # a backend that needs the user's set-up (swarm mode) runs only when chosen (--backend)
+    params = [pytest.param(b, id=b, marks=[pytest.mark.e2e] if b in ("docker", "swarm") else [])
+              for b in marker.args if b not in OPT_IN_BACKENDS]
     metafunc.parametrize("testnet_backend", params, indirect=True, scope="module")
 
 

@@ -85,6 +85,8 @@ class NodeRecord:
             out["omq_port"] = self.omq_port
         if self.revision is not None:
             out["revision"] = self.revision
+        if self.runtime.get("host"):  # multi-host backends (swarm): where the node runs
+            out["host"] = self.runtime["host"]
         return out
 
     def fileserver_dict(self) -> dict[str, Any]:

@@ -30,6 +30,8 @@ class TopologyError(ValueError):
 #: a git revision as a node group names it (``3:python@REF``): no whitespace, no leading '-'
 #: (it goes to ``git rev-parse`` as an argument), no ':' or '=' (the group syntax's separators)
 REF_RE = re.compile(r"^[A-Za-z0-9_.~^/@{}+-]{1,200}$")
+#: a group's host placement: a label KEY=VALUE of swarm nodes (letters, digits, ._-)
+PLACEMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}=[A-Za-z0-9_.-]{1,63}")
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,10 @@ class NodeGroup:
     path: str | None = None
     ref: str | None = None
     has_admin: bool | None = None
+    #: where the group's nodes run on a multi-host backend (``swarm``): ``KEY=VALUE``, a label
+    #: of the hosts they may run on (e.g. ``region=eu``: placement constraint
+    #: ``node.labels.region==eu``); None: anywhere. Other backends run every node on one host.
+    placement: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.count, int) or self.count < 1:
@@ -72,6 +78,11 @@ class NodeGroup:
             if not isinstance(self.ref, str) or not REF_RE.match(self.ref) or self.ref.startswith("-"):
                 raise TopologyError(f"node group {self.spec()!r}: {self.ref!r} is not a git "
                                     "revision (a commit, branch, tag or e.g. HEAD~5)")
+        if self.placement is not None and (not isinstance(self.placement, str)
+                                           or not PLACEMENT_RE.fullmatch(self.placement)):
+            raise TopologyError(f"node group {self.spec()!r}: placement must be KEY=VALUE, a "
+                                f"label of the hosts its nodes run on (e.g. region=eu), not "
+                                f"{self.placement!r}")
         if self.has_admin is not None:
             if self.kind not in nodekinds.KINDS_DECLARING_ADMIN:
                 raise TopologyError(f"node group {self.spec()!r}: has_admin is declared for the "
@@ -265,7 +276,7 @@ class Topology:
 
 
 def _group(entry: Any) -> NodeGroup:
-    """A node group from JSON: ``{"count", "kind", "path", "ref", "has_admin"}`` or the CLI
+    """A node group from JSON: ``{"count", "kind", "path", "ref", "has_admin", "placement"}`` or the CLI
     string ``N:KIND=PATH`` / ``N:python@REF``."""
     if isinstance(entry, NodeGroup):
         return entry

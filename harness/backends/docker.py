@@ -66,7 +66,7 @@ import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import docker.errors  # binds `docker` too (a plain `import docker` is misfiled next to docker/)
 import docker.types
@@ -98,6 +98,8 @@ from harness.topology import NodeGroup, Topology, node_index
 from nodes.protocol.constants import ADMIN_PORT, SEED_HTTPS_PORT, SEED_PORT, STORAGE_PORT
 
 TOXIPROXY_PORT = 8474
+#: backends whose testnets take a 10.X.0.0/16 of NET_INDEXES (docker networks, swarm overlays)
+NET_KINDS = ("docker", "swarm")
 DATA_DIR = "/data"
 #: attempts at creating the network when another engine user took the subnet meanwhile
 CREATE_ATTEMPTS = 6
@@ -130,6 +132,9 @@ def _image(state: NetworkState) -> str:
 
 class DockerBackend(Backend):
     kind = KIND
+    #: the label naming the state folder of a testnet's resources (what ``down`` and the stale
+    #: sweep find them by)
+    state_label: ClassVar[str] = LABEL_STATE
 
     def __init__(self, statedir: StateDir, client: DockerClient | None = None) -> None:
         super().__init__(statedir)
@@ -165,7 +170,7 @@ class DockerBackend(Backend):
 
     def labels(self, state: NetworkState, role: str | None = None,
                target: str | None = None) -> dict[str, str]:
-        out = {LABEL: state.name, LABEL_STATE: str(self.statedir.path),
+        out = {LABEL: state.name, self.state_label: str(self.statedir.path),
                LABEL_OWNER: str(os.getpid()), LABEL_HOST: socket.gethostname()}
         if role:
             out[LABEL_ROLE] = role
@@ -174,7 +179,7 @@ class DockerBackend(Backend):
         return out
 
     def _filters(self, state: NetworkState) -> dict[str, Any]:
-        return {"label": [f"{LABEL}={state.name}", f"{LABEL_STATE}={self.statedir.path}"]}
+        return {"label": [f"{LABEL}={state.name}", f"{self.state_label}={self.statedir.path}"]}
 
     # -- placement ---------------------------------------------------------------------------
     def _used_indexes(self) -> set[int]:
@@ -184,7 +189,7 @@ class DockerBackend(Backend):
                 continue
             with contextlib.suppress(StateError, OSError, TypeError, ValueError):
                 st = StateDir(name, self.statedir.home).load()
-                if st.backend == self.kind:
+                if st.backend in NET_KINDS:
                     used.add(st.net_index)
         return used
 
@@ -301,12 +306,7 @@ class DockerBackend(Backend):
             pool = docker.types.IPAMPool(subnet=str(sub), iprange=f"10.{x}.255.0/25",
                                          gateway=f"10.{x}.255.254")
             try:
-                # internal: no route out of the host (see the module's docstring)
-                self.client.networks.create(self.network_name(state), driver="bridge",
-                                            internal=True,
-                                            ipam=docker.types.IPAMConfig(pool_configs=[pool]),
-                                            labels=self.labels(state, role="network"),
-                                            check_duplicate=True)
+                self._network_create(state, pool)
                 report(f"network {self.network_name(state)}: {sub}")
                 return
             except docker.errors.APIError as e:
@@ -321,6 +321,15 @@ class DockerBackend(Backend):
                     self.statedir.save(state)
                 report(f"subnet {sub} was taken meanwhile; retrying with {subnet_of(state.net_index)}")
 
+    def _network_create(self, state: NetworkState, pool: docker.types.IPAMPool) -> None:
+        """Create the testnet's network with the address ``pool`` (a hook for other engines'
+        layouts: the swarm backend makes it an attachable overlay)."""
+        # internal: no route out of the host (see the module's docstring)
+        self.client.networks.create(self.network_name(state), driver="bridge", internal=True,
+                                    ipam=docker.types.IPAMConfig(pool_configs=[pool]),
+                                    labels=self.labels(state, role="network"),
+                                    check_duplicate=True)
+
     def _ensure_volume(self, state: NetworkState, target: str) -> str:
         name = self.volume_name(state, target)
         try:
@@ -332,7 +341,8 @@ class DockerBackend(Backend):
     def _run(self, state: NetworkState, target: str, image: str, command: list[str] | None, *,
              role: str, ip: str | None = None, volume: bool = True, user: str | None = None,
              cap_add: list[str] | None = None, network_mode: str | None = None,
-             files: dict[str, bytes] | None = None, env: dict[str, str] | None = None) -> str:
+             files: dict[str, bytes] | None = None, env: dict[str, str] | None = None,
+             **extra: Any) -> str:
         """Create and start one container through testcontainers' client; return its name.
 
         With ``network_mode`` (``container:<id>``) the container joins that namespace; otherwise
@@ -343,7 +353,7 @@ class DockerBackend(Backend):
         """
         name = self.container_name(state, target)
         kwargs: dict[str, Any] = {"name": name, "init": True, "user": user, "cap_add": cap_add,
-                                  "environment": dict(env or {})}
+                                  "environment": dict(env or {}), **extra}
         if volume:
             kwargs["mounts"] = [docker.types.Mount(target=DATA_DIR, type="volume",
                                                    source=self._ensure_volume(state, target))]
@@ -388,7 +398,7 @@ class DockerBackend(Backend):
         try:
             c = self.client.containers.get(name)
             own = c.labels or {}
-            if all(own.get(k) == labels[k] for k in (LABEL, LABEL_STATE, LABEL_TARGET)):
+            if all(own.get(k) == labels[k] for k in (LABEL, self.state_label, LABEL_TARGET)):
                 c.remove(force=True)
         except (docker.errors.DockerException, requests.exceptions.RequestException):
             pass  # gone, or the engine is unreachable: down/clean find it by label later
@@ -418,9 +428,7 @@ class DockerBackend(Backend):
 
     def start_proxy(self, state: NetworkState) -> None:
         x = state.net_index
-        host = self._run(state, "proxyhost", _image(state), ["sleep", "infinity"],
-                         role="proxyhost", ip=f"10.{x}.0.1", volume=False, user="0",
-                         cap_add=["NET_ADMIN"])
+        host = self._start_proxyhost(state)
         # every node's advertised address up front (sn01-sn254), so nodes that join later need
         # nothing more; link addresses come one by one through ensure_address()
         self._add_addresses(state, [f"10.{x}.{i}.1" for i in range(1, 255)]
@@ -435,6 +443,12 @@ class DockerBackend(Backend):
         state.toxiproxy_container = self._run(
             state, "toxiproxy", image, command, role="toxiproxy", volume=False,
             network_mode=f"container:{host_id}")
+
+    def _start_proxyhost(self, state: NetworkState) -> str:
+        """Start the container that owns the advertised addresses; return its name."""
+        return self._run(state, "proxyhost", _image(state), ["sleep", "infinity"],
+                         role="proxyhost", ip=f"10.{state.net_index}.0.1", volume=False, user="0",
+                         cap_add=["NET_ADMIN"])
 
     def _add_addresses(self, state: NetworkState, ips: list[str]) -> None:
         sub = subnet_of(state.net_index)

@@ -21,6 +21,14 @@ LABEL_OWNER = "session-testnet.owner-pid"
 LABEL_HOST = "session-testnet.host"
 LABEL_ROLE = "session-testnet.role"
 LABEL_TARGET = "session-testnet.target"
+#: set by backends other than ``docker`` that share these labels (``swarm``): each one's stale
+#: sweep judges only its own resources
+LABEL_BACKEND = "session-testnet.backend"
+#: the swarm backend's state-folder label, in place of ``session-testnet.state``: harness
+#: versions that predate the swarm backend sweep every resource labelled
+#: ``session-testnet.state`` whose state names another backend, i.e. they would remove a live
+#: swarm testnet (seen: an older `up` beside a swarm testnet took its containers mid-scenario)
+LABEL_SWARM_STATE = "session-testnet.swarm-state"
 
 
 def connect() -> DockerClient:

@@ -18,7 +18,15 @@ import docker.errors  # binds `docker` too (a plain `import docker` is misfiled 
 from docker.client import DockerClient
 
 from harness.backends.base import BackendError, Reporter
-from harness.backends.docker_engine import KIND, LABEL, LABEL_HOST, LABEL_OWNER, LABEL_STATE, resource_prefix
+from harness.backends.docker_engine import (
+    KIND,
+    LABEL,
+    LABEL_BACKEND,
+    LABEL_HOST,
+    LABEL_OWNER,
+    LABEL_STATE,
+    resource_prefix,
+)
 from harness.state import (
     StateDir,
     StateError,
@@ -125,12 +133,13 @@ def remove_resources(client: DockerClient, filters: dict[str, Any], rounds: int 
                        + " (retry 'testnet down' / 'testnet clean')")
 
 
-def _stale_reason(client: DockerClient, labels: dict[str, str], home: Path) -> str | None:
+def _stale_reason(client: DockerClient, labels: dict[str, str], home: Path,
+                  kind: str = KIND, state_label: str = LABEL_STATE) -> str | None:
     """Why the testnet these labels belong to is stale, or None when it is alive (or not ours
     to judge: created from another host)."""
     if labels.get(LABEL_HOST) != socket.gethostname():
         return None
-    folder = Path(labels.get(LABEL_STATE, ""))
+    folder = Path(labels.get(state_label, ""))
     state_file = folder / "state.json"
     if not state_file.exists():
         owner = int(labels.get(LABEL_OWNER, "0") or 0)
@@ -141,7 +150,7 @@ def _stale_reason(client: DockerClient, labels: dict[str, str], home: Path) -> s
         st = StateDir(folder.name, folder.parent.parent).load()
     except StateError:
         return None if folder.parent.parent != home else "its state is unreadable"
-    if st.backend != KIND:
+    if st.backend != kind:
         return "its state belongs to another backend"
     reason = stale_reason(st)
     if reason:
@@ -157,27 +166,32 @@ def _stale_reason(client: DockerClient, labels: dict[str, str], home: Path) -> s
     return None
 
 
-def sweep(client: DockerClient, report: Reporter) -> list[str]:
+def sweep(client: DockerClient, report: Reporter, kind: str = KIND,
+          remove: Callable[[DockerClient, dict[str, Any]], None] = remove_resources,
+          state_label: str = LABEL_STATE) -> list[str]:
     """Remove docker resources of testnets whose harness is gone (state missing, ``up`` killed,
-    seed gone); return their names. Only resources created on this host are considered."""
+    seed gone); return their names. Only resources created on this host are considered, and
+    only those of backend ``kind`` (the label ``session-testnet.backend``, absent: ``docker``)
+    found by their ``state_label``: the swarm backend sweeps its own (services first) with its
+    ``remove``."""
     home = state_home()
     removed: list[str] = []
     with locked(home=home):
-        containers, networks, volumes = _list_labelled(client, {"label": [LABEL_STATE]})
+        containers, networks, volumes = _list_labelled(client, {"label": [state_label]})
         groups: dict[tuple[str, str], dict[str, str]] = {}
         for res in [*containers, *networks, *volumes]:
             labels = (res.attrs.get("Labels") or res.attrs.get("Config", {}).get("Labels") or {})
-            key = (labels.get(LABEL, ""), labels.get(LABEL_STATE, ""))
-            if key[0] and key[1]:
+            key = (labels.get(LABEL, ""), labels.get(state_label, ""))
+            if key[0] and key[1] and labels.get(LABEL_BACKEND, KIND) == kind:
                 groups.setdefault(key, labels)
         for (name, folder), labels in sorted(groups.items()):
-            reason = _stale_reason(client, labels, home)
+            reason = _stale_reason(client, labels, home, kind, state_label)
             if reason is None:
                 continue
-            report(f"removing stale docker testnet {name!r} ({reason})")
+            report(f"removing stale {kind} testnet {name!r} ({reason})")
             path = Path(folder)
             try:
-                remove_resources(client, {"label": [f"{LABEL}={name}", f"{LABEL_STATE}={folder}"]})
+                remove(client, {"label": [f"{LABEL}={name}", f"{state_label}={folder}"]})
             except EngineLeftover as e:  # nothing runs; the engine holds a dangling network
                 report(f"warning: {name}: {e}")
                 if not (path.exists() and path.parent.parent == home):
@@ -185,19 +199,18 @@ def sweep(client: DockerClient, report: Reporter) -> list[str]:
             if path.parent.parent == home and re.fullmatch(r"[a-z0-9][a-z0-9_-]*", path.name):
                 StateDir(path.name, home).remove()
             removed.append(name)
-        # docker testnets of this home whose `up` died before it created anything
+        # testnets of this home whose `up` died before it created anything
         for name in list_networks(home):
             sd = StateDir(name, home)
             try:
                 st = sd.load()
             except StateError:
                 continue
-            reason = stale_reason(st) if st.backend == KIND else None
+            reason = stale_reason(st) if st.backend == kind else None
             if reason and name not in removed:
-                report(f"removing stale docker testnet {name!r} ({reason})")
+                report(f"removing stale {kind} testnet {name!r} ({reason})")
                 try:
-                    remove_resources(client, {"label": [f"{LABEL}={name}",
-                                                        f"{LABEL_STATE}={sd.path}"]})
+                    remove(client, {"label": [f"{LABEL}={name}", f"{state_label}={sd.path}"]})
                 except EngineLeftover as e:
                     report(f"warning: {name}: {e}")
                 sd.remove()

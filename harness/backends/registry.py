@@ -16,6 +16,7 @@ from harness.backends.base import Backend
 _REGISTRY: dict[str, str] = {
     "process": "harness.backends.process:ProcessBackend",
     "docker": "harness.backends.docker:DockerBackend",
+    "swarm": "harness.backends.swarm:SwarmBackend",
 }
 BACKENDS: tuple[str, ...] = tuple(_REGISTRY)
 DEFAULT_BACKEND = "process"

@@ -46,7 +46,7 @@ class PythonNode(NodeKind):
 
     def check(self, backend: str = "process") -> None:
         rev = self.revision()
-        if rev is not None and backend == "docker":
+        if rev is not None and backend in ("docker", "swarm"):
             require_requirements(rev)
 
     def argv(self, ctx: NodeContext) -> list[str]:

@@ -34,7 +34,7 @@ from harness.suites.support import (
 from nodes.protocol.swarm import swarm_for, swarm_space
 
 pytestmark = [pytest.mark.churn, pytest.mark.integration,
-              pytest.mark.backends("process", "docker")]
+              pytest.mark.backends("process", "docker", "swarm")]
 
 #: a request timeout longer than a node's fan-out timeout (5 s): a store whose destination
 #: waits for a frozen swarm member still answers in time (production clients wait 10+ s)

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from harness.suites.conftest import Clients
 
 pytestmark = [pytest.mark.delivery, pytest.mark.integration,
-              pytest.mark.backends("process", "docker")]
+              pytest.mark.backends("process", "docker", "swarm")]
 
 HOUR_MS = 3_600_000
 

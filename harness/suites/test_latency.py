@@ -25,7 +25,7 @@ from harness.recording import HistoryRecorder
 from harness.suites.conftest import Clients
 from harness.suites.support import CLIENT, module_testnet, store_route, swarm_names
 
-pytestmark = [pytest.mark.latency, pytest.mark.integration, pytest.mark.backends("process", "docker")]
+pytestmark = [pytest.mark.latency, pytest.mark.integration, pytest.mark.backends("process", "docker", "swarm")]
 
 #: what a loaded 2-core machine (and one retried attempt) may add to any request, ms
 SLACK_MS = 3_000

@@ -36,7 +36,7 @@ from nodes.protocol.signing import retrieve_message, sign_request
 
 pytestmark = [pytest.mark.partitions, pytest.mark.integration, pytest.mark.builtin_client,
               pytest.mark.node_capabilities("partition"),
-              pytest.mark.backends("process", "docker")]
+              pytest.mark.backends("process", "docker", "swarm")]
 
 #: production clients take the answering member's signed hash as the acknowledgement
 PRODUCTION = {**CLIENT, "store_confirmations": 1}

@@ -65,7 +65,7 @@ def test_topology_with_groups_derives_swarms_and_kinds(tmp_path: Path) -> None:
     ({"nodes": ["9:oxen-storage=/bin/true"]}, "needs at least 10 nodes, got 9"),
     ({"nodes": ["10:oxen-storage=/bin/true", "3:python"]}, "cannot mix"),
     ({"nodes": ["12"], "swarms": 2}, "make 4 swarm"),
-    ({"nodes": [{"count": 3, "colour": "red"}]}, "expected fields count, has_admin, kind, path, ref"),
+    ({"nodes": [{"count": 3, "colour": "red"}]}, "expected fields count, has_admin, kind, path, placement, ref"),
     ({"nodes": [{"count": 3, "kind": "python", "has_admin": True}]}, "has_admin is declared for"),
     ({"nodes": [{"count": 3, "kind": "command", "path": "/bin/true", "has_admin": "yes"}]},
      "has_admin must be true or false"),

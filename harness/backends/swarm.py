@@ -1,0 +1,419 @@
+"""Docker Swarm mode: every node of a testnet is a swarm *service* on the testnet's attachable
+overlay network, so a swarm of several hosts spreads the nodes over them (docs/DESIGN.md,
+"Swarm layout"; docs/backends.md for when to pick it and how to run it over your own cluster).
+
+What is a service and what is not, and why:
+
+- node ``sn<i>`` (and the file server): service ``st-<name>-<node>`` (one replica, restart
+  policy ``none``: a stopped or killed node stays down until the harness starts it again,
+  ``endpoint_mode=dnsrr``: no virtual IP), placed by the group's ``placement`` (a host label)
+  and, once it ran, pinned to the host that holds its data volume. Swarm gives a task an
+  address from ``10.X.255.0/25`` that changes when the task is replaced, so a node listens on
+  ``0.0.0.0``, its record's ``bind_ip`` is its current task's address and its Toxiproxy proxy is
+  re-pointed there after each (re)start (toxics stay).
+- the seed, the proxy host and Toxiproxy: *standalone* containers attached to the same
+  overlay at the docker backend's fixed addresses (``10.X.0.2``, ``10.X.0.1``): every node
+  advertises its proxy address ``10.X.i.1`` and needs the seed's URL before it starts, and
+  swarm services cannot have fixed addresses (attachable overlays do give standalone
+  containers the address they ask for). They run on the harness's host, which is a manager.
+- the host's way in: the proxy host is also on a local internal bridge ``st-<name>-gw``
+  (device ``st<X>gw``); a short-lived ``network_mode=host`` container adds the host address
+  ``10.X.255.253/32`` and the route ``10.X.0.0/16 via <proxy host>`` on that bridge; the proxy
+  host forwards, and answers ARP for ``10.X.255.253`` on the overlay (proxy ARP), so replies
+  come back the same way. Route and address live on the bridge device: removing the network
+  (``down``, the stale sweep) removes them, nothing is left on the host after a crash.
+
+Swarm mode is the user's choice: the harness never runs ``docker swarm init`` (it is
+engine-wide state other users of the engine see); ``up`` fails with what to run instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+import docker.errors  # binds `docker` too (a plain `import docker` is misfiled next to docker/)
+import docker.types
+import requests
+import requests.exceptions
+from docker.client import DockerClient
+
+from harness import nodekinds
+from harness.backends.base import BackendError, Reporter
+from harness.backends.docker import DATA_DIR, DockerBackend, _image
+from harness.backends.docker_engine import (
+    LABEL_BACKEND,
+    LABEL_SWARM_STATE,
+    LABEL_TARGET,
+    connect,
+    explain,
+)
+from harness.backends.docker_gc import remove_resources, sweep
+from harness.backends.swarm_net import (
+    bridge_name,
+    host_route_script,
+    pin_constraint,
+    placement_constraints,
+    proxyhost_route,
+    task_address,
+)
+from harness.state import NetworkState, NodeRecord
+from harness.topology import Topology
+
+KIND = "swarm"
+#: how long a node's task may take to be scheduled and start (image on the host, volume)
+TASK_START_TIMEOUT = 90.0
+#: how long a stopped node's task may take to end (its grace period is 10 s)
+TASK_STOP_TIMEOUT = 30.0
+#: task states after which the task will not run (restart policy "none")
+TASK_ENDED = {"complete", "failed", "shutdown", "rejected", "orphaned", "remove"}
+POLL = 0.25
+
+
+def swarm_manager(client: DockerClient) -> dict[str, Any]:
+    """The engine's swarm info; raises with what to do unless the engine is a swarm manager."""
+    try:
+        info = client.info().get("Swarm") or {}
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+        raise BackendError(f"cannot ask the Docker engine about swarm mode: {explain(e)}") from None
+    if info.get("LocalNodeState") != "active":
+        raise BackendError(
+            "the swarm backend needs the Docker engine in swarm mode and it is not "
+            f"(state {info.get('LocalNodeState') or 'unknown'!r}): run 'docker swarm init "
+            "--advertise-addr 127.0.0.1' for a single-host swarm (undo with 'docker swarm leave "
+            "--force'), or point DOCKER_HOST at a manager of your swarm; or use --backend docker")
+    if not info.get("ControlAvailable"):
+        raise BackendError("the swarm backend must talk to a swarm manager and this engine is a "
+                           "worker: point DOCKER_HOST at a manager of the swarm")
+    return dict(info)
+
+
+def _remove_services(client: DockerClient, filters: dict[str, Any]) -> None:
+    with contextlib.suppress(docker.errors.APIError):  # not a manager (any more): none to remove
+        for svc in client.services.list(filters=filters):
+            with contextlib.suppress(docker.errors.NotFound):
+                svc.remove()
+    # the services' task containers end on their own; wait for them so the overlay is free
+    deadline = time.monotonic() + TASK_STOP_TIMEOUT
+    while time.monotonic() < deadline:
+        tasks = [c for c in client.containers.list(all=True, filters=filters, ignore_removed=True)
+                 if "com.docker.swarm.task.id" in (c.labels or {}) and c.status == "running"]
+        if not tasks:
+            return
+        time.sleep(POLL)
+
+
+def remove_swarm_resources(client: DockerClient, filters: dict[str, Any]) -> None:
+    """Remove a swarm testnet's services, then (as the docker backend does) its containers,
+    networks and volumes. The overlay is released a moment after its last task: retried."""
+    _remove_services(client, filters)
+    for attempt in range(20):
+        try:
+            remove_resources(client, filters)
+            return
+        except BackendError:
+            if attempt == 19:
+                raise
+            time.sleep(0.5)
+
+
+class SwarmBackend(DockerBackend):
+    kind = KIND
+    state_label = LABEL_SWARM_STATE  # see docker_engine.LABEL_SWARM_STATE
+
+    # -- names and labels --------------------------------------------------------------------
+    def labels(self, state: NetworkState, role: str | None = None,
+               target: str | None = None) -> dict[str, str]:
+        return {**super().labels(state, role, target), LABEL_BACKEND: KIND}
+
+    def gateway_name(self, state: NetworkState) -> str:
+        return f"{self.network_name(state)}-gw"
+
+    def service_name(self, state: NetworkState, target: str) -> str:
+        return self.container_name(state, target)
+
+    # -- placement ---------------------------------------------------------------------------
+    def plan(self, topology: Topology, admin_token: str) -> NetworkState:
+        swarm_manager(self.client)
+        hosts = self._ready_hosts()
+        if len(hosts) > 1:
+            raise BackendError(
+                f"the swarm has {len(hosts)} ready hosts ({', '.join(sorted(hosts))}); the swarm "
+                "backend runs on a single-host swarm for now: tasks on other hosts could neither "
+                "reach the advertised (proxy) addresses nor find the node image (docs/backends.md, "
+                "'Several hosts'); drain the other hosts or use a single-host swarm")
+        if not topology.proxies:
+            raise BackendError("the swarm backend needs proxies (nodes advertise their proxy's "
+                               "fixed address; swarm tasks have none): drop --no-proxies")
+        for group in topology.nodes:
+            if group.kind == nodekinds.OXEN_STORAGE:
+                raise BackendError("the swarm backend runs python, command and image nodes; real "
+                                   "storage servers (oxen-storage) need --backend docker")
+        return super().plan(topology, admin_token)
+
+    def _ready_hosts(self) -> list[str]:
+        try:
+            nodes = self.client.nodes.list()
+        except docker.errors.APIError as e:
+            raise BackendError(f"cannot list the swarm's hosts: {explain(e)}") from None
+        return [str(n.attrs.get("Description", {}).get("Hostname", n.id)) for n in nodes
+                if n.attrs.get("Status", {}).get("State") == "ready"
+                and n.attrs.get("Spec", {}).get("Availability") == "active"]
+
+    @staticmethod
+    def assign_addresses(state: NetworkState) -> None:
+        DockerBackend.assign_addresses(state)
+        # until its task runs a node is known by its service's name (Docker DNS on the overlay,
+        # which the proxy host uses): Toxiproxy's proxies are made before the nodes start
+        for node in [*state.nodes, *([state.fileserver] if state.fileserver else [])]:
+            node.bind_ip = f"st-{state.name}-{node.name}"
+
+    def listen_ip(self, state: NetworkState, target: str) -> str:
+        if target == "seed":
+            return super().listen_ip(state, target)
+        return "0.0.0.0"  # a task's address is the swarm's choice (module docstring)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def prepare(self, state: NetworkState, report: Reporter) -> None:
+        swarm_manager(self.client)
+        super().prepare(state, report)  # images, the overlay (_network_create), volumes
+        x = state.net_index
+        try:
+            self.client.networks.create(
+                self.gateway_name(state), driver="bridge", internal=True,
+                options={"com.docker.network.bridge.name": bridge_name(x)},
+                labels=self.labels(state, role="gateway"), check_duplicate=True)
+        except docker.errors.APIError as e:
+            raise BackendError(f"cannot create the gateway network {self.gateway_name(state)}: "
+                               f"{explain(e)}") from None
+        report(f"overlay {self.network_name(state)}: 10.{x}.0.0/16 (host route via "
+               f"{self.gateway_name(state)})")
+
+    def _network_create(self, state: NetworkState, pool: docker.types.IPAMPool) -> None:
+        # attachable: the standalone seed and proxy host join it at fixed addresses
+        self.client.networks.create(self.network_name(state), driver="overlay", attachable=True,
+                                    internal=True, scope="swarm",
+                                    ipam=docker.types.IPAMConfig(pool_configs=[pool]),
+                                    labels=self.labels(state, role="network"),
+                                    check_duplicate=True)
+
+    def _start_proxyhost(self, state: NetworkState) -> str:
+        x = state.net_index
+        name = self._run(state, "proxyhost", _image(state), ["sleep", "infinity"],
+                         role="proxyhost", ip=f"10.{x}.0.1", volume=False, user="0",
+                         cap_add=["NET_ADMIN"],
+                         sysctls={"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.proxy_arp": "1"})
+        try:
+            gw = self.client.networks.get(self.gateway_name(state))
+            gw.connect(name)
+            gw.reload()
+            container = self.client.containers.get(name)
+            via = container.attrs["NetworkSettings"]["Networks"][gw.name]["IPAddress"]
+            gateway = gw.attrs["IPAM"]["Config"][0]["Gateway"]
+        except (docker.errors.DockerException, KeyError, IndexError) as e:
+            raise BackendError(f"cannot attach {name} to {self.gateway_name(state)}: {e}") from None
+        res = container.exec_run(proxyhost_route(x, gateway), user="0")
+        if res.exit_code != 0:
+            out = res.output if isinstance(res.output, bytes) else b"".join(res.output)
+            raise BackendError(f"cannot add the route to the host in {name}: "
+                               f"{out.decode(errors='replace').strip()}")
+        self._host_route(state, via)
+        return name
+
+    def _host_route(self, state: NetworkState, via: str) -> None:
+        """Add the host's address and route to the overlay on the gateway bridge, from a
+        short-lived container in the host's network namespace (removed at once; labelled, so a
+        crash leaves it to ``down``/the sweep)."""
+        script = " && ".join(host_route_script(state.net_index, bridge_name(state.net_index), via))
+        with contextlib.suppress(docker.errors.NotFound):  # left by a crash: ours, by name+label
+            old = self.client.containers.get(self.container_name(state, "hostroute"))
+            if (old.labels or {}).get(self.state_label) == str(self.statedir.path):
+                old.remove(force=True)
+        try:
+            c = self.client.containers.run(
+                _image(state), ["sh", "-c", script], detach=True, network_mode="host", user="0",
+                cap_add=["NET_ADMIN"], labels=self.labels(state, role="hostroute"),
+                name=self.container_name(state, "hostroute"))
+        except docker.errors.DockerException as e:
+            raise BackendError(f"cannot start the host-route container of testnet "
+                               f"{state.name!r}: {explain(e)}") from None
+        try:
+            code = c.wait(timeout=60).get("StatusCode")
+            out = c.logs().decode(errors="replace").strip()
+        finally:
+            with contextlib.suppress(docker.errors.DockerException):
+                c.remove(force=True)
+        if code != 0:
+            raise BackendError(f"cannot route the host to testnet {state.name!r} "
+                               f"({script}): {out or f'exit {code}'}")
+
+    # -- nodes as services -------------------------------------------------------------------
+    def _service(self, state: NetworkState, target: str) -> Any | None:
+        try:
+            return self.client.services.get(self.service_name(state, target))
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as e:
+            if e.status_code == 503:  # the engine left the swarm: no service exists any more
+                return None
+            raise BackendError(f"cannot look up service {self.service_name(state, target)}: "
+                               f"{explain(e)}") from None
+
+    def _tasks(self, svc: Any) -> list[dict[str, Any]]:
+        tasks = [t for t in svc.tasks() if t.get("DesiredState") == "running"]
+        return sorted(tasks, key=lambda t: str(t.get("CreatedAt", "")))
+
+    def _container(self, state: NetworkState, target: str) -> Any | None:
+        """The seed's/proxies' container, or node ``target``'s current task container on this
+        engine (the newest one: after a restart the old task's container may linger)."""
+        if self._service(state, target) is None:
+            return super()._container(state, target)
+        filters = self._filters(state)
+        filters["label"] = [*filters["label"], f"{LABEL_TARGET}={target}"]
+        found = self.client.containers.list(all=True, filters=filters, ignore_removed=True)
+        found.sort(key=lambda c: str(c.attrs.get("Created", "")))
+        return found[-1] if found else None
+
+    def start_node(self, state: NetworkState, node: NodeRecord, argv: list[str],
+                   env: dict[str, str]) -> None:
+        kind = nodekinds.kind_class(node.kind)
+        command = ["python", *argv] if kind.runs_python else list(argv)
+        name = self.service_name(state, node.name)
+        svc = self._service(state, node.name)
+        if svc is not None and any(t["Status"]["State"] == "running" for t in self._tasks(svc)):
+            raise BackendError(f"node {node.name} of testnet {state.name!r} is already running "
+                               f"(service {name})")
+        try:
+            if svc is None:
+                group = Topology.from_dict(state.topology).node_group(node.name) \
+                    if node.kind != nodekinds.FILESERVER else None
+                self.client.services.create(
+                    node.runtime.get("image") or _image(state), args=command or None,
+                    name=name, hostname=node.name, init=True,
+                    env=[f"{k}={v}" for k, v in env.items()],
+                    mounts=[docker.types.Mount(target=DATA_DIR, type="volume",
+                                               source=self._ensure_volume(state, node.name))],
+                    networks=[self.network_name(state)],
+                    labels=self.labels(state, role="node", target=node.name),
+                    container_labels=self.labels(state, role="node", target=node.name),
+                    cap_add=list(kind.container_caps) or None,
+                    constraints=placement_constraints(group),
+                    restart_policy=docker.types.RestartPolicy(condition="none"),
+                    endpoint_spec=docker.types.EndpointSpec(mode="dnsrr"),
+                    mode=docker.types.ServiceMode("replicated", replicas=1),
+                    stop_grace_period=10 * 10**9)
+            else:  # a restart: a new task on the host that holds the node's volume
+                constraints = list(svc.attrs["Spec"]["TaskTemplate"].get("Placement", {})
+                                   .get("Constraints") or [])
+                pin = node.runtime.get("swarm_node")
+                if pin and pin_constraint(pin) not in constraints:
+                    constraints.append(pin_constraint(pin))
+                svc.update(args=command or None, env=[f"{k}={v}" for k, v in env.items()],
+                           constraints=constraints, force_update=True,
+                           mode=docker.types.ServiceMode("replicated", replicas=1))
+        except docker.errors.APIError as e:
+            raise BackendError(f"cannot start service {name} for node {node.name} of testnet "
+                               f"{state.name!r}: {explain(e)}") from None
+        self._await_task(state, node)
+        node.runtime.pop("paused", None)
+
+    def _await_task(self, state: NetworkState, node: NodeRecord) -> None:
+        """Wait until the node's task runs; record where (host, container, address) and point
+        its proxy at the address."""
+        name = self.service_name(state, node.name)
+        net_id = str(self.client.networks.get(self.network_name(state)).id)
+        deadline = time.monotonic() + TASK_START_TIMEOUT
+        last = "no task yet"
+        while time.monotonic() < deadline:
+            svc = self._service(state, node.name)
+            tasks = self._tasks(svc) if svc is not None else []
+            task = tasks[-1] if tasks else None
+            if task is not None:
+                status = task.get("Status") or {}
+                last = f"{status.get('State')}: {status.get('Err') or status.get('Message')}"
+                if status.get("State") in TASK_ENDED:
+                    raise BackendError(f"node {node.name}'s task of service {name} did not start "
+                                       f"({last}); see 'docker service ps {name} --no-trunc'")
+                ip = task_address(task, net_id)
+                if status.get("State") == "running" and ip:
+                    self._record_task(node, task, ip)
+                    self._repoint_proxy(state, node)
+                    return
+            time.sleep(POLL)
+        raise BackendError(f"node {node.name}'s task of service {name} is not running after "
+                           f"{TASK_START_TIMEOUT:.0f}s (last: {last}); see 'docker service ps "
+                           f"{name} --no-trunc'")
+
+    def _record_task(self, node: NodeRecord, task: dict[str, Any], ip: str) -> None:
+        node_id = str(task.get("NodeID", ""))
+        try:
+            host = self.client.nodes.get(node_id).attrs["Description"]["Hostname"]
+        except (docker.errors.DockerException, KeyError):
+            host = node_id
+        cid = ((task.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID", "")
+        node.runtime.update(service=task.get("ServiceID", ""), task=task.get("ID", ""),
+                            container=cid[:12], host=host, swarm_node=node_id)
+        node.bind_ip = ip
+
+    def _repoint_proxy(self, state: NetworkState, node: NodeRecord) -> None:
+        """Point the node's Toxiproxy proxy at its task's address (its toxics stay)."""
+        if not (node.proxy and state.toxiproxy_url):
+            return
+        url = f"{state.toxiproxy_url}/proxies/{node.proxy}"
+        try:
+            r = requests.post(url, json={"upstream": f"{node.bind_ip}:{node.storage_port}"},
+                              timeout=10)
+        except requests.exceptions.RequestException as e:
+            raise BackendError(f"cannot point proxy {node.proxy} at {node.name}: {e}") from None
+        if r.status_code >= 300:
+            raise BackendError(f"{url}: HTTP {r.status_code}: {r.text.strip()}")
+
+    def stop_node(self, state: NetworkState, node: NodeRecord, *, kill: bool = False) -> None:
+        svc = self._service(state, node.name)
+        if svc is None:  # the seed (stop_seed): a standalone container, as on docker
+            super().stop_node(state, node, kill=kill)
+            return
+        if kill:  # SIGKILL the task's container; restart policy "none": it stays down
+            c = self._container(state, node.name)
+            if c is None:
+                raise BackendError(f"node {node.name} runs on host {node.runtime.get('host')!r}, "
+                                   "not on this engine: killing it needs that host's engine")
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                if c.attrs["State"].get("Paused"):
+                    c.unpause()
+                c.kill()
+        elif (c := self._container(state, node.name)) is not None and c.attrs["State"].get("Paused"):
+            c.unpause()
+        try:  # no replica: SIGTERM, then SIGKILL after the grace period
+            svc.update(mode=docker.types.ServiceMode("replicated", replicas=0))
+        except docker.errors.APIError as e:
+            raise BackendError(f"cannot stop service {svc.name}: {explain(e)}") from None
+        deadline = time.monotonic() + TASK_STOP_TIMEOUT
+        while time.monotonic() < deadline and self.is_running(state, node.name):
+            time.sleep(POLL)
+        node.runtime.pop("paused", None)
+
+    def _running_container(self, state: NetworkState, node: NodeRecord) -> Any:
+        c = self._container(state, node.name)
+        if c is None and self._service(state, node.name) is not None:
+            raise BackendError(f"node {node.name} runs on host {node.runtime.get('host')!r}, not "
+                               "on this engine: pausing it needs that host's engine")
+        return super()._running_container(state, node)
+
+    def destroy(self, state: NetworkState) -> None:
+        remove_swarm_resources(self.client, self._filters(state))
+
+    # -- garbage collection ------------------------------------------------------------------
+    @classmethod
+    def sweep_stale(cls, report: Reporter) -> list[str]:
+        try:
+            client = connect()
+        except BackendError as e:
+            report(f"swarm: skipped ({e})")
+            return []
+        try:
+            return sweep(client, report, kind=KIND, remove=remove_swarm_resources,
+                         state_label=LABEL_SWARM_STATE)
+        finally:
+            client.close()

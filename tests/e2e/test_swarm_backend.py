@@ -1,0 +1,165 @@
+"""The swarm backend end to end on a single-node swarm, through the CLI: `up --backend swarm
+--json` is ready with a node->host map, a message goes through, a fault has its effect, a killed
+node comes back as a new task, and `down` leaves no service, container, network or volume.
+
+The engine is put in swarm mode only for this module when it is not in it already, and left
+as it was found afterwards (also when a test fails): `docker swarm leave --force`, and the
+`docker_gwbridge` network swarm mode created."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+import pytest
+import requests
+import urllib3
+
+from harness.backends.docker_engine import LABEL, LABEL_SWARM_STATE
+from harness.images import ensure_images
+from harness.naming import unique_name
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+urllib3.disable_warnings()  # the nodes' certificates are self-signed
+
+
+@pytest.fixture(scope="module")
+def swarm_client() -> Iterator[Any]:
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except Exception as e:
+        pytest.skip(f"Docker engine not reachable: {e}")
+    swarm = client.info().get("Swarm") or {}
+    had_gwbridge = bool(client.networks.list(names=["docker_gwbridge"]))
+    initialised = False
+    if swarm.get("LocalNodeState") != "active":
+        try:  # loopback only: the single-node swarm talks to nobody
+            client.swarm.init(advertise_addr="127.0.0.1", listen_addr="127.0.0.1:2377")
+            initialised = True
+        except docker.errors.APIError as e:
+            client.close()
+            pytest.skip(f"cannot put the engine in swarm mode: {e.explanation or e}")
+    elif not swarm.get("ControlAvailable"):
+        client.close()
+        pytest.skip("the engine is a swarm worker; the swarm backend needs a manager")
+    try:
+        ensure_images(client)
+        yield client
+    finally:
+        if initialised:
+            client.swarm.leave(force=True)
+            if not had_gwbridge:
+                for net in client.networks.list(names=["docker_gwbridge"]):
+                    net.reload()
+                    if not (net.attrs.get("Containers") or {}):
+                        net.remove()
+        client.close()
+
+
+def cli(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SESSION_TESTNET_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "-m", "harness", *args], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    if check and res.returncode != 0:
+        raise AssertionError(f"testnet {' '.join(args)} failed ({res.returncode}):\n"
+                             f"{res.stdout}\n{res.stderr}")
+    return res
+
+
+def leftovers(client: Any, name: str, home: Path) -> dict[str, list[str]]:
+    f = {"label": [f"{LABEL}={name}", f"{LABEL_SWARM_STATE}={home / 'networks' / name}"]}
+    return {
+        "services": [s.name for s in client.services.list(filters=f)],
+        "containers": [c.name for c in client.containers.list(all=True, filters=f,
+                                                               ignore_removed=True)],
+        "networks": [n.name for n in client.networks.list(filters=f)],
+        "volumes": [v.name for v in client.volumes.list(filters=f)],
+    }
+
+
+def running_tasks(client: Any, service: str) -> list[str]:
+    return [t["ID"] for t in client.services.get(service).tasks()
+            if t["Status"]["State"] == "running"]
+
+
+def answers(ip: str, port: int) -> bool:
+    """The node behind ``ip:port`` answers its storage RPC ``info``."""
+    try:
+        r = requests.post(f"https://{ip}:{port}/storage_rpc/v1",
+                          json={"method": "info", "params": {}}, verify=False, timeout=5)
+    except requests.exceptions.RequestException:
+        return False
+    return r.status_code == 200
+
+
+def eventually(check: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.5)
+    return check()
+
+
+def test_swarm_testnet_up_send_fault_kill_down(swarm_client: Any, tmp_path: Path) -> None:
+    name = unique_name("swarm")
+    home = tmp_path / "home"
+    try:
+        up = json.loads(cli(home, "up", "-n", name, "--backend", "swarm", "--swarms", "2",
+                            "--swarm-size", "2", "--json").stdout)
+        assert up["backend"] == "swarm" and up["status"] == "up"
+        nodes = {n["name"]: n for n in up["nodes"]}
+        assert len(nodes) == 4
+        # every node is a swarm service whose task runs on this (single) host
+        host = swarm_client.info()["Name"]
+        for n in nodes.values():
+            assert n["host"] == host, n
+            svc = swarm_client.services.get(f"st-{name}-{n['name']}")
+            assert svc.attrs["Spec"]["Labels"][LABEL] == name
+        status = json.loads(cli(home, "status", "-n", name, "--json").stdout)
+        status = status[0] if isinstance(status, list) else status
+        assert {n["name"]: n["host"] for n in status["nodes"]} == {k: host for k in nodes}
+
+        # a message from one account to another, through onion paths over the overlay
+        a, b = tmp_path / "a.json", tmp_path / "b.json"
+        cli(home, "account", "new", "-o", str(a))
+        cli(home, "account", "new", "-o", str(b))
+        to = json.loads(b.read_text())["session_id"]
+        cli(home, "send", "-n", name, "--account", str(a), "--to", to, "swarm says hello")
+        assert "swarm says hello" in cli(home, "recv", "-n", name, "--account", str(b)).stdout
+
+        # a Toxiproxy fault: the node's advertised address stops answering, then again
+        target = nodes["sn01"]
+        assert answers(target["public_ip"], target["storage_port"])
+        cli(home, "fault", "down", "sn01", "-n", name)
+        assert not answers(target["public_ip"], target["storage_port"])
+        cli(home, "fault", "up", "sn01", "-n", name)
+        assert answers(target["public_ip"], target["storage_port"])
+
+        # a killed node stays down (restart policy none); started, it is a new task (a new
+        # address) behind the same advertised one: its proxy follows it
+        svc_name = f"st-{name}-sn02"
+        first = running_tasks(swarm_client, svc_name)
+        assert len(first) == 1
+        cli(home, "fault", "kill", "sn02", "-n", name)
+        assert running_tasks(swarm_client, svc_name) == []
+        assert not answers(nodes["sn02"]["public_ip"], nodes["sn02"]["storage_port"])
+        cli(home, "fault", "start", "sn02", "-n", name)
+        second = running_tasks(swarm_client, svc_name)
+        assert len(second) == 1 and second != first
+        # the task runs; the node process answers once it has bound its port
+        assert eventually(lambda: answers(nodes["sn02"]["public_ip"], nodes["sn02"]["storage_port"]))
+    finally:
+        cli(home, "down", "-n", name, check=False)
+    assert leftovers(swarm_client, name, home) == {"services": [], "containers": [],
+                                                   "networks": [], "volumes": []}
