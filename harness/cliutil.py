@@ -14,9 +14,11 @@ The convention (every command follows it):
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -119,6 +121,20 @@ def output_option(help: str = "Also write the output to FILE.") -> Callable[[F],
 def json_option(shape: str) -> Callable[[F], F]:
     """``--json``: print ``shape`` (documented in --help) instead of the human-readable text."""
     return click.option("--json", "as_json", is_flag=True, help=f"Print JSON: {shape}.")
+
+
+def emit_result(result: Any, *, as_json: bool, output: str | None,
+                lines: Callable[[], Iterable[str]]) -> None:
+    """Print a command's result: its JSON (``--json``) or its readable ``lines()``; with
+    ``-o/--output FILE`` the JSON is also written to FILE, whichever is printed."""
+    text = json.dumps(result, indent=2)
+    if output:
+        Path(output).write_text(text + "\n")
+    if as_json:
+        click.echo(text)
+        return
+    for line in lines():
+        click.echo(line)
 
 
 def unknown_testnet(name: str) -> CliError:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import click
@@ -12,7 +10,7 @@ from harness.backends.registry import BACKENDS, default_backend
 from harness.bench.figures import figure
 from harness.bench.load import Load
 from harness.bench.run import run_bench
-from harness.cliutil import friendly_errors, json_option, output_option
+from harness.cliutil import emit_result, friendly_errors, json_option, output_option
 from harness.naming import unique_name
 from harness.progress import progress
 from harness.topology import NodeGroup, Topology, TopologyError
@@ -190,16 +188,13 @@ def bench(backend: str, swarms: int | None, swarm_size: int, node_groups: tuple[
             result = run_quick(backend, ours, report, QuickParams(load=load))
         else:
             result = run_bench(backend, ours, load, report, versus=versus)
-    text = json.dumps(result, indent=2)
-    if output:
-        Path(output).write_text(text + "\n")
-    if as_json:
-        click.echo(text)
-        return
-    for line in render(result):
-        click.echo(line)
-    if quick:
-        from harness.bench.quick import render_quick
+    emit_result(result, as_json=as_json, output=output, lines=lambda: table(result, quick=quick))
 
-        for line in render_quick(result):
-            click.echo(line)
+
+def table(result: dict[str, Any], *, quick: bool) -> list[str]:
+    """The readable table of a bench run (with ``--quick``, its goal figures after it)."""
+    if not quick:
+        return render(result)
+    from harness.bench.quick import render_quick
+
+    return [*render(result), *render_quick(result)]

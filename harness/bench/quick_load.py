@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -83,8 +82,7 @@ def churn_delivery(net: Testnet, window_s: float, send_rate: float, wait_s: floa
     ``wait_s``). ``rate`` = acknowledged sends bob received / acknowledged sends (None when
     nothing was acknowledged). The suites' delivery checker's verdict comes along."""
     from harness.checks import delivery
-    from harness.client import StoreFailed, Timeout
-    from harness.faults import runner as schedule_runner
+    from harness.client import Timeout
     from harness.recording import HistoryRecorder
     from harness.suites import support
 
@@ -92,36 +90,13 @@ def churn_delivery(net: Testnet, window_s: float, send_rate: float, wait_s: floa
     seed = str(net.topology.seed)
     schedule = support.standard_churn(net, window_s, _live_swarms(net))
     history = HistoryRecorder(label="testnet bench --quick: churn")
-    acked: set[str] = set()
     seen: set[str] = set()
-    failed = 0
-    result: list[schedule_runner.RunResult] = []
     try:
         settings = support.client_settings(net)  # outlasts a store waiting for a killed peer
         alice, bob = history.client(net, **settings), history.client(net, **settings)
-        done = threading.Event()
-
-        def apply_schedule() -> None:
-            try:
-                result.append(schedule_runner.run(schedule, faults))
-            finally:
-                done.set()
-
-        faults = history.faults(net)
-        worker = threading.Thread(target=apply_schedule, name="bench-churn", daemon=True)
-        worker.start()
-        i, start = 0, time.monotonic()
-        while not done.is_set():
-            body = f"churn {i}"
-            i += 1
-            # a steady stream (slower when sends take longer): pacing, not a readiness wait
-            time.sleep(max(0.0, start + i / send_rate - time.monotonic()))
-            try:
-                support.send_like_an_app(alice, bob.session_id, body)
-                acked.add(body)
-            except StoreFailed:
-                failed += 1
-        worker.join()
+        sends = support.sends_during(schedule, history.faults(net), alice, bob.session_id,
+                                     rate=send_rate, prefix="churn")
+        acked, failed = sends.acked, sends.failed
         report(f"bench --quick: churn over; {len(acked)} sends acknowledged, waiting for delivery")
         net.wait_ready(timeout=60)
 
@@ -143,7 +118,7 @@ def churn_delivery(net: Testnet, window_s: float, send_rate: float, wait_s: floa
         "seed": seed, "schedule": schedule.name, "window_s": window_s,
         "interval_s": support.STANDARD_CHURN_INTERVAL_S, "action": support.STANDARD_CHURN_ACTION,
         "steps": len(schedule.steps), "send_rate": send_rate,
-        "schedule_errors": result[0].errors if result else ["the schedule did not run"],
+        "schedule_errors": sends.run.errors if sends.run else ["the schedule did not run"],
         "delivery_check": check.verdict.value if hasattr(check.verdict, "value") else str(check.verdict),
     }
     if not acked:

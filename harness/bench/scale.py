@@ -22,7 +22,6 @@ Figures (the ``"scale"`` object of ``--json``, :data:`SCALE_KEYS`):
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import statistics
 import time
@@ -36,6 +35,7 @@ import click
 from harness import rpc
 from harness.backends.process import marked_pids
 from harness.bench.load import messaging
+from harness.cliutil import emit_result
 from harness.naming import unique_name
 from harness.network import Testnet
 from harness.progress import progress
@@ -275,11 +275,4 @@ def scale_command(nodes: int, *, backend: str, swarm_size: int, proxies: bool, m
                                f"{backend!r}: drop --backend")
     with progress() as report:
         result = run_scale(nodes, report, swarm_size=swarm_size, proxies=proxies, messages=messages)
-    text = json.dumps(result, indent=2)
-    if output:
-        Path(output).write_text(text + "\n")
-    if as_json:
-        click.echo(text)
-        return
-    for line in render_scale(result):
-        click.echo(line)
+    emit_result(result, as_json=as_json, output=output, lines=lambda: render_scale(result))

@@ -5,13 +5,16 @@ Scenarios import from here; nothing here knows a scenario."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from harness.client import Account, StoreFailed
 from harness.client.records import SendRecord
 from harness.faults import Schedule
+from harness.faults import runner as schedule_runner
 from harness.nodekinds import kind_class
 from nodes.protocol.keys import derive_seed
 from nodes.protocol.swarm import swarm_for, swarm_space
@@ -97,6 +100,47 @@ def send_like_an_app(client: Any, to: str, body: str, tries: int = 3,
             if n == tries:
                 raise
             time.sleep(backoff * 2 ** (n - 1))  # the app's retry backoff, not a readiness wait
+
+
+@dataclass
+class SendsDuring:
+    """What :func:`sends_during` saw: the bodies whose send was acknowledged, the sends given up
+    after the app's resends, and the schedule's run (None if it did not finish)."""
+
+    acked: set[str] = field(default_factory=set)
+    failed: int = 0
+    run: schedule_runner.RunResult | None = None
+
+
+def sends_during(schedule: Schedule, faults: Any, sender: Any, to: str, *,
+                 rate: float = SEND_RATE, prefix: str = "steady") -> SendsDuring:
+    """Apply ``schedule`` with ``faults`` (in a thread) while ``sender`` sends ``"<prefix> i"``
+    to ``to`` ``rate`` times a second (slower when sends take longer), resending like an app
+    (:func:`send_like_an_app`), until the schedule is over."""
+    out = SendsDuring()
+    done = threading.Event()
+
+    def apply_schedule() -> None:
+        try:
+            out.run = schedule_runner.run(schedule, faults)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=apply_schedule, name=f"{schedule.name}-schedule", daemon=True)
+    worker.start()
+    i, start = 0, time.monotonic()
+    while not done.is_set():
+        body = f"{prefix} {i}"
+        i += 1
+        # a steady stream: pacing, not a readiness wait
+        time.sleep(max(0.0, start + i / rate - time.monotonic()))
+        try:
+            send_like_an_app(sender, to, body)
+            out.acked.add(body)
+        except StoreFailed:
+            out.failed += 1
+    worker.join()
+    return out
 
 
 def swarm_names(net: Any, client: Any, session_id: str) -> set[str]:

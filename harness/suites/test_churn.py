@@ -10,24 +10,22 @@ that change it for good (nodes joined, swarms split) use ``testnet_factory``.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
 import pytest
 
 from harness.checks import delivery
-from harness.client import Client, RetrieveFailed, StoreFailed
-from harness.faults import runner as schedule_runner
+from harness.client import Client, RetrieveFailed
 from harness.faults.families.churn import seed_answers
 from harness.network import Testnet
 from harness.pytest_plugin import TestnetOwner
 from harness.recording import HistoryRecorder
 from harness.suites.conftest import Clients
 from harness.suites.support import (
-    SEND_RATE,
     client_settings,
     send_like_an_app,
+    sends_during,
     standard_churn,
     store_route,
 )
@@ -379,38 +377,16 @@ def test_churn_standard_schedule_keeps_delivering(testnet: Testnet, history: His
     alice, bob = clients.new(testnet, **settings), clients.new(testnet, **settings)
     swarms = live_swarms(testnet)
     schedule = standard_churn(testnet, 120.0, swarms)
-    done = threading.Event()
-    result: list[schedule_runner.RunResult] = []
-
-    def apply_schedule() -> None:
-        try:
-            result.append(schedule_runner.run(schedule, faults))
-        finally:
-            done.set()
-
-    acked: set[str] = set()
-    failed = 0
     with history.faults(testnet) as faults:
-        worker = threading.Thread(target=apply_schedule, name="churn-schedule", daemon=True)
-        worker.start()
-        i, start = 0, time.monotonic()
-        while not done.is_set():
-            body = f"steady {i}"
-            i += 1
-            # a steady stream of SEND_RATE sends per second (slower when sends take longer)
-            time.sleep(max(0.0, start + i / SEND_RATE - time.monotonic()))
-            try:
-                send_like_an_app(alice, bob.session_id, body)
-                acked.add(body)
-            except StoreFailed:
-                failed += 1
-        worker.join()
+        sends = sends_during(schedule, faults, alice, bob.session_id)
+    acked, failed = sends.acked, sends.failed
     testnet.wait_ready(timeout=60)
     bob.wait_for(lambda got: bodies(got) >= acked, timeout=60)
     h = history.collect()
     check = delivery(h)
     history.check(check)
-    assert result and result[0].ok, result[0].errors if result else "the schedule did not run"
+    assert sends.run is not None and sends.run.ok, (
+        sends.run.errors if sends.run else "the schedule did not run")
     ok_sends = [s for s in h.sends if s.ok]
     lost = len(check.evidence.get("lost", [])) if isinstance(check.evidence, dict) else 0
     ratio = (len(ok_sends) - lost) / len(ok_sends)

@@ -390,3 +390,14 @@ def test_a_rule_violation_names_the_import(tmp_path: Path) -> None:
     })
     with pytest.raises(pytest.fail.Exception, match=r"nodes\.x -> harness\.state \(nodes/x\.py:2, function level\)"):
         test_nodes_never_import_harness(build_graph(tmp_path))
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    """pytest imports a test module outside a package by its basename: two ``test_x.py`` in
+    test folders without ``__init__.py`` make ``pytest tests`` fail at collection."""
+    by_name: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        if not (path.parent / "__init__.py").exists():
+            by_name.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    clashes = {name: paths for name, paths in by_name.items() if len(paths) > 1}
+    assert not clashes, f"rename one of each: {clashes}"
