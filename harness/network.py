@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -283,35 +284,77 @@ class Testnet:
         report(f"preparing {self.backend.kind} runtime for testnet {self.name!r}")
         self.backend.prepare(self.state, report)
         self._save()
-        if self.toxiproxy_url:
-            report("starting Toxiproxy")
-            self.backend.start_proxy(self.state)
+        if not self.toxiproxy_url:
+            self._start_seed_and_nodes(report)
+            return
+        pair_proxies, pair_relays = nodekinds.pair_link_proxies(self.state, self._link_ip)
+        relays = [r for n in self.state.nodes for r in self.node_kind(n).udp_relays(n)]
+        relays += pair_relays
+        if not self.backend.concurrent_start or pair_proxies or relays:
+            # real servers (pair links, UDP relays) must find their proxies in place when they
+            # start: one phase after the other
+            self._start_proxies(report, pair_proxies, relays)
+            self._start_seed_and_nodes(report)
+            return
+        # Nodes of ours register at the seed directly (retrying until it answers) and reach
+        # their peers only once the seed assigned swarms, which the readiness below waits for:
+        # Toxiproxy with the proxies in front of the nodes (proxies may be created before their
+        # upstreams listen), the seed and the nodes all start at once. Each thread sets fields
+        # of its own in the state (containers); nothing saves the state until all are done.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="testnet-up") as pool:
+            started = [pool.submit(self._start_proxies, report, [], [], save=False),
+                       pool.submit(self._start_seed, report, save=False)]
+            try:
+                self._start_nodes(report, save=False)
+            finally:
+                wait(started)  # never leave one running into a teardown
+            for f in started:
+                f.result()  # the first error, if one failed
+        self._save()
+
+    def _start_proxies(self, report: Reporter, pair_proxies: list[dict[str, Any]],
+                       relays: list[dict[str, str]], save: bool = True) -> None:
+        """Toxiproxy, the proxies in front of every node and, for real servers, the link proxies
+        between them and the UDP relay."""
+        report("starting Toxiproxy")
+        self.backend.start_proxy(self.state)
+        if save:
             self._save()
-            rpc.run_sync(self._wait_proxy_api(30.0))
-            rpc.run_sync(self._populate_proxies(self.runtime_nodes()))
-            # real servers cannot be re-pointed at a link proxy later: each pair of them talks
-            # through one of its own from the start (docs/nodes.md)
-            pair_proxies, pair_relays = nodekinds.pair_link_proxies(self.state, self._link_ip)
-            if pair_proxies:
-                report(f"creating {len(pair_proxies)} link proxies between real nodes")
-                ips = sorted({p["listen"].rpartition(":")[0] for p in pair_proxies})
-                self.backend.ensure_addresses(self.state, ips)
+        rpc.run_sync(self._wait_proxy_api(30.0))
+        rpc.run_sync(self._populate_proxies(self.runtime_nodes()))
+        report("Toxiproxy: proxies in front of every node created")
+        # real servers cannot be re-pointed at a link proxy later: each pair of them talks
+        # through one of its own from the start (docs/nodes.md)
+        if pair_proxies:
+            report(f"creating {len(pair_proxies)} link proxies between real nodes")
+            ips = sorted({p["listen"].rpartition(":")[0] for p in pair_proxies})
+            self.backend.ensure_addresses(self.state, ips)
+            if save:
                 self._save()
-                rpc.run_sync(self._post_populate(pair_proxies))
-            relays = [r for n in self.state.nodes for r in self.node_kind(n).udp_relays(n)]
-            relays += pair_relays
-            if relays:  # Toxiproxy relays TCP only: the UDP side of proxied ports (QUIC)
-                report("starting the UDP relay")
-                self.backend.start_udp_relay(self.state, relays)
+            rpc.run_sync(self._post_populate(pair_proxies))
+        if relays:  # Toxiproxy relays TCP only: the UDP side of proxied ports (QUIC)
+            report("starting the UDP relay")
+            self.backend.start_udp_relay(self.state, relays)
+            if save:
                 self._save()
+
+    def _start_seed_and_nodes(self, report: Reporter) -> None:
+        self._start_seed(report)
+        self._start_nodes(report)
+
+    def _start_seed(self, report: Reporter, save: bool = True) -> None:
         report("starting seed")
         self.backend.start_seed(self.state, self.seed_argv(), self.seed_env())
-        self._save()
+        if save:
+            self._save()
+
+    def _start_nodes(self, report: Reporter, save: bool = True) -> None:
         fs = " and the file server" if self.state.fileserver else ""
         report(f"starting {len(self.state.nodes)} nodes{fs}")
         self.backend.start_nodes(self.state, [(n, self.node_argv(n), self.node_env(n))
                                               for n in self.runtime_nodes()])
-        self._save()
+        if save:
+            self._save()
 
     def _save(self) -> None:
         self.statedir.save(self.state)

@@ -130,6 +130,7 @@ def _image(state: NetworkState) -> str:
 
 class DockerBackend(Backend):
     kind = KIND
+    concurrent_start = True  # one engine client; start_nodes already starts from threads
 
     def __init__(self, statedir: StateDir, client: DockerClient | None = None) -> None:
         super().__init__(statedir)
