@@ -47,6 +47,10 @@ class NotReadyError(RuntimeError):
         self.artifacts = artifacts
 
 
+#: how often ``wait_ready`` asks the backend whether a runtime exited (it polls readiness more often)
+DEAD_CHECK_S = 1.0
+
+
 def _quiet(_: str) -> None:
     pass
 
@@ -516,6 +520,7 @@ class Testnet:
 
     async def _wait_ready(self, timeout: float, report: Reporter, poll: float) -> Readiness:
         deadline = time.monotonic() + timeout
+        next_dead_check = 0.0
         last_msg = ""
         async with rpc.new_session(rpc.aiohttp.ClientTimeout(total=3)) as session:
             while True:
@@ -531,9 +536,14 @@ class Testnet:
                 if msg != last_msg:
                     report(msg)
                     last_msg = msg
-                dead = self._dead_runtimes()
-                if dead or time.monotonic() > deadline:
-                    raise NotReadyError(self._diagnose(r, timeout, dead))
+                # one engine/process query per runtime: not at every poll (the containers and
+                # the processes starting need the cores more than this loop)
+                now = time.monotonic()
+                if now >= next_dead_check or now > deadline:
+                    next_dead_check = now + DEAD_CHECK_S
+                    dead = self._dead_runtimes()
+                    if dead or now > deadline:
+                        raise NotReadyError(self._diagnose(r, timeout, dead))
                 await asyncio.sleep(poll)
 
     def _dead_runtimes(self) -> list[str]:
