@@ -396,6 +396,7 @@ class Testnet:
 
     async def _wait_proxy_api(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
+        next_dead_check = time.monotonic() + DEAD_CHECK_S  # it was just started
         url = f"{self.toxiproxy_url}/version"
         async with rpc.new_session(rpc.aiohttp.ClientTimeout(total=2)) as s:
             while True:
@@ -405,7 +406,13 @@ class Testnet:
                             return
                 except (rpc.aiohttp.ClientError, TimeoutError):
                     pass
-                if not self.backend.is_running(self.state, "toxiproxy"):
+                now = time.monotonic()
+                if now >= next_dead_check or now > deadline:
+                    next_dead_check = now + DEAD_CHECK_S
+                    running = self.backend.is_running(self.state, "toxiproxy")
+                else:
+                    running = True
+                if not running:
                     raise NotReadyError(
                         f"testnet {self.name!r}: the Toxiproxy server exited during start-up; "
                         f"its log:\n{self.backend.read_log(self.state, 'toxiproxy', tail=20)}")
