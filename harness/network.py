@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,10 @@ class NotReadyError(RuntimeError):
     def __init__(self, message: str, artifacts: Path | None = None) -> None:
         super().__init__(message)
         self.artifacts = artifacts
+
+
+#: how often ``wait_ready`` asks the backend whether a runtime exited (it polls readiness more often)
+DEAD_CHECK_S = 1.0
 
 
 def _quiet(_: str) -> None:
@@ -287,35 +292,77 @@ class Testnet:
         report(f"preparing {self.backend.kind} runtime for testnet {self.name!r}")
         self.backend.prepare(self.state, report)
         self._save()
-        if self.toxiproxy_url:
-            report("starting Toxiproxy")
-            self.backend.start_proxy(self.state)
+        if not self.toxiproxy_url:
+            self._start_seed_and_nodes(report)
+            return
+        pair_proxies, pair_relays = nodekinds.pair_link_proxies(self.state, self._link_ip)
+        relays = [r for n in self.state.nodes for r in self.node_kind(n).udp_relays(n)]
+        relays += pair_relays
+        if not self.backend.concurrent_start or pair_proxies or relays:
+            # real servers (pair links, UDP relays) must find their proxies in place when they
+            # start: one phase after the other
+            self._start_proxies(report, pair_proxies, relays)
+            self._start_seed_and_nodes(report)
+            return
+        # Nodes of ours register at the seed directly (retrying until it answers) and reach
+        # their peers only once the seed assigned swarms, which the readiness below waits for:
+        # Toxiproxy with the proxies in front of the nodes (proxies may be created before their
+        # upstreams listen), the seed and the nodes all start at once. Each thread sets fields
+        # of its own in the state (containers); nothing saves the state until all are done.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="testnet-up") as pool:
+            started = [pool.submit(self._start_proxies, report, [], [], save=False),
+                       pool.submit(self._start_seed, report, save=False)]
+            try:
+                self._start_nodes(report, save=False)
+            finally:
+                wait(started)  # never leave one running into a teardown
+            for f in started:
+                f.result()  # the first error, if one failed
+        self._save()
+
+    def _start_proxies(self, report: Reporter, pair_proxies: list[dict[str, Any]],
+                       relays: list[dict[str, str]], save: bool = True) -> None:
+        """Toxiproxy, the proxies in front of every node and, for real servers, the link proxies
+        between them and the UDP relay."""
+        report("starting Toxiproxy")
+        self.backend.start_proxy(self.state)
+        if save:
             self._save()
-            rpc.run_sync(self._wait_proxy_api(30.0))
-            rpc.run_sync(self._populate_proxies(self.runtime_nodes()))
-            # real servers cannot be re-pointed at a link proxy later: each pair of them talks
-            # through one of its own from the start (docs/nodes.md)
-            pair_proxies, pair_relays = nodekinds.pair_link_proxies(self.state, self._link_ip)
-            if pair_proxies:
-                report(f"creating {len(pair_proxies)} link proxies between real nodes")
-                ips = sorted({p["listen"].rpartition(":")[0] for p in pair_proxies})
-                self.backend.ensure_addresses(self.state, ips)
+        rpc.run_sync(self._wait_proxy_api(30.0))
+        rpc.run_sync(self._populate_proxies(self.runtime_nodes()))
+        report("Toxiproxy: proxies in front of every node created")
+        # real servers cannot be re-pointed at a link proxy later: each pair of them talks
+        # through one of its own from the start (docs/nodes.md)
+        if pair_proxies:
+            report(f"creating {len(pair_proxies)} link proxies between real nodes")
+            ips = sorted({p["listen"].rpartition(":")[0] for p in pair_proxies})
+            self.backend.ensure_addresses(self.state, ips)
+            if save:
                 self._save()
-                rpc.run_sync(self._post_populate(pair_proxies))
-            relays = [r for n in self.state.nodes for r in self.node_kind(n).udp_relays(n)]
-            relays += pair_relays
-            if relays:  # Toxiproxy relays TCP only: the UDP side of proxied ports (QUIC)
-                report("starting the UDP relay")
-                self.backend.start_udp_relay(self.state, relays)
+            rpc.run_sync(self._post_populate(pair_proxies))
+        if relays:  # Toxiproxy relays TCP only: the UDP side of proxied ports (QUIC)
+            report("starting the UDP relay")
+            self.backend.start_udp_relay(self.state, relays)
+            if save:
                 self._save()
+
+    def _start_seed_and_nodes(self, report: Reporter) -> None:
+        self._start_seed(report)
+        self._start_nodes(report)
+
+    def _start_seed(self, report: Reporter, save: bool = True) -> None:
         report("starting seed")
         self.backend.start_seed(self.state, self.seed_argv(), self.seed_env())
-        self._save()
+        if save:
+            self._save()
+
+    def _start_nodes(self, report: Reporter, save: bool = True) -> None:
         fs = " and the file server" if self.state.fileserver else ""
         report(f"starting {len(self.state.nodes)} nodes{fs}")
         self.backend.start_nodes(self.state, [(n, self.node_argv(n), self.node_env(n))
                                               for n in self.runtime_nodes()])
-        self._save()
+        if save:
+            self._save()
 
     def _save(self) -> None:
         self.statedir.save(self.state)
@@ -353,6 +400,7 @@ class Testnet:
 
     async def _wait_proxy_api(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
+        next_dead_check = time.monotonic() + DEAD_CHECK_S  # it was just started
         url = f"{self.toxiproxy_url}/version"
         async with rpc.new_session(rpc.aiohttp.ClientTimeout(total=2)) as s:
             while True:
@@ -362,7 +410,13 @@ class Testnet:
                             return
                 except (rpc.aiohttp.ClientError, TimeoutError):
                     pass
-                if not self.backend.is_running(self.state, "toxiproxy"):
+                now = time.monotonic()
+                if now >= next_dead_check or now > deadline:
+                    next_dead_check = now + DEAD_CHECK_S
+                    running = self.backend.is_running(self.state, "toxiproxy")
+                else:
+                    running = True
+                if not running:
                     raise NotReadyError(
                         f"testnet {self.name!r}: the Toxiproxy server exited during start-up; "
                         f"its log:\n{self.backend.read_log(self.state, 'toxiproxy', tail=20)}")
@@ -477,6 +531,7 @@ class Testnet:
 
     async def _wait_ready(self, timeout: float, report: Reporter, poll: float) -> Readiness:
         deadline = time.monotonic() + timeout
+        next_dead_check = 0.0
         last_msg = ""
         async with rpc.new_session(rpc.aiohttp.ClientTimeout(total=3)) as session:
             while True:
@@ -492,9 +547,14 @@ class Testnet:
                 if msg != last_msg:
                     report(msg)
                     last_msg = msg
-                dead = self._dead_runtimes()
-                if dead or time.monotonic() > deadline:
-                    raise NotReadyError(self._diagnose(r, timeout, dead))
+                # one engine/process query per runtime: not at every poll (the containers and
+                # the processes starting need the cores more than this loop)
+                now = time.monotonic()
+                if now >= next_dead_check or now > deadline:
+                    next_dead_check = now + DEAD_CHECK_S
+                    dead = self._dead_runtimes()
+                    if dead or now > deadline:
+                        raise NotReadyError(self._diagnose(r, timeout, dead))
                 await asyncio.sleep(poll)
 
     def _dead_runtimes(self) -> list[str]:

@@ -43,6 +43,9 @@ class BackendError(RuntimeError):
 
 class Backend(abc.ABC):
     kind: ClassVar[str]
+    #: ``Testnet.up`` may start Toxiproxy (and create the proxies) while it starts the seed and
+    #: the nodes, from two threads: the backend's start methods must be thread-safe for that
+    concurrent_start: ClassVar[bool] = False
 
     def __init__(self, statedir: StateDir) -> None:
         self.statedir = statedir

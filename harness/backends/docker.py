@@ -135,6 +135,7 @@ class DockerBackend(Backend):
     #: the label naming the state folder of a testnet's resources (what ``down`` and the stale
     #: sweep find them by)
     state_label: ClassVar[str] = LABEL_STATE
+    concurrent_start = True  # one engine client; start_nodes already starts from threads
 
     def __init__(self, statedir: StateDir, client: DockerClient | None = None) -> None:
         super().__init__(statedir)

@@ -121,6 +121,9 @@ def remove_swarm_resources(client: DockerClient, filters: dict[str, Any]) -> Non
 class SwarmBackend(DockerBackend):
     kind = KIND
     state_label = LABEL_SWARM_STATE  # see docker_engine.LABEL_SWARM_STATE
+    #: a node's task gets its address only when it runs, and its Toxiproxy proxy is pointed
+    #: there then (:meth:`_await_task`): Toxiproxy must be up before the first node starts
+    concurrent_start = False
 
     # -- names and labels --------------------------------------------------------------------
     def labels(self, state: NetworkState, role: str | None = None,

@@ -44,6 +44,14 @@ from .swarm_view import SwarmView, swarm_id_str
 
 __all__ = ["Node", "StartupError", "to_web"]
 
+#: first retry of a proof the seed did not take before the node was ever registered (doubling
+#: up to ``proof_interval``): the seed may still be starting when the node is
+STARTUP_RETRY_S = 0.1
+#: polls of the seed a second by all nodes not in a swarm yet together (see Node.poll_delay)
+UNREADY_POLLS_PER_S = 40.0
+#: the shortest poll interval of a node not in a swarm yet
+UNREADY_POLL_MIN_S = 0.1
+
 
 _text = text_response
 
@@ -193,16 +201,25 @@ class Node:
             event.clear()
 
     async def _proof_loop(self) -> None:
+        retry = STARTUP_RETRY_S  # until the first proof is accepted (the seed may start later)
+        registered = False
         while not self._stop.is_set():
             try:
                 await self.seed.send_proof()
                 if self._proof_ok is not True:
                     self.log.info("proof_accepted", seed_url=self.cfg.seed_url)
                 self._proof_ok = True
+                if not registered:  # fetch the node list now, not a poll interval later
+                    registered = True
+                    self.request_poll()
             except SeedError as e:
+                wait = self.cfg.proof_interval if registered else min(retry, self.cfg.proof_interval)
+                retry *= 2
                 if self._proof_ok is not False:
-                    self.log.warning("proof_failed", error=str(e), retry_in_s=self.cfg.proof_interval)
+                    self.log.warning("proof_failed", error=str(e), retry_in_s=wait)
                 self._proof_ok = False
+                await self._sleep(wait)
+                continue
             await self._sleep(self.cfg.proof_interval)
 
     async def poll_once(self) -> None:
@@ -228,7 +245,19 @@ class Node:
                 self._seed_ok = False
             except Exception as e:  # noqa: BLE001 - keep polling whatever the seed sends
                 self.log.error("seed_poll_error", error=repr(e))
-            await self._sleep(self.cfg.poll_interval, self._poll_now)
+            await self._sleep(self.poll_delay(), self._poll_now)
+
+    def poll_delay(self) -> float:
+        """Seconds until the next poll of the seed: ``poll_interval`` once the node is in a
+        swarm (or while the seed has not taken its proof); registered but not in a swarm yet,
+        shorter (the first block assigns swarms right after the last expected
+        node registered, and readiness waits for every node to see it), scaled with the listed
+        nodes so that the unready nodes of a testnet ask the seed ~UNREADY_POLLS_PER_S times
+        a second together, whatever its size."""
+        if self.view.ready or self._proof_ok is not True:  # in a swarm, or not registered
+            return self.cfg.poll_interval
+        fast = max(UNREADY_POLL_MIN_S, len(self.view.nodes) / UNREADY_POLLS_PER_S)
+        return min(self.cfg.poll_interval, fast)
 
     async def _purge_loop(self) -> None:
         assert self.storage is not None
