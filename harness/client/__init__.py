@@ -11,7 +11,7 @@
 
 from .account import Account
 from .attachments import AttachmentCorrupt, FileServer, FileServerError
-from .client import Received, SessionClient
+from .client import SessionClient
 from .clock import NetworkClock
 from .config import POLL_ALL, POLL_ONE, POLL_SAMPLE, ClientConfig
 from .errors import (
@@ -31,6 +31,7 @@ from .errors import (
 )
 from .paths import OnionPath, PathSet, build_path
 from .pool import NodePool
+from .receiving import Received
 from .records import (
     ONE_OFF_PATH,
     AttachmentRecord,

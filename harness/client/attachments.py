@@ -56,7 +56,7 @@ DOWNLOAD = "download"
 
 
 class _Op(Protocol):
-    """What this module uses of an operation in progress (harness.client.client._Op)."""
+    """What this module uses of an operation in progress (harness.client.client_base.Operation)."""
 
     record: OperationRecord
     failed_paths: set[str]

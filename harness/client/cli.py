@@ -27,9 +27,10 @@ from harness.state import StateDir
 from . import cli_attachments as ca
 from .account import Account
 from .attachments import FileServer, FileServerError
-from .client import Received, SessionClient
+from .client import SessionClient
 from .config import ClientConfig
 from .errors import Timeout
+from .receiving import Received
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])

@@ -21,9 +21,10 @@ from nodes.protocol.message import AttachmentRef
 
 from .account import Account
 from .attachments import FileServer
-from .client import Received, SessionClient
+from .client import SessionClient
 from .config import ClientConfig
 from .errors import ClientError
+from .receiving import Received
 from .records import OperationRecord, RecordSink, SendRecord
 from .snode import Snode
 
