@@ -13,6 +13,7 @@ follows a 421 into the new swarm.  Strikes, drops and quarantine are kept by
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import json
 import time
@@ -94,34 +95,34 @@ class Target:
         return c._rng.choice(free or reachable or candidates)
 
 
-class OnionRequests(ClientBase):
+class OnionRequests(ClientBase, abc.ABC):
     """Sends storage RPCs through onion paths and retries them per the failure rules.
 
     The pool and paths (:class:`~harness.client.upkeep.NodeUpkeep`) and the swarm lookup
-    (:class:`~harness.client.client.SessionClient`) are the subclasses' part: the methods below
-    that raise ``NotImplementedError`` are theirs.
+    (:class:`~harness.client.client.SessionClient`) are the subclasses' part: the abstract
+    methods below are theirs (a class that leaves one out cannot be instantiated).
     """
 
+    @abc.abstractmethod
     async def _ensure_ready(self, op: Operation) -> None:
         """Make sure the pool and the onion paths can carry a request."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def _refresh_pool(self, op: Operation) -> None:
         """Re-read the node pool."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _one_off_path(self, dest: Snode, method: str) -> OnionPath:
         """A path for one request to ``dest`` when every kept path contains it."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _fresh_path_around(self, op: Operation, dest: Snode) -> OnionPath | None:
         """A path for one request around the nodes that failed this operation."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def _swarm_members(self, session_id: str, op: Operation, *, refresh: bool,
                              enc_type: str | None = None) -> list[Snode]:
         """The (cached) members of the swarm of ``session_id``."""
-        raise NotImplementedError
 
     # -- one onion request ----------------------------------------------------------------------
     async def _attempt(self, op: Operation, *, method: str, params: dict[str, Any], dest: Snode,
