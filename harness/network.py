@@ -1,11 +1,13 @@
 """A running testnet: bring it up, wait for it, inspect it, change it, tear it down.
 
-:class:`Testnet` holds everything that does not depend on the runtime: command lines of the seed
-and the nodes, churn operations and the state file; it waits for readiness from protocol state
-(registered at the seed, in a swarm, answering ``info``; :mod:`harness.readiness`, with the
-diagnostics on failure). The runtime itself is a :class:`harness.backends.base.Backend`.
+:class:`Testnet` holds everything that does not depend on the runtime: ``up`` and ``down``,
+status, logs and artifacts, the admin calls and churn operations. It builds on
+:class:`harness.handle.NetworkHandle` (the state and its file) and
+:class:`harness.startup.NetworkStartUp` (command lines and the start of the runtimes), and waits
+for readiness from protocol state (registered at the seed, in a swarm, answering ``info``;
+:mod:`harness.readiness`, with the diagnostics on failure). The runtime itself is a
+:class:`harness.backends.base.Backend`.
 """
-
 from __future__ import annotations
 
 import os
@@ -14,7 +16,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,8 @@ from harness import nodekinds, rpc
 from harness.backends.base import Backend, BackendError, Reporter
 from harness.backends.registry import BACKENDS, backend_class
 from harness.lease import start_reaper, stop_reaper
-from harness.nodekinds.base import NodeContext, NodeKind
-from harness.readiness import NodeReadiness, NotReadyError, Readiness, ReadinessCheck
+from harness.readiness import NodeReadiness, NotReadyError, Readiness
+from harness.startup import NetworkStartUp
 from harness.state import (
     NetworkState,
     NodeRecord,
@@ -35,28 +36,24 @@ from harness.state import (
     process_start_time,
 )
 from harness.topology import Topology, node_index, node_name
-from nodes.common.auth import ENV_ADMIN_TOKEN, ENV_JOIN_TOKEN, ENV_TESTNET_SEED, derive_join_token
 
 
 def _quiet(_: str) -> None:
     pass
 
 
-class Testnet:
+class Testnet(NetworkStartUp):
     """A handle on one testnet. Use :meth:`up` to create one, :meth:`attach` to find one by
     name; both work as context managers that tear the testnet down on exit."""
 
     __test__ = False  # not a pytest test class, despite the name
 
     def __init__(self, state: NetworkState, statedir: StateDir, backend: Backend) -> None:
-        self.state = state
-        self.statedir = statedir
-        self.backend = backend
-        self._state_mtime = self._mtime()
+        super().__init__(state, statedir, backend)
         #: the reaper this handle started (``up`` with a lease), stopped by ``down``
         self._reaper: subprocess.Popen[bytes] | None = None
 
-    # -- construction ------------------------------------------------------------------------
+    # -- construction and teardown -----------------------------------------------------------
     @classmethod
     def up(cls, topology: Topology | None = None, *, backend: str = "process",
            timeout: float = 60.0, report: Reporter = _quiet, lease: bool = True) -> Testnet:
@@ -134,224 +131,6 @@ class Testnet:
     def __exit__(self, *exc: object) -> None:
         self.down()
 
-    # -- properties --------------------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self.state.name
-
-    @property
-    def topology(self) -> Topology:
-        return Topology.from_dict(self.state.topology)
-
-    @property
-    def seed_url(self) -> str:
-        return self.state.seed_url
-
-    @property
-    def nodes(self) -> list[NodeRecord]:
-        self.sync_state()
-        return list(self.state.nodes)
-
-    def node(self, name: str) -> NodeRecord:
-        self.sync_state()
-        return self.state.node(name)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The documented JSON of ``testnet up --json``: the state's public part and the testnet
-        seed (random unless given; ``--seed`` with it replays keys, swarms and schedules)."""
-        return {**self.state.public_dict(), "testnet_seed": self.topology.seed}
-
-    # -- command lines -----------------------------------------------------------------------
-    def seed_argv(self) -> list[str]:
-        t = self.topology
-        st = self.state
-        argv = [
-            "-m", "nodes.seed",
-            "--host", self.backend.listen_ip(st, "seed"),
-            "--port", str(st.seed_runtime["port"]),
-            "--https-port", str(st.seed_runtime.get("https_port", 0)),
-            "--data-dir", self.backend.data_dir(st, "seed"),
-            "--expect", str(t.node_count),
-            "--min-swarm-size", str(t.effective_min_swarm_size),
-            "--new-swarm-size", str(t.effective_new_swarm_size),
-            "--ideal-swarm-margin", str(t.ideal_swarm_margin),
-            "--block-interval", str(t.block_interval),
-            "--proof-timeout", str(t.proof_timeout),
-        ]
-        log = self.backend.log_file(st, "seed")
-        if log:
-            argv += ["--log-file", log]
-        argv += nodekinds.seed_args(st, self.statedir.path, self._link_ip)
-        return argv
-
-    def _link_ip(self, src: str, dst: str) -> str:
-        """The IP of ``src``'s link proxy to ``dst`` (the backend's link address, port dropped)."""
-        addr = self.backend.link_address(self.state, src=src, dst=dst)
-        ip, sep, port = addr.rpartition(":")
-        return ip if sep and port.isdigit() else addr
-
-    def seed_env(self) -> dict[str, str]:
-        """The seed's secrets, passed in its environment (never on its command line): the testnet
-        seed (real nodes' keys derive from it), the admin token and the nodes' join token."""
-        token = self.state.admin_token
-        return {ENV_TESTNET_SEED: self.topology.seed, ENV_ADMIN_TOKEN: token,
-                ENV_JOIN_TOKEN: derive_join_token(token)}
-
-    def node_env(self, node: NodeRecord) -> dict[str, str]:
-        """The node's secrets (key seed, tokens), from its implementation (NodeKind.env)."""
-        return self.node_kind(node).env(self._node_context(node))
-
-    def node_kind(self, node: NodeRecord) -> NodeKind:
-        """The implementation of ``node`` (harness.nodekinds; the file server's for it)."""
-        if node.kind == nodekinds.FILESERVER:
-            return nodekinds.node_kind(node.kind)
-        return nodekinds.group_kind(self.topology.node_group(node.name))
-
-    def node_argv(self, node: NodeRecord) -> list[str]:
-        """The node's command line, from its implementation (see NodeKind.argv)."""
-        return self.node_kind(node).argv(self._node_context(node))
-
-    def _node_context(self, node: NodeRecord) -> NodeContext:
-        st = self.state
-        return NodeContext(
-            state=st, node=node, listen_ip=self.backend.listen_ip(st, node.name),
-            data_dir=self.backend.data_dir(st, node.name),
-            log_file=self.backend.log_file(st, node.name),
-            key_seed_hex=self.topology.node_identity(node.name).seed_hex,
-            topology=st.topology)
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    def _start(self, report: Reporter) -> None:
-        report(f"preparing {self.backend.kind} runtime for testnet {self.name!r}")
-        self.backend.prepare(self.state, report)
-        self._save()
-        if not self.toxiproxy_url:
-            self._start_seed_and_nodes(report)
-            return
-        pair_proxies, pair_relays = nodekinds.pair_link_proxies(self.state, self._link_ip)
-        relays = [r for n in self.state.nodes for r in self.node_kind(n).udp_relays(n)]
-        relays += pair_relays
-        if not self.backend.concurrent_start or pair_proxies or relays:
-            # real servers (pair links, UDP relays) must find their proxies in place when they
-            # start: one phase after the other
-            self._start_proxies(report, pair_proxies, relays)
-            self._start_seed_and_nodes(report)
-            return
-        # Nodes of ours register at the seed directly (retrying until it answers) and reach
-        # their peers only once the seed assigned swarms, which the readiness below waits for:
-        # Toxiproxy with the proxies in front of the nodes (proxies may be created before their
-        # upstreams listen), the seed and the nodes all start at once. Each thread sets fields
-        # of its own in the state (containers); nothing saves the state until all are done.
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="testnet-up") as pool:
-            started = [pool.submit(self._start_proxies, report, [], [], save=False),
-                       pool.submit(self._start_seed, report, save=False)]
-            try:
-                self._start_nodes(report, save=False)
-            finally:
-                wait(started)  # never leave one running into a teardown
-            for f in started:
-                f.result()  # the first error, if one failed
-        self._save()
-
-    def _start_proxies(self, report: Reporter, pair_proxies: list[dict[str, Any]],
-                       relays: list[dict[str, str]], save: bool = True) -> None:
-        """Toxiproxy, the proxies in front of every node and, for real servers, the link proxies
-        between them and the UDP relay."""
-        report("starting Toxiproxy")
-        self.backend.start_proxy(self.state)
-        if save:
-            self._save()
-        rpc.run_sync(self._wait_proxy_api(30.0))
-        rpc.run_sync(self._populate_proxies(self.runtime_nodes()))
-        report("Toxiproxy: proxies in front of every node created")
-        # real servers cannot be re-pointed at a link proxy later: each pair of them talks
-        # through one of its own from the start (docs/nodes.md)
-        if pair_proxies:
-            report(f"creating {len(pair_proxies)} link proxies between real nodes")
-            ips = sorted({p["listen"].rpartition(":")[0] for p in pair_proxies})
-            self.backend.ensure_addresses(self.state, ips)
-            if save:
-                self._save()
-            rpc.run_sync(self._post_populate(pair_proxies))
-        if relays:  # Toxiproxy relays TCP only: the UDP side of proxied ports (QUIC)
-            report("starting the UDP relay")
-            self.backend.start_udp_relay(self.state, relays)
-            if save:
-                self._save()
-
-    def _start_seed_and_nodes(self, report: Reporter) -> None:
-        self._start_seed(report)
-        self._start_nodes(report)
-
-    def _start_seed(self, report: Reporter, save: bool = True) -> None:
-        report("starting seed")
-        self.backend.start_seed(self.state, self.seed_argv(), self.seed_env())
-        if save:
-            self._save()
-
-    def _start_nodes(self, report: Reporter, save: bool = True) -> None:
-        fs = " and the file server" if self.state.fileserver else ""
-        report(f"starting {len(self.state.nodes)} nodes{fs}")
-        self.backend.start_nodes(self.state, [(n, self.node_argv(n), self.node_env(n))
-                                              for n in self.runtime_nodes()])
-        if save:
-            self._save()
-
-    def _save(self) -> None:
-        self.statedir.save(self.state)
-        self._state_mtime = self._mtime()
-
-    def _mtime(self) -> float | None:
-        try:
-            return self.statedir.state_file.stat().st_mtime_ns
-        except FileNotFoundError:
-            return None
-
-    def sync_state(self) -> None:
-        """Re-read the state file if another process (e.g. a CLI churn command) changed it, so
-        runtime handles (pids, containers) and added nodes are current."""
-        mtime = self._mtime()
-        if mtime is not None and mtime != getattr(self, "_state_mtime", None):
-            self.state = self.statedir.load()
-            self._state_mtime = mtime
-
-    # -- proxies -----------------------------------------------------------------------------
-    @property
-    def toxiproxy_url(self) -> str | None:
-        return self.state.toxiproxy_url
-
-    def runtime_nodes(self) -> list[NodeRecord]:
-        """The records the backend runs like nodes: the storage nodes and the file server."""
-        return self.state.nodes + ([self.state.fileserver] if self.state.fileserver else [])
-
-    def runtime_targets(self) -> list[str]:
-        """Every runtime of the testnet: the seed, the Toxiproxy server (if any), the nodes, the
-        file server (if any)."""
-        return (["seed"] + (["toxiproxy"] if self.toxiproxy_url else [])
-                + (["udprelay"] if self.state.udprelay_pid or self.state.udprelay_container else [])
-                + [n.name for n in self.runtime_nodes()])
-
-    async def _wait_proxy_api(self, timeout: float) -> None:
-        await self._check().wait_proxy_api(timeout)
-
-    async def _populate_proxies(self, nodes: list[NodeRecord]) -> None:
-        """Create (or replace) the proxies of each node: advertised address -> node process
-        (one per port the node serves: HTTPS, and OxenMQ for the real server)."""
-        await self._post_populate([spec for n in nodes for spec in self.node_kind(n).proxies(n)])
-
-    async def _post_populate(self, body: list[dict[str, Any]]) -> None:
-        """``POST /populate`` of Toxiproxy: create (or replace) the proxies ``body``."""
-        if not body:
-            return
-        url = f"{self.toxiproxy_url}/populate"
-        async with rpc.new_session() as s:
-            try:
-                async with s.post(url, json=body) as resp:
-                    if resp.status >= 300:
-                        raise BackendError(f"{url}: HTTP {resp.status}: {await resp.text()}")
-            except (rpc.aiohttp.ClientError, TimeoutError) as e:
-                raise BackendError(f"{url}: cannot create proxies: {e!r}") from None
-
     def down(self) -> None:
         """Stop and remove everything this testnet started. Idempotent."""
         with locked():
@@ -371,9 +150,6 @@ class Testnet:
         self._reaper = None
 
     # -- readiness (harness.readiness) -----------------------------------------------------
-    def _check(self) -> ReadinessCheck:
-        return ReadinessCheck(self.state, self.backend, self.node_kind, self.runtime_targets)
-
     async def readiness(self, session: Any | None = None) -> Readiness:
         own = session is None
         session = session or rpc.new_session(rpc.aiohttp.ClientTimeout(total=3))
