@@ -52,15 +52,12 @@ process exits. The CLI never does that.
 from __future__ import annotations
 
 import contextlib
-import io
 import ipaddress
 import json
 import os
 import socket
 import sys
-import tarfile
 import threading
-import time
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -69,11 +66,11 @@ from typing import Any, ClassVar
 
 import docker.errors  # binds `docker` too (a plain `import docker` is misfiled next to docker/)
 import docker.types
-import requests.exceptions
 from docker.client import DockerClient
 
 from harness import nodekinds
 from harness.backends.base import FILESERVER_HOST, Backend, BackendError, Reporter, fileserver_record
+from harness.backends.docker_containers import start_container
 from harness.backends.docker_engine import (
     KIND,
     LABEL,
@@ -84,7 +81,6 @@ from harness.backends.docker_engine import (
     LABEL_TARGET,
     EngineClient,
     connect,
-    explain,
     resource_prefix,
 )
 from harness.backends.docker_gc import EngineLeftover, EngineLeftoverWarning, remove_resources, sweep
@@ -110,17 +106,6 @@ SEED_OMQ_BASE = 23000
 #: where the seed's real-node list and the UDP relay's config are put in their containers
 SEED_NODE_LIST = "/tmp/oxenmq-nodes.json"
 UDP_RELAY_CONFIG = "/tmp/udp-relays.json"
-
-
-def _tar(files: dict[str, bytes]) -> bytes:
-    """An archive of ``files`` (absolute path -> content, world-readable) for put_archive."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for path, data in files.items():
-            ti = tarfile.TarInfo(path.lstrip("/"))
-            ti.size, ti.mode, ti.mtime = len(data), 0o644, int(time.time())
-            tar.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def _image(state: NetworkState) -> str:
@@ -353,7 +338,7 @@ class DockerBackend(Backend):
         controls the engine, never to ``ps`` on the host or in other containers.
         """
         name = self.container_name(state, target)
-        kwargs: dict[str, Any] = {"name": name, "init": True, "user": user, "cap_add": cap_add,
+        kwargs: dict[str, Any] = {"init": True, "user": user, "cap_add": cap_add,
                                   "environment": dict(env or {}), **extra}
         if volume:
             kwargs["mounts"] = [docker.types.Mount(target=DATA_DIR, type="volume",
@@ -367,42 +352,10 @@ class DockerBackend(Backend):
             # to the network it guesses the caller runs in (its docker-in-docker heuristic)
             kwargs.update(network=None, network_mode=network_mode)
         labels = self.labels(state, role=role, target=target)
-        tc = self.tc
-        try:
-            # pulls `image` only if absent; ours are built or checked by prepare()
-            container = tc.create(image, command=command, labels=labels, **kwargs)
-            if files:
-                container.put_archive("/", _tar(files))
-            tc.start(container)
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-            self._remove_failed(name, labels)
-            why = explain(e)
-            if self._image_missing(image):
-                why = (f"the image is not on the engine and could not be pulled ({why}); run "
-                       "'testnet up' again, which rebuilds or pulls it")
-            raise BackendError(f"cannot start container {name} ({image}) for {target} of testnet "
-                               f"{state.name!r}: {why}") from None
+        start_container(self.client, self.tc, image, command, name=name, labels=labels,
+                        state_label=self.state_label, target=target, testnet=state.name,
+                        files=files, **kwargs)
         return name
-
-    def _image_missing(self, image: str) -> bool:
-        try:
-            self.client.images.get(image)
-        except docker.errors.ImageNotFound:
-            return True
-        except (docker.errors.DockerException, requests.exceptions.RequestException):
-            pass
-        return False
-
-    def _remove_failed(self, name: str, labels: dict[str, str]) -> None:
-        """Remove what a failed :meth:`_run` left behind: the container ``name`` if it is this
-        testnet's (a name conflict must not remove somebody else's container)."""
-        try:
-            c = self.client.containers.get(name)
-            own = c.labels or {}
-            if all(own.get(k) == labels[k] for k in (LABEL, self.state_label, LABEL_TARGET)):
-                c.remove(force=True)
-        except (docker.errors.DockerException, requests.exceptions.RequestException):
-            pass  # gone, or the engine is unreachable: down/clean find it by label later
 
     def start_seed(self, state: NetworkState, argv: list[str], env: dict[str, str]) -> None:
         argv, files = list(argv), {}
