@@ -1,21 +1,8 @@
 """Containers: every testnet on its own user-defined bridge network (see docs/DESIGN.md,
 "Docker layout").
 
-Addressing: a testnet gets a free index X in 128-254, so its network is ``10.X.0.0/16`` (inside
-10.128.0.0/9, never overlapping another docker network, a host route or the host's resolver).
-Docker's own automatic addresses are confined to ``10.X.255.0/25`` (gateway ``10.X.255.254``), so
-every address below is fixed:
-
-- ``10.X.0.1``  the proxy host: owns the Toxiproxy listen addresses (NET_ADMIN), API on ``:8474``
-- ``10.X.0.2``  the seed (``:22023`` HTTP, ``:22024`` HTTPS)
-- ``10.X.i.2``  node ``i``'s container (storage ``:22021``, admin ``:22030``)
-- ``10.X.i.1``  node ``i``'s advertised address: its Toxiproxy proxy (upstream ``10.X.i.2``)
-- ``10.X.i.(j+2)`` the dedicated proxy for traffic from node ``j`` to node ``i`` (on demand)
-- ``10.X.0.4``  the file server's container (HTTP ``:22050``, admin ``:22030``); ``10.X.0.3`` its
-  advertised address, its Toxiproxy proxy ``fileserver``. Nodes get ``--forward-allow
-  10.X.0.0/16``: exit nodes forward onion requests only there (and to loopback).
-
-Without proxies (``Topology.proxies=False``) node ``i`` advertises ``10.X.i.2`` itself.
+Addressing: every address of a testnet is fixed, derived from its free index X (its network
+``10.X.0.0/16``): see :mod:`harness.backends.docker_net` for the layout.
 
 The network is ``internal``: the engine gives it no route out of the host (its iptables rules
 drop whatever a container sends outside the subnet), while the host still reaches every address
@@ -84,16 +71,20 @@ from harness.backends.docker_engine import (
     resource_prefix,
 )
 from harness.backends.docker_gc import EngineLeftover, EngineLeftoverWarning, remove_resources, sweep
-from harness.backends.docker_net import free_net_index, subnet_of
+from harness.backends.docker_net import SEED_OMQ_BASE as SEED_OMQ_BASE  # re-exported
+from harness.backends.docker_net import (
+    TOXIPROXY_PORT,
+    assign_addresses,
+    free_net_index,
+    subnet_of,
+)
 from harness.backends.follow_container import follow_container_log
 from harness.images import ImageError, ensure_images, toxiproxy_image
 from harness.nodekinds.base import NodeKindError
-from harness.nodekinds.oxen_storage import DEFAULT_OMQ_PORT
 from harness.state import NetworkState, NodeRecord, StateDir, StateError, list_networks, locked
 from harness.topology import NodeGroup, Topology, node_index
 from nodes.protocol.constants import ADMIN_PORT, SEED_HTTPS_PORT, SEED_PORT, STORAGE_PORT
 
-TOXIPROXY_PORT = 8474
 #: backends whose testnets take a 10.X.0.0/16 of NET_INDEXES (docker networks, swarm overlays)
 NET_KINDS = ("docker", "swarm")
 DATA_DIR = "/data"
@@ -101,8 +92,6 @@ DATA_DIR = "/data"
 CREATE_ATTEMPTS = 6
 #: run in the proxy host (as root) to add listen addresses: see nodes/common/netlink.py
 ADD_ADDRESSES = ["python", "-m", "nodes.common.netlink"]
-#: the seed's OxenMQ endpoint of real node i (its oxend) is 10.X.0.2:(SEED_OMQ_BASE + i)
-SEED_OMQ_BASE = 23000
 #: where the seed's real-node list and the UDP relay's config are put in their containers
 SEED_NODE_LIST = "/tmp/oxenmq-nodes.json"
 UDP_RELAY_CONFIG = "/tmp/udp-relays.json"
@@ -193,31 +182,8 @@ class DockerBackend(Backend):
 
     @staticmethod
     def assign_addresses(state: NetworkState) -> None:
-        """(Re)derive every address of the testnet from ``state.net_index``."""
-        x = state.net_index
-        proxies = bool(state.topology.get("proxies", True))
-        seed_ip = f"10.{x}.0.2"
-        state.seed_runtime["ip"] = seed_ip
-        state.seed_url = f"http://{seed_ip}:{SEED_PORT}"
-        state.seed_https_url = f"https://{seed_ip}:{SEED_HTTPS_PORT}"
-        if proxies:
-            state.toxiproxy_url = f"http://10.{x}.0.1:{TOXIPROXY_PORT}"
-        # exit nodes may forward onion requests into the testnet's own network (the file server)
-        state.forward_networks = [str(subnet_of(x))]
-        fs = state.fileserver
-        if fs is not None:
-            own = f"10.{x}.0.{FILESERVER_HOST + 1}"
-            fs.public_ip = f"10.{x}.0.{FILESERVER_HOST}" if proxies else own
-            fs.bind_ip = own if proxies else None
-            fs.proxy = fs.name if proxies else None
-        for node in state.nodes:
-            i = node_index(node.name)
-            node.public_ip = f"10.{x}.{i}.1" if proxies else f"10.{x}.{i}.2"
-            node.bind_ip = f"10.{x}.{i}.2" if proxies else None
-            node.proxy = node.name if proxies else None
-            if node.kind == nodekinds.OXEN_STORAGE:  # every node has its own addresses
-                node.omq_bind_port = node.omq_port = DEFAULT_OMQ_PORT
-                node.oxend_endpoint = f"tcp://{seed_ip}:{SEED_OMQ_BASE + i}"
+        """(Re)derive every address from ``state.net_index`` (:mod:`harness.backends.docker_net`)."""
+        assign_addresses(state)
 
     def _node_record(self, topology: Topology, name: str) -> NodeRecord:
         i = node_index(name)
