@@ -1,22 +1,22 @@
 """A running testnet: bring it up, wait for it, inspect it, change it, tear it down.
 
-:class:`Testnet` holds everything that does not depend on the runtime: command lines of the seed
-and the nodes, readiness from protocol state (registered at the seed, in a swarm, answering
-``info``), diagnostics on failure, churn operations and the state file. The runtime itself is a
+:class:`Testnet` holds everything that does not depend on the runtime: ``up`` and ``down``,
+status, logs and artifacts, the admin calls and churn operations. It builds on
+:class:`harness.handle.NetworkHandle` (the state and its file) and
+:class:`harness.startup.NetworkStartUp` (command lines and the start of the runtimes), and waits
+for readiness from protocol state (registered at the seed, in a swarm, answering ``info``;
+:mod:`harness.readiness`, with the diagnostics on failure). The runtime itself is a
 :class:`harness.backends.base.Backend`.
 """
-
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,8 @@ from harness import nodekinds, rpc
 from harness.backends.base import Backend, BackendError, Reporter
 from harness.backends.registry import BACKENDS, backend_class
 from harness.lease import start_reaper, stop_reaper
-from harness.nodekinds.base import NodeContext, NodeKind
+from harness.readiness import NodeReadiness, NotReadyError, Readiness
+from harness.startup import NetworkStartUp
 from harness.state import (
     NetworkState,
     NodeRecord,
@@ -35,95 +36,24 @@ from harness.state import (
     process_start_time,
 )
 from harness.topology import Topology, node_index, node_name
-from nodes.common.auth import ENV_ADMIN_TOKEN, ENV_JOIN_TOKEN, ENV_TESTNET_SEED, derive_join_token
-from nodes.protocol.swarm import UNASSIGNED_SWARM
-
-
-class NotReadyError(RuntimeError):
-    """The testnet did not become ready in time; the message lists what each node lacks."""
-
-    def __init__(self, message: str, artifacts: Path | None = None) -> None:
-        super().__init__(message)
-        self.artifacts = artifacts
-
-
-#: how often ``wait_ready`` asks the backend whether a runtime exited (it polls readiness more often)
-DEAD_CHECK_S = 1.0
 
 
 def _quiet(_: str) -> None:
     pass
 
 
-@dataclass
-class NodeReadiness:
-    name: str
-    registered: bool = False
-    active: bool = False
-    swarm_id: int | None = None
-    node_swarm_id: int | None = None
-    #: the swarm's members as the seed and as the node see them (ed25519 hex, sorted)
-    swarm_members: tuple[str, ...] = ()
-    node_swarm_members: tuple[str, ...] | None = None
-    answering: bool = False
-    error: str | None = None
-
-    @property
-    def ready(self) -> bool:
-        return (self.registered and self.active and self.swarm_id is not None
-                and self.swarm_id == self.node_swarm_id
-                and self.node_swarm_members == self.swarm_members and self.answering)
-
-    def missing(self) -> str:
-        if not self.registered:
-            return "not registered at the seed (no proof received)"
-        if not self.active:
-            return "registered but not active"
-        if self.swarm_id is None:
-            return "registered but not assigned to a swarm yet"
-        if self.node_swarm_id != self.swarm_id:
-            return (f"seed assigned swarm {self.swarm_id:#x} but the node reports "
-                    f"{self.node_swarm_id if self.node_swarm_id is None else hex(self.node_swarm_id)}")
-        if self.node_swarm_members != self.swarm_members:
-            return (f"the node's view of swarm {self.swarm_id:#x} "
-                    f"({len(self.node_swarm_members or ())} members) differs from the seed's "
-                    f"({len(self.swarm_members)} members): it has not fetched the latest block yet")
-        if not self.answering:
-            return f"not answering storage RPC 'info': {self.error or 'no answer'}"
-        return "ready"
-
-
-@dataclass
-class Readiness:
-    seed_ok: bool = False
-    seed_error: str | None = None
-    height: int | None = None
-    nodes: dict[str, NodeReadiness] = field(default_factory=dict)
-    #: the file server (None: the testnet has none): answering, or why not
-    fileserver_ok: bool | None = None
-    fileserver_error: str | None = None
-
-    @property
-    def ready(self) -> bool:
-        return (self.seed_ok and all(n.ready for n in self.nodes.values())
-                and self.fileserver_ok is not False)
-
-
-class Testnet:
+class Testnet(NetworkStartUp):
     """A handle on one testnet. Use :meth:`up` to create one, :meth:`attach` to find one by
     name; both work as context managers that tear the testnet down on exit."""
 
     __test__ = False  # not a pytest test class, despite the name
 
     def __init__(self, state: NetworkState, statedir: StateDir, backend: Backend) -> None:
-        self.state = state
-        self.statedir = statedir
-        self.backend = backend
-        self._state_mtime = self._mtime()
+        super().__init__(state, statedir, backend)
         #: the reaper this handle started (``up`` with a lease), stopped by ``down``
         self._reaper: subprocess.Popen[bytes] | None = None
 
-    # -- construction ------------------------------------------------------------------------
+    # -- construction and teardown -----------------------------------------------------------
     @classmethod
     def up(cls, topology: Topology | None = None, *, backend: str = "process",
            timeout: float = 60.0, report: Reporter = _quiet, lease: bool = True) -> Testnet:
@@ -201,248 +131,6 @@ class Testnet:
     def __exit__(self, *exc: object) -> None:
         self.down()
 
-    # -- properties --------------------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self.state.name
-
-    @property
-    def topology(self) -> Topology:
-        return Topology.from_dict(self.state.topology)
-
-    @property
-    def seed_url(self) -> str:
-        return self.state.seed_url
-
-    @property
-    def nodes(self) -> list[NodeRecord]:
-        self.sync_state()
-        return list(self.state.nodes)
-
-    def node(self, name: str) -> NodeRecord:
-        self.sync_state()
-        return self.state.node(name)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The documented JSON of ``testnet up --json``: the state's public part and the testnet
-        seed (random unless given; ``--seed`` with it replays keys, swarms and schedules)."""
-        return {**self.state.public_dict(), "testnet_seed": self.topology.seed}
-
-    # -- command lines -----------------------------------------------------------------------
-    def seed_argv(self) -> list[str]:
-        t = self.topology
-        st = self.state
-        argv = [
-            "-m", "nodes.seed",
-            "--host", self.backend.listen_ip(st, "seed"),
-            "--port", str(st.seed_runtime["port"]),
-            "--https-port", str(st.seed_runtime.get("https_port", 0)),
-            "--data-dir", self.backend.data_dir(st, "seed"),
-            "--expect", str(t.node_count),
-            "--min-swarm-size", str(t.effective_min_swarm_size),
-            "--new-swarm-size", str(t.effective_new_swarm_size),
-            "--ideal-swarm-margin", str(t.ideal_swarm_margin),
-            "--block-interval", str(t.block_interval),
-            "--proof-timeout", str(t.proof_timeout),
-        ]
-        log = self.backend.log_file(st, "seed")
-        if log:
-            argv += ["--log-file", log]
-        argv += nodekinds.seed_args(st, self.statedir.path, self._link_ip)
-        return argv
-
-    def _link_ip(self, src: str, dst: str) -> str:
-        """The IP of ``src``'s link proxy to ``dst`` (the backend's link address, port dropped)."""
-        addr = self.backend.link_address(self.state, src=src, dst=dst)
-        ip, sep, port = addr.rpartition(":")
-        return ip if sep and port.isdigit() else addr
-
-    def seed_env(self) -> dict[str, str]:
-        """The seed's secrets, passed in its environment (never on its command line): the testnet
-        seed (real nodes' keys derive from it), the admin token and the nodes' join token."""
-        token = self.state.admin_token
-        return {ENV_TESTNET_SEED: self.topology.seed, ENV_ADMIN_TOKEN: token,
-                ENV_JOIN_TOKEN: derive_join_token(token)}
-
-    def node_env(self, node: NodeRecord) -> dict[str, str]:
-        """The node's secrets (key seed, tokens), from its implementation (NodeKind.env)."""
-        return self.node_kind(node).env(self._node_context(node))
-
-    def node_kind(self, node: NodeRecord) -> NodeKind:
-        """The implementation of ``node`` (harness.nodekinds; the file server's for it)."""
-        if node.kind == nodekinds.FILESERVER:
-            return nodekinds.node_kind(node.kind)
-        return nodekinds.group_kind(self.topology.node_group(node.name))
-
-    def node_argv(self, node: NodeRecord) -> list[str]:
-        """The node's command line, from its implementation (see NodeKind.argv)."""
-        return self.node_kind(node).argv(self._node_context(node))
-
-    def _node_context(self, node: NodeRecord) -> NodeContext:
-        st = self.state
-        return NodeContext(
-            state=st, node=node, listen_ip=self.backend.listen_ip(st, node.name),
-            data_dir=self.backend.data_dir(st, node.name),
-            log_file=self.backend.log_file(st, node.name),
-            key_seed_hex=self.topology.node_identity(node.name).seed_hex,
-            topology=st.topology)
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    def _start(self, report: Reporter) -> None:
-        report(f"preparing {self.backend.kind} runtime for testnet {self.name!r}")
-        self.backend.prepare(self.state, report)
-        self._save()
-        if not self.toxiproxy_url:
-            self._start_seed_and_nodes(report)
-            return
-        pair_proxies, pair_relays = nodekinds.pair_link_proxies(self.state, self._link_ip)
-        relays = [r for n in self.state.nodes for r in self.node_kind(n).udp_relays(n)]
-        relays += pair_relays
-        if not self.backend.concurrent_start or pair_proxies or relays:
-            # real servers (pair links, UDP relays) must find their proxies in place when they
-            # start: one phase after the other
-            self._start_proxies(report, pair_proxies, relays)
-            self._start_seed_and_nodes(report)
-            return
-        # Nodes of ours register at the seed directly (retrying until it answers) and reach
-        # their peers only once the seed assigned swarms, which the readiness below waits for:
-        # Toxiproxy with the proxies in front of the nodes (proxies may be created before their
-        # upstreams listen), the seed and the nodes all start at once. Each thread sets fields
-        # of its own in the state (containers); nothing saves the state until all are done.
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="testnet-up") as pool:
-            started = [pool.submit(self._start_proxies, report, [], [], save=False),
-                       pool.submit(self._start_seed, report, save=False)]
-            try:
-                self._start_nodes(report, save=False)
-            finally:
-                wait(started)  # never leave one running into a teardown
-            for f in started:
-                f.result()  # the first error, if one failed
-        self._save()
-
-    def _start_proxies(self, report: Reporter, pair_proxies: list[dict[str, Any]],
-                       relays: list[dict[str, str]], save: bool = True) -> None:
-        """Toxiproxy, the proxies in front of every node and, for real servers, the link proxies
-        between them and the UDP relay."""
-        report("starting Toxiproxy")
-        self.backend.start_proxy(self.state)
-        if save:
-            self._save()
-        rpc.run_sync(self._wait_proxy_api(30.0))
-        rpc.run_sync(self._populate_proxies(self.runtime_nodes()))
-        report("Toxiproxy: proxies in front of every node created")
-        # real servers cannot be re-pointed at a link proxy later: each pair of them talks
-        # through one of its own from the start (docs/nodes.md)
-        if pair_proxies:
-            report(f"creating {len(pair_proxies)} link proxies between real nodes")
-            ips = sorted({p["listen"].rpartition(":")[0] for p in pair_proxies})
-            self.backend.ensure_addresses(self.state, ips)
-            if save:
-                self._save()
-            rpc.run_sync(self._post_populate(pair_proxies))
-        if relays:  # Toxiproxy relays TCP only: the UDP side of proxied ports (QUIC)
-            report("starting the UDP relay")
-            self.backend.start_udp_relay(self.state, relays)
-            if save:
-                self._save()
-
-    def _start_seed_and_nodes(self, report: Reporter) -> None:
-        self._start_seed(report)
-        self._start_nodes(report)
-
-    def _start_seed(self, report: Reporter, save: bool = True) -> None:
-        report("starting seed")
-        self.backend.start_seed(self.state, self.seed_argv(), self.seed_env())
-        if save:
-            self._save()
-
-    def _start_nodes(self, report: Reporter, save: bool = True) -> None:
-        fs = " and the file server" if self.state.fileserver else ""
-        report(f"starting {len(self.state.nodes)} nodes{fs}")
-        self.backend.start_nodes(self.state, [(n, self.node_argv(n), self.node_env(n))
-                                              for n in self.runtime_nodes()])
-        if save:
-            self._save()
-
-    def _save(self) -> None:
-        self.statedir.save(self.state)
-        self._state_mtime = self._mtime()
-
-    def _mtime(self) -> float | None:
-        try:
-            return self.statedir.state_file.stat().st_mtime_ns
-        except FileNotFoundError:
-            return None
-
-    def sync_state(self) -> None:
-        """Re-read the state file if another process (e.g. a CLI churn command) changed it, so
-        runtime handles (pids, containers) and added nodes are current."""
-        mtime = self._mtime()
-        if mtime is not None and mtime != getattr(self, "_state_mtime", None):
-            self.state = self.statedir.load()
-            self._state_mtime = mtime
-
-    # -- proxies -----------------------------------------------------------------------------
-    @property
-    def toxiproxy_url(self) -> str | None:
-        return self.state.toxiproxy_url
-
-    def runtime_nodes(self) -> list[NodeRecord]:
-        """The records the backend runs like nodes: the storage nodes and the file server."""
-        return self.state.nodes + ([self.state.fileserver] if self.state.fileserver else [])
-
-    def runtime_targets(self) -> list[str]:
-        """Every runtime of the testnet: the seed, the Toxiproxy server (if any), the nodes, the
-        file server (if any)."""
-        return (["seed"] + (["toxiproxy"] if self.toxiproxy_url else [])
-                + (["udprelay"] if self.state.udprelay_pid or self.state.udprelay_container else [])
-                + [n.name for n in self.runtime_nodes()])
-
-    async def _wait_proxy_api(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        next_dead_check = time.monotonic() + DEAD_CHECK_S  # it was just started
-        url = f"{self.toxiproxy_url}/version"
-        async with rpc.new_session(rpc.aiohttp.ClientTimeout(total=2)) as s:
-            while True:
-                try:
-                    async with s.get(url) as resp:
-                        if resp.status == 200:
-                            return
-                except (rpc.aiohttp.ClientError, TimeoutError):
-                    pass
-                now = time.monotonic()
-                if now >= next_dead_check or now > deadline:
-                    next_dead_check = now + DEAD_CHECK_S
-                    running = self.backend.is_running(self.state, "toxiproxy")
-                else:
-                    running = True
-                if not running:
-                    raise NotReadyError(
-                        f"testnet {self.name!r}: the Toxiproxy server exited during start-up; "
-                        f"its log:\n{self.backend.read_log(self.state, 'toxiproxy', tail=20)}")
-                if time.monotonic() > deadline:
-                    raise NotReadyError(f"testnet {self.name!r}: Toxiproxy API {url} not answering "
-                                        f"after {timeout:.0f}s")
-                await asyncio.sleep(0.1)
-
-    async def _populate_proxies(self, nodes: list[NodeRecord]) -> None:
-        """Create (or replace) the proxies of each node: advertised address -> node process
-        (one per port the node serves: HTTPS, and OxenMQ for the real server)."""
-        await self._post_populate([spec for n in nodes for spec in self.node_kind(n).proxies(n)])
-
-    async def _post_populate(self, body: list[dict[str, Any]]) -> None:
-        """``POST /populate`` of Toxiproxy: create (or replace) the proxies ``body``."""
-        if not body:
-            return
-        url = f"{self.toxiproxy_url}/populate"
-        async with rpc.new_session() as s:
-            try:
-                async with s.post(url, json=body) as resp:
-                    if resp.status >= 300:
-                        raise BackendError(f"{url}: HTTP {resp.status}: {await resp.text()}")
-            except (rpc.aiohttp.ClientError, TimeoutError) as e:
-                raise BackendError(f"{url}: cannot create proxies: {e!r}") from None
-
     def down(self) -> None:
         """Stop and remove everything this testnet started. Idempotent."""
         with locked():
@@ -461,67 +149,15 @@ class Testnet:
         stop_reaper(self._reaper)
         self._reaper = None
 
-    # -- readiness ---------------------------------------------------------------------------
+    # -- readiness (harness.readiness) -----------------------------------------------------
     async def readiness(self, session: Any | None = None) -> Readiness:
         own = session is None
         session = session or rpc.new_session(rpc.aiohttp.ClientTimeout(total=3))
         try:
-            return await self._readiness(session)
+            return await self._check().probe(session)
         finally:
             if own:
                 await session.close()
-
-    async def _readiness(self, session: Any) -> Readiness:
-        r = Readiness(nodes={n.name: NodeReadiness(n.name) for n in self.state.nodes})
-        by_key = {n.pubkey_ed25519: n for n in self.state.nodes}
-        try:
-            res = await rpc.seed_rpc(session, self.seed_url, "get_n_service_nodes",
-                                     {"active_only": False,
-                                      "fields": {"pubkey_ed25519": True, "swarm_id": True,
-                                                 "active": True}})
-            r.seed_ok = True
-            r.height = res.get("height")
-            members: dict[int, list[str]] = {}  # swarm -> active members, as the nodes count them
-            for sn in res.get("service_node_states", []):
-                sid = sn.get("swarm_id")
-                if (sn.get("active") and sid not in (None, UNASSIGNED_SWARM)
-                        and isinstance(sn.get("pubkey_ed25519"), str)):
-                    members.setdefault(int(sid), []).append(sn["pubkey_ed25519"])
-                node = by_key.get(sn.get("pubkey_ed25519"))
-                if node is None:
-                    continue
-                nr = r.nodes[node.name]
-                nr.registered = True
-                nr.active = bool(sn.get("active"))
-                nr.swarm_id = None if sid in (None, UNASSIGNED_SWARM) else int(sid)
-            for nr in r.nodes.values():
-                if nr.swarm_id is not None:
-                    nr.swarm_members = tuple(sorted(members.get(nr.swarm_id, ())))
-        except rpc.RpcError as e:
-            r.seed_error = str(e)
-
-        # each node group's implementation asks its nodes (or the seed about them) in its own
-        # way (groups of one kind may differ: another revision, a declared admin interface)
-        by_kind: dict[Any, tuple[NodeKind, dict[str, tuple[NodeRecord, int | None]]]] = {}
-        topology = self.topology
-        for n in self.state.nodes:
-            group = replace(topology.node_group(n.name), count=1)
-            entry = by_kind.setdefault(group, (nodekinds.group_kind(group), {}))
-            entry[1][n.name] = (n, r.nodes[n.name].swarm_id)
-        fs = self.state.fileserver
-        if fs is not None:
-            by_kind[fs.kind] = (self.node_kind(fs), {fs.name: (fs, None)})
-        results = await asyncio.gather(*(kind.probe(session, self.state, group)
-                                         for kind, group in by_kind.values()))
-        for views in results:
-            for name, view in views.items():
-                if fs is not None and name == fs.name:
-                    r.fileserver_ok, r.fileserver_error = view.answering, view.error
-                    continue
-                nr = r.nodes[name]
-                nr.node_swarm_id, nr.node_swarm_members = view.swarm_id, view.swarm_members
-                nr.answering, nr.error = view.answering, view.error
-        return r
 
     def wait_ready(self, timeout: float = 60.0, report: Reporter = _quiet,
                    poll: float = 0.2) -> Readiness:
@@ -530,69 +166,15 @@ class Testnet:
         return rpc.run_sync(self._wait_ready(timeout, report, poll))
 
     async def _wait_ready(self, timeout: float, report: Reporter, poll: float) -> Readiness:
-        deadline = time.monotonic() + timeout
-        next_dead_check = 0.0
-        last_msg = ""
-        async with rpc.new_session(rpc.aiohttp.ClientTimeout(total=3)) as session:
-            while True:
-                r = await self._readiness(session)
-                if r.ready:
-                    self._record_swarms(r)
-                    report(f"ready: {len(r.nodes)} nodes in {len(self.swarms())} swarms "
-                           f"(height {r.height})")
-                    return r
-                ready = sum(n.ready for n in r.nodes.values())
-                msg = (f"waiting for readiness: {ready}/{len(r.nodes)} nodes ready"
-                       if r.seed_ok else "waiting for the seed to answer")
-                if msg != last_msg:
-                    report(msg)
-                    last_msg = msg
-                # one engine/process query per runtime: not at every poll (the containers and
-                # the processes starting need the cores more than this loop)
-                now = time.monotonic()
-                if now >= next_dead_check or now > deadline:
-                    next_dead_check = now + DEAD_CHECK_S
-                    dead = self._dead_runtimes()
-                    if dead or now > deadline:
-                        raise NotReadyError(self._diagnose(r, timeout, dead))
-                await asyncio.sleep(poll)
-
-    def _dead_runtimes(self) -> list[str]:
-        return [t for t in self.runtime_targets() if not self.backend.is_running(self.state, t)]
+        r = await self._check().wait(timeout, report, poll)
+        self._record_swarms(r)
+        report(f"ready: {len(r.nodes)} nodes in {len(self.swarms())} swarms (height {r.height})")
+        return r
 
     def _record_swarms(self, r: Readiness) -> None:
         for n in self.state.nodes:
             n.swarm_id = r.nodes[n.name].swarm_id
         self._save()
-
-    def _diagnose(self, r: Readiness, timeout: float, dead: list[str]) -> str:
-        lines = []
-        if dead:
-            lines.append(f"testnet {self.name!r}: {', '.join(dead)} exited during start-up")
-        else:
-            lines.append(f"testnet {self.name!r} not ready after {timeout:.0f}s")
-        if not r.seed_ok:
-            lines.append(f"  seed at {self.seed_url}: {r.seed_error}")
-        for n in self.state.nodes:
-            nr = r.nodes[n.name]
-            if not nr.ready:
-                admin = f", admin {n.admin_url}" if n.admin_port else f", {n.kind}"
-                lines.append(f"  {n.name} ({n.public_ip}:{n.storage_port}{admin}): {nr.missing()}")
-        fs = self.state.fileserver
-        if fs is not None and r.fileserver_ok is False:
-            lines.append(f"  {fs.name} (http://{fs.public_ip}:{fs.storage_port}, admin "
-                         f"{fs.admin_url}): {r.fileserver_error or 'not answering'}")
-        bad = [t for t in (["seed"] if (not r.seed_ok or "seed" in dead) else [])]
-        bad += [n for n, nr in r.nodes.items() if not nr.ready]
-        if fs is not None and (r.fileserver_ok is False or fs.name in dead):
-            bad.append(fs.name)
-        for target in bad[:6]:
-            try:
-                tail = self.backend.read_log(self.state, target, tail=15).rstrip()
-            except Exception as e:  # diagnostics must never hide the real error
-                tail = f"(log unavailable: {e})"
-            lines.append(f"--- last log lines of {target} ---\n{tail}")
-        return "\n".join(lines)
 
     # -- inspection --------------------------------------------------------------------------
     def swarms(self) -> dict[int, list[str]]:

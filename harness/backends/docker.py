@@ -1,21 +1,8 @@
 """Containers: every testnet on its own user-defined bridge network (see docs/DESIGN.md,
 "Docker layout").
 
-Addressing: a testnet gets a free index X in 128-254, so its network is ``10.X.0.0/16`` (inside
-10.128.0.0/9, never overlapping another docker network, a host route or the host's resolver).
-Docker's own automatic addresses are confined to ``10.X.255.0/25`` (gateway ``10.X.255.254``), so
-every address below is fixed:
-
-- ``10.X.0.1``  the proxy host: owns the Toxiproxy listen addresses (NET_ADMIN), API on ``:8474``
-- ``10.X.0.2``  the seed (``:22023`` HTTP, ``:22024`` HTTPS)
-- ``10.X.i.2``  node ``i``'s container (storage ``:22021``, admin ``:22030``)
-- ``10.X.i.1``  node ``i``'s advertised address: its Toxiproxy proxy (upstream ``10.X.i.2``)
-- ``10.X.i.(j+2)`` the dedicated proxy for traffic from node ``j`` to node ``i`` (on demand)
-- ``10.X.0.4``  the file server's container (HTTP ``:22050``, admin ``:22030``); ``10.X.0.3`` its
-  advertised address, its Toxiproxy proxy ``fileserver``. Nodes get ``--forward-allow
-  10.X.0.0/16``: exit nodes forward onion requests only there (and to loopback).
-
-Without proxies (``Topology.proxies=False``) node ``i`` advertises ``10.X.i.2`` itself.
+Addressing: every address of a testnet is fixed, derived from its free index X (its network
+``10.X.0.0/16``): see :mod:`harness.backends.docker_net` for the layout.
 
 The network is ``internal``: the engine gives it no route out of the host (its iptables rules
 drop whatever a container sends outside the subnet), while the host still reaches every address
@@ -52,16 +39,12 @@ process exits. The CLI never does that.
 from __future__ import annotations
 
 import contextlib
-import datetime
-import io
 import ipaddress
 import json
 import os
 import socket
 import sys
-import tarfile
 import threading
-import time
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -70,11 +53,11 @@ from typing import Any, ClassVar
 
 import docker.errors  # binds `docker` too (a plain `import docker` is misfiled next to docker/)
 import docker.types
-import requests.exceptions
 from docker.client import DockerClient
 
 from harness import nodekinds
 from harness.backends.base import FILESERVER_HOST, Backend, BackendError, Reporter, fileserver_record
+from harness.backends.docker_containers import start_container
 from harness.backends.docker_engine import (
     KIND,
     LABEL,
@@ -85,19 +68,23 @@ from harness.backends.docker_engine import (
     LABEL_TARGET,
     EngineClient,
     connect,
-    explain,
     resource_prefix,
 )
 from harness.backends.docker_gc import EngineLeftover, EngineLeftoverWarning, remove_resources, sweep
-from harness.backends.docker_net import free_net_index, subnet_of
+from harness.backends.docker_net import SEED_OMQ_BASE as SEED_OMQ_BASE  # re-exported
+from harness.backends.docker_net import (
+    TOXIPROXY_PORT,
+    assign_addresses,
+    free_net_index,
+    subnet_of,
+)
+from harness.backends.follow_container import follow_container_log
 from harness.images import ImageError, ensure_images, toxiproxy_image
 from harness.nodekinds.base import NodeKindError
-from harness.nodekinds.oxen_storage import DEFAULT_OMQ_PORT
 from harness.state import NetworkState, NodeRecord, StateDir, StateError, list_networks, locked
 from harness.topology import NodeGroup, Topology, node_index
 from nodes.protocol.constants import ADMIN_PORT, SEED_HTTPS_PORT, SEED_PORT, STORAGE_PORT
 
-TOXIPROXY_PORT = 8474
 #: backends whose testnets take a 10.X.0.0/16 of NET_INDEXES (docker networks, swarm overlays)
 NET_KINDS = ("docker", "swarm")
 DATA_DIR = "/data"
@@ -105,22 +92,9 @@ DATA_DIR = "/data"
 CREATE_ATTEMPTS = 6
 #: run in the proxy host (as root) to add listen addresses: see nodes/common/netlink.py
 ADD_ADDRESSES = ["python", "-m", "nodes.common.netlink"]
-#: the seed's OxenMQ endpoint of real node i (its oxend) is 10.X.0.2:(SEED_OMQ_BASE + i)
-SEED_OMQ_BASE = 23000
 #: where the seed's real-node list and the UDP relay's config are put in their containers
 SEED_NODE_LIST = "/tmp/oxenmq-nodes.json"
 UDP_RELAY_CONFIG = "/tmp/udp-relays.json"
-
-
-def _tar(files: dict[str, bytes]) -> bytes:
-    """An archive of ``files`` (absolute path -> content, world-readable) for put_archive."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for path, data in files.items():
-            ti = tarfile.TarInfo(path.lstrip("/"))
-            ti.size, ti.mode, ti.mtime = len(data), 0o644, int(time.time())
-            tar.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def _image(state: NetworkState) -> str:
@@ -208,31 +182,8 @@ class DockerBackend(Backend):
 
     @staticmethod
     def assign_addresses(state: NetworkState) -> None:
-        """(Re)derive every address of the testnet from ``state.net_index``."""
-        x = state.net_index
-        proxies = bool(state.topology.get("proxies", True))
-        seed_ip = f"10.{x}.0.2"
-        state.seed_runtime["ip"] = seed_ip
-        state.seed_url = f"http://{seed_ip}:{SEED_PORT}"
-        state.seed_https_url = f"https://{seed_ip}:{SEED_HTTPS_PORT}"
-        if proxies:
-            state.toxiproxy_url = f"http://10.{x}.0.1:{TOXIPROXY_PORT}"
-        # exit nodes may forward onion requests into the testnet's own network (the file server)
-        state.forward_networks = [str(subnet_of(x))]
-        fs = state.fileserver
-        if fs is not None:
-            own = f"10.{x}.0.{FILESERVER_HOST + 1}"
-            fs.public_ip = f"10.{x}.0.{FILESERVER_HOST}" if proxies else own
-            fs.bind_ip = own if proxies else None
-            fs.proxy = fs.name if proxies else None
-        for node in state.nodes:
-            i = node_index(node.name)
-            node.public_ip = f"10.{x}.{i}.1" if proxies else f"10.{x}.{i}.2"
-            node.bind_ip = f"10.{x}.{i}.2" if proxies else None
-            node.proxy = node.name if proxies else None
-            if node.kind == nodekinds.OXEN_STORAGE:  # every node has its own addresses
-                node.omq_bind_port = node.omq_port = DEFAULT_OMQ_PORT
-                node.oxend_endpoint = f"tcp://{seed_ip}:{SEED_OMQ_BASE + i}"
+        """(Re)derive every address from ``state.net_index`` (:mod:`harness.backends.docker_net`)."""
+        assign_addresses(state)
 
     def _node_record(self, topology: Topology, name: str) -> NodeRecord:
         i = node_index(name)
@@ -353,7 +304,7 @@ class DockerBackend(Backend):
         controls the engine, never to ``ps`` on the host or in other containers.
         """
         name = self.container_name(state, target)
-        kwargs: dict[str, Any] = {"name": name, "init": True, "user": user, "cap_add": cap_add,
+        kwargs: dict[str, Any] = {"init": True, "user": user, "cap_add": cap_add,
                                   "environment": dict(env or {}), **extra}
         if volume:
             kwargs["mounts"] = [docker.types.Mount(target=DATA_DIR, type="volume",
@@ -367,42 +318,10 @@ class DockerBackend(Backend):
             # to the network it guesses the caller runs in (its docker-in-docker heuristic)
             kwargs.update(network=None, network_mode=network_mode)
         labels = self.labels(state, role=role, target=target)
-        tc = self.tc
-        try:
-            # pulls `image` only if absent; ours are built or checked by prepare()
-            container = tc.create(image, command=command, labels=labels, **kwargs)
-            if files:
-                container.put_archive("/", _tar(files))
-            tc.start(container)
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-            self._remove_failed(name, labels)
-            why = explain(e)
-            if self._image_missing(image):
-                why = (f"the image is not on the engine and could not be pulled ({why}); run "
-                       "'testnet up' again, which rebuilds or pulls it")
-            raise BackendError(f"cannot start container {name} ({image}) for {target} of testnet "
-                               f"{state.name!r}: {why}") from None
+        start_container(self.client, self.tc, image, command, name=name, labels=labels,
+                        state_label=self.state_label, target=target, testnet=state.name,
+                        files=files, **kwargs)
         return name
-
-    def _image_missing(self, image: str) -> bool:
-        try:
-            self.client.images.get(image)
-        except docker.errors.ImageNotFound:
-            return True
-        except (docker.errors.DockerException, requests.exceptions.RequestException):
-            pass
-        return False
-
-    def _remove_failed(self, name: str, labels: dict[str, str]) -> None:
-        """Remove what a failed :meth:`_run` left behind: the container ``name`` if it is this
-        testnet's (a name conflict must not remove somebody else's container)."""
-        try:
-            c = self.client.containers.get(name)
-            own = c.labels or {}
-            if all(own.get(k) == labels[k] for k in (LABEL, self.state_label, LABEL_TARGET)):
-                c.remove(force=True)
-        except (docker.errors.DockerException, requests.exceptions.RequestException):
-            pass  # gone, or the engine is unreachable: down/clean find it by label later
 
     def start_seed(self, state: NetworkState, argv: list[str], env: dict[str, str]) -> None:
         argv, files = list(argv), {}
@@ -572,72 +491,9 @@ class DockerBackend(Backend):
 
     def follow_log(self, state: NetworkState, target: str, *, tail: int | None = None,
                    stop: threading.Event | None = None) -> Iterator[str]:
-        # A container's log stream ends when the container stops; a restart (same container,
-        # `start_node`) or a re-creation (new container, same name) is picked up by polling the
-        # container's state and re-attaching with `since=` the last line's engine timestamp
-        # (lines at or before it are skipped, so nothing repeats). `stop` closes the open stream.
-        stop = stop or threading.Event()
-        last: tuple[int, int] | None = None  # (epoch seconds, nanoseconds) of the last line
-        attached = False
-
-        def stamp(raw: bytes) -> tuple[tuple[int, int] | None, str]:
-            ts, _, text = raw.decode("utf-8", errors="replace").partition(" ")
-            try:  # RFC 3339 with nanoseconds: 2026-01-01T10:00:00.123456789Z
-                whole, _, frac = ts.rstrip("Z").partition(".")
-                secs = int(datetime.datetime.fromisoformat(whole + "+00:00").timestamp())
-                return (secs, int((frac + "000000000")[:9])), text
-            except ValueError:
-                return None, raw.decode("utf-8", errors="replace")
-
-        while not stop.is_set():
-            c = self._container(state, target)
-            if c is None and not self.statedir.state_file.exists():
-                return  # the testnet is down
-            if c is None or (attached and not c.attrs["State"].get("Running")):
-                stop.wait(0.5)  # not created yet, or stopped: wait for the (re)start
-                continue
-            kwargs: dict[str, Any] = {"stdout": True, "stderr": True, "stream": True,
-                                      "follow": True, "timestamps": True}
-            if not attached:
-                kwargs["tail"] = "all" if tail is None else tail
-            elif last is not None:
-                kwargs["since"] = last[0] + last[1] / 1e9
-            try:
-                stream = c.logs(**kwargs)
-            except docker.errors.NotFound:
-                continue  # removed meanwhile: poll again
-            attached = True
-            done = threading.Event()
-
-            def close_on_stop(s: Any = stream, done: threading.Event = done) -> None:
-                while not done.wait(0.2):
-                    if stop.is_set():
-                        with contextlib.suppress(Exception):  # already closed: fine
-                            s.close()
-                        return
-
-            threading.Thread(target=close_on_stop, daemon=True).start()
-            buf = b""
-            try:
-                for chunk in stream:
-                    buf += chunk
-                    while b"\n" in buf:
-                        raw, buf = buf.split(b"\n", 1)
-                        ts, text = stamp(raw)
-                        if ts is not None and last is not None and ts <= last:
-                            continue
-                        last = ts or last
-                        yield text
-            except (OSError, ValueError, requests.exceptions.RequestException):
-                if stop.is_set():
-                    return
-            finally:  # also when the consumer closes this generator
-                done.set()
-                with contextlib.suppress(Exception):
-                    stream.close()
-            if buf:
-                yield stamp(buf)[1]
-            stop.wait(0.1)  # the stream ended: the container stopped (or stop was set)
+        return follow_container_log(lambda: self._container(state, target),
+                                    lambda: not self.statedir.state_file.exists(),
+                                    tail=tail, stop=stop)
 
     # -- garbage collection ------------------------------------------------------------------
     @classmethod

@@ -44,7 +44,7 @@ from pathlib import Path
 import nodes
 from harness import nodekinds
 from harness.backends.base import FILESERVER_HOST, Backend, BackendError, Reporter, fileserver_record
-from harness.backends.follow import FollowedFile
+from harness.backends.follow_file import FollowedFile
 from harness.state import NetworkState, NodeRecord, StateDir, list_networks, locked, stale_reason
 from harness.topology import Topology, node_index
 from nodes import launcher

@@ -9,7 +9,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from harness.backends.follow import FollowedFile
+from harness.backends.follow_file import FollowedFile
 from harness.cli import main
 from harness.cliutil import CliGroup, friendly_errors
 from harness.logs import LogLine, Renderer, _timed, render_record

@@ -1,4 +1,5 @@
-"""Following a log file as it grows (``testnet logs -f`` on the process backend)."""
+"""Following a log file as it grows (``testnet logs -f`` on the process backend; the docker and
+swarm backends follow their containers' logs: :mod:`harness.backends.follow_container`)."""
 
 from __future__ import annotations
 
