@@ -392,10 +392,20 @@ class SwarmBackend(DockerBackend):
             svc.update(mode=docker.types.ServiceMode("replicated", replicas=0))
         except docker.errors.APIError as e:
             raise BackendError(f"cannot stop service {svc.name}: {explain(e)}") from None
+        # until the container is gone and the manager no longer lists a running task (the
+        # task's state reaches the manager a moment after its container died)
         deadline = time.monotonic() + TASK_STOP_TIMEOUT
-        while time.monotonic() < deadline and self.is_running(state, node.name):
+        while time.monotonic() < deadline and (self.is_running(state, node.name)
+                                               or self._task_running(svc)):
             time.sleep(POLL)
         node.runtime.pop("paused", None)
+
+    @staticmethod
+    def _task_running(svc: Any) -> bool:
+        """Whether the manager lists a task of ``svc`` as running."""
+        with contextlib.suppress(docker.errors.NotFound):
+            return any(t["Status"]["State"] == "running" for t in svc.tasks())
+        return False
 
     def _running_container(self, state: NetworkState, node: NodeRecord) -> Any:
         c = self._container(state, node.name)

@@ -211,7 +211,7 @@ def test_launcher_forks_nodes_and_their_life_cycle_still_works(testnet_factory):
     assert len(seeds) == len(pids), "forked nodes must keep their own keys"
 
     net.kill("sn02")
-    deadline = time.monotonic() + 5  # the launcher's kernel reaps it as it exits
+    deadline = time.monotonic() + 30  # auto-reaped as it exits (the launcher ignores SIGCHLD)
     while Path(f"/proc/{pids['sn02']}").exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not Path(f"/proc/{pids['sn02']}").exists(), "a killed node must not linger (zombie)"
