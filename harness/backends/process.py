@@ -461,6 +461,7 @@ class ProcessBackend(Backend):
 
         removed = []
         with locked():
+            marked = _all_marked()
             names = list_networks()
             for name in names:
                 sd = StateDir(name)
@@ -470,10 +471,12 @@ class ProcessBackend(Backend):
                     continue
                 if st.backend != cls.kind:
                     continue
-                seed_pid = st.seed_runtime.get("pid")
-                seed_alive = isinstance(seed_pid, int) and seed_pid > 0 and _is_ours(seed_pid, str(sd.path))
+                # a stopped seed (the stop_seed fault, churn) is a testnet in use: only a testnet
+                # none of whose processes runs any more (the machine rebooted, all killed) is
+                # stale; sweeping a live one would hand its addresses to the next testnet
+                running = str(sd.path) in marked.values()
                 reason = stale_reason(st) or (
-                    "its seed is gone" if st.status == "up" and not seed_alive else None)
+                    "none of its processes runs" if st.status == "up" and not running else None)
                 if reason:
                     report(f"removing stale process testnet {name!r} ({reason})")
                     cls._kill_all(str(sd.path))

@@ -168,3 +168,39 @@ def test_clean_removes_leased_testnet_of_dead_owner_when_the_reaper_died_too(own
            "died)" in cleaned.stderr
     assert not marked_pids(name)
     assert not StateDir(name).exists()
+
+
+def test_clean_keeps_a_testnet_whose_seed_is_stopped_and_sweeps_one_with_nothing_running():
+    """A stopped seed (the stop_seed fault) is a testnet in use: a sweep by another harness must
+    not remove it (its addresses would go to the next testnet, whose nodes then answer this
+    one's clients). A testnet none of whose processes runs (all killed, a reboot) is stale."""
+    from types import SimpleNamespace
+
+    from harness.faults.families.churn import start_seed
+    from harness.topology import Topology
+
+    name = unique_name("seedstop")
+    net = Testnet.up(Topology(name=name, swarms=1, swarm_size=2, proxies=False),
+                     backend="process", timeout=60)
+    try:
+        seed = SimpleNamespace(name="seed", runtime=net.state.seed_runtime)
+        net.backend.stop_node(net.state, seed)  # what the stop_seed fault does
+        assert not net.backend.is_running(net.state, "seed")
+        cleaned = cli("clean", "--json")
+        assert cleaned.returncode == 0, cleaned.stderr
+        assert name not in json.loads(cleaned.stdout)["removed"]
+        assert StateDir(name).exists() and marked_pids(name)
+        start_seed(net)
+        net.wait_ready(timeout=60)
+        net.release_lease()  # from here on, only its processes decide
+        for pid in marked_pids(name):
+            os.kill(pid, signal.SIGKILL)
+        wait_until("every process is gone", lambda: not marked_pids(name), 30)
+        cleaned = cli("clean", "--json")
+        assert cleaned.returncode == 0, cleaned.stderr
+        assert name in json.loads(cleaned.stdout)["removed"]
+        assert f"removing stale process testnet {name!r} (none of its processes runs)" in cleaned.stderr
+        assert not StateDir(name).exists()
+    finally:
+        if StateDir(name).exists():
+            net.down()
