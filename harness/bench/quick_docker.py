@@ -46,7 +46,7 @@ def docker_client() -> tuple[Any | None, str | None]:
 
 
 def compose_command() -> list[str] | None:
-    """The Compose v1 binary (``docker-compose``), as the project's compose tests prefer it,
+    """The Compose v1 binary (``docker-compose``), which the project's compose tests use too,
     else the Compose v2 CLI plugin; None when neither is installed."""
     exe = shutil.which("docker-compose")
     if exe:

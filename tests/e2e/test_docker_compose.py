@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import secrets
-import shutil
 import subprocess
 import time
 from dataclasses import replace
@@ -19,6 +18,7 @@ import pytest
 
 from harness import rpc
 from harness.backends.docker_net import free_net_index
+from harness.bench.quick_docker import compose_command
 from harness.compose import COMPOSE_LABEL, DEFAULT_IMAGE, compose_dict, render_compose
 from harness.images import ensure_images
 from harness.naming import unique_name
@@ -84,20 +84,8 @@ def client():
         c.close()
 
 
-def _compose_command() -> list[str] | None:
-    """Compose v1 (`docker-compose`) where installed, else the Compose v2 CLI plugin."""
-    exe = shutil.which("docker-compose")
-    if exe:
-        return [exe]
-    docker_cli = shutil.which("docker")
-    if docker_cli and subprocess.run([docker_cli, "compose", "version"], capture_output=True,
-                                     timeout=30).returncode == 0:
-        return [docker_cli, "compose"]
-    return None
-
-
 def compose(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    cmd = _compose_command()
+    cmd = compose_command()
     if cmd is None:
         pytest.skip("neither docker-compose (v1) nor the docker compose (v2) plugin is installed")
     return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout)
