@@ -144,6 +144,9 @@ class NetworkState:
     #: networks besides loopback that exit nodes may forward onion requests to (the docker
     #: backend's container network)
     forward_networks: list[str] = field(default_factory=list)
+    #: swarm backend: the engine of each host other than the manager's, by host name
+    #: (``$SESSION_TESTNET_SWARM_ENGINES`` at ``up``; docs/backends.md, "Several hosts")
+    host_engines: dict[str, str] = field(default_factory=dict)
 
     def node(self, name: str) -> NodeRecord:
         """A storage node by name or Ed25519 key, or the file server (``fileserver``)."""

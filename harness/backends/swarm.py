@@ -50,6 +50,13 @@ from harness.backends.docker_engine import (
     explain,
 )
 from harness.backends.docker_gc import remove_resources, sweep
+from harness.backends.swarm_engines import ENV as ENGINES_ENV
+from harness.backends.swarm_engines import (
+    HostEngines,
+    engines_from_env,
+    remove_host_resources,
+)
+from harness.backends.swarm_images import load_image
 from harness.backends.swarm_net import (
     bridge_name,
     host_route_script,
@@ -57,8 +64,9 @@ from harness.backends.swarm_net import (
     placement_constraints,
     proxyhost_route,
     task_address,
+    task_route_script,
 )
-from harness.state import NetworkState, NodeRecord
+from harness.state import NetworkState, NodeRecord, StateError
 from harness.topology import Topology
 
 KIND = "swarm"
@@ -104,10 +112,26 @@ def _remove_services(client: DockerClient, filters: dict[str, Any]) -> None:
         time.sleep(POLL)
 
 
-def remove_swarm_resources(client: DockerClient, filters: dict[str, Any]) -> None:
-    """Remove a swarm testnet's services, then (as the docker backend does) its containers,
-    networks and volumes. The overlay is released a moment after its last task: retried."""
+def remove_swarm_resources(client: DockerClient, filters: dict[str, Any],
+                           others: list[tuple[str, DockerClient]] | None = None) -> None:
+    """Remove a swarm testnet's services, then what the other hosts (``others``: host name and
+    engine) keep of it (task containers, volumes), then (as the docker backend does) the
+    manager's containers, networks and volumes. The overlay is released a moment after its
+    last task: retried. A host whose engine fails does not stop the others' cleaning; its
+    error is raised at the end."""
     _remove_services(client, filters)
+    failed: list[BackendError] = []
+    for host, engine in others or []:
+        try:
+            remove_host_resources(engine, host, filters)
+        except BackendError as e:
+            failed.append(e)
+    _remove_manager_resources(client, filters)
+    if failed:
+        raise failed[0]
+
+
+def _remove_manager_resources(client: DockerClient, filters: dict[str, Any]) -> None:
     for attempt in range(20):
         try:
             remove_resources(client, filters)
@@ -140,12 +164,17 @@ class SwarmBackend(DockerBackend):
     def plan(self, topology: Topology, admin_token: str) -> NetworkState:
         swarm_manager(self.client)
         hosts = self._ready_hosts()
-        if len(hosts) > 1:
+        manager_host = self.manager_host()
+        engines = engines_from_env()
+        missing = sorted(set(hosts) - {manager_host} - set(engines))
+        if missing:
+            example = ",".join(f"{h}=URL" for h in missing)
             raise BackendError(
-                f"the swarm has {len(hosts)} ready hosts ({', '.join(sorted(hosts))}); the swarm "
-                "backend runs on a single-host swarm for now: tasks on other hosts could neither "
-                "reach the advertised (proxy) addresses nor find the node image (docs/backends.md, "
-                "'Several hosts'); drain the other hosts or use a single-host swarm")
+                f"the swarm has {len(hosts)} ready hosts ({', '.join(sorted(hosts))}) and nodes "
+                f"may run on any of them, but the engines of {', '.join(missing)} are not named: "
+                f"set {ENGINES_ENV}={example} (URL: unix:///…/docker.sock, tcp://…, ssh://…; "
+                "docs/backends.md, 'Several hosts'), or drain those hosts ('docker node update "
+                "--availability drain HOST')")
         if not topology.proxies:
             raise BackendError("the swarm backend needs proxies (nodes advertise their proxy's "
                                "fixed address; swarm tasks have none): drop --no-proxies")
@@ -153,7 +182,29 @@ class SwarmBackend(DockerBackend):
             if group.kind == nodekinds.OXEN_STORAGE:
                 raise BackendError("the swarm backend runs python, command and image nodes; real "
                                    "storage servers (oxen-storage) need --backend docker")
-        return super().plan(topology, admin_token)
+        state = super().plan(topology, admin_token)
+        state.host_engines = {h: engines[h] for h in sorted(hosts) if h != manager_host}
+        return state
+
+    def manager_host(self) -> str:
+        """The host name of the manager this backend talks to (as ``docker node ls`` shows)."""
+        cached: str | None = getattr(self, "_manager_host", None)
+        if cached is None:
+            node_id = str(swarm_manager(self.client).get("NodeID", ""))
+            try:
+                cached = str(self.client.nodes.get(node_id).attrs["Description"]["Hostname"])
+            except (docker.errors.DockerException, KeyError) as e:
+                raise BackendError(f"cannot look up the swarm manager's host: {e}") from None
+            self._manager_host = cached
+        return cached
+
+    def engines(self, state: NetworkState) -> HostEngines:
+        """The engines of the testnet's hosts (the manager's and those named at ``up``)."""
+        cached: HostEngines | None = getattr(self, "_engines", None)
+        if cached is None or cached.urls != state.host_engines:
+            cached = HostEngines(self.client, self.manager_host(), state.host_engines)
+            self._engines = cached
+        return cached
 
     def _ready_hosts(self) -> list[str]:
         try:
@@ -181,6 +232,7 @@ class SwarmBackend(DockerBackend):
     def prepare(self, state: NetworkState, report: Reporter) -> None:
         swarm_manager(self.client)
         super().prepare(state, report)  # images, the overlay (_network_create), volumes
+        self._distribute_images(state, report)
         x = state.net_index
         try:
             self.client.networks.create(
@@ -192,6 +244,14 @@ class SwarmBackend(DockerBackend):
                                f"{explain(e)}") from None
         report(f"overlay {self.network_name(state)}: 10.{x}.0.0/16 (host route via "
                f"{self.gateway_name(state)})")
+
+    def _distribute_images(self, state: NetworkState, report: Reporter) -> None:
+        """Put every node image on every other host (no registry: through the engine API)."""
+        images = {_image(state), *(str(n.runtime["image"]) for n in state.nodes
+                                   if n.runtime.get("image"))}
+        for host, engine in self.engines(state).others():
+            for tag in sorted(images):
+                load_image(self.client, engine, tag, host, report)
 
     def _network_create(self, state: NetworkState, pool: docker.types.IPAMPool) -> None:
         # attachable: the standalone seed and proxy host join it at fixed addresses
@@ -272,9 +332,14 @@ class SwarmBackend(DockerBackend):
         engine (the newest one: after a restart the old task's container may linger)."""
         if self._service(state, target) is None:
             return super()._container(state, target)
+        try:
+            host = state.node(target).runtime.get("host")
+        except StateError:
+            host = None
+        engine = self.engines(state).require(host, f"node {target}")
         filters = self._filters(state)
         filters["label"] = [*filters["label"], f"{LABEL_TARGET}={target}"]
-        found = self.client.containers.list(all=True, filters=filters, ignore_removed=True)
+        found = engine.containers.list(all=True, filters=filters, ignore_removed=True)
         found.sort(key=lambda c: str(c.attrs.get("Created", "")))
         return found[-1] if found else None
 
@@ -292,11 +357,15 @@ class SwarmBackend(DockerBackend):
                 group = Topology.from_dict(state.topology).node_group(node.name) \
                     if node.kind != nodekinds.FILESERVER else None
                 self.client.services.create(
-                    node.runtime.get("image") or _image(state), args=command or None,
+                    self._image_id(node.runtime.get("image") or _image(state)),
+                    args=command or None,
                     name=name, hostname=node.name, init=True,
                     env=[f"{k}={v}" for k, v in env.items()],
+                    # labelled: another host makes the volume itself, and cleaning finds it
                     mounts=[docker.types.Mount(target=DATA_DIR, type="volume",
-                                               source=self._ensure_volume(state, node.name))],
+                                               source=self._ensure_volume(state, node.name),
+                                               labels=self.labels(state, role="data",
+                                                                  target=node.name))],
                     networks=[self.network_name(state)],
                     labels=self.labels(state, role="node", target=node.name),
                     container_labels=self.labels(state, role="node", target=node.name),
@@ -321,6 +390,15 @@ class SwarmBackend(DockerBackend):
         self._await_task(state, node)
         node.runtime.pop("paused", None)
 
+    def _image_id(self, tag: str) -> str:
+        """The image's id: a service given an id runs the image its host has; given a tag, each
+        host first tries to pull it from a registry (slow with none, and traffic out)."""
+        try:
+            return str(self.client.images.get(tag).id)
+        except docker.errors.ImageNotFound:
+            raise BackendError(f"image {tag} is not on the manager's engine: run 'testnet "
+                               "images build' there first") from None
+
     def _await_task(self, state: NetworkState, node: NodeRecord) -> None:
         """Wait until the node's task runs; record where (host, container, address) and point
         its proxy at the address."""
@@ -341,6 +419,8 @@ class SwarmBackend(DockerBackend):
                 ip = task_address(task, net_id)
                 if status.get("State") == "running" and ip:
                     self._record_task(node, task, ip)
+                    if node.runtime.get("host") != self.manager_host():
+                        self._route_task(state, node)
                     self._repoint_proxy(state, node)
                     return
             time.sleep(POLL)
@@ -358,6 +438,32 @@ class SwarmBackend(DockerBackend):
         node.runtime.update(service=task.get("ServiceID", ""), task=task.get("ID", ""),
                             container=cid[:12], host=host, swarm_node=node_id)
         node.bind_ip = ip
+
+    def _route_task(self, state: NetworkState, node: NodeRecord) -> None:
+        """Route the advertised addresses through the proxy host inside the task of ``node``,
+        which runs on another host than the proxy host (``swarm_net.task_route_script``): a
+        short-lived container in the task's network namespace, on the task's host's engine."""
+        host = node.runtime.get("host")
+        engine = self.engines(state).require(host, f"node {node.name}")
+        cid = node.runtime.get("container")
+        script = task_route_script(state.net_index)
+        try:
+            c = engine.containers.run(
+                _image(state), ["sh", "-c", script], detach=True, network_mode=f"container:{cid}",
+                user="0", cap_add=["NET_ADMIN"],
+                labels=self.labels(state, role="taskroute", target=node.name))
+        except docker.errors.DockerException as e:
+            raise BackendError(f"cannot route node {node.name}'s task (container {cid} on host "
+                               f"{host}) through the proxy host: {explain(e)}") from None
+        try:
+            code = c.wait(timeout=60).get("StatusCode")
+            out = c.logs().decode(errors="replace").strip()
+        finally:
+            with contextlib.suppress(docker.errors.DockerException):
+                c.remove(force=True)
+        if code != 0:
+            raise BackendError(f"cannot route node {node.name}'s task (container {cid} on host "
+                               f"{host}) through the proxy host: {out or f'exit {code}'}")
 
     def _repoint_proxy(self, state: NetworkState, node: NodeRecord) -> None:
         """Point the node's Toxiproxy proxy at its task's address (its toxics stay)."""
@@ -380,8 +486,8 @@ class SwarmBackend(DockerBackend):
         if kill:  # SIGKILL the task's container; restart policy "none": it stays down
             c = self._container(state, node.name)
             if c is None:
-                raise BackendError(f"node {node.name} runs on host {node.runtime.get('host')!r}, "
-                                   "not on this engine: killing it needs that host's engine")
+                raise BackendError(f"node {node.name} has no task container on host "
+                                   f"{node.runtime.get('host')!r}: it is not running")
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                 if c.attrs["State"].get("Paused"):
                     c.unpause()
@@ -408,14 +514,22 @@ class SwarmBackend(DockerBackend):
         return False
 
     def _running_container(self, state: NetworkState, node: NodeRecord) -> Any:
-        c = self._container(state, node.name)
-        if c is None and self._service(state, node.name) is not None:
-            raise BackendError(f"node {node.name} runs on host {node.runtime.get('host')!r}, not "
-                               "on this engine: pausing it needs that host's engine")
         return super()._running_container(state, node)
 
     def destroy(self, state: NetworkState) -> None:
-        remove_swarm_resources(self.client, self._filters(state))
+        others: list[tuple[str, DockerClient]] = []
+        unreachable: BackendError | None = None
+        for host in sorted(state.host_engines):
+            try:
+                engine = self.engines(state).client(host)
+            except BackendError as e:  # clean the rest, then say which host keeps something
+                unreachable = unreachable or e
+                continue
+            if engine is not None:
+                others.append((host, engine))
+        remove_swarm_resources(self.client, self._filters(state), others)
+        if unreachable is not None:
+            raise unreachable
 
     # -- garbage collection ------------------------------------------------------------------
     @classmethod
@@ -425,8 +539,13 @@ class SwarmBackend(DockerBackend):
         except BackendError as e:
             report(f"swarm: skipped ({e})")
             return []
+        engines = HostEngines(client, "", engines_from_env())  # the hosts named now, if any
+
+        def remove(c: DockerClient, filters: dict[str, Any]) -> None:
+            remove_swarm_resources(c, filters, engines.others())
+
         try:
-            return sweep(client, report, kind=KIND, remove=remove_swarm_resources,
-                         state_label=LABEL_SWARM_STATE)
+            return sweep(client, report, kind=KIND, remove=remove, state_label=LABEL_SWARM_STATE)
         finally:
+            engines.close()
             client.close()

@@ -66,3 +66,26 @@ def task_address(task: dict[str, Any], network_id: str) -> str | None:
         for addr in att.get("Addresses") or []:
             return str(ipaddress.IPv4Interface(addr).ip)
     return None
+
+
+def task_route_script(x: int) -> str:
+    """A shell script (run in a task's network namespace on a host other than the proxy
+    host's) that sends everything of testnet ``x`` that is not a real overlay endpoint through
+    the proxy host ``10.X.0.1``: the advertised addresses ``10.X.i.*``, the file server's
+    ``10.X.0.3`` and the harness's ``10.X.255.253``.
+
+    Why: those are extra addresses of the proxy host (and proxy ARP for the harness's), which
+    the overlay's VXLAN device on another host never answers ARP for. Longest prefix wins, so
+    the real endpoints stay on-link: the proxy host, the seed and the tasks' ``10.X.255.0/25``.
+    """
+    p = f"10.{x}"
+    return "\n".join([
+        "set -e",
+        f"dev=$(ip -o -4 addr show | awk '$4 ~ /^{p.replace('.', '[.]')}[.]/ {{print $2; exit}}')",
+        f'[ -n "$dev" ] || {{ echo "no address in {p}.0.0/16 in this namespace" >&2; exit 1; }}',
+        f'ip route replace {p}.0.1/32 dev "$dev"',
+        f'ip route replace {p}.0.2/32 dev "$dev"',
+        f'ip route replace {p}.255.0/25 dev "$dev"',
+        f'ip route replace {p}.0.0/17 via {p}.0.1 dev "$dev"',
+        f'ip route replace {p}.128.0/17 via {p}.0.1 dev "$dev"',
+    ])
