@@ -221,16 +221,17 @@ def clean_cmd(as_json: bool) -> None:
 
 def _register_feature_commands() -> None:
     """Command groups that live with their feature (client, client adapter, images/compose,
-    faults, bench, report, the scenario suites)."""
+    faults, bench, report, the scenario suites, simulated swarm hosts)."""
     from harness import bench, images_cli
     from harness.adapter import cli as adapter_cli
     from harness.client import cli as client_cli
     from harness.faults import cli as faults_cli
     from harness.report import cli as report_cli
     from harness.suites import cli as suites_cli
+    from harness.swarmsim import cli as swarmsim_cli
 
     for module in (client_cli, adapter_cli, images_cli, faults_cli, bench, report_cli,
-                   suites_cli):
+                   suites_cli, swarmsim_cli):
         for cmd in module.commands:
             main.add_command(cmd)
 
