@@ -49,13 +49,10 @@ from harness.backends.docker_engine import (
     connect,
     explain,
 )
-from harness.backends.docker_gc import remove_resources, sweep
+from harness.backends.docker_gc import sweep
 from harness.backends.swarm_engines import ENV as ENGINES_ENV
-from harness.backends.swarm_engines import (
-    HostEngines,
-    engines_from_env,
-    remove_host_resources,
-)
+from harness.backends.swarm_engines import HostEngines, engines_from_env
+from harness.backends.swarm_gc import POLL, TASK_STOP_TIMEOUT, remove_swarm_resources, run_in_namespace
 from harness.backends.swarm_images import load_image
 from harness.backends.swarm_net import (
     bridge_name,
@@ -72,11 +69,8 @@ from harness.topology import Topology
 KIND = "swarm"
 #: how long a node's task may take to be scheduled and start (image on the host, volume)
 TASK_START_TIMEOUT = 90.0
-#: how long a stopped node's task may take to end (its grace period is 10 s)
-TASK_STOP_TIMEOUT = 30.0
 #: task states after which the task will not run (restart policy "none")
 TASK_ENDED = {"complete", "failed", "shutdown", "rejected", "orphaned", "remove"}
-POLL = 0.25
 
 
 def swarm_manager(client: DockerClient) -> dict[str, Any]:
@@ -95,51 +89,6 @@ def swarm_manager(client: DockerClient) -> dict[str, Any]:
         raise BackendError("the swarm backend must talk to a swarm manager and this engine is a "
                            "worker: point DOCKER_HOST at a manager of the swarm")
     return dict(info)
-
-
-def _remove_services(client: DockerClient, filters: dict[str, Any]) -> None:
-    with contextlib.suppress(docker.errors.APIError):  # not a manager (any more): none to remove
-        for svc in client.services.list(filters=filters):
-            with contextlib.suppress(docker.errors.NotFound):
-                svc.remove()
-    # the services' task containers end on their own; wait for them so the overlay is free
-    deadline = time.monotonic() + TASK_STOP_TIMEOUT
-    while time.monotonic() < deadline:
-        tasks = [c for c in client.containers.list(all=True, filters=filters, ignore_removed=True)
-                 if "com.docker.swarm.task.id" in (c.labels or {}) and c.status == "running"]
-        if not tasks:
-            return
-        time.sleep(POLL)
-
-
-def remove_swarm_resources(client: DockerClient, filters: dict[str, Any],
-                           others: list[tuple[str, DockerClient]] | None = None) -> None:
-    """Remove a swarm testnet's services, then what the other hosts (``others``: host name and
-    engine) keep of it (task containers, volumes), then (as the docker backend does) the
-    manager's containers, networks and volumes. The overlay is released a moment after its
-    last task: retried. A host whose engine fails does not stop the others' cleaning; its
-    error is raised at the end."""
-    _remove_services(client, filters)
-    failed: list[BackendError] = []
-    for host, engine in others or []:
-        try:
-            remove_host_resources(engine, host, filters)
-        except BackendError as e:
-            failed.append(e)
-    _remove_manager_resources(client, filters)
-    if failed:
-        raise failed[0]
-
-
-def _remove_manager_resources(client: DockerClient, filters: dict[str, Any]) -> None:
-    for attempt in range(20):
-        try:
-            remove_resources(client, filters)
-            return
-        except BackendError:
-            if attempt == 19:
-                raise
-            time.sleep(0.5)
 
 
 class SwarmBackend(DockerBackend):
@@ -286,30 +235,16 @@ class SwarmBackend(DockerBackend):
 
     def _host_route(self, state: NetworkState, via: str) -> None:
         """Add the host's address and route to the overlay on the gateway bridge, from a
-        short-lived container in the host's network namespace (removed at once; labelled, so a
-        crash leaves it to ``down``/the sweep)."""
+        short-lived container in the host's network namespace."""
         script = " && ".join(host_route_script(state.net_index, bridge_name(state.net_index), via))
         with contextlib.suppress(docker.errors.NotFound):  # left by a crash: ours, by name+label
             old = self.client.containers.get(self.container_name(state, "hostroute"))
             if (old.labels or {}).get(self.state_label) == str(self.statedir.path):
                 old.remove(force=True)
-        try:
-            c = self.client.containers.run(
-                _image(state), ["sh", "-c", script], detach=True, network_mode="host", user="0",
-                cap_add=["NET_ADMIN"], labels=self.labels(state, role="hostroute"),
-                name=self.container_name(state, "hostroute"))
-        except docker.errors.DockerException as e:
-            raise BackendError(f"cannot start the host-route container of testnet "
-                               f"{state.name!r}: {explain(e)}") from None
-        try:
-            code = c.wait(timeout=60).get("StatusCode")
-            out = c.logs().decode(errors="replace").strip()
-        finally:
-            with contextlib.suppress(docker.errors.DockerException):
-                c.remove(force=True)
-        if code != 0:
-            raise BackendError(f"cannot route the host to testnet {state.name!r} "
-                               f"({script}): {out or f'exit {code}'}")
+        run_in_namespace(self.client, _image(state), script, network_mode="host",
+                         labels=self.labels(state, role="hostroute"),
+                         name=self.container_name(state, "hostroute"),
+                         what=f"route the host to testnet {state.name!r} ({script})")
 
     # -- nodes as services -------------------------------------------------------------------
     def _service(self, state: NetworkState, target: str) -> Any | None:
@@ -441,29 +376,15 @@ class SwarmBackend(DockerBackend):
 
     def _route_task(self, state: NetworkState, node: NodeRecord) -> None:
         """Route the advertised addresses through the proxy host inside the task of ``node``,
-        which runs on another host than the proxy host (``swarm_net.task_route_script``): a
-        short-lived container in the task's network namespace, on the task's host's engine."""
+        which runs on another host than the proxy host (``swarm_net.task_route_script``), from
+        a short-lived container in the task's network namespace on the task's host."""
         host = node.runtime.get("host")
-        engine = self.engines(state).require(host, f"node {node.name}")
         cid = node.runtime.get("container")
-        script = task_route_script(state.net_index)
-        try:
-            c = engine.containers.run(
-                _image(state), ["sh", "-c", script], detach=True, network_mode=f"container:{cid}",
-                user="0", cap_add=["NET_ADMIN"],
-                labels=self.labels(state, role="taskroute", target=node.name))
-        except docker.errors.DockerException as e:
-            raise BackendError(f"cannot route node {node.name}'s task (container {cid} on host "
-                               f"{host}) through the proxy host: {explain(e)}") from None
-        try:
-            code = c.wait(timeout=60).get("StatusCode")
-            out = c.logs().decode(errors="replace").strip()
-        finally:
-            with contextlib.suppress(docker.errors.DockerException):
-                c.remove(force=True)
-        if code != 0:
-            raise BackendError(f"cannot route node {node.name}'s task (container {cid} on host "
-                               f"{host}) through the proxy host: {out or f'exit {code}'}")
+        run_in_namespace(self.engines(state).require(host, f"node {node.name}"), _image(state),
+                         task_route_script(state.net_index), network_mode=f"container:{cid}",
+                         labels=self.labels(state, role="taskroute", target=node.name),
+                         what=f"route node {node.name}'s task (container {cid} on host {host}) "
+                              "through the proxy host")
 
     def _repoint_proxy(self, state: NetworkState, node: NodeRecord) -> None:
         """Point the node's Toxiproxy proxy at its task's address (its toxics stay)."""

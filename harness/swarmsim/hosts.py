@@ -60,9 +60,9 @@ class SimState:
     had_gwbridge: bool = True
 
 
-def _capabilities() -> list[str]:
-    """The capabilities this machine's processes may hold (CapBnd of /proc/self/status), by
-    Docker's names."""
+def capabilities(mask: int | None = None) -> list[str]:
+    """Docker's names of the capabilities in ``mask`` (default: what this machine's processes
+    may hold, CapBnd of /proc/self/status)."""
     names = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
              "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
              "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO",
@@ -70,11 +70,12 @@ def _capabilities() -> list[str]:
              "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
              "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
              "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE"]
-    mask = (1 << len(names)) - 1
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("CapBnd:"):
-                mask = int(line.split()[1], 16)
+    if mask is None:
+        mask = (1 << len(names)) - 1
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("CapBnd:"):
+                    mask = int(line.split()[1], 16)
     return [n for i, n in enumerate(names) if mask >> i & 1]
 
 
@@ -225,7 +226,7 @@ class SimHosts:
             entrypoint=["sh", "-c", ENTRY_SCRIPT],
             environment={"SIM_STORAGE_DRIVER": self._storage_driver()},
             networking_config=api.create_networking_config(
-                {NETWORK: api.create_endpoint_config(ipv4_address=ip)}))
+                {NETWORK: api.create_endpoint_config(ipv4_address=ip)}))  # type: ignore[arg-type]
         try:
             hc = api.create_host_config(privileged=True, binds=binds, network_mode=NETWORK)
             cid = api.create_container(image, host_config=hc, **spec)["Id"]
@@ -236,7 +237,7 @@ class SimHosts:
                 raise SimError(f"cannot start {name}: {e}") from None
             with contextlib.suppress(docker.errors.DockerException):
                 self.client.containers.get(name).remove(force=True)
-        caps = _capabilities()
+        caps = capabilities()
         devices = ["/dev/fuse:/dev/fuse:rwm"] if Path("/dev/fuse").exists() else []
         for _ in range(len(_NEWER_CAPS) + 1):
             hc = api.create_host_config(
