@@ -38,6 +38,8 @@ from harness.swarmsim.image import ENTRY_SCRIPT, SOCKET_DIR, sim_image
 
 NETWORK = "st-sim"
 LABEL = "session-testnet.swarm-sim"
+#: the folder of the simulated hosts' state: ``down`` removes only what carries its own
+LABEL_HOME = "session-testnet.swarm-sim.home"
 SWARM_PORT = 2377
 #: how long a host's engine may take to answer, and a joined host to be ready
 START_TIMEOUT = 90.0
@@ -86,6 +88,9 @@ class SimHosts:
         self.state_file = self.dir / "state.json"
         self._client = client
         self.progress = progress
+
+    def labels(self, what: str) -> dict[str, str]:
+        return {LABEL: what, LABEL_HOME: str(self.dir)}
 
     @property
     def client(self) -> DockerClient:
@@ -170,7 +175,7 @@ class SimHosts:
         gateway = str(sub[1])
         try:
             self.client.networks.create(
-                NETWORK, driver="bridge", internal=True, labels={LABEL: "network"},
+                NETWORK, driver="bridge", internal=True, labels=self.labels("network"),
                 ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
                     subnet=str(sub), gateway=gateway)]), check_duplicate=True)
         except docker.errors.APIError as e:
@@ -195,7 +200,7 @@ class SimHosts:
         state.hosts[host] = str(sock_dir / "docker.sock")
         self._save(state)
         name = f"st-sim-{host}"
-        volume = self.client.volumes.create(name=f"{name}-data", labels={LABEL: host})
+        volume = self.client.volumes.create(name=f"{name}-data", labels=self.labels(host))
         self.progress(f"starting simulated host {host} ({ip})")
         c = self._create(image, name, host, ip, binds=[f"{sock_dir}:{SOCKET_DIR}:rw",
                                                        f"{volume.name}:/var/lib/docker:rw"])
@@ -222,7 +227,7 @@ class SimHosts:
         with every capability it has, unconfined (seccomp, AppArmor, /proc and /sys paths)."""
         api = self.client.api
         spec: dict[str, Any] = dict(
-            name=name, hostname=host, detach=True, labels={LABEL: host},
+            name=name, hostname=host, detach=True, labels=self.labels(host),
             entrypoint=["sh", "-c", ENTRY_SCRIPT],
             environment={"SIM_STORAGE_DRIVER": self._storage_driver()},
             networking_config=api.create_networking_config(
@@ -296,49 +301,63 @@ class SimHosts:
 
     # -- down --------------------------------------------------------------------------------
     def down(self) -> list[str]:
-        """Remove the simulated hosts and what ``up`` made; returns what was removed."""
+        """Remove the simulated hosts of this folder and what ``up`` made (also without a state
+        file: by their labels, and the swarm if its manager carries ``sim-host=manager``);
+        returns what was removed."""
         state = self.load()
         removed: list[str] = []
         client = self.client
-        for sock in sorted((state.hosts if state else {}).values()):
-            if Path(sock).exists():  # leave cleanly, so the manager forgets the node
+        mine: dict[str, Any] = {"label": f"{LABEL_HOME}={self.dir}"}
+        for c in client.containers.list(all=True, filters=mine):
+            sock = self.dir / str((c.labels or {}).get(LABEL, "")) / "docker.sock"
+            if c.status == "running" and sock.exists():  # leave, so the manager forgets it
                 with contextlib.suppress(Exception):
                     engine = DockerClient(base_url=f"unix://{sock}", timeout=20)
                     engine.swarm.leave(force=True)
                     engine.close()
-        for c in client.containers.list(all=True, filters={"label": LABEL}):
             with contextlib.suppress(docker.errors.NotFound):
                 c.remove(force=True)
                 removed.append(f"container {c.name}")
-        with contextlib.suppress(docker.errors.APIError):  # no swarm (any more): nothing to drop
-            for n in client.nodes.list():
-                if (n.attrs.get("Spec", {}).get("Labels") or {}).get("sim-host", "").startswith(
-                        "host") and n.attrs.get("Status", {}).get("State") != "ready":
-                    with contextlib.suppress(docker.errors.APIError):
-                        n.remove(force=True)
-                        removed.append(f"swarm node {n.attrs['Description']['Hostname']}")
-        if state is not None and state.initialised_swarm:
+        ours = state.initialised_swarm if state is not None else self._swarm_is_ours()
+        if ours:
+            with contextlib.suppress(docker.errors.APIError):
+                for n in client.nodes.list():  # the workers that left (or whose host is gone)
+                    if n.attrs.get("Spec", {}).get("Role") == "worker":
+                        with contextlib.suppress(docker.errors.APIError):
+                            n.remove(force=True)
             with contextlib.suppress(docker.errors.APIError):
                 client.swarm.leave(force=True)
                 removed.append("swarm mode of the local engine")
-            if not state.had_gwbridge:
+            if state is not None and not state.had_gwbridge:
                 for net in client.networks.list(names=["docker_gwbridge"]):
                     with contextlib.suppress(docker.errors.APIError):
                         net.remove()
                         removed.append("network docker_gwbridge")
-        for net in client.networks.list(filters={"label": LABEL}):
+        for net in client.networks.list(filters=mine):
             with contextlib.suppress(docker.errors.APIError):
                 net.remove()
                 removed.append(f"network {net.name}")
-        for v in client.volumes.list(filters={"label": LABEL}):
+        for v in client.volumes.list(filters=mine):
             with contextlib.suppress(docker.errors.APIError):
                 v.remove(force=True)
                 removed.append(f"volume {v.name}")
-        if state is not None:
-            for host in state.hosts:
-                with contextlib.suppress(OSError):
-                    for f in (self.dir / host).iterdir():
-                        f.unlink()
-                    (self.dir / host).rmdir()
-            self.state_file.unlink(missing_ok=True)
+        if self.dir.is_dir():
+            for sub in self.dir.iterdir():
+                if sub.is_dir() and sub.name.startswith("host"):
+                    with contextlib.suppress(OSError):
+                        for f in sub.iterdir():
+                            f.unlink()
+                        sub.rmdir()
+        self.state_file.unlink(missing_ok=True)
         return removed
+
+    def _swarm_is_ours(self) -> bool:
+        """Whether the local engine manages a swarm that ``up`` made (its node is labelled
+        ``sim-host=manager``)."""
+        with contextlib.suppress(docker.errors.APIError, KeyError):
+            info = self.client.info().get("Swarm") or {}
+            if info.get("LocalNodeState") != "active" or not info.get("ControlAvailable"):
+                return False
+            me = self.client.nodes.get(str(info.get("NodeID")))
+            return bool((me.attrs["Spec"].get("Labels") or {}).get("sim-host") == "manager")
+        return False
