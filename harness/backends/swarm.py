@@ -129,7 +129,7 @@ class SwarmBackend(DockerBackend):
                                "fixed address; swarm tasks have none): drop --no-proxies")
         for group in topology.nodes:
             if group.kind == nodekinds.OXEN_STORAGE:
-                raise BackendError("the swarm backend runs python, command and image nodes; real "
+                raise BackendError("the swarm backend runs python and image nodes; real "
                                    "storage servers (oxen-storage) need --backend docker")
         state = super().plan(topology, admin_token)
         state.host_engines = {h: engines[h] for h in sorted(hosts) if h != manager_host}

@@ -126,7 +126,7 @@ class ImageNode(CustomNode):
     """``N:image=IMAGE``: a container of IMAGE with its own entrypoint and command."""
 
     name: ClassVar[str] = IMAGE
-    backends: ClassVar[frozenset[str]] = frozenset({"docker"})
+    backends: ClassVar[frozenset[str]] = frozenset({"docker", "swarm"})
 
     def argv(self, ctx: NodeContext) -> list[str]:
         return []  # the image's own ENTRYPOINT/CMD

@@ -17,7 +17,7 @@ class FileServerKind(NodeKind):
     name: ClassVar[str] = "fileserver"
     has_admin: bool = True
     fault_families: frozenset[str] = frozenset({NETWORK, CHURN})
-    backends: ClassVar[frozenset[str]] = frozenset({"process", "docker"})
+    backends: ClassVar[frozenset[str]] = frozenset({"process", "docker", "swarm"})
     runs_python: ClassVar[bool] = True
     writes_log_file: ClassVar[bool] = True
 

@@ -30,7 +30,7 @@ class PythonNode(NodeKind):
     name: ClassVar[str] = "python"
     has_admin: bool = True
     fault_families: frozenset[str] = ALL_FAULT_FAMILIES
-    backends: ClassVar[frozenset[str]] = frozenset({"process", "docker"})
+    backends: ClassVar[frozenset[str]] = frozenset({"process", "docker", "swarm"})
     can_join: ClassVar[bool] = True
     runs_python: ClassVar[bool] = True
     writes_log_file: ClassVar[bool] = True

@@ -328,11 +328,8 @@ class SimHosts:
             with contextlib.suppress(docker.errors.APIError):
                 client.swarm.leave(force=True)
                 removed.append("swarm mode of the local engine")
-            if state is not None and not state.had_gwbridge:
-                for net in client.networks.list(names=["docker_gwbridge"]):
-                    with contextlib.suppress(docker.errors.APIError):
-                        net.remove()
-                        removed.append("network docker_gwbridge")
+            if state is not None and not state.had_gwbridge and self._remove_gwbridge():
+                removed.append("network docker_gwbridge")
         for net in client.networks.list(filters=mine):
             with contextlib.suppress(docker.errors.APIError):
                 net.remove()
@@ -350,6 +347,26 @@ class SimHosts:
                         sub.rmdir()
         self.state_file.unlink(missing_ok=True)
         return removed
+
+    def _remove_gwbridge(self) -> bool:
+        """Remove the ``docker_gwbridge`` swarm mode made; the engine lets its ingress endpoint
+        go a moment after ``swarm leave``: retried for a while."""
+        deadline = time.monotonic() + 30
+        while True:
+            nets = self.client.networks.list(names=["docker_gwbridge"])
+            if not nets:
+                return True
+            try:
+                nets[0].remove()
+                return True
+            except docker.errors.NotFound:
+                return True
+            except docker.errors.APIError as e:
+                if time.monotonic() > deadline:
+                    self.progress(f"docker_gwbridge not removed ({e.explanation or e}): remove "
+                                  "it with 'docker network rm docker_gwbridge'")
+                    return False
+            time.sleep(POLL)
 
     def _swarm_is_ours(self) -> bool:
         """Whether the local engine manages a swarm that ``up`` made (its node is labelled

@@ -121,8 +121,13 @@ def test_runnable_checks_name_what_is_missing(tmp_path: Path) -> None:
         nodekinds.check_groups([NodeGroup(3, "command", "/bin/true")], "docker")
     with pytest.raises(NodeKindError, match="no executable node program at"):
         nodekinds.check_groups([NodeGroup(3, "command", str(tmp_path / "missing"))], "process")
-    with pytest.raises(NodeKindError, match="image nodes run on the docker backend only"):
+    with pytest.raises(NodeKindError, match="image nodes run on the docker, swarm backend only"):
         nodekinds.check_groups([NodeGroup(3, "image", "my/node:1")], "process")
+    # the swarm backend runs our nodes and the user's images in groups (placements), not the
+    # real server
+    nodekinds.check_groups([NodeGroup(2, placement="region=eu"), NodeGroup(2)], "swarm")
+    with pytest.raises(NodeKindError, match="oxen-storage nodes run on the docker, process backend only, not swarm"):
+        nodekinds.check_groups([NodeGroup(10, "oxen-storage", "/bin/true")], "swarm")
 
 
 def _state(n: int = 10, proxies: bool = True) -> NetworkState:
