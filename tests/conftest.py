@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from orphan_watch import ENV_RUN  # tests/ is on sys.path: its conftest lives there
+from orphan_watch import ENV_RUN, sim_homes_file  # tests/ is on sys.path: its conftest lives there
 
 os.environ.setdefault("SESSION_TESTNET_HOME",
                       str(Path(tempfile.gettempdir()) / f"session-testnet-tests-{os.getuid()}"))
@@ -41,3 +41,4 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if watcher is not None:
         watcher.terminate()
         watcher.wait(timeout=10)
+        sim_homes_file(os.environ[ENV_RUN]).unlink(missing_ok=True)

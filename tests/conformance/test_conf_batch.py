@@ -10,7 +10,7 @@ import pytest
 
 from .wire import Account, Wire, assert_t_hf, b64, is_int
 
-pytestmark = [pytest.mark.integration, pytest.mark.backends("process", "docker")]
+pytestmark = [pytest.mark.integration, pytest.mark.backends("process", "docker", "swarm")]
 
 
 def store_req(acct: Account, data: bytes, ts: int, *, ttl: int = 86_400_000,

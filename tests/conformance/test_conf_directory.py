@@ -23,7 +23,7 @@ from .wire import (
     zbase32,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.backends("process", "docker")]
+pytestmark = [pytest.mark.integration, pytest.mark.backends("process", "docker", "swarm")]
 
 
 def check_swarm_body(wire: Wire, body: dict[str, Any], account: Account, *, what: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from .wire import DAY_MS, Account, Snode, Wire, b64, raw_https
 
-pytestmark = [pytest.mark.integration, pytest.mark.backends("process", "docker")]
+pytestmark = [pytest.mark.integration, pytest.mark.backends("process", "docker", "swarm")]
 
 
 async def still_serving(wire: Wire, node: Snode) -> None:

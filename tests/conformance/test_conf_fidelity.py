@@ -11,7 +11,7 @@ import pytest
 
 from .wire import Account, Wire, assert_t_hf, b64, is_int
 
-pytestmark = [pytest.mark.integration, pytest.mark.backends("process", "docker")]
+pytestmark = [pytest.mark.integration, pytest.mark.backends("process", "docker", "swarm")]
 
 # a long-running chain: height-gated ifelse conditions behave as on a real network
 MIN_START_HEIGHT = 10_000

@@ -10,7 +10,7 @@ import pytest
 
 from .wire import DAY_MS, Account, Wire, assert_t_hf, b64, is_int, verify_node_sig
 
-pytestmark = [pytest.mark.integration, pytest.mark.backends("process", "docker")]
+pytestmark = [pytest.mark.integration, pytest.mark.backends("process", "docker", "swarm")]
 
 FAKE = "bepQtTaYrzcuCXO3fZkmk/h3xkMQ3vCh94i5HzLmj3I"  # a valid-looking hash nobody stored
 

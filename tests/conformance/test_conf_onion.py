@@ -28,7 +28,7 @@ from .wire import (
     libsession_onion,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.backends("process", "docker")]
+pytestmark = [pytest.mark.integration, pytest.mark.backends("process", "docker", "swarm")]
 
 
 def random_hop() -> OnionHop:

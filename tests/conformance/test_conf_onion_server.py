@@ -18,7 +18,7 @@ from nodes.protocol.onion import OnionHop
 
 from .wire import BuiltOnion, Snode, Wire, _seal, build_onion, decode_onion_response
 
-pytestmark = [pytest.mark.integration, pytest.mark.backends("process", "docker")]
+pytestmark = [pytest.mark.integration, pytest.mark.backends("process", "docker", "swarm")]
 
 
 def bt_list(*items: bytes) -> bytes:

@@ -10,7 +10,7 @@ import pytest
 
 from .wire import Wire, is_hex, is_int
 
-pytestmark = [pytest.mark.integration, pytest.mark.backends("process", "docker")]
+pytestmark = [pytest.mark.integration, pytest.mark.backends("process", "docker", "swarm")]
 
 #: session-desktop SeedNodeAPI.ts getSnodesFromSeedUrl (+ the fields SnodeRequestTypes.ts
 #: GetServicesNodesFromSeedRequest adds in newer releases)

@@ -14,7 +14,7 @@ import pytest
 
 from .wire import Account, Wire, assert_t_hf, b64, is_int, verify_node_sig
 
-pytestmark = [pytest.mark.integration, pytest.mark.backends("process", "docker")]
+pytestmark = [pytest.mark.integration, pytest.mark.backends("process", "docker", "swarm")]
 
 MSG_KEYS = {"hash", "timestamp", "expiration", "data"}
 

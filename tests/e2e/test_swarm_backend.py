@@ -9,20 +9,16 @@ as it was found afterwards (also when a test fails): `docker swarm leave --force
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import docker.errors
 import pytest
-import requests
 import urllib3
+from swarm_support import answers, cli, eventually, exclusive_swarm_mode, leftovers, running_tasks
 
-from harness.backends.docker_engine import LABEL, LABEL_SWARM_STATE
+from harness.backends.docker_engine import LABEL
 from harness.images import ensure_images
 from harness.naming import unique_name
 
@@ -39,6 +35,11 @@ def swarm_client() -> Iterator[Any]:
         client.ping()
     except Exception as e:
         pytest.skip(f"Docker engine not reachable: {e}")
+    with exclusive_swarm_mode():
+        yield from _swarm_mode(client)
+
+
+def _swarm_mode(client: Any) -> Iterator[Any]:
     swarm = client.info().get("Swarm") or {}
     had_gwbridge = bool(client.networks.list(names=["docker_gwbridge"]))
     initialised = False
@@ -64,51 +65,6 @@ def swarm_client() -> Iterator[Any]:
                     if not (net.attrs.get("Containers") or {}):
                         net.remove()
         client.close()
-
-
-def cli(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SESSION_TESTNET_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    res = subprocess.run([sys.executable, "-m", "harness", *args], env=env, cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
-    if check and res.returncode != 0:
-        raise AssertionError(f"testnet {' '.join(args)} failed ({res.returncode}):\n"
-                             f"{res.stdout}\n{res.stderr}")
-    return res
-
-
-def leftovers(client: Any, name: str, home: Path) -> dict[str, list[str]]:
-    f = {"label": [f"{LABEL}={name}", f"{LABEL_SWARM_STATE}={home / 'networks' / name}"]}
-    return {
-        "services": [s.name for s in client.services.list(filters=f)],
-        "containers": [c.name for c in client.containers.list(all=True, filters=f,
-                                                               ignore_removed=True)],
-        "networks": [n.name for n in client.networks.list(filters=f)],
-        "volumes": [v.name for v in client.volumes.list(filters=f)],
-    }
-
-
-def running_tasks(client: Any, service: str) -> list[str]:
-    return [t["ID"] for t in client.services.get(service).tasks()
-            if t["Status"]["State"] == "running"]
-
-
-def answers(ip: str, port: int) -> bool:
-    """The node behind ``ip:port`` answers its storage RPC ``info``."""
-    try:
-        r = requests.post(f"https://{ip}:{port}/storage_rpc/v1",
-                          json={"method": "info", "params": {}}, verify=False, timeout=5)
-    except requests.exceptions.RequestException:
-        return False
-    return r.status_code == 200
-
-
-def eventually(check: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.5)
-    return check()
 
 
 def test_swarm_testnet_up_send_fault_kill_down(swarm_client: Any, tmp_path: Path) -> None:

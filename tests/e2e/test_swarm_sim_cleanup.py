@@ -1,0 +1,66 @@
+"""`testnet swarm-sim down` after `testnet swarm-sim up` was killed (SIGKILL) in the middle of
+starting a host: the host container, its volume, the network and the swarm `up` made on the
+local engine are all gone afterwards, and the engine is back to no swarm."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+from orphan_watch import register_sim_home
+from swarm_support import exclusive_swarm_mode
+
+from harness.images import ensure_images
+from harness.swarmsim.hosts import LABEL_HOME, NETWORK
+from harness.swarmsim.image import sim_image
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_down_cleans_up_after_a_killed_up(tmp_path_factory: pytest.TempPathFactory) -> None:
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except Exception as e:
+        pytest.skip(f"Docker engine not reachable: {e}")
+    home = Path(tmp_path_factory.mktemp("simkill", numbered=True))
+    env = {**os.environ, "SESSION_TESTNET_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    mine: dict[str, Any] = {"label": f"{LABEL_HOME}={home / 'swarm-sim'}"}
+    with exclusive_swarm_mode():
+        if (client.info().get("Swarm") or {}).get("LocalNodeState") != "inactive":
+            pytest.skip("the engine is in a swarm already; the simulated hosts need their own")
+        ensure_images(client)
+        sim_image(client)  # made once here, so `up` below gets to its hosts at once
+        register_sim_home(home)
+        up = subprocess.Popen([sys.executable, "-m", "harness", "swarm-sim", "up", "--hosts", "2"],
+                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not client.containers.list(all=True, filters=mine):
+                assert up.poll() is None, "swarm-sim up ended before it started a host"
+                time.sleep(0.05)
+            assert client.containers.list(all=True, filters=mine), "no host was started"
+        finally:
+            up.send_signal(signal.SIGKILL)
+            up.wait()
+        assert (client.info().get("Swarm") or {}).get("LocalNodeState") == "active"
+        down = subprocess.run([sys.executable, "-m", "harness", "swarm-sim", "down"], env=env,
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert down.returncode == 0, down.stderr
+        assert "container st-sim-host1" in down.stdout
+        assert client.containers.list(all=True, filters=mine) == []
+        assert client.volumes.list(filters=mine) == []
+        assert client.networks.list(names=[NETWORK]) == []
+        assert (client.info().get("Swarm") or {}).get("LocalNodeState") == "inactive"
+        assert not (home / "swarm-sim" / "state.json").exists()
+    client.close()
