@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
+import pytest
 import requests
 
 from harness.backends.docker_engine import LABEL, LABEL_SWARM_STATE
@@ -77,3 +79,13 @@ def eventually(check: Callable[[], bool], timeout: float = 30.0) -> bool:
             return True
         time.sleep(0.5)
     return check()
+
+
+def engine_or_skip() -> Any:
+    """A client of the local Docker engine; the test is skipped when there is none."""
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except Exception as e:
+        pytest.skip(f"Docker engine not reachable: {e}")
+    return client

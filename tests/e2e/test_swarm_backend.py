@@ -16,7 +16,15 @@ from typing import Any
 import docker.errors
 import pytest
 import urllib3
-from swarm_support import answers, cli, eventually, exclusive_swarm_mode, leftovers, running_tasks
+from swarm_support import (
+    answers,
+    cli,
+    engine_or_skip,
+    eventually,
+    exclusive_swarm_mode,
+    leftovers,
+    running_tasks,
+)
 
 from harness.backends.docker_engine import LABEL
 from harness.images import ensure_images
@@ -24,17 +32,12 @@ from harness.naming import unique_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 urllib3.disable_warnings()  # the nodes' certificates are self-signed
 
 
 @pytest.fixture(scope="module")
 def swarm_client() -> Iterator[Any]:
-    try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-    except Exception as e:
-        pytest.skip(f"Docker engine not reachable: {e}")
+    client = engine_or_skip()
     with exclusive_swarm_mode():
         yield from _swarm_mode(client)
 

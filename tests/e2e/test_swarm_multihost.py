@@ -22,7 +22,15 @@ from typing import Any
 import docker
 import pytest
 from orphan_watch import register_sim_home
-from swarm_support import answers, cli, eventually, exclusive_swarm_mode, leftovers, running_tasks
+from swarm_support import (
+    answers,
+    cli,
+    engine_or_skip,
+    eventually,
+    exclusive_swarm_mode,
+    leftovers,
+    running_tasks,
+)
 
 from harness.backends.swarm_engines import ENV as ENGINES_ENV
 from harness.images import ensure_images
@@ -38,11 +46,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, dict[str, Any]]]:
     """The local engine (the manager) and a client per simulated host, by host name."""
-    try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-    except Exception as e:
-        pytest.skip(f"Docker engine not reachable: {e}")
+    client = engine_or_skip()
     # a short home: the hosts' engine sockets live under it (a socket path has <= 107 bytes)
     home = Path(tmp_path_factory.mktemp("sim", numbered=True))
     with exclusive_swarm_mode():

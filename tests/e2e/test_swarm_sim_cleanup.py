@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
 from orphan_watch import register_sim_home
-from swarm_support import exclusive_swarm_mode
+from swarm_support import engine_or_skip, exclusive_swarm_mode
 
 from harness.images import ensure_images
 from harness.swarmsim.hosts import LABEL_HOME, NETWORK
@@ -27,11 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_down_cleans_up_after_a_killed_up(tmp_path_factory: pytest.TempPathFactory) -> None:
-    try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-    except Exception as e:
-        pytest.skip(f"Docker engine not reachable: {e}")
+    client = engine_or_skip()
     home = Path(tmp_path_factory.mktemp("simkill", numbered=True))
     env = {**os.environ, "SESSION_TESTNET_HOME": str(home), "PYTHONPATH": str(ROOT)}
     mine: dict[str, Any] = {"label": f"{LABEL_HOME}={home / 'swarm-sim'}"}
