@@ -53,6 +53,7 @@ from typing import Any, ClassVar
 
 import docker.errors  # binds `docker` too (a plain `import docker` is misfiled next to docker/)
 import docker.types
+import requests.exceptions
 from docker.client import DockerClient
 
 from harness import nodekinds
@@ -79,7 +80,8 @@ from harness.backends.docker_net import (
     subnet_of,
 )
 from harness.backends.follow_container import follow_container_log
-from harness.images import ImageError, ensure_images, toxiproxy_image
+from harness.images import ImageError, ImageSet, ensure_images, toxiproxy_image
+from harness.images.code import code_mounts, ensure_code_volumes
 from harness.nodekinds.base import NodeKindError
 from harness.state import NetworkState, NodeRecord, StateDir, StateError, list_networks, locked
 from harness.topology import NodeGroup, Topology, node_index
@@ -225,6 +227,7 @@ class DockerBackend(Backend):
         except ImageError as e:
             raise BackendError(str(e)) from None
         state.image = images.node
+        state.code_volumes = self._code_volumes(images, report)
         if state.toxiproxy_url:
             state.toxiproxy_image = toxiproxy_image(self.client) or images.node
         self._node_images(state, report)
@@ -232,6 +235,17 @@ class DockerBackend(Backend):
         for target in ["seed"] + [n.name for n in state.nodes] + (
                 [state.fileserver.name] if state.fileserver else []):
             self._ensure_volume(state, target)
+
+    def _code_volumes(self, images: ImageSet, report: Reporter) -> dict[str, str]:
+        """The node image's code volumes (:mod:`harness.images.code`), filled once per image;
+        ``{}`` (the containers import from the image's layers) if the engine refuses them."""
+        try:
+            return ensure_code_volumes(self.client, images.node_id, images.code_paths,
+                                       progress=report)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+            report(f"warning: no code volumes for {images.node} ({e}); the containers import "
+                   "from the image's layers")
+            return {}
 
     def _node_images(self, state: NetworkState, report: Reporter) -> None:
         """Record the image of every node whose implementation brings its own (the real
@@ -306,9 +320,14 @@ class DockerBackend(Backend):
         name = self.container_name(state, target)
         kwargs: dict[str, Any] = {"init": True, "user": user, "cap_add": cap_add,
                                   "environment": dict(env or {}), **extra}
+        mounts = []
         if volume:
-            kwargs["mounts"] = [docker.types.Mount(target=DATA_DIR, type="volume",
-                                                   source=self._ensure_volume(state, target))]
+            mounts.append(docker.types.Mount(target=DATA_DIR, type="volume",
+                                             source=self._ensure_volume(state, target)))
+        if image == state.image:  # imports from plain folders, not through the storage driver
+            mounts += code_mounts(state.code_volumes)
+        if mounts:
+            kwargs["mounts"] = mounts
         if network_mode is None:
             net = self.network_name(state)
             endpoint = self.client.api.create_endpoint_config(ipv4_address=ip)
