@@ -47,7 +47,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -368,10 +368,6 @@ class DockerBackend(Backend):
     def start_proxy(self, state: NetworkState) -> None:
         x = state.net_index
         host = self._start_proxyhost(state)
-        # every node's advertised address up front (sn01-sn254), so nodes that join later need
-        # nothing more; link addresses come one by one through ensure_address()
-        self._add_addresses(state, [f"10.{x}.{i}.1" for i in range(1, 255)]
-                            + [f"10.{x}.0.{FILESERVER_HOST}"])  # the file server's proxy
         image = state.toxiproxy_image or _image(state)
         if image == _image(state):
             command = ["python", "-m", "nodes.toxiproxy", "--host", "0.0.0.0",
@@ -379,9 +375,20 @@ class DockerBackend(Backend):
         else:  # the official image: entrypoint /toxiproxy
             command = ["-host=0.0.0.0", f"-port={TOXIPROXY_PORT}"]
         host_id = self.client.containers.get(host).id
-        state.toxiproxy_container = self._run(
-            state, "toxiproxy", image, command, role="toxiproxy", volume=False,
-            network_mode=f"container:{host_id}")
+        # every node's advertised address up front (sn01-sn254), so nodes that join later need
+        # nothing more; link addresses come one by one through ensure_address(). Added while
+        # Toxiproxy starts: only its proxies (created once its API answers) need them.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="proxy-addresses") as pool:
+            added = pool.submit(self._add_addresses, state,
+                                [f"10.{x}.{i}.1" for i in range(1, 255)]
+                                + [f"10.{x}.0.{FILESERVER_HOST}"])  # the file server's proxy
+            try:
+                state.toxiproxy_container = self._run(
+                    state, "toxiproxy", image, command, role="toxiproxy", volume=False,
+                    network_mode=f"container:{host_id}")
+            finally:
+                wait([added])  # never leave the exec running into a teardown
+            added.result()
 
     def _start_proxyhost(self, state: NetworkState) -> str:
         """Start the container that owns the advertised addresses; return its name."""
