@@ -130,6 +130,9 @@ class NetworkState:
     image: str | None = None
     toxiproxy_image: str | None = None
     toxiproxy_container: str | None = None
+    #: docker backend: the node image's code volumes (path in the container -> volume), mounted
+    #: read-only in every container of that image (harness/images/code.py); empty: none
+    code_volumes: dict[str, str] = field(default_factory=dict)
     #: a lease (``Testnet.up(lease=True)``: the pytest plugin, the Python API): the process
     #: whose death ends the testnet, and its start time (``/proc/PID/stat`` field 22, clock
     #: ticks since boot) so that a reused pid is not taken for the owner; None: no lease

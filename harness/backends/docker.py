@@ -47,12 +47,13 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import Any, ClassVar
 
 import docker.errors  # binds `docker` too (a plain `import docker` is misfiled next to docker/)
 import docker.types
+import requests.exceptions
 from docker.client import DockerClient
 
 from harness import nodekinds
@@ -79,7 +80,8 @@ from harness.backends.docker_net import (
     subnet_of,
 )
 from harness.backends.follow_container import follow_container_log
-from harness.images import ImageError, ensure_images, toxiproxy_image
+from harness.images import ImageError, ImageSet, ensure_images, toxiproxy_image
+from harness.images.code import code_mounts, ensure_code_volumes
 from harness.nodekinds.base import NodeKindError
 from harness.state import NetworkState, NodeRecord, StateDir, StateError, list_networks, locked
 from harness.topology import NodeGroup, Topology, node_index
@@ -93,6 +95,12 @@ CREATE_ATTEMPTS = 6
 #: run in the proxy host (as root) to add listen addresses: see nodes/common/netlink.py
 ADD_ADDRESSES = ["python", "-m", "nodes.common.netlink"]
 #: where the seed's real-node list and the UDP relay's config are put in their containers
+#: containers every other one waits for (the nodes register at the seed; readiness needs the
+#: proxies): with more CPU weight than the default 1024 they get the cores first while the
+#: ten containers of a bring-up start at once (measured under load: Toxiproxy's API answered
+#: 1.5-1.8 s after its start instead of 4.4-4.7 s)
+PRIORITY_ROLES = ("seed", "proxyhost", "toxiproxy")
+PRIORITY_CPU_SHARES = 4096
 SEED_NODE_LIST = "/tmp/oxenmq-nodes.json"
 UDP_RELAY_CONFIG = "/tmp/udp-relays.json"
 
@@ -225,6 +233,7 @@ class DockerBackend(Backend):
         except ImageError as e:
             raise BackendError(str(e)) from None
         state.image = images.node
+        state.code_volumes = self._code_volumes(images, report)
         if state.toxiproxy_url:
             state.toxiproxy_image = toxiproxy_image(self.client) or images.node
         self._node_images(state, report)
@@ -232,6 +241,17 @@ class DockerBackend(Backend):
         for target in ["seed"] + [n.name for n in state.nodes] + (
                 [state.fileserver.name] if state.fileserver else []):
             self._ensure_volume(state, target)
+
+    def _code_volumes(self, images: ImageSet, report: Reporter) -> dict[str, str]:
+        """The node image's code volumes (:mod:`harness.images.code`), filled once per image;
+        ``{}`` (the containers import from the image's layers) if the engine refuses them."""
+        try:
+            return ensure_code_volumes(self.client, images.node_id, images.code_paths,
+                                       progress=report)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+            report(f"warning: no code volumes for {images.node} ({e}); the containers import "
+                   "from the image's layers")
+            return {}
 
     def _node_images(self, state: NetworkState, report: Reporter) -> None:
         """Record the image of every node whose implementation brings its own (the real
@@ -306,9 +326,14 @@ class DockerBackend(Backend):
         name = self.container_name(state, target)
         kwargs: dict[str, Any] = {"init": True, "user": user, "cap_add": cap_add,
                                   "environment": dict(env or {}), **extra}
+        mounts = []
         if volume:
-            kwargs["mounts"] = [docker.types.Mount(target=DATA_DIR, type="volume",
-                                                   source=self._ensure_volume(state, target))]
+            mounts.append(docker.types.Mount(target=DATA_DIR, type="volume",
+                                             source=self._ensure_volume(state, target)))
+        if image == state.image:  # imports from plain folders, not through the storage driver
+            mounts += code_mounts(state.code_volumes)
+        if mounts:
+            kwargs["mounts"] = mounts
         if network_mode is None:
             net = self.network_name(state)
             endpoint = self.client.api.create_endpoint_config(ipv4_address=ip)
@@ -317,6 +342,8 @@ class DockerBackend(Backend):
             # an explicit network=None also stops testcontainers from attaching the container
             # to the network it guesses the caller runs in (its docker-in-docker heuristic)
             kwargs.update(network=None, network_mode=network_mode)
+        if role in PRIORITY_ROLES:
+            kwargs["cpu_shares"] = PRIORITY_CPU_SHARES
         labels = self.labels(state, role=role, target=target)
         start_container(self.client, self.tc, image, command, name=name, labels=labels,
                         state_label=self.state_label, target=target, testnet=state.name,
@@ -349,10 +376,6 @@ class DockerBackend(Backend):
     def start_proxy(self, state: NetworkState) -> None:
         x = state.net_index
         host = self._start_proxyhost(state)
-        # every node's advertised address up front (sn01-sn254), so nodes that join later need
-        # nothing more; link addresses come one by one through ensure_address()
-        self._add_addresses(state, [f"10.{x}.{i}.1" for i in range(1, 255)]
-                            + [f"10.{x}.0.{FILESERVER_HOST}"])  # the file server's proxy
         image = state.toxiproxy_image or _image(state)
         if image == _image(state):
             command = ["python", "-m", "nodes.toxiproxy", "--host", "0.0.0.0",
@@ -360,9 +383,20 @@ class DockerBackend(Backend):
         else:  # the official image: entrypoint /toxiproxy
             command = ["-host=0.0.0.0", f"-port={TOXIPROXY_PORT}"]
         host_id = self.client.containers.get(host).id
-        state.toxiproxy_container = self._run(
-            state, "toxiproxy", image, command, role="toxiproxy", volume=False,
-            network_mode=f"container:{host_id}")
+        # every node's advertised address up front (sn01-sn254), so nodes that join later need
+        # nothing more; link addresses come one by one through ensure_address(). Added while
+        # Toxiproxy starts: only its proxies (created once its API answers) need them.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="proxy-addresses") as pool:
+            added = pool.submit(self._add_addresses, state,
+                                [f"10.{x}.{i}.1" for i in range(1, 255)]
+                                + [f"10.{x}.0.{FILESERVER_HOST}"])  # the file server's proxy
+            try:
+                state.toxiproxy_container = self._run(
+                    state, "toxiproxy", image, command, role="toxiproxy", volume=False,
+                    network_mode=f"container:{host_id}")
+            finally:
+                wait([added])  # never leave the exec running into a teardown
+            added.result()
 
     def _start_proxyhost(self, state: NetworkState) -> str:
         """Start the container that owns the advertised addresses; return its name."""

@@ -25,6 +25,7 @@ import requests.exceptions
 from docker.models.images import Image
 
 from harness.images.base import choose_base, requested_base_image
+from harness.images.code import code_paths, remove_stale_code_volumes
 from harness.images.engine import (
     IMAGE_LABEL,
     RECIPE_VERSION,
@@ -44,6 +45,9 @@ NODE_REPOSITORY = "session-testnet/node"
 NODE_LATEST = f"{NODE_REPOSITORY}:latest"
 #: how many node images (other than the current one) to keep when a new one is built
 KEEP_OLD_NODE_IMAGES = 3
+#: where the Dockerfile puts the virtualenv of the node dependencies and the ``nodes`` package
+VENV = "/opt/venv"
+APP = "/app"
 #: fixed metadata for build-context entries, so identical content gives identical layers
 _CONTEXT_MTIME = 1_700_000_000
 
@@ -60,6 +64,8 @@ class ImageSet:
     base: str
     #: True when this call built the node image, False when it already existed
     built: bool = False
+    #: the folders of its Python code, for code volumes (:mod:`harness.images.code`)
+    code_paths: tuple[str, ...] = ()
 
 
 def context_hash(base_image: str | None = None, sources: NodeSources | None = None) -> str:
@@ -97,8 +103,10 @@ def build_context(wheels: Path, out: IO[bytes], sources: NodeSources | None = No
 
 def build_image(client: docker.DockerClient, tag: str, base: str, wheels: Path, *,
                 sources: NodeSources | None = None, progress: Progress = quiet,
-                nocache: bool = False, labels: dict[str, str] | None = None) -> str:
+                nocache: bool = False, labels: dict[str, str] | None = None,
+                code_paths: tuple[str, ...] = ()) -> str:
     """Build the node image as ``tag`` on ``base`` with the prepared ``wheels``; return its id.
+    ``code_paths``: the folders of its Python code, for its label (:mod:`harness.images.code`).
 
     Only the build: :func:`ensure_images` is the usual entry (it also chooses the base, prepares
     the wheels, moves ``:latest`` and prunes old node images)."""
@@ -108,6 +116,9 @@ def build_image(client: docker.DockerClient, tag: str, base: str, wheels: Path, 
     # once, such as another revision's)
     log: list[str] = []
     image_id = None
+    buildargs = {"BASE_IMAGE": base}
+    if code_paths:
+        buildargs["CODE_PATHS"] = " ".join(code_paths)
     with tempfile.TemporaryFile() as ctx:
         build_context(wheels, ctx, sources)
         ctx.seek(0)
@@ -115,7 +126,7 @@ def build_image(client: docker.DockerClient, tag: str, base: str, wheels: Path, 
         try:
             with api_timeout(client, 900):
                 stream = client.api.build(
-                    fileobj=ctx, custom_context=True, tag=tag, buildargs={"BASE_IMAGE": base},
+                    fileobj=ctx, custom_context=True, tag=tag, buildargs=buildargs,
                     rm=True, forcerm=True, pull=False, nocache=nocache,
                     network_mode="none", decode=True, labels=labels,
                 )
@@ -159,6 +170,8 @@ def _prune_old_node_images(client: docker.DockerClient, keep: str, progress: Pro
                 progress(f"removed old node image {t}")
             except docker.errors.APIError:
                 pass  # still used by a container, or removed meanwhile
+    if old:
+        remove_stale_code_volumes(client)
 
 
 def _existing(client: docker.DockerClient, tag: str) -> ImageSet | None:
@@ -167,7 +180,7 @@ def _existing(client: docker.DockerClient, tag: str) -> ImageSet | None:
         return None
     _tag_latest(img)
     return ImageSet(node=tag, node_id=str(img.id), base=img.labels.get("session-testnet.base", ""),
-                    built=False)
+                    built=False, code_paths=code_paths(img.labels))
 
 
 def ensure_images(client: docker.DockerClient, *, progress: Progress | None = None,
@@ -191,14 +204,16 @@ def ensure_images(client: docker.DockerClient, *, progress: Progress | None = No
             base = choose_base(client, base_image, report, cache)
             info = python_info(client, base)
             wheels = prepare_wheels(info, sources.requirements(), report, cache)
+            paths = (info.stdlib, VENV, APP) if info.stdlib else ()
             image_id = build_image(client, tag, base, wheels, sources=sources, progress=report,
-                                   nocache=force)
+                                   nocache=force, code_paths=paths)
             img = client.images.get(tag)
             size = float(img.attrs.get("Size") or 0) / 1e6
             report(f"node image {tag}: built in {time.monotonic() - t0:.1f}s ({size:.0f} MB)")
             _tag_latest(img)
             _prune_old_node_images(client, tag, report)
-            return ImageSet(node=tag, node_id=image_id, base=base, built=True)
+            return ImageSet(node=tag, node_id=image_id, base=base, built=True,
+                            code_paths=code_paths(img.labels))
     except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
         raise ImageError(f"Docker engine error while preparing {tag}: {e}. Is the engine "
                          "running and reachable (DOCKER_HOST, 'docker info')?") from e

@@ -31,6 +31,7 @@ class PythonInfo:
     libc: str  #: "glibc" or "musl"
     libc_version: str  #: "2.36"
     machine: str  #: "x86_64", "aarch64"
+    stdlib: str = ""  #: its standard library's folder, "/usr/local/lib/python3.11"
 
     @property
     def cp_tag(self) -> str:
@@ -52,10 +53,10 @@ class PythonInfo:
         return [f"musllinux_1_{minor}_{arch}" for minor in (2, 1)]
 
 
-_PROBE = ("import json, platform, sys; lib = platform.libc_ver(); "
+_PROBE = ("import json, platform, sys, sysconfig; lib = platform.libc_ver(); "
           "print(json.dumps({'version': '%d.%d' % sys.version_info[:2], "
           "'libc': 'glibc' if lib[0] == 'glibc' else 'musl', 'libc_version': lib[1], "
-          "'machine': platform.machine()}))")
+          "'machine': platform.machine(), 'stdlib': sysconfig.get_paths()['stdlib']}))")
 
 
 def python_info(client: docker.DockerClient, image: str) -> PythonInfo:

@@ -138,6 +138,18 @@ def test_default_topology_up_down_leaves_nothing(client):
             labels = c.labels
             assert labels[LABEL] == name and labels[LABEL_STATE] == str(StateDir(name).path)
             assert labels[LABEL_OWNER] == str(os.getpid()) and labels[LABEL_HOST]
+        # every container of the node image imports its code from the image's code volumes
+        # (read-only), the ones everybody waits for have more CPU weight
+        assert len(net.state.code_volumes) == 3, net.state.code_volumes
+        for t in ("seed", "proxyhost", "toxiproxy", "fileserver", net.nodes[0].name):
+            c = client.containers.get(f"st-{name}-{t}")
+            code = {(m["Destination"], m["Name"], m["RW"]) for m in c.attrs["Mounts"]
+                    if m["Destination"] in net.state.code_volumes}
+            if t == "toxiproxy" and c.image.tags and c.image.tags[0] != net.state.image:
+                continue  # the official Toxiproxy image: its own code
+            assert code == {(p, v, False) for p, v in net.state.code_volumes.items()}, (t, code)
+            shares = c.attrs["HostConfig"]["CpuShares"]
+            assert shares == (4096 if t in ("seed", "proxyhost", "toxiproxy") else 0), (t, shares)
         status = net.status()
         assert all(n["ready"] and n["running"] for n in status["nodes"]), status
         assert status["toxiproxy"]["running"]

@@ -11,7 +11,7 @@ import docker.errors
 import pytest
 
 from harness import images
-from harness.images import ImageSet, NodeSources, PythonInfo, base, ensure_images, node, node_image_tag
+from harness.images import ImageSet, NodeSources, PythonInfo, base, code, ensure_images, node, node_image_tag
 
 # needs the Docker engine (it builds an image and starts a container)
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -219,6 +219,53 @@ def test_second_call_is_a_fast_no_op(client, image_set):
     assert again.built is False
     assert steps == []
     assert elapsed < 2.0, f"ensure_images took {elapsed:.2f}s although the image exists"
+
+
+CODE_CHECK = (
+    "import os, sys; "
+    "mounts = {l.split()[4] for l in open('/proc/self/mountinfo')}; "
+    "print(' '.join(p for p in sys.argv[1:] if p in mounts), os.access('/app/nodes', os.W_OK))"
+)
+
+
+def test_code_volumes_hold_the_image_code_read_only(client, image_set):
+    result, _, _ = image_set
+    assert result.code_paths[1:] == ("/opt/venv", "/app")
+    assert result.code_paths[0].endswith("/python3.11"), result.code_paths
+    steps: list[str] = []
+    volumes = code.ensure_code_volumes(client, result.node_id, result.code_paths,
+                                       progress=steps.append)
+    assert list(volumes) == list(result.code_paths)
+    client.volumes.get(code.volume_base(result.node_id))  # complete
+    again: list[str] = []
+    assert code.ensure_code_volumes(client, result.node_id, result.code_paths,
+                                    progress=again.append) == volumes
+    assert again == []  # filled once per image
+
+    # the node code imports from them (not from the image's layers), and cannot change them
+    container = client.containers.run(
+        result.node, ["python", "-c", f"{IMPORT_CHECK}; {CODE_CHECK}", *volumes], detach=True,
+        network_disabled=True, mounts=code.code_mounts(volumes),
+        labels={"session-testnet.test": "images"})
+    try:
+        status = container.wait(timeout=60)
+        out = container.logs().decode().split("\n")
+        assert status["StatusCode"] == 0, out
+        assert out[0].startswith("ok ") and out[0].endswith(" /opt/venv"), out
+        assert out[1] == " ".join(volumes) + " False", out
+    finally:
+        container.remove(force=True)
+
+
+def test_code_volumes_of_a_gone_image_are_removed(client, image_set):
+    result, _, _ = image_set
+    gone = "sha256:" + "0" * 64  # no such image
+    name = code.volume_base(gone) + "-0"
+    client.volumes.create(name=name, labels={images.IMAGE_LABEL: "code", code.CODE_OF_LABEL: gone})
+    removed = code.remove_stale_code_volumes(client)
+    assert name in removed
+    assert code.volume_base(result.node_id) not in removed  # its image is present
+    client.volumes.get(code.volume_base(result.node_id))
 
 
 def test_toxiproxy_image_is_official_or_none(client):
