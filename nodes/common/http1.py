@@ -1,0 +1,219 @@
+"""A small HTTP/1.1 client for node→node POSTs: pooled keep-alive connections, one write per
+request, responses parsed by httptools (llhttp, the parser uvloop's authors maintain).
+
+Why not aiohttp's ``ClientSession`` here: a node's peer traffic is short POSTs (swarm fan-out,
+replication pushes, onion relays) to a handful of peers, and per request aiohttp builds a
+request and response object graph, tracing signals, a timer handle and a connector round trip
+— a few hundred µs of CPython per request on each of the nodes a store touches
+(docs/nodes.md, "Performance"). This client does only what those requests need: ``POST`` with a
+byte body to ``host:port`` (TLS or plain TCP), an answer read whole (``Content-Length``,
+chunked or until close), connections reused while the server keeps them alive. No redirects,
+cookies, proxies, compression or ``Expect: 100-continue``.
+
+Errors: a connection that cannot be made, breaks, or answers something that is not HTTP raises
+:class:`PeerHttpError` (an ``OSError``); ``timeout`` (seconds, the whole request, connecting
+included) raises ``TimeoutError``. A connection whose request failed, timed out or was cancelled
+is closed, never reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import cast
+
+import httptools
+
+#: idle connections kept per (host, port); more in flight at once are opened and then closed
+MAX_IDLE_PER_HOST = 32
+
+
+class PeerHttpError(OSError):
+    """The request failed below HTTP: no connection, connection lost, or an unparsable answer."""
+
+
+@dataclass
+class HttpAnswer:
+    status: int
+    #: header names in lower case (a repeated header keeps its last value)
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class _Parsing:
+    """The answer being read on a connection."""
+
+    waiter: asyncio.Future[HttpAnswer]
+    headers: dict[str, str] = field(default_factory=dict)
+    chunks: list[bytes] = field(default_factory=list)
+    #: set once the status line and headers are read
+    status: int | None = None
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection: at most one request at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.keep_alive = False
+        self._parser = httptools.HttpResponseParser(self)
+        self._current: _Parsing | None = None
+
+    # -- asyncio.Protocol --
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's TLS transport is not an asyncio.Transport subclass, but has its methods
+        self.transport = cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        current, self._current = self._current, None
+        if current is None or current.waiter.done():
+            return
+        if current.status is not None and exc is None and not (
+                {"content-length", "transfer-encoding"} & current.headers.keys()):
+            # an answer without a length ends with its connection (RFC 9112, 6.3)
+            current.waiter.set_result(HttpAnswer(current.status, current.headers, b"".join(current.chunks)))
+        else:
+            current.waiter.set_exception(
+                PeerHttpError(f"connection closed before a complete answer ({exc or 'EOF'})"))
+
+    def data_received(self, data: bytes) -> None:
+        current = self._current
+        if current is None:  # nothing asked: the server is not speaking HTTP/1.1 to us
+            self.close()
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as e:
+            if not current.waiter.done():
+                current.waiter.set_exception(PeerHttpError(f"unparsable HTTP answer: {e}"))
+            self.close()
+
+    # -- httptools callbacks --
+    def on_header(self, name: bytes, value: bytes) -> None:
+        assert self._current is not None
+        self._current.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        assert self._current is not None
+        self._current.status = self._parser.get_status_code()
+
+    def on_body(self, body: bytes) -> None:
+        assert self._current is not None
+        self._current.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        current, self._current = self._current, None
+        assert current is not None
+        self.keep_alive = self._parser.should_keep_alive()
+        if not current.waiter.done():
+            current.waiter.set_result(HttpAnswer(self._parser.get_status_code(), current.headers,
+                                                 b"".join(current.chunks)))
+
+    # -- use --
+    def send(self, request: bytes) -> asyncio.Future[HttpAnswer]:
+        assert self.transport is not None and self._current is None
+        waiter: asyncio.Future[HttpAnswer] = asyncio.get_running_loop().create_future()
+        self._current = _Parsing(waiter)
+        self.keep_alive = False
+        self.transport.write(request)
+        return waiter
+
+    @property
+    def reusable(self) -> bool:
+        return (not self.closed and self.keep_alive and self._current is None
+                and self.transport is not None and not self.transport.is_closing())
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Http1Client:
+    """POSTs to ``host:port`` over pooled keep-alive HTTP/1.1 connections (TLS with
+    ``ssl_context``, plain TCP without)."""
+
+    def __init__(self, ssl_context: ssl.SSLContext | None, max_idle_per_host: int = MAX_IDLE_PER_HOST
+                 ) -> None:
+        self.ssl_context = ssl_context
+        self.max_idle_per_host = max_idle_per_host
+        self._idle: dict[tuple[str, int], list[_Connection]] = {}
+        self._all: set[_Connection] = set()
+        #: requests started and connections opened (for the node's admin state and the tests)
+        self.requests = 0
+        self.connections_opened = 0
+
+    async def _connect(self, host: str, port: int) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            if self.ssl_context is None:
+                _, conn = await loop.create_connection(_Connection, host, port)
+            else:
+                _, conn = await loop.create_connection(_Connection, host, port, ssl=self.ssl_context,
+                                                       server_hostname="")
+        except OSError as e:
+            raise PeerHttpError(f"cannot connect to {host}:{port}: {e}") from e
+        except ssl.SSLError as e:  # not an OSError subclass on every path
+            raise PeerHttpError(f"TLS with {host}:{port} failed: {e}") from e
+        self.connections_opened += 1
+        self._all.add(conn)
+        return conn
+
+    def _take_idle(self, key: tuple[str, int]) -> _Connection | None:
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            if conn.reusable:
+                return conn
+            self._all.discard(conn)
+        return None
+
+    def _release(self, key: tuple[str, int], conn: _Connection) -> None:
+        idle = self._idle.setdefault(key, [])
+        if conn.reusable and len(idle) < self.max_idle_per_host:
+            idle.append(conn)
+        else:
+            conn.close()
+            self._all.discard(conn)
+
+    def idle(self, host: str, port: int) -> int:
+        """How many kept connections to ``host:port`` could serve a request now."""
+        return sum(c.reusable for c in self._idle.get((host, port), ()))
+
+    async def post(self, host: str, port: int, path: str, body: bytes,
+                   headers: Mapping[str, str] | None = None, timeout: float = 30.0) -> HttpAnswer:
+        """POST ``body`` to ``path``; the whole answer, or PeerHttpError / TimeoutError."""
+        self.requests += 1
+        head = [f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {len(body)}\r\n"]
+        if headers:
+            head.extend(f"{k}: {v}\r\n" for k, v in headers.items())
+        head.append("\r\n")
+        request = "".join(head).encode("latin-1") + body
+        key = (host, port)
+        conn: _Connection | None = None
+        done = False
+        try:
+            async with asyncio.timeout(timeout):
+                conn = self._take_idle(key) or await self._connect(host, port)
+                answer = await conn.send(request)
+            done = True
+            return answer
+        finally:
+            if conn is not None:
+                if done:
+                    self._release(key, conn)
+                else:  # failed, timed out or cancelled mid-request: the answer may still come
+                    conn.close()
+                    self._all.discard(conn)
+
+    async def close(self) -> None:
+        """Close every connection (idle or in use)."""
+        for conn in list(self._all):
+            conn.close()
+        self._all.clear()
+        self._idle.clear()
