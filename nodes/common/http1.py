@@ -7,7 +7,8 @@ request and response object graph, tracing signals, a timer handle and a connect
 — a few hundred µs of CPython per request on each of the nodes a store touches
 (docs/nodes.md, "Performance"). This client does only what those requests need: ``POST`` with a
 byte body to ``host:port`` (TLS or plain TCP), an answer read whole (``Content-Length``,
-chunked or until close), connections reused while the server keeps them alive. No redirects,
+chunked or until close), connections reused while the server keeps them alive (and for at most
+:data:`MAX_IDLE_S` idle). No redirects,
 cookies, proxies, compression or ``Expect: 100-continue``.
 
 Errors: a connection that cannot be made, breaks, or answers something that is not HTTP raises
@@ -28,6 +29,10 @@ import httptools
 
 #: idle connections kept per (host, port); more in flight at once are opened and then closed
 MAX_IDLE_PER_HOST = 32
+#: a connection idle longer is not reused but closed: below the servers' idle deadline (our
+#: nodes close keep-alive connections idle for 15 s, ServerLimits.idle_timeout), so that a
+#: request is not sent on a connection the server is closing at that moment
+MAX_IDLE_S = 10.0
 
 
 class PeerHttpError(OSError):
@@ -60,6 +65,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.keep_alive = False
+        self.idle_since = 0.0  # loop time when it last went back to the pool
         self._parser = httptools.HttpResponseParser(self)
         self._current: _Parsing | None = None
 
@@ -138,10 +144,11 @@ class Http1Client:
     """POSTs to ``host:port`` over pooled keep-alive HTTP/1.1 connections (TLS with
     ``ssl_context``, plain TCP without)."""
 
-    def __init__(self, ssl_context: ssl.SSLContext | None, max_idle_per_host: int = MAX_IDLE_PER_HOST
-                 ) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None, max_idle_per_host: int = MAX_IDLE_PER_HOST,
+                 max_idle_s: float = MAX_IDLE_S) -> None:
         self.ssl_context = ssl_context
         self.max_idle_per_host = max_idle_per_host
+        self.max_idle_s = max_idle_s
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
         self._all: set[_Connection] = set()
         #: requests started and connections opened (for the node's admin state and the tests)
@@ -166,16 +173,21 @@ class Http1Client:
 
     def _take_idle(self, key: tuple[str, int]) -> _Connection | None:
         idle = self._idle.get(key)
+        if not idle:
+            return None
+        oldest = asyncio.get_running_loop().time() - self.max_idle_s
         while idle:
-            conn = idle.pop()
-            if conn.reusable:
+            conn = idle.pop()  # the most recently used first
+            if conn.reusable and conn.idle_since >= oldest:
                 return conn
+            conn.close()
             self._all.discard(conn)
         return None
 
     def _release(self, key: tuple[str, int], conn: _Connection) -> None:
         idle = self._idle.setdefault(key, [])
         if conn.reusable and len(idle) < self.max_idle_per_host:
+            conn.idle_since = asyncio.get_running_loop().time()
             idle.append(conn)
         else:
             conn.close()
@@ -183,7 +195,8 @@ class Http1Client:
 
     def idle(self, host: str, port: int) -> int:
         """How many kept connections to ``host:port`` could serve a request now."""
-        return sum(c.reusable for c in self._idle.get((host, port), ()))
+        oldest = asyncio.get_running_loop().time() - self.max_idle_s
+        return sum(c.reusable and c.idle_since >= oldest for c in self._idle.get((host, port), ()))
 
     async def post(self, host: str, port: int, path: str, body: bytes,
                    headers: Mapping[str, str] | None = None, timeout: float = 30.0) -> HttpAnswer:

@@ -139,6 +139,19 @@ async def test_a_cancelled_request_does_not_leave_its_connection_in_the_pool(ser
     assert client.connections_opened == 2
 
 
+async def test_a_connection_idle_too_long_is_closed_not_reused(server):
+    c = Http1Client(None, max_idle_s=0.05)
+    try:
+        await c.post("127.0.0.1", server.port, "/echo", b"1", timeout=5)
+        assert c.idle("127.0.0.1", server.port) == 1
+        await asyncio.sleep(0.1)
+        assert c.idle("127.0.0.1", server.port) == 0
+        await c.post("127.0.0.1", server.port, "/echo", b"2", timeout=5)
+        assert c.connections_opened == 2 and server.peers[0] != server.peers[1]
+    finally:
+        await c.close()
+
+
 async def test_connection_close_answer_is_not_reused(server, client):
     assert (await client.post("127.0.0.1", server.port, "/close", b"", timeout=5)).body == b"bye"
     assert (await client.post("127.0.0.1", server.port, "/echo", b"ab", timeout=5)).body == b"ba"
