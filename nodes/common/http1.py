@@ -140,6 +140,11 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+def _expire(waiter: asyncio.Future[HttpAnswer]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError("no complete answer in time"))
+
+
 class Http1Client:
     """POSTs to ``host:port`` over pooled keep-alive HTTP/1.1 connections (TLS with
     ``ssl_context``, plain TCP without)."""
@@ -208,12 +213,23 @@ class Http1Client:
         head.append("\r\n")
         request = "".join(head).encode("latin-1") + body
         key = (host, port)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         conn: _Connection | None = None
         done = False
         try:
-            async with asyncio.timeout(timeout):
-                conn = self._take_idle(key) or await self._connect(host, port)
-                answer = await conn.send(request)
+            conn = self._take_idle(key)
+            if conn is None:
+                async with asyncio.timeout_at(deadline):
+                    conn = await self._connect(host, port)
+            waiter = conn.send(request)
+            # a plain timer rather than asyncio.timeout: the answer is one future, and this is
+            # the hot path of every fan-out and relay
+            timer = loop.call_at(deadline, _expire, waiter)
+            try:
+                answer = await waiter
+            finally:
+                timer.cancel()
             done = True
             return answer
         finally:
