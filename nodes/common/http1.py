@@ -7,9 +7,9 @@ request and response object graph, tracing signals, a timer handle and a connect
 — a few hundred µs of CPython per request on each of the nodes a store touches
 (docs/nodes.md, "Performance"). This client does only what those requests need: ``POST`` with a
 byte body to ``host:port`` (TLS or plain TCP), an answer read whole (``Content-Length``,
-chunked or until close), connections reused while the server keeps them alive (and for at most
-:data:`MAX_IDLE_S` idle). No redirects,
-cookies, proxies, compression or ``Expect: 100-continue``.
+chunked or until close; at most :data:`MAX_ANSWER_BYTES`), connections reused while the server
+keeps them alive (and for at most :data:`MAX_IDLE_S` idle). No redirects, cookies, proxies,
+compression or ``Expect: 100-continue``.
 
 Errors: a connection that cannot be made, breaks, or answers something that is not HTTP raises
 :class:`PeerHttpError` (an ``OSError``); ``timeout`` (seconds, the whole request, connecting
@@ -33,6 +33,9 @@ MAX_IDLE_PER_HOST = 32
 #: nodes close keep-alive connections idle for 15 s, ServerLimits.idle_timeout), so that a
 #: request is not sent on a connection the server is closing at that moment
 MAX_IDLE_S = 10.0
+#: the largest answer body read (a larger one fails the request with PeerHttpError): far above
+#: any answer a node gives; a peer that sends more is broken or hostile
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
 
 
 class PeerHttpError(OSError):
@@ -56,12 +59,14 @@ class _Parsing:
     chunks: list[bytes] = field(default_factory=list)
     #: set once the status line and headers are read
     status: int | None = None
+    size: int = 0  # body bytes so far
 
 
 class _Connection(asyncio.Protocol):
     """One keep-alive connection: at most one request at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_answer_bytes: int = MAX_ANSWER_BYTES) -> None:
+        self.max_answer_bytes = max_answer_bytes
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.keep_alive = False
@@ -109,8 +114,18 @@ class _Connection(asyncio.Protocol):
         self._current.status = self._parser.get_status_code()
 
     def on_body(self, body: bytes) -> None:
-        assert self._current is not None
-        self._current.chunks.append(body)
+        current = self._current
+        assert current is not None
+        if current.waiter.done():  # failed already (too large): the rest is not kept
+            return
+        current.size += len(body)
+        if current.size > self.max_answer_bytes:
+            current.waiter.set_exception(
+                PeerHttpError(f"answer body larger than {self.max_answer_bytes} bytes"))
+            current.chunks.clear()
+            self.close()
+            return
+        current.chunks.append(body)
 
     def on_message_complete(self) -> None:
         current, self._current = self._current, None
@@ -150,10 +165,11 @@ class Http1Client:
     ``ssl_context``, plain TCP without)."""
 
     def __init__(self, ssl_context: ssl.SSLContext | None, max_idle_per_host: int = MAX_IDLE_PER_HOST,
-                 max_idle_s: float = MAX_IDLE_S) -> None:
+                 max_idle_s: float = MAX_IDLE_S, max_answer_bytes: int = MAX_ANSWER_BYTES) -> None:
         self.ssl_context = ssl_context
         self.max_idle_per_host = max_idle_per_host
         self.max_idle_s = max_idle_s
+        self.max_answer_bytes = max_answer_bytes
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
         self._all: set[_Connection] = set()
         #: requests started and connections opened (for the node's admin state and the tests)
@@ -162,12 +178,13 @@ class Http1Client:
 
     async def _connect(self, host: str, port: int) -> _Connection:
         loop = asyncio.get_running_loop()
+        limit = self.max_answer_bytes
         try:
             if self.ssl_context is None:
-                _, conn = await loop.create_connection(_Connection, host, port)
+                _, conn = await loop.create_connection(lambda: _Connection(limit), host, port)
             else:
-                _, conn = await loop.create_connection(_Connection, host, port, ssl=self.ssl_context,
-                                                       server_hostname="")
+                _, conn = await loop.create_connection(lambda: _Connection(limit), host, port,
+                                                       ssl=self.ssl_context, server_hostname="")
         except OSError as e:
             raise PeerHttpError(f"cannot connect to {host}:{port}: {e}") from e
         except ssl.SSLError as e:  # not an OSError subclass on every path

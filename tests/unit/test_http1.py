@@ -158,6 +158,18 @@ async def test_connection_close_answer_is_not_reused(server, client):
     assert client.connections_opened == 2
 
 
+async def test_an_answer_over_the_size_limit_fails_and_its_connection_is_closed(server):
+    c = Http1Client(None, max_answer_bytes=1000)
+    try:
+        assert (await c.post("127.0.0.1", server.port, "/echo", b"a" * 1000, timeout=5)).body == b"a" * 1000
+        with pytest.raises(PeerHttpError, match="larger than 1000 bytes"):
+            await c.post("127.0.0.1", server.port, "/echo", b"a" * 1001, timeout=5)
+        assert (await c.post("127.0.0.1", server.port, "/echo", b"ok", timeout=5)).body == b"ko"
+        assert c.connections_opened == 2  # the one that answered too much was closed
+    finally:
+        await c.close()
+
+
 async def test_chunked_answer_is_read_whole(server, client):
     a = await client.post("127.0.0.1", server.port, "/chunked", b"", timeout=5)
     assert a.status == 200 and a.body == b"one,two,three"
