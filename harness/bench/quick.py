@@ -20,7 +20,6 @@ met and says why (``reason``).
 
 from __future__ import annotations
 
-import asyncio
 import operator
 import time
 from collections.abc import Callable, Mapping
@@ -32,6 +31,7 @@ from harness.bench.run import Reporter, run_bench
 from harness.network import Testnet
 from harness.suites.support import SEND_RATE
 from harness.topology import Topology
+from nodes.common.eventloop import run as run_load
 
 #: the new top-level keys, in the order the table shows them
 QUICK_KEYS = ("bringup_s", "compose_up_s", "onion_roundtrip_p50_ms", "onion_roundtrip_p99_ms",
@@ -126,7 +126,7 @@ def _extras(params: QuickParams, out: dict[str, Any], report: Reporter) -> Calla
         report(f"bench --quick: {params.onion_clients} clients storing onion-routed for "
                f"{params.onion_window_s:g} s")
         try:
-            out["onion_stores"] = asyncio.run(onion_store_rate(net, params.onion_clients,
+            out["onion_stores"] = run_load(onion_store_rate(net, params.onion_clients,
                                                                params.onion_window_s))
         except Exception as e:  # unmeasured, with the reason; the run goes on
             out["onion_stores"] = {"per_s": None, "reason": f"{type(e).__name__}: {e}"}

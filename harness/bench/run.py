@@ -1,5 +1,7 @@
 """One bench run: the same :class:`~harness.bench.load.Load` on one testnet, or on two testnets
 one after the other (never at once: they would share the cores), and the ratios of their figures.
+The load runs on uvloop when it is installed (as the nodes do; ``SESSION_TESTNET_UVLOOP=0``: the
+stock loop), so that the load generator, on the same cores, takes less from what it measures.
 
 The JSON shape (``testnet bench --json``) is one object whose top-level keys are documented in
 :data:`TOP_LEVEL_KEYS`; a testnet's own figures are :data:`TESTNET_KEYS`. New figures are new
@@ -8,7 +10,6 @@ keys: no key changes meaning.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from harness.bench.load import Load, direct_store, messaging, retrieve_throughpu
 from harness.bench.memory import node_memory
 from harness.network import Testnet
 from harness.topology import Topology
+from nodes.common.eventloop import run as run_load
 
 TARGETS = {"up_s": 15.0}
 
@@ -53,14 +55,14 @@ def bench_testnet(backend: str, topology: Topology, load: Load, report: Reporter
     result["up_s"] = round(time.perf_counter() - t0, 2)
     try:
         report(f"bench: {load.messages} onion-routed messages on the {what}")
-        result.update(asyncio.run(messaging(net, load.messages)))
+        result.update(run_load(messaging(net, load.messages)))
         report(f"bench: {load.messages} direct stores, one at a time")
-        result["direct_store"] = asyncio.run(direct_store(net, load.messages))
+        result["direct_store"] = run_load(direct_store(net, load.messages))
         report(f"bench: {load.stores} direct stores and {load.retrieves} retrieves, "
                f"{load.concurrency} at a time")
-        stores, accounts = asyncio.run(store_throughput(net, load))
+        stores, accounts = run_load(store_throughput(net, load))
         result["store_throughput"] = stores
-        result["retrieve_throughput"] = asyncio.run(retrieve_throughput(net, load, accounts))
+        result["retrieve_throughput"] = run_load(retrieve_throughput(net, load, accounts))
         result["memory"] = node_memory(net)
         if extra is not None:
             extra(net)

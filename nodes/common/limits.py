@@ -85,9 +85,11 @@ def limits_middleware(limits: ServerLimits, client_max_size: int) -> Any:
                                      f"(limit {budget.limit}); retry later")
         try:
             try:
-                # asyncio.timeout, not wait_for: no task per request (this runs for every one)
-                async with asyncio.timeout(limits.body_timeout):
+                if request.content.is_eof():  # the whole body is here already: nothing to wait for
                     await request.read()
+                else:  # asyncio.timeout, not wait_for: no task per request
+                    async with asyncio.timeout(limits.body_timeout):
+                        await request.read()
             except TimeoutError:
                 return web.Response(status=408, content_type=TEXT, headers={"Connection": "close"},
                                     text=f"Request Timeout: body not received within {limits.body_timeout:g} s")

@@ -22,9 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
-from nodes.common.http import ClientSessions
+from nodes.common.http1 import Http1Client
+from nodes.common.tls import insecure_client_context
 from nodes.common.values import parse_hex32, parse_ipv4_port
 from nodes.protocol.keys import Identity, verify_ed25519
 
@@ -135,25 +134,30 @@ class PeerOverrides:
 
 
 class PeerClient:
-    """HTTPS client for other nodes (self-signed certificates are not verified)."""
+    """HTTPS client for other nodes (self-signed certificates are not verified), over the lean
+    keep-alive HTTP/1.1 client of :mod:`nodes.common.http1` (docs/nodes.md, "Performance")."""
 
     def __init__(self, identity: Identity, scheme: str = "https",
                  overrides: PeerOverrides | None = None) -> None:
         self.identity = identity
         self.scheme = scheme  # "http" only for in-process tests without TLS
         self.overrides = overrides if overrides is not None else PeerOverrides()
-        self._sessions = ClientSessions(timeout=None, limit=256)
+        self._http: Http1Client | None = None
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        return self._sessions.session
+    def http(self) -> Http1Client:
+        """The connection pool, made on first use (tests set :attr:`scheme` before)."""
+        if self._http is None:
+            self._http = Http1Client(insecure_client_context() if self.scheme == "https" else None)
+        return self._http
 
     @property
     def requests_sent(self) -> int:
-        return self._sessions.requests_sent
+        return self._http.requests if self._http is not None else 0
 
     async def close(self) -> None:
-        await self._sessions.close()
+        if self._http is not None:
+            await self._http.close()
 
     def address(self, node: NodeInfo) -> tuple[str, int]:
         """Where to connect to ``node``: its override if one is set, else the seed's address."""
@@ -173,19 +177,23 @@ class PeerClient:
 
     async def swarm_request(self, node: NodeInfo, method: str, params: Mapping[str, Any],
                             timeout: float) -> PeerReply:
-        """POST {"method", "params"} to a peer; raises asyncio.TimeoutError / aiohttp.ClientError."""
+        """POST {"method", "params"} to a peer; raises TimeoutError / OSError."""
         return await self.send_signed(node, self.signed_swarm_request(method, params), timeout)
 
     async def send_signed(self, node: NodeInfo, request: SignedRequest, timeout: float) -> PeerReply:
         """POST a request from :meth:`signed_swarm_request` to a peer (over a pooled keep-alive
-        connection); raises asyncio.TimeoutError / aiohttp.ClientError."""
-        async with self.session.post(self.url(node, SWARM_PATH), data=request.body,
-                                     headers=request.headers,
-                                     timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-            return PeerReply(resp.status, await resp.text())
+        connection); raises TimeoutError / OSError (:class:`~nodes.common.http1.PeerHttpError`)."""
+        ip, port = self.address(node)
+        answer = await self.http.post(ip, port, SWARM_PATH, request.body, request.headers, timeout)
+        return PeerReply(answer.status, answer.body.decode("utf-8", "replace"))
 
     async def post_raw(self, node: NodeInfo, path: str, body: bytes,
                        timeout: float) -> tuple[int, bytes, str]:
-        async with self.session.post(self.url(node, path), data=body,
-                                     timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-            return resp.status, await resp.read(), resp.headers.get("Content-Type", "text/plain")
+        """POST bytes (an onion frame) to a peer: (status, body, Content-Type); raises
+        TimeoutError / OSError."""
+        ip, port = self.address(node)
+        answer = await self.http.post(ip, port, path, body, _RAW_HEADERS, timeout)
+        return answer.status, answer.body, answer.headers.get("content-type", "text/plain")
+
+
+_RAW_HEADERS = {"Content-Type": "application/octet-stream"}

@@ -4,9 +4,10 @@ SQL runs on one dedicated worker thread (one connection, WAL journal, synchronou
 asyncio event loop is not blocked by slow queries (purges, replication reads, big deletes).  Every
 public coroutine is a thin wrapper around a synchronous ``_name`` method, which tests may also
 call directly through :meth:`Storage.run`.  The one exception is :meth:`Storage.store`, the
-request hot path: a single-message transaction (tens of µs) runs on the event loop itself when
-the database thread has nothing in hand (never both at once: the loop counts the thread's jobs),
-and concurrent stores are batched into one transaction on the thread otherwise.
+request hot path, with group commits: the stores of one turn of the event loop are written in
+one transaction (tens of µs) on the event loop itself when the database thread has nothing in
+hand (never both at once: the loop counts the thread's jobs), and on the thread, still batched,
+otherwise.
 
 Semantics follow the storage server's database layer: messages are unique by hash; storing a
 duplicate keeps the stored message and extends its expiry if the new one is later; retrieve pages
@@ -76,6 +77,18 @@ def _chunks(seq: Sequence[T], n: int = _CHUNK) -> Iterable[Sequence[T]]:
         yield seq[i:i + n]
 
 
+def _settle(batch: Sequence[tuple[Message, asyncio.Future[tuple[bool, int]]]],
+            results: Sequence[tuple[bool, int] | Exception]) -> None:
+    """Give each waiting store its result (or exception); a caller that went away has none."""
+    for (_, fut), r in zip(batch, results, strict=True):
+        if fut.done():  # the caller went away (cancelled)
+            continue
+        if isinstance(r, Exception):
+            fut.set_exception(r)
+        else:
+            fut.set_result(r)
+
+
 class Storage:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -85,6 +98,7 @@ class Storage:
         # store(): messages waiting for the database thread, and the task writing them
         self._pending_stores: list[tuple[Message, asyncio.Future[tuple[bool, int]]]] = []
         self._store_writer: asyncio.Future[None] | None = None
+        self._flush_scheduled = False  # a call of _flush_pending_stores is on the loop's queue
         self._executor.submit(self._open).result()
 
     # --- plumbing ------------------------------------------------------------------------------
@@ -403,22 +417,35 @@ class Storage:
 
     # --- async API ------------------------------------------------------------------------------
     async def store(self, m: Message) -> tuple[bool, int]:
-        """Store one message (see :meth:`_store`), the hot path: while the database thread is
-        idle, right here on the event loop; otherwise the stores that arrive while it is busy
-        wait for it together and are then written in one transaction, with one hand-off and one
-        commit for the lot instead of one each."""
-        if self._jobs == 0 and self._store_writer is None:
-            # the database thread is idle: one short transaction here (~30 µs) costs less than
-            # the two thread switches of a hand-off, which on busy cores wait for a time slice
-            result = self._store_many([m])[0]
-            if isinstance(result, Exception):
-                raise result
-            return result
+        """Store one message (see :meth:`_store`), the hot path, with group commits: the stores
+        that arrive in one turn of the event loop are written together, in one transaction with
+        one commit, right after that turn and on the loop itself while the database thread is
+        idle (a short transaction costs less there than two thread switches, which on busy cores
+        wait for a time slice); while the thread is busy, the stores that arrive wait for it
+        together and are then handed to it as one transaction. Each caller gets its answer once
+        its transaction is committed."""
         fut: asyncio.Future[tuple[bool, int]] = asyncio.get_running_loop().create_future()
         self._pending_stores.append((m, fut))
-        if self._store_writer is None:
-            self._store_writer = asyncio.ensure_future(self._write_pending_stores())
+        if self._store_writer is None and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_pending_stores)
         return await fut
+
+    def _flush_pending_stores(self) -> None:
+        """Write the stores that arrived in the last turn of the loop, here if the database
+        thread is idle, else through :meth:`_write_pending_stores`."""
+        self._flush_scheduled = False
+        if not self._pending_stores or self._store_writer is not None:
+            return
+        if self._jobs != 0:
+            self._store_writer = asyncio.ensure_future(self._write_pending_stores())
+            return
+        batch, self._pending_stores = self._pending_stores, []
+        try:
+            results: list[tuple[bool, int] | Exception] = self._store_many([m for m, _ in batch])
+        except Exception as e:  # noqa: BLE001 - the transaction failed: every store did
+            results = [e] * len(batch)
+        _settle(batch, results)
 
     async def _write_pending_stores(self) -> None:
         batch: list[tuple[Message, asyncio.Future[tuple[bool, int]]]] = []
@@ -430,13 +457,7 @@ class Storage:
                         self._store_many, [m for m, _ in batch])
                 except Exception as e:  # noqa: BLE001 - the transaction failed: every store did
                     results = [e] * len(batch)
-                for (_, fut), r in zip(batch, results, strict=True):
-                    if fut.done():  # the caller went away (cancelled)
-                        continue
-                    if isinstance(r, Exception):
-                        fut.set_exception(r)
-                    else:
-                        fut.set_result(r)
+                _settle(batch, results)
                 batch = []
         except asyncio.CancelledError:  # the loop is going away: nobody waits forever
             for _, fut in batch + self._pending_stores:

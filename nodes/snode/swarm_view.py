@@ -7,6 +7,7 @@ address can be an onion next hop or an authenticated node<->node sender.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,8 +111,9 @@ class SwarmView:
     def me(self) -> NodeInfo | None:
         return self.nodes.get(self.my_pubkey)
 
-    @property
+    @functools.cached_property
     def my_swarm_id(self) -> int | None:
+        """(Found once per view: every request asks, through :attr:`ready` and :meth:`peers`.)"""
         for sid, members in self.swarms.items():
             if self.my_pubkey in members:
                 return sid

@@ -192,6 +192,28 @@ async def test_concurrent_stores_are_written_together_with_the_same_results(stor
     assert batches == [22]  # one hand-off and one commit for the lot
 
 
+async def test_stores_of_one_loop_turn_share_one_commit_on_the_loop(store, monkeypatch):
+    async def no_hand_off(*args):
+        raise AssertionError("store handed off to the database thread while it was idle")
+
+    batches: list[int] = []
+    write = store._store_many
+
+    def counting(msgs):
+        batches.append(len(msgs))
+        return write(msgs)
+
+    monkeypatch.setattr(store, "run", no_hand_off)
+    monkeypatch.setattr(store, "_store_many", counting)
+    ms = [msg(i) for i in range(8)]
+    results = await asyncio.gather(*(store.store(m) for m in ms))  # all arrive in one turn
+    assert results == [(True, m.expiry) for m in ms]
+    assert await store.store(ms[0]) == (False, ms[0].expiry)  # a later turn: its own commit
+    assert batches == [8, 1]
+    monkeypatch.undo()
+    assert await store.count() == 8
+
+
 async def test_a_failing_store_in_a_batch_fails_alone(store, monkeypatch):
     bad = msg(5)
     write_one = store._store_in_tx
