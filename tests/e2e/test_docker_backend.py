@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,6 +22,7 @@ import pytest
 
 from harness import rpc
 from harness.backends.docker_engine import LABEL, LABEL_HOST, LABEL_OWNER, LABEL_STATE
+from harness.backends.docker_gc import EngineLeftoverWarning
 from harness.backends.docker_net import subnet_of
 from harness.images import ensure_images
 from harness.naming import unique_name
@@ -298,7 +300,8 @@ def test_failed_up_saves_logs_and_removes_everything(client, monkeypatch):
         return argv + ["--no-such-flag"] if node.name == "sn02" else argv
 
     monkeypatch.setattr(network.Testnet, "node_argv", broken)
-    with pytest.raises(NotReadyError) as err:
+    with warnings.catch_warnings(record=True) as warned, pytest.raises(NotReadyError) as err:
+        warnings.simplefilter("always", EngineLeftoverWarning)
         up(name, proxies=False)
     msg = str(err.value)
     assert "sn02" in msg and "exited" in msg
@@ -307,7 +310,16 @@ def test_failed_up_saves_logs_and_removes_everything(client, monkeypatch):
     assert saved is not None
     assert "--no-such-flag" in (saved / "sn02.log").read_text()
     assert (saved / "seed.log").read_text().strip()
-    assert labelled(client, name) == NOTHING
+    left = labelled(client, name)
+    if left["networks"] and not left["containers"] and not left["volumes"]:
+        # Docker 20.10 now and then keeps a network with an endpoint of a container that no
+        # longer exists and refuses to remove it until it restarts (seen twice under heavy
+        # load): not the harness's leftover, but it must have been told apart and reported
+        engine_faults = [str(w.message) for w in warned
+                         if issubclass(w.category, EngineLeftoverWarning)]
+        assert any(n in m for n in left["networks"] for m in engine_faults), (left, engine_faults)
+        pytest.xfail(f"the engine keeps {left['networks']} (an engine fault, reported as such)")
+    assert left == NOTHING
     assert not StateDir(name).exists()
 
 
