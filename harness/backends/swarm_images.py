@@ -3,9 +3,9 @@
 The harness builds (or finds) the node image on the manager's engine; every host that may run
 a node needs it under the same tag. :func:`load_image` streams ``GET /images/<tag>/get`` of the
 source engine into ``POST /images/load`` of a target engine (``image.save()`` into
-``images.load()`` in the SDK), only when the target lacks the tag. The single-host swarm the
-backend runs on today has the image already; several hosts need their engines named
-(docs/backends.md, "Several hosts"), which is not wired yet.
+``images.load()`` in the SDK), only when the target lacks the tag. ``SwarmBackend.prepare``
+does it for every host named in ``$SESSION_TESTNET_SWARM_ENGINES`` (docs/backends.md,
+"Several hosts").
 """
 
 from __future__ import annotations
