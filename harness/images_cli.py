@@ -68,6 +68,7 @@ def images() -> None:
                    "'N:python@GITREF' nodes build it themselves when missing.")
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"node": TAG, "node_id": ID, "base": IMAGE, "built": BOOL, '
+                   '"code_paths": [the folders of its Python code, for code volumes], '
                    '"oxen_storage": null | {"tag": TAG, "base": IMAGE, "binary_sha256": HEX, '
                    '"built": BOOL}, "revisions": [{"tag", "commit", "ref", "base", "built"}]}.')
 @friendly_errors

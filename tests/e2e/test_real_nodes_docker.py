@@ -360,7 +360,9 @@ def test_images_build_cli_reports_the_content_addressed_image(report: dict[str, 
                           "images build"))
     assert out["oxen_storage"]["tag"] == report["image"] and out["oxen_storage"]["built"] is False
     assert out["oxen_storage"]["binary_sha256"] == binary_digest(binary)
-    assert set(out) == {"node", "node_id", "base", "built", "oxen_storage", "revisions"}
+    assert set(out) == {"node", "node_id", "base", "built", "code_paths", "oxen_storage",
+                        "revisions"}
+    assert "/app" in out["code_paths"]  # the node image's code, mounted from volumes
     assert out["revisions"] == []
     assert oxen_storage_image_tag(binary_digest(binary)[::-1]) != report["image"]
     missing = cli(tmp_path, "images", "build", "--oxen-storage", str(tmp_path / "nope"))
