@@ -127,6 +127,18 @@ class Storage:
     def _job_done(self) -> None:
         self._jobs -= 1
 
+    async def _ordered(self, fn: Callable[..., T], *args: Any) -> T:
+        """:meth:`run`, after every store that arrived before this call is written: a request
+        sees the stores before it (read-your-writes, as the storage server's one database
+        connection gives; e.g. a ``batch`` of a store and a retrieve, whose subrequests run
+        concurrently, retrieves the stored message)."""
+        if self._pending_stores:
+            if self._store_writer is None and self._jobs == 0:
+                self._flush_pending_stores()  # now, on the loop (the thread is idle)
+            else:
+                await asyncio.wait([f for _, f in self._pending_stores])
+        return await self.run(fn, *args)
+
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run synchronously on the DB thread (for code outside the event loop and tests; not
         from another thread while the loop serves stores, which may use the connection too)."""
@@ -468,57 +480,57 @@ class Storage:
             self._store_writer = None
 
     async def bulk_store(self, msgs: Sequence[Message]) -> int:
-        return await self.run(self._bulk_store, msgs)
+        return await self._ordered(self._bulk_store, msgs)
 
     async def retrieve(self, pubkey: str, namespace: int, last_hash: str | None, max_count: int | None,
                        max_size: int | None, now_ms: int) -> tuple[list[Message], bool]:
-        return await self.run(self._retrieve, pubkey, namespace, last_hash, max_count, max_size, now_ms)
+        return await self._ordered(self._retrieve, pubkey, namespace, last_hash, max_count, max_size, now_ms)
 
     async def delete_by_hash(self, pubkey: str, hashes: Sequence[str]) -> list[str]:
-        return await self.run(self._delete_by_hash, pubkey, hashes)
+        return await self._ordered(self._delete_by_hash, pubkey, hashes)
 
     async def delete_all(self, pubkey: str, namespace: int | None) -> list[tuple[int, str]]:
-        return await self.run(self._delete_all, pubkey, namespace)
+        return await self._ordered(self._delete_all, pubkey, namespace)
 
     async def delete_before(self, pubkey: str, namespace: int | None, before: int) -> list[tuple[int, str]]:
-        return await self.run(self._delete_before, pubkey, namespace, before)
+        return await self._ordered(self._delete_before, pubkey, namespace, before)
 
     async def update_expiry(self, pubkey: str, hashes: Sequence[str], expiries: Sequence[int],
                             extend_only: bool, shorten_only: bool) -> list[tuple[str, int]]:
-        return await self.run(self._update_expiry, pubkey, hashes, expiries, extend_only, shorten_only)
+        return await self._ordered(self._update_expiry, pubkey, hashes, expiries, extend_only, shorten_only)
 
     async def update_all_expiries(self, pubkey: str, namespace: int | None, expiry: int) -> list[tuple[int, str]]:
-        return await self.run(self._update_all_expiries, pubkey, namespace, expiry)
+        return await self._ordered(self._update_all_expiries, pubkey, namespace, expiry)
 
     async def get_expiries(self, pubkey: str, hashes: Sequence[str] | None) -> dict[str, int]:
-        return await self.run(self._get_expiries, pubkey, hashes)
+        return await self._ordered(self._get_expiries, pubkey, hashes)
 
     async def revoke_subaccounts(self, pubkey: str, tokens: Sequence[bytes], now_ms: int) -> int:
-        return await self.run(self._revoke_subaccounts, pubkey, tokens, now_ms)
+        return await self._ordered(self._revoke_subaccounts, pubkey, tokens, now_ms)
 
     async def unrevoke_subaccounts(self, pubkey: str, tokens: Sequence[bytes]) -> int:
-        return await self.run(self._unrevoke_subaccounts, pubkey, tokens)
+        return await self._ordered(self._unrevoke_subaccounts, pubkey, tokens)
 
     async def subaccount_revoked(self, pubkey: str, token: bytes) -> bool:
-        return await self.run(self._subaccount_revoked, pubkey, token)
+        return await self._ordered(self._subaccount_revoked, pubkey, token)
 
     async def revoked_subaccounts(self, pubkey: str) -> list[bytes]:
-        return await self.run(self._revoked_subaccounts, pubkey)
+        return await self._ordered(self._revoked_subaccounts, pubkey)
 
     async def purge_expired(self, now_ms: int) -> int:
-        return await self.run(self._purge_expired, now_ms)
+        return await self._ordered(self._purge_expired, now_ms)
 
     async def count(self) -> int:
-        return await self.run(self._count)
+        return await self._ordered(self._count)
 
     async def owners(self) -> list[str]:
-        return await self.run(self._owners)
+        return await self._ordered(self._owners)
 
     async def messages_of(self, pubkeys: Sequence[str], now_ms: int) -> list[Message]:
-        return await self.run(self._messages_of, pubkeys, now_ms)
+        return await self._ordered(self._messages_of, pubkeys, now_ms)
 
     async def all_messages(self, now_ms: int) -> list[Message]:
-        return await self.run(self._all_messages, now_ms)
+        return await self._ordered(self._all_messages, now_ms)
 
     async def delete_hashes(self, hashes: Sequence[str]) -> int:
-        return await self.run(self._delete_hashes, hashes)
+        return await self._ordered(self._delete_hashes, hashes)

@@ -231,3 +231,19 @@ async def test_a_failing_store_in_a_batch_fails_alone(store, monkeypatch):
     assert await store.count() == 9
     m11 = msg(11)
     assert await store.store(m11) == (True, m11.expiry)  # the writer carries on
+
+
+async def test_a_read_sees_the_stores_that_arrived_before_it(store):
+    """A retrieve started after a store in the same loop turn (a ``batch`` of store and retrieve
+    runs its subrequests concurrently) finds the message, whether the database thread is idle
+    or busy; the real server answers a batch store+retrieve with the stored message."""
+    now = int(time.time() * 1000)
+    m0, m1 = msg(0), msg(1)
+    stored, (found, _more) = await asyncio.gather(
+        store.store(m0), store.retrieve(PK, 0, None, None, None, now))
+    assert stored == (True, m0.expiry) and [m.hash for m in found] == [m0.hash]
+    # the thread busy: the store waits to be handed off, the retrieve waits for the store
+    results = await _with_db_thread_busy(store, [store.store(m1),
+                                                 store.retrieve(PK, 0, None, None, None, now)])
+    assert results[0] == (True, m1.expiry)
+    assert sorted(m.hash for m in results[1][0]) == sorted([m0.hash, m1.hash])
