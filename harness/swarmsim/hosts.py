@@ -315,9 +315,6 @@ class SimHosts:
                     engine = DockerClient(base_url=f"unix://{sock}", timeout=20)
                     engine.swarm.leave(force=True)
                     engine.close()
-            with contextlib.suppress(docker.errors.NotFound):
-                c.remove(force=True)
-                removed.append(f"container {c.name}")
         ours = state.initialised_swarm if state is not None else self._swarm_is_ours()
         if ours:
             with contextlib.suppress(docker.errors.APIError):
@@ -330,14 +327,7 @@ class SimHosts:
                 removed.append("swarm mode of the local engine")
             if state is not None and not state.had_gwbridge and self._remove_gwbridge():
                 removed.append("network docker_gwbridge")
-        for net in client.networks.list(filters=mine):
-            with contextlib.suppress(docker.errors.APIError):
-                net.remove()
-                removed.append(f"network {net.name}")
-        for v in client.volumes.list(filters=mine):
-            with contextlib.suppress(docker.errors.APIError):
-                v.remove(force=True)
-                removed.append(f"volume {v.name}")
+        self._remove_labelled(mine, removed)
         if self.dir.is_dir():
             for sub in self.dir.iterdir():
                 if sub.is_dir() and sub.name.startswith("host"):
@@ -347,6 +337,39 @@ class SimHosts:
                         sub.rmdir()
         self.state_file.unlink(missing_ok=True)
         return removed
+
+    def _remove_labelled(self, mine: dict[str, Any], removed: list[str]) -> None:
+        """Remove this folder's containers, then its network and volumes, in rounds until none
+        is left: a killed ``up`` may leave a create the engine is still carrying out, and a
+        network is free only a moment after its last container is gone."""
+        client = self.client
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            containers = client.containers.list(all=True, filters=mine, ignore_removed=True)
+            networks = client.networks.list(filters=mine)
+            volumes = client.volumes.list(filters=mine)
+            if not (containers or networks or volumes):
+                return
+            for c in containers:
+                with contextlib.suppress(docker.errors.NotFound):
+                    c.remove(force=True)
+                    removed.append(f"container {c.name}")
+            parts: list[tuple[str, Any]] = [("network", n) for n in networks]
+            parts += [("volume", v) for v in volumes]
+            for kind, obj in parts:
+                with contextlib.suppress(docker.errors.NotFound):
+                    try:
+                        obj.remove(**({"force": True} if kind == "volume" else {}))
+                        removed.append(f"{kind} {obj.name}")
+                    except docker.errors.APIError as e:  # still in use: the next round
+                        if time.monotonic() > deadline:
+                            raise SimError(f"cannot remove {kind} {obj.name} of the simulated "
+                                           f"hosts: {e.explanation or e}") from None
+            if time.monotonic() > deadline:
+                left = [c.name for c in containers]
+                raise SimError(f"simulated hosts' containers {left} are still there after "
+                               f"{START_TIMEOUT:.0f}s: remove them with 'docker rm -f'")
+            time.sleep(POLL)
 
     def _remove_gwbridge(self) -> bool:
         """Remove the ``docker_gwbridge`` swarm mode made; the engine lets its ingress endpoint

@@ -17,6 +17,7 @@ from orphan_watch import register_sim_home
 from swarm_support import engine_or_skip, exclusive_swarm_mode
 
 from harness.images import ensure_images
+from harness.swarmsim import SimHosts
 from harness.swarmsim.hosts import LABEL_HOME, NETWORK
 from harness.swarmsim.image import sim_image
 
@@ -30,6 +31,10 @@ def test_down_cleans_up_after_a_killed_up(tmp_path_factory: pytest.TempPathFacto
     home = Path(tmp_path_factory.mktemp("simkill", numbered=True))
     env = {**os.environ, "SESSION_TESTNET_HOME": str(home), "PYTHONPATH": str(ROOT)}
     mine: dict[str, Any] = {"label": f"{LABEL_HOME}={home / 'swarm-sim'}"}
+
+    def listed() -> list[Any]:
+        return client.containers.list(all=True, filters=mine, ignore_removed=True)
+
     with exclusive_swarm_mode():
         if (client.info().get("Swarm") or {}).get("LocalNodeState") != "inactive":
             pytest.skip("the engine is in a swarm already; the simulated hosts need their own")
@@ -40,22 +45,25 @@ def test_down_cleans_up_after_a_killed_up(tmp_path_factory: pytest.TempPathFacto
                               env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and not client.containers.list(all=True, filters=mine):
-                assert up.poll() is None, "swarm-sim up ended before it started a host"
-                time.sleep(0.05)
-            assert client.containers.list(all=True, filters=mine), "no host was started"
-        finally:
-            up.send_signal(signal.SIGKILL)
-            up.wait()
-        assert (client.info().get("Swarm") or {}).get("LocalNodeState") == "active"
-        down = subprocess.run([sys.executable, "-m", "harness", "swarm-sim", "down"], env=env,
-                              cwd=ROOT, capture_output=True, text=True, timeout=300)
-        assert down.returncode == 0, down.stderr
-        assert "container st-sim-host1" in down.stdout
-        assert client.containers.list(all=True, filters=mine) == []
-        assert client.volumes.list(filters=mine) == []
-        assert client.networks.list(names=[NETWORK]) == []
-        assert (client.info().get("Swarm") or {}).get("LocalNodeState") == "inactive"
-        assert not (home / "swarm-sim" / "state.json").exists()
+            try:
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline and not listed():
+                    assert up.poll() is None, "swarm-sim up ended before it started a host"
+                    time.sleep(0.05)
+                assert listed(), "no host was started"
+            finally:
+                up.send_signal(signal.SIGKILL)
+                up.wait()
+            assert (client.info().get("Swarm") or {}).get("LocalNodeState") == "active"
+            down = subprocess.run([sys.executable, "-m", "harness", "swarm-sim", "down"],
+                                  env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+            assert down.returncode == 0, down.stderr
+            assert "network st-sim" in down.stdout, down.stdout  # what up made, by its label
+            assert listed() == []
+            assert client.volumes.list(filters=mine) == []
+            assert client.networks.list(names=[NETWORK]) == []
+            assert (client.info().get("Swarm") or {}).get("LocalNodeState") == "inactive"
+            assert not (home / "swarm-sim" / "state.json").exists()
+        finally:  # a failed test leaves the engine clean too (after a passing one: a no-op)
+            SimHosts(home, client).down()
     client.close()
