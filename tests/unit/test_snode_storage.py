@@ -173,7 +173,8 @@ async def test_store_on_an_idle_db_thread_needs_no_hand_off(store, monkeypatch):
     assert await store.count() == 1
 
 
-async def test_concurrent_stores_are_written_together_with_the_same_results(store, monkeypatch):
+def _count_transactions(store, monkeypatch) -> list[int]:
+    """The sizes of the store transactions ``store`` writes from now on (one entry each)."""
     batches: list[int] = []
     write = store._store_many
 
@@ -182,6 +183,11 @@ async def test_concurrent_stores_are_written_together_with_the_same_results(stor
         return write(msgs)
 
     monkeypatch.setattr(store, "_store_many", counting)
+    return batches
+
+
+async def test_concurrent_stores_are_written_together_with_the_same_results(store, monkeypatch):
+    batches = _count_transactions(store, monkeypatch)
     ms = [msg(i) for i in range(20)]
     later = Message(ms[3].pubkey, 0, ms[3].hash, ms[3].timestamp, ms[3].expiry + 1000, ms[3].data)
     results = await _with_db_thread_busy(store, [store.store(m) for m in [*ms, ms[0], later]])
@@ -196,15 +202,8 @@ async def test_stores_of_one_loop_turn_share_one_commit_on_the_loop(store, monke
     async def no_hand_off(*args):
         raise AssertionError("store handed off to the database thread while it was idle")
 
-    batches: list[int] = []
-    write = store._store_many
-
-    def counting(msgs):
-        batches.append(len(msgs))
-        return write(msgs)
-
     monkeypatch.setattr(store, "run", no_hand_off)
-    monkeypatch.setattr(store, "_store_many", counting)
+    batches = _count_transactions(store, monkeypatch)
     ms = [msg(i) for i in range(8)]
     results = await asyncio.gather(*(store.store(m) for m in ms))  # all arrive in one turn
     assert results == [(True, m.expiry) for m in ms]
