@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from .peers import PeerClient, SignedRequest
+from .peers import PeerAuthError, PeerClient, SwarmRequest
 from .swarm_view import NodeInfo
 
 
@@ -25,10 +25,10 @@ class SwarmFanout:
         self.timeout = timeout
         self.log = log
 
-    async def _one(self, peer: NodeInfo, method: str, request: SignedRequest) -> dict[str, Any]:
+    async def _one(self, peer: NodeInfo, method: str, request: SwarmRequest) -> dict[str, Any]:
         try:
-            reply = await self.client.send_signed(peer, request, self.timeout)
-        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            reply = await self.client.send_swarm(peer, request, self.timeout)
+        except (TimeoutError, aiohttp.ClientError, OSError, PeerAuthError) as e:
             if self.log:
                 self.log.warning("fanout_timeout", peer=peer.pubkey_ed25519, method=method, error=repr(e))
             return {"failed": True, "timeout": True}
@@ -46,6 +46,6 @@ class SwarmFanout:
                       params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         if not peers:
             return {}
-        request = self.client.signed_swarm_request(method, params)  # one body, one signature
+        request = self.client.swarm_request(method, params)  # one body, one signature
         results = await asyncio.gather(*(self._one(p, method, request) for p in peers))
         return {p.pubkey_ed25519: r for p, r in zip(peers, results, strict=True)}

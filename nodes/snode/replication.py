@@ -35,7 +35,7 @@ from nodes.protocol.hashing import message_hash
 from nodes.protocol.keys import SessionID
 
 from .clock import Clock
-from .peers import PeerClient
+from .peers import PeerAuthError, PeerClient
 from .storage import Message, Storage
 from .swarm_view import NodeInfo, SwarmView
 
@@ -139,8 +139,8 @@ class Replicator:
         for batch in batches(msgs):
             params = {"messages": [message_to_json(m) for m in batch]}
             try:
-                reply = await self.client.swarm_request(node, "push", params, self.timeout)
-            except (TimeoutError, aiohttp.ClientError, OSError) as e:
+                reply = await self.client.send_swarm(node, self.client.swarm_request("push", params), self.timeout)
+            except (TimeoutError, aiohttp.ClientError, OSError, PeerAuthError) as e:
                 if self.log:
                     self.log.info("push_failed", peer=node.pubkey_ed25519, error=repr(e))
                 return acked

@@ -32,7 +32,7 @@ from .clock import Clock
 from .config import Config
 from .fanout import SwarmFanout
 from .onion_handler import OnionHandler
-from .peers import SWARM_PATH, PeerAuthError, PeerClient, PeerOverrides, verify_peer
+from .peers import SWARM_PATH, PeerAuthError, PeerClient, PeerOverrides
 from .ratelimit import RateLimiter
 from .replication import Replicator
 from .requests import RECURSIVE_METHODS, accounts_of
@@ -399,7 +399,7 @@ class Node:
             self.observations.record(remote_addr=remote, channel="swarm", status=body.status)
             return body
         try:
-            sender = verify_peer(request.headers, body, self.view)
+            sender = self.peers.auth.verify(request.headers, body, self.view)
         except PeerAuthError as e:
             if "unknown sender" in str(e):
                 self.request_poll()

@@ -11,7 +11,8 @@ from typing import Any
 
 from nodes.protocol.keys import Identity, derive_seed
 
-from .swarm_view import SwarmView
+from .peers import PeerAuth
+from .swarm_view import NodeInfo, SwarmView
 
 
 def node_identity(name: str, seed: str = "unit") -> Identity:
@@ -57,3 +58,11 @@ def account_in_swarm(view: SwarmView, swarm_id: int, seed: str = "acct") -> Iden
         if i > 10_000:
             raise RuntimeError(f"no account found for swarm {swarm_id:x}")
     raise AssertionError("unreachable")
+
+
+def peer_auth_headers(sender: Identity, receiver: Identity, body: bytes,
+                      timestamp_ms: int | None = None) -> dict[str, str]:
+    """The X-Snode-* headers ``sender`` puts on a swarm request with ``body`` to ``receiver``."""
+    to = NodeInfo(receiver.ed25519_hex, receiver.x25519_hex, receiver.ed25519_hex, "127.0.0.1", 1, 1, 0, True)
+    auth = PeerAuth(sender)
+    return auth.headers(to, auth.request(body, timestamp_ms))

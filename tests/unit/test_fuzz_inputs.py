@@ -28,12 +28,12 @@ from nodes.protocol.swarm import SwarmParams
 from nodes.seed.app import SeedServer, ServerConfig
 from nodes.seed.registry import SeedConfig, SeedCore
 from nodes.snode.config import Config
-from nodes.snode.peers import SWARM_PATH, auth_headers
+from nodes.snode.peers import SWARM_PATH
 from nodes.snode.requests import PARSERS
 from nodes.snode.server import Node
 from nodes.snode.storage import Storage
 from nodes.snode.swarm_view import SwarmView
-from nodes.snode.testing import node_identity, seed_entry
+from nodes.snode.testing import node_identity, peer_auth_headers, seed_entry
 
 pytestmark = pytest.mark.unit
 
@@ -188,13 +188,13 @@ swarm_docs = st.one_of(
 
 
 def test_swarm_endpoint_never_5xx(node_client: tuple[TestClient, Node, Identity], loop: Loop) -> None:
-    client, _, peer = node_client
+    client, node, peer = node_client
 
     @FUZZ
     @given(body=swarm_docs)
     def prop(body: bytes) -> None:
         async def go() -> None:
-            r = await client.post(SWARM_PATH, data=body, headers=auth_headers(peer, body))
+            r = await client.post(SWARM_PATH, data=body, headers=peer_auth_headers(peer, node.identity, body))
             assert_not_5xx(r.status, "swarm", await r.read())
             await still_serving(client)
         loop.run(go())

@@ -18,11 +18,11 @@ from nodes.protocol.swarm import SwarmParams
 from nodes.seed.app import SeedServer, ServerConfig
 from nodes.seed.registry import SeedConfig, SeedCore
 from nodes.snode.config import Config
-from nodes.snode.peers import SWARM_PATH, auth_headers
+from nodes.snode.peers import SWARM_PATH
 from nodes.snode.server import Node
 from nodes.snode.storage import Storage
 from nodes.snode.swarm_view import SwarmView
-from nodes.snode.testing import node_identity, seed_entry
+from nodes.snode.testing import node_identity, peer_auth_headers, seed_entry
 
 pytestmark = pytest.mark.unit
 
@@ -127,7 +127,7 @@ async def test_deeply_nested_onion_layers_are_400(pair: Pair) -> None:
 
 async def test_deeply_nested_swarm_request_is_400(pair: Pair) -> None:
     body = ('{"method": "push", "params": ' + nested() + "}").encode()
-    status, text = await pair.post(0, SWARM_PATH, body, auth_headers(pair.nodes[1].identity, body))
+    status, text = await pair.post(0, SWARM_PATH, body, peer_auth_headers(pair.nodes[1].identity, pair.nodes[0].identity, body))
     assert status == 400 and b"nested too deeply" in text, (status, text[:200])
 
 

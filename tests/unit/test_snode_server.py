@@ -24,12 +24,12 @@ from nodes.protocol.hashing import message_hash
 from nodes.protocol.keys import Identity
 from nodes.snode.admin import make_admin_app
 from nodes.snode.config import Config
-from nodes.snode.peers import SWARM_PATH, PeerOverrides, auth_headers
+from nodes.snode.peers import H_AUTH, H_SIGNATURE, SWARM_PATH, PeerOverrides
 from nodes.snode.ratelimit import RateLimiter
 from nodes.snode.server import Node
 from nodes.snode.storage import Message, Storage
 from nodes.snode.swarm_view import SwarmView
-from nodes.snode.testing import account_in_swarm, node_identity, seed_entry
+from nodes.snode.testing import account_in_swarm, node_identity, peer_auth_headers, seed_entry
 
 pytestmark = pytest.mark.unit
 
@@ -208,22 +208,33 @@ async def test_unreachable_peer_reported_failed(four, cluster):
     assert body["swarm"][four[1].identity.ed25519_hex] == {"failed": True, "timeout": True}
 
 
-async def test_internal_endpoint_requires_registered_signed_sender(four, cluster):
+async def test_internal_endpoint_requires_registered_authenticated_sender(four, cluster):
     n = four[0]
     body = json.dumps({"method": "push", "params": {"messages": []}}).encode()
     url = cluster.url(n, SWARM_PATH)
     async with cluster.session.post(url, data=body) as r:
         assert r.status == 401
-    async with cluster.session.post(url, data=body, headers=auth_headers(node_identity("stranger"), body)) as r:
+    stranger = peer_auth_headers(node_identity("stranger"), n.identity, body)
+    async with cluster.session.post(url, data=body, headers=stranger) as r:
         assert r.status == 401 and "unknown sender" in await r.text()
-    hdrs = auth_headers(four[1].identity, body)
+    hdrs = peer_auth_headers(four[1].identity, n.identity, body)
     async with cluster.session.post(url, data=body + b" ", headers=hdrs) as r:
-        assert r.status == 401  # signature does not cover a modified body
-    async with cluster.session.post(url, data=body, headers=auth_headers(four[1].identity, body,
-                                                                          now_ms() - 600_000)) as r:
+        assert r.status == 401  # the MAC does not cover a modified body
+    async with cluster.session.post(url, data=body, headers=peer_auth_headers(four[1].identity, n.identity, body,
+                                                                              now_ms() - 600_000)) as r:
         assert r.status == 401
+    # a request made for another node (e.g. reflected or redirected) does not pass here
+    for_other = peer_auth_headers(four[1].identity, four[2].identity, body)
+    async with cluster.session.post(url, data=body, headers=for_other) as r:
+        assert r.status == 401 and "does not match" in await r.text()
     async with cluster.session.post(url, data=body, headers=hdrs) as r:
         assert r.status == 200 and (await r.json())["received"] == 0
+    # a node of an earlier version sends only the Ed25519 signature: it is checked instead
+    signed_only = {k: v for k, v in hdrs.items() if k != H_AUTH}
+    async with cluster.session.post(url, data=body, headers=signed_only) as r:
+        assert r.status == 200 and (await r.json())["received"] == 0
+    async with cluster.session.post(url, data=body + b" ", headers=signed_only) as r:
+        assert r.status == 401 and H_SIGNATURE in await r.text()
 
 
 # --- onion requests ---------------------------------------------------------------------------------
