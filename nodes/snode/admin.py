@@ -13,54 +13,29 @@ A node started without a token refuses every admin call.
 
 from __future__ import annotations
 
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from nodes.common.http import InvalidJson, admin_token_middleware, json_error, json_response, read_json
+from nodes.common.observations import ObservationLog, add_observation_routes
 from nodes.common.values import is_int
 
 from .behaviours import Behaviours
 from .clock import Clock
 from .peers import PeerOverrides
 
-OBSERVATIONS_MAX = 10_000
 
-
-class Observations:
-    """Ring buffer of what this node saw on its storage port (10 000 entries)."""
-
-    def __init__(self, maxlen: int = OBSERVATIONS_MAX) -> None:
-        self._items: deque[dict[str, Any]] = deque(maxlen=maxlen)
-        self._next = 1
-
-    @property
-    def next_seq(self) -> int:
-        return self._next
+class Observations(ObservationLog):
+    """What this node saw on its storage port (the last 10 000 requests)."""
 
     def record(self, *, remote_addr: str | None, channel: str, hop: str | None = None,
                next_hop: str | None = None, method: str | None = None,
                accounts: list[str] | None = None, status: int, server: str | None = None) -> int:
-        seq = self._next
-        self._next += 1
-        self._items.append({
-            "seq": seq, "ts": round(time.time(), 3), "remote_addr": remote_addr, "channel": channel,
-            "hop": hop, "next_hop": next_hop, "method": method, "accounts": list(accounts or []),
-            "status": status, "server": server,
-        })
-        return seq
-
-    def since(self, seq: int) -> list[dict[str, Any]]:
-        return [o for o in self._items if o["seq"] >= seq]
-
-    def clear(self) -> None:
-        self._items.clear()
-
-    def __len__(self) -> int:
-        return len(self._items)
+        return self.add({"remote_addr": remote_addr, "channel": channel, "hop": hop,
+                         "next_hop": next_hop, "method": method, "accounts": list(accounts or []),
+                         "status": status, "server": server})
 
 
 def make_admin_app(state: Callable[[], Awaitable[dict[str, Any]]], observations: Observations,
@@ -74,18 +49,6 @@ def make_admin_app(state: Callable[[], Awaitable[dict[str, Any]]], observations:
 
     async def get_state(request: web.Request) -> web.Response:
         return json_response(await state())
-
-    async def get_observations(request: web.Request) -> web.Response:
-        raw = request.query.get("since", "0")
-        try:
-            since = int(raw)
-        except ValueError:
-            return json_error(400, f"since must be an integer sequence number, got {raw!r}")
-        return json_response({"next": observations.next_seq, "observations": observations.since(since)})
-
-    async def delete_observations(request: web.Request) -> web.Response:
-        observations.clear()
-        return json_response({"cleared": True, "next": observations.next_seq})
 
     async def get_behaviours(request: web.Request) -> web.Response:
         return json_response(behaviours.to_json())
@@ -129,8 +92,7 @@ def make_admin_app(state: Callable[[], Awaitable[dict[str, Any]]], observations:
         return json_response(peer_overrides.to_json())
 
     app.router.add_get("/admin/v1/state", get_state)
-    app.router.add_get("/admin/v1/observations", get_observations)
-    app.router.add_delete("/admin/v1/observations", delete_observations)
+    add_observation_routes(app, observations)
     app.router.add_get("/admin/v1/behaviours", get_behaviours)
     app.router.add_put("/admin/v1/behaviours", put_behaviours)
     app.router.add_get("/admin/v1/clock", get_clock)
