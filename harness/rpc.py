@@ -66,9 +66,10 @@ async def seed_rpc(session: aiohttp.ClientSession, seed_url: str, method: str,
     return result
 
 
-async def seed_admin(session: aiohttp.ClientSession, seed_url: str, token: str, path: str,
-                     body: dict[str, Any] | None = None, method: str = "POST") -> Any:
-    url = f"{seed_url}/internal/v1/{path}"
+async def _bearer_call(session: aiohttp.ClientSession, url: str, token: str, body: dict[str, Any] | None,
+                       method: str, what: str) -> Any:
+    """``method url`` with the bearer ``token`` and a JSON body; the parsed answer, or RpcError
+    (with the status for an answer of 300 and more)."""
     try:
         async with session.request(method, url, json=body,
                                    headers={"Authorization": f"Bearer {token}"}) as resp:
@@ -77,22 +78,21 @@ async def seed_admin(session: aiohttp.ClientSession, seed_url: str, token: str, 
                 raise RpcError(url, f"HTTP {resp.status}: {data!r}", resp.status)
             return data
     except (aiohttp.ClientError, TimeoutError) as e:
-        raise RpcError(url, f"seed admin call failed: {e!r}") from None
+        raise RpcError(url, f"{what} failed: {e!r}") from None
+
+
+async def seed_admin(session: aiohttp.ClientSession, seed_url: str, token: str, path: str,
+                     body: dict[str, Any] | None = None, method: str = "POST") -> Any:
+    """A call to the seed's admin interface (``/internal/v1/PATH``)."""
+    return await _bearer_call(session, f"{seed_url}/internal/v1/{path}", token, body, method,
+                              "seed admin call")
 
 
 async def node_admin(session: aiohttp.ClientSession, admin_url: str, token: str, path: str,
                      body: dict[str, Any] | None = None, method: str = "GET") -> Any:
     """A call to a node's admin interface, authenticated with the testnet's admin token."""
-    url = f"{admin_url}/admin/v1/{path}"
-    try:
-        async with session.request(method, url, json=body,
-                                   headers={"Authorization": f"Bearer {token}"}) as resp:
-            data = await _json(resp, url)
-            if resp.status >= 300:
-                raise RpcError(url, f"HTTP {resp.status}: {data!r}", resp.status)
-            return data
-    except (aiohttp.ClientError, TimeoutError) as e:
-        raise RpcError(url, f"admin call failed: {e!r}") from None
+    return await _bearer_call(session, f"{admin_url}/admin/v1/{path}", token, body, method,
+                              "admin call")
 
 
 async def storage_rpc(session: aiohttp.ClientSession, storage_url: str, method: str,

@@ -69,18 +69,10 @@ class Snode:
             return None
         ip = entry.get("public_ip")
         port = entry.get("storage_port")
-        ed = entry.get("pubkey_ed25519")
-        x = entry.get("pubkey_x25519")
-        if not isinstance(ip, str) or not ip or ip == "0.0.0.0":
-            return None
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            return None
-        if not _is_hex(ed, 64) or not _is_hex(x, 64):
-            return None
         swarm = entry.get("swarm_id")
         if isinstance(swarm, bool) or not isinstance(swarm, int) or swarm == UNASSIGNED_SWARM:
             swarm = None
-        return cls(ed25519=ed.lower(), x25519=x.lower(), ip=ip, port=port, swarm_id=swarm)
+        return cls._checked(entry, ip, port, swarm)
 
     @classmethod
     def from_swarm_entry(cls, entry: Any, swarm_id: int | None = None) -> Snode | None:
@@ -93,6 +85,11 @@ class Snode:
             port = entry.get("port")
         if isinstance(port, str) and port.isdigit():
             port = int(port)
+        return cls._checked(entry, ip, port, swarm_id)
+
+    @classmethod
+    def _checked(cls, entry: dict[str, Any], ip: Any, port: Any, swarm_id: int | None) -> Snode | None:
+        """The Snode of an entry's address and keys; None when one of them is unusable."""
         ed = entry.get("pubkey_ed25519")
         x = entry.get("pubkey_x25519")
         if not isinstance(ip, str) or not ip or ip == "0.0.0.0":
