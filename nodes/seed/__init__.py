@@ -6,6 +6,7 @@ the aiohttp application :class:`nodes.seed.app.SeedServer`.
 The proof a node sends (message and signed body) is :mod:`nodes.common.proof`.
 """
 
-from .registry import NodeRecord, RequestError, SeedConfig, SeedCore
+from .records import NodeRecord
+from .registry import RequestError, SeedConfig, SeedCore
 
 __all__ = ["NodeRecord", "RequestError", "SeedConfig", "SeedCore"]

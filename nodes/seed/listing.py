@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from nodes.common.values import is_int
+
+from .records import NodeRecord
 
 # the per-node fields this seed can produce (the order is the order in the JSON object)
 NODE_FIELDS = (
@@ -129,3 +133,46 @@ class CachedListing:
     key: tuple[Any, ...]
     entries: list[dict[str, Any]]
     digest: str
+
+
+def node_entry(node: NodeRecord, fields: set[str], hf_version: int) -> dict[str, Any]:
+    """One ``service_node_states`` entry: the requested ``fields`` of ``node``, in
+    :data:`NODE_FIELDS` order (``registration_hf_version``: the chain's hardfork)."""
+    values: dict[str, Any] = {
+        "service_node_pubkey": node.pubkey_ed25519,
+        "registration_height": node.registration_height,
+        "registration_hf_version": hf_version,
+        "requested_unlock_height": 0,
+        "active": node.active,
+        "funded": True,
+        "state_height": node.state_height,
+        "decommission_count": node.decommission_count,
+        "swarm_id": node.swarm_id,
+        "swarm": f"{node.swarm_id:x}",
+        "last_uptime_proof": int(node.last_proof),
+        "storage_server_version": list(node.version),
+        "public_ip": node.public_ip,
+        "storage_port": node.storage_port,
+        "storage_lmq_port": node.storage_lmq_port,
+        "pubkey_ed25519": node.pubkey_ed25519,
+        "pubkey_x25519": node.pubkey_x25519,
+    }
+    return {k: values[k] for k in NODE_FIELDS if requested(fields, k)}
+
+
+def select_nodes(nodes: Mapping[str, NodeRecord], req: ListingParams, rng: random.Random) -> list[NodeRecord]:
+    """The nodes a listing names, as oxend picks them: by pubkey order, only the requested
+    ``pubkeys`` and only active ones when asked; with a ``limit``, a random sample of that many
+    (shuffled when the limit covers them all)."""
+    listed = [nodes[pk] for pk in sorted(nodes)]
+    if req.pubkeys is not None:
+        listed = [n for n in listed if n.pubkey_ed25519 in req.pubkeys]
+    if req.active_only:
+        listed = [n for n in listed if n.active]
+    limit = req.limit
+    if limit < 0 or limit > len(listed) - 1:
+        if limit != 0:
+            rng.shuffle(listed)
+    elif limit > 0:
+        listed = rng.sample(listed, limit)
+    return listed

@@ -44,9 +44,12 @@ from .listing import (
     InvalidParams,
     ListingParams,
     listing_digest,
+    node_entry,
     parse_fields,
     requested,
+    select_nodes,
 )
+from .records import LIVENESS_OXENMQ, LIVENESS_PROOF, NodeRecord
 
 __all__ = ["NODE_FIELDS", "InvalidParams", "ListingParams", "parse_fields", "requested", "RequestError",
            "SeedConfig", "NodeRecord", "SeedCore", "BlockResult", "LIVENESS_PROOF", "LIVENESS_OXENMQ",
@@ -55,10 +58,6 @@ __all__ = ["NODE_FIELDS", "InvalidParams", "ListingParams", "parse_fields", "req
 PROOF_WINDOW_S = 60.0
 STATE_FORMAT = 1
 RPC_METHODS = ("get_service_nodes", "get_n_service_nodes", "get_all_service_nodes")
-# how a node shows it is alive: signed HTTP proofs (our nodes) or its OxenMQ contact with the
-# seed as its oxend (real storage servers; see nodes.seed.omq and docs/nodes.md)
-LIVENESS_PROOF = "proof"
-LIVENESS_OXENMQ = "oxenmq"
 # the real storage server stays "not ready" below hardfork 19.3 (STORAGE_SERVER_HARDFORK)
 MIN_HARDFORK: tuple[int, int] = (19, 3)
 
@@ -104,40 +103,6 @@ class SeedConfig:
             raise ValueError(f"expect must be >= 0, got {self.expect}")
         if self.proof_timeout <= 0:
             raise ValueError(f"proof_timeout must be > 0 seconds, got {self.proof_timeout}")
-
-
-@dataclass
-class NodeRecord:
-    pubkey_ed25519: str
-    pubkey_x25519: str
-    public_ip: str
-    storage_port: int
-    storage_lmq_port: int
-    admin_port: int
-    version: tuple[int, int, int]
-    registration_height: int
-    state_height: int
-    last_proof: float  # clock() seconds of the last accepted proof
-    proof_timestamp_ms: int  # the `timestamp` the node put in that proof
-    active: bool = True
-    swarm_id: int = UNASSIGNED_SWARM
-    decommission_count: int = 0
-    liveness: str = LIVENESS_PROOF
-
-    @property
-    def status(self) -> str:
-        return "active" if self.active else "decommissioned"
-
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["version"] = list(self.version)
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> NodeRecord:
-        d = dict(d)
-        d["version"] = tuple(int(x) for x in d["version"])
-        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -419,28 +384,6 @@ class SeedCore:
                            recomputed=recomputed, active=len(active), swarm_sizes=sizes)
 
     # --- oxend-compatible listing --------------------------------------------------------------
-    def _entry(self, node: NodeRecord, fields: set[str]) -> dict[str, Any]:
-        values: dict[str, Any] = {
-            "service_node_pubkey": node.pubkey_ed25519,
-            "registration_height": node.registration_height,
-            "registration_hf_version": self.config.hardfork[0],
-            "requested_unlock_height": 0,
-            "active": node.active,
-            "funded": True,
-            "state_height": node.state_height,
-            "decommission_count": node.decommission_count,
-            "swarm_id": node.swarm_id,
-            "swarm": f"{node.swarm_id:x}",
-            "last_uptime_proof": int(node.last_proof),
-            "storage_server_version": list(node.version),
-            "public_ip": node.public_ip,
-            "storage_port": node.storage_port,
-            "storage_lmq_port": node.storage_lmq_port,
-            "pubkey_ed25519": node.pubkey_ed25519,
-            "pubkey_x25519": node.pubkey_x25519,
-        }
-        return {k: values[k] for k in NODE_FIELDS if requested(fields, k)}
-
     def get_service_nodes(self, params: Any, rng: random.Random) -> dict[str, Any]:
         """oxend GET_SERVICE_NODES; raises InvalidParams for malformed params."""
         req = ListingParams.parse(params)
@@ -466,29 +409,17 @@ class SeedCore:
             if not res["unchanged"]:
                 res["service_node_states"] = listing.entries
             return res
-        res["service_node_states"] = [self._entry(n, fields) for n in self._listed(req, rng)]
+        res["service_node_states"] = [node_entry(n, fields, self.config.hardfork[0])
+                                      for n in select_nodes(self.nodes, req, rng)]
         return res
 
     def _hashed_listing(self, req: ListingParams) -> CachedListing:
         key = (self.revision, frozenset(req.fields), req.active_only, req.pubkeys)
         if self._listing is None or self._listing.key != key:
-            entries = [self._entry(n, req.fields) for n in self._listed(req, random.Random(0))]
+            entries = [node_entry(n, req.fields, self.config.hardfork[0])
+                       for n in select_nodes(self.nodes, req, random.Random(0))]
             self._listing = CachedListing(key=key, entries=entries, digest=listing_digest(entries))
         return self._listing
-
-    def _listed(self, req: ListingParams, rng: random.Random) -> list[NodeRecord]:
-        nodes = [self.nodes[pk] for pk in sorted(self.nodes)]
-        if req.pubkeys is not None:
-            nodes = [n for n in nodes if n.pubkey_ed25519 in req.pubkeys]
-        if req.active_only:
-            nodes = [n for n in nodes if n.active]
-        limit = req.limit
-        if limit < 0 or limit > len(nodes) - 1:
-            if limit != 0:
-                rng.shuffle(nodes)
-        elif limit > 0:
-            nodes = rng.sample(nodes, limit)
-        return nodes
 
     # --- inspection / persistence --------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

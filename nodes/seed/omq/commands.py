@@ -39,7 +39,8 @@ from typing import Any
 from nodes.common.values import is_int
 from nodes.protocol.keys import Identity
 
-from ..registry import InvalidParams, NodeRecord, SeedCore
+from ..records import NodeRecord
+from ..registry import InvalidParams, SeedCore
 from .config import RealNodeSpec, node_identity, oxend_privkeys
 from .observations import Observations
 
