@@ -30,7 +30,7 @@ from .admin import Observations, make_admin_app
 from .behaviours import Behaviours
 from .clock import Clock
 from .config import Config
-from .fanout import SwarmFanout
+from .fanout import BUNDLE, MAX_BUNDLE_REQUESTS, SwarmFanout
 from .onion_handler import OnionHandler
 from .peers import SWARM_PATH, PeerAuthError, PeerClient, PeerOverrides
 from .ratelimit import RateLimiter
@@ -305,6 +305,8 @@ class Node:
             "version": list(STORAGE_SERVER_VERSION),
             # requests this node started since it started (idle traffic: testnet bench --scale)
             "requests_sent": {"seed": self.seed.requests_sent, "peers": self.peers.requests_sent},
+            # requests to peers that went in bundles (nodes/snode/fanout.py)
+            "fanout": self.fanout.stats(),
         }
 
     # --- storage-port app ----------------------------------------------------------------------
@@ -416,6 +418,8 @@ class Node:
             pass
         if not isinstance(method, str) or not isinstance(params, dict):
             resp: web.Response = _text(400, f"invalid swarm request: {problem}")
+        elif method == BUNDLE:
+            return await self._swarm_bundle(remote, sender.pubkey_ed25519, params)
         elif method == "push":
             pr = await self.replicator.receive_push(params)
             resp = to_web(Response(pr.status, pr.body))
@@ -429,6 +433,36 @@ class Node:
             self.log.debug("swarm_request_failed", sender=sender.pubkey_ed25519, method=method,
                            status=resp.status)
         return resp
+
+    async def _swarm_bundle(self, remote: str | None, sender: str, params: dict[str, Any]) -> web.Response:
+        """A peer's bundle (nodes/snode/fanout.py): each request handled as if it had come on its
+        own, all at once (so their stores share a commit), each observed on its own; the answer
+        lists each one's status and body in order."""
+        requests = params.get("requests")
+        if not isinstance(requests, list) or not requests or len(requests) > MAX_BUNDLE_REQUESTS:
+            self.observations.record(remote_addr=remote, channel="swarm", method=BUNDLE, status=400)
+            return _text(400, f"invalid swarm request: a {BUNDLE} needs \"requests\": a list of 1 to "
+                              f"{MAX_BUNDLE_REQUESTS} {{\"method\", \"params\"}}")
+
+        async def one(item: Any) -> Response:
+            method = item.get("method") if isinstance(item, dict) else None
+            params = item.get("params") if isinstance(item, dict) else None
+            if not isinstance(method, str) or not isinstance(params, dict):
+                answer = Response(400, f"invalid swarm request in {BUNDLE}: expected {{\"method\", \"params\"}}")
+            elif method in RECURSIVE_METHODS:
+                answer = await self.rpc.handle(method, params, forwarded=True)
+            else:
+                answer = Response(400, f"invalid swarm request in {BUNDLE}: unknown method {method!r}")
+            self.observations.record(remote_addr=remote, channel="swarm",
+                                     method=method if isinstance(method, str) else None,
+                                     accounts=accounts_of(method, params), status=answer.status)
+            if answer.status >= 400:
+                self.log.debug("swarm_request_failed", sender=sender, method=method, status=answer.status)
+            return answer
+
+        answers = await asyncio.gather(*(one(item) for item in requests))
+        return json_response({"results": [
+            {"status": a.status, "body": a.body if a.is_json else a.body_text()} for a in answers]})
 
     async def h_stats(self, request: web.Request) -> web.Response:
         return json_response({"version": ".".join(map(str, STORAGE_SERVER_VERSION))})

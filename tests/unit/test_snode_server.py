@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -235,6 +236,53 @@ async def test_internal_endpoint_requires_registered_authenticated_sender(four, 
         assert r.status == 200 and (await r.json())["received"] == 0
     async with cluster.session.post(url, data=body + b" ", headers=signed_only) as r:
         assert r.status == 401 and H_SIGNATURE in await r.text()
+
+
+async def test_concurrent_stores_reach_a_peer_in_bundles(four, cluster):
+    acct = account_in_swarm(four[0].view, SWARM_A)
+    datas = [f"m{i}".encode() for i in range(20)]
+    answers = await asyncio.gather(*(cluster.rpc(four[0], "store", store_params(acct, d)) for d in datas))
+    peer = four[1].identity.ed25519_hex
+    for d, (status, body) in zip(datas, answers, strict=True):
+        assert status == 200, body
+        assert body["swarm"][peer]["hash"] == message_hash(acct.session_id, 0, d)
+        assert "signature" in body["swarm"][peer]
+    stats = four[0].fanout.stats()
+    # the first store went alone; the ones that came while it was in flight went together
+    assert stats["bundles_sent"] >= 1 and stats["bundled_requests"] >= 2 and stats["waiting"] == 0
+    status, body = await cluster.rpc(four[1], "retrieve", retrieve_params(acct))
+    assert status == 200
+    assert {m["hash"] for m in body["messages"]} == {message_hash(acct.session_id, 0, d) for d in datas}
+    stored = [o for o in four[1].observations.since(0) if o["channel"] == "swarm"]
+    assert [o["method"] for o in stored] == ["store"] * 20  # each one observed on its own
+    assert all(o["accounts"] == [acct.session_id] and o["status"] == 200 for o in stored)
+
+
+async def test_bundle_answers_each_request_in_order(four, cluster):
+    n, sender = four[0], four[1]
+    mine = account_in_swarm(n.view, SWARM_A)
+    theirs = account_in_swarm(n.view, SWARM_B)
+    items = [{"method": "store", "params": store_params(mine, b"b1")},
+             {"method": "store", "params": store_params(theirs, b"b2")},
+             {"method": "push", "params": {"messages": []}},
+             {"method": "bundle", "params": {"requests": []}},
+             "not a request"]
+    body = json.dumps({"method": "bundle", "params": {"requests": items}}).encode()
+    async with cluster.session.post(cluster.url(n, SWARM_PATH), data=body,
+                                    headers=peer_auth_headers(sender.identity, n.identity, body)) as r:
+        assert r.status == 200
+        results = (await r.json())["results"]
+    assert [x["status"] for x in results] == [200, 421, 400, 400, 400]
+    assert results[0]["body"]["hash"] == message_hash(mine.session_id, 0, b"b1")
+    assert "unknown method 'push'" in results[2]["body"]
+    assert "unknown method 'bundle'" in results[3]["body"]  # no bundle inside a bundle
+    obs = [o for o in n.observations.since(0) if o["channel"] == "swarm"]
+    assert sorted(o["status"] for o in obs) == [200, 400, 400, 400, 421]
+    for requests in ([], [{"method": "store", "params": {}}] * 65, "x"):
+        body = json.dumps({"method": "bundle", "params": {"requests": requests}}).encode()
+        async with cluster.session.post(cluster.url(n, SWARM_PATH), data=body,
+                                        headers=peer_auth_headers(sender.identity, n.identity, body)) as r:
+            assert r.status == 400 and "needs \"requests\"" in await r.text()
 
 
 # --- onion requests ---------------------------------------------------------------------------------
