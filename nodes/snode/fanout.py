@@ -168,7 +168,11 @@ class SwarmFanout:
     async def _send_waiting(self, lane: _Lane, peer: NodeInfo, batch: list[_Waiting]) -> None:
         try:
             results = await self._send_batch(lane, peer, batch)
-        except BaseException:
+        except Exception as e:  # noqa: BLE001 - a bug here must not leave a caller waiting forever
+            if self.log:
+                self.log.error("fanout_bundle_failed", peer=peer.pubkey_ed25519, error=repr(e))
+            results = [{"failed": True, "timeout": True} for _ in batch]
+        except BaseException:  # cancelled: the node is stopping
             for w in batch:
                 if not w.future.done():
                     w.future.set_result({"failed": True, "timeout": True})

@@ -262,3 +262,25 @@ def test_pair_key_is_shared_cached_and_bounded():
         auth_a.pair_key("00" * 32)  # a low-order point: no shared secret
     with pytest.raises(PeerAuthError, match="no pair key"):
         auth_a.pair_key("zz")
+
+
+async def test_a_failing_bundle_answers_its_requests_as_failed(peer, monkeypatch):
+    fanout, peers = fanout_to(peer, 1, max_wait=0.01)
+    pk = peers[0].pubkey_ed25519
+
+    async def broken(*args: Any) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(fanout, "_send_batch", broken)
+    peer.gate = asyncio.Event()
+    try:
+        first = asyncio.ensure_future(fanout.forward(peers, "store", {"n": 0}))
+        await _until_seen(peer, 1)
+        rest = await asyncio.wait_for(asyncio.gather(
+            *(fanout.forward(peers, "store", {"n": n}) for n in (1, 2))), 5.0)
+        peer.gate.set()
+        assert await first == {pk: {"hash": 0}}
+    finally:
+        await fanout.client.close()
+    assert rest == [{pk: {"failed": True, "timeout": True}}] * 2  # not left waiting
+    assert fanout.stats()["waiting"] == 0 and fanout._lanes[pk].in_flight == 0
