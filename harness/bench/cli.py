@@ -21,7 +21,10 @@ JSON_SHAPE = (
     '"load", "toxiproxy", "targets"} and, with --versus, "versus" (the other testnet\'s figures, '
     'same keys as the first line) and "ratios" ({"up_s", "store_per_s", "retrieve_per_s", '
     '"onion_p50_ms", "onion_p99_ms", "memory_node_median_mib", "memory_node_max_mib", '
-    '"memory_nodes_total_mib"}: this testnet / the versus testnet, null where not measured). '
+    '"memory_nodes_total_mib"}: this testnet / the versus testnet, null where not measured); '
+    'with --rounds N > 1 also "rounds" (each round: {"figures": {ratio name: [this, versus]}, '
+    '"ratios"}) and "ratios_median"; against real storage servers "targets" adds '
+    '"ratios.store_per_s" and "ratios.onion_p50_ms" ({"op", "target", "met", "of"}). '
     'Latencies: {"n", "p50_ms", "p95_ms", "p99_ms", "max_ms"}; throughputs add "requests", "ok", '
     '"errors", "concurrency", "wall_s", "per_s"; memory: {"node_max_mib", "nodes_total_mib", '
     '"node_median_mib", "per_node_mib", "source"}. With --quick also "bringup_s", "compose_up_s", '
@@ -118,12 +121,33 @@ def render(result: dict[str, Any]) -> list[str]:
     if len(sides) > 1:
         lines.append("  ratio = first / second; above 1: larger (throughput: faster; time, memory: "
                      "slower, bigger)")
+    if "ratios_median" in result:
+        lines.extend(_rounds_lines(result))
     up_t = result["targets"]["up_s"]
     lines.append(f"  up target ≤ {up_t['target']} s: {'met' if up_t['met'] else 'MISSED'}")
+    for name, t in result["targets"].items():
+        if name.startswith("ratios."):
+            verdict = "not measured" if t["met"] is None else "met" if t["met"] else "MISSED"
+            lines.append(f"  goal {name.removeprefix('ratios.')} {t['op']} {t['target']} "
+                         f"({t['of']}): {verdict}")
     tp = result["toxiproxy"]
     lines.append(f"  toxiproxy +{tp['added_rtt_us']['median']} µs median round trip; throughput "
                  f"{tp['throughput_mb_s']['proxy']['download']} MB/s down, "
                  f"{tp['throughput_mb_s']['proxy']['upload']} MB/s up through the proxy")
+    return lines
+
+
+def _ratio_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _rounds_lines(result: dict[str, Any]) -> list[str]:
+    """Each round's ratio and their median, for the figures of the goals."""
+    rounds = result["rounds"]
+    lines = [f"  {len(rounds)} rounds, alternating; ratio in each round → median:"]
+    for name in ("store_per_s", "onion_p50_ms", "onion_p99_ms"):
+        each = " ".join(_ratio_text(r["ratios"].get(name)) for r in rounds)
+        lines.append(f"    {name:<14} {each} → {_ratio_text(result['ratios_median'].get(name))}")
     return lines
 
 
@@ -148,6 +172,10 @@ def render(result: dict[str, Any]) -> list[str]:
               help="Signed retrieves for the retrieve throughput.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True,
               help="Stores/retrieves in flight at once (spread over as many accounts).")
+@click.option("--rounds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --versus: bench the two testnets this many times, alternating (this, "
+                   "versus, this, …), and judge the median of each ratio: steadier than one pair "
+                   "on a machine whose speed drifts.")
 @click.option("--proxies/--no-proxies", default=True, show_default=True,
               help="Put every node behind Toxiproxy, as testnets are for faults (both testnets "
                    "alike); --no-proxies measures the nodes without the proxy in the path.")
@@ -164,8 +192,8 @@ def render(result: dict[str, Any]) -> list[str]:
 @friendly_errors
 def bench(backend: str, swarms: int | None, swarm_size: int, node_groups: tuple[str, ...],
           versus_groups: tuple[str, ...], messages: int, stores: int, retrieves: int,
-          concurrency: int, proxies: bool, quick: bool, scale: int | None, as_json: bool,
-          output: str | None) -> None:
+          concurrency: int, rounds: int, proxies: bool, quick: bool, scale: int | None,
+          as_json: bool, output: str | None) -> None:
     """Measure a new testnet (removed afterwards): up time, onion round trip and delivery, store
     and retrieve throughput, memory per node and proxy overhead; with --versus, the same on a
     second testnet (e.g. real storage servers) and the ratios of the two."""
@@ -181,13 +209,15 @@ def bench(backend: str, swarms: int | None, swarm_size: int, node_groups: tuple[
     load = Load(messages=messages, stores=stores, retrieves=retrieves, concurrency=concurrency)
     if quick and versus is not None:
         raise click.UsageError("--quick benches one testnet: leave out --versus")
+    if rounds > 1 and versus is None:
+        raise click.UsageError("--rounds alternates two testnets: give --versus too")
     with progress() as report:
         if quick:
             from harness.bench.quick import QuickParams, run_quick
 
             result = run_quick(backend, ours, report, QuickParams(load=load))
         else:
-            result = run_bench(backend, ours, load, report, versus=versus)
+            result = run_bench(backend, ours, load, report, versus=versus, rounds=rounds)
     emit_result(result, as_json=as_json, output=output, lines=lambda: table(result, quick=quick))
 
 

@@ -120,3 +120,31 @@ def ratios(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> dict[str, floa
         a, b = figure(ours, path), figure(theirs, path)
         out[name] = round(a / b, 3) if a is not None and b else None
     return out
+
+
+def median_ratios(per_round: Sequence[Mapping[str, float | None]]) -> dict[str, float | None]:
+    """The median of each ratio over the rounds of a comparison (rounds where it is None left
+    out; None where every round lacks it)."""
+    out: dict[str, float | None] = {}
+    for name in RATIO_FIGURES:
+        values = [v for r in per_round if (v := r.get(name)) is not None]
+        out[name] = round(statistics.median(values), 3) if values else None
+    return out
+
+
+#: the goals of our node against the real storage server, side by side in one bench run
+#: (docs/nodes.md): ratio name -> (op, bound)
+VERSUS_GOALS: dict[str, tuple[str, float]] = {"store_per_s": (">=", 0.8), "onion_p50_ms": ("<=", 1.5)}
+
+
+def versus_targets(ratios_: Mapping[str, float | None], *, rounds: int) -> dict[str, dict[str, Any]]:
+    """``{"ratios.<name>": {"op", "target", "met", "of"}}`` for :data:`VERSUS_GOALS`, judged on
+    ``ratios_`` (the median over ``rounds`` rounds when there are several); ``met`` is None
+    where the ratio is not measured."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, (op, bound) in VERSUS_GOALS.items():
+        value = ratios_.get(name)
+        met = None if value is None else (value >= bound if op == ">=" else value <= bound)
+        of = "the ratio" if rounds == 1 else f"the median ratio of {rounds} rounds"
+        out[f"ratios.{name}"] = {"op": op, "target": bound, "met": met, "of": of}
+    return out

@@ -83,3 +83,11 @@ def test_ratios_are_computed_from_both_sides(result: dict[str, Any]) -> None:
         ours, real = figure(result, path), figure(result["versus"], path)
         assert ours is not None and real is not None
         assert r[name] == pytest.approx(ours / real, rel=1e-3, abs=1e-3), name
+
+
+def test_the_goals_against_the_real_server_are_judged(result: dict[str, Any]) -> None:
+    for name in ("store_per_s", "onion_p50_ms"):
+        t = result["targets"][f"ratios.{name}"]
+        assert t["of"] == "the ratio" and isinstance(t["met"], bool)
+        assert t["met"] == (result["ratios"][name] >= t["target"] if t["op"] == ">="
+                            else result["ratios"][name] <= t["target"])

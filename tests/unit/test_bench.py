@@ -15,14 +15,18 @@ from harness.bench.figures import (
     Stats,
     container_memory_bytes,
     figure,
+    median_ratios,
     memory_summary,
     percentile,
     ratios,
     throughput,
+    versus_targets,
     vmrss_kib,
 )
-from harness.bench.run import TESTNET_KEYS, TOP_LEVEL_KEYS
+from harness.bench.load import Load
+from harness.bench.run import TESTNET_KEYS, TOP_LEVEL_KEYS, run_bench
 from harness.cli import main as cli_main
+from harness.topology import Topology
 
 pytestmark = pytest.mark.unit
 
@@ -201,3 +205,79 @@ def test_no_proxies_applies_to_both_testnets() -> None:
     ours, theirs = topologies(None, 3, (), ("10:oxen-storage=/x",), proxies=False)
     assert theirs is not None and not ours.proxies and not theirs.proxies
     assert all(t.proxies for t in topologies(None, 3, (), ("10:oxen-storage=/x",)) if t is not None)
+
+
+# --- rounds: two testnets alternating, judged on the median ratio ---------------------------------
+
+def test_median_ratios_leave_out_unmeasured_rounds() -> None:
+    per_round: list[dict[str, float | None]] = [
+        {"store_per_s": 0.7, "onion_p50_ms": None}, {"store_per_s": 0.9, "onion_p50_ms": 1.2},
+        {"store_per_s": 0.85, "onion_p50_ms": None}]
+    med = median_ratios(per_round)
+    assert med["store_per_s"] == 0.85 and med["onion_p50_ms"] == 1.2 and med["up_s"] is None
+
+
+def test_versus_targets_judge_each_goal() -> None:
+    t = versus_targets({"store_per_s": 0.81, "onion_p50_ms": 1.6}, rounds=3)
+    assert t["ratios.store_per_s"] == {"op": ">=", "target": 0.8, "met": True,
+                                       "of": "the median ratio of 3 rounds"}
+    assert t["ratios.onion_p50_ms"]["met"] is False
+    assert versus_targets({}, rounds=1)["ratios.store_per_s"] == {
+        "op": ">=", "target": 0.8, "met": None, "of": "the ratio"}
+
+
+def _fake_bench(monkeypatch: pytest.MonkeyPatch, store_rates: list[float]) -> list[str]:
+    """bench_testnet answers the next store rate of ``store_rates`` for each testnet it is given
+    (and records their names); the Toxiproxy bench is skipped."""
+    import harness.bench.run as run_mod
+    import nodes.toxiproxy.bench as proxy_bench
+
+    names: list[str] = []
+    rates = iter(store_rates)
+
+    def bench_testnet(backend: str, topology: Topology, load: Load, report: Any, extra: Any = None) -> dict[str, Any]:
+        names.append(topology.name)
+        return _side(topology.kinds[0], next(rates), 10.0)
+
+    monkeypatch.setattr(run_mod, "bench_testnet", bench_testnet)
+    monkeypatch.setattr(proxy_bench, "run_bench", lambda **kw: {
+        "added_rtt_us": {"median": 100}, "throughput_mb_s": {"proxy": {"download": 1, "upload": 2}}})
+    return names
+
+
+def test_rounds_alternate_the_two_testnets_and_judge_the_median(monkeypatch: pytest.MonkeyPatch) -> None:
+    ours, theirs = topologies(None, 3, ("10:python",), ("10:oxen-storage=/x",))
+    assert theirs is not None
+    # round 1 slow for ours (0.6), rounds 2 and 3 at 0.9 and 0.85
+    names = _fake_bench(monkeypatch, [60.0, 100.0, 90.0, 100.0, 85.0, 100.0])
+    result = run_bench("process", ours, Load(), lambda m: None, versus=theirs, rounds=3)
+    assert names == [ours.name, theirs.name, f"{ours.name}-r2", f"{theirs.name}-r2",
+                     f"{ours.name}-r3", f"{theirs.name}-r3"]
+    assert [r["ratios"]["store_per_s"] for r in result["rounds"]] == [0.6, 0.9, 0.85]
+    assert result["rounds"][1]["figures"]["store_per_s"] == [90.0, 100.0]
+    assert result["ratios"]["store_per_s"] == 0.6  # the first round, as without --rounds
+    assert result["ratios_median"]["store_per_s"] == 0.85
+    assert result["targets"]["ratios.store_per_s"]["met"] is True  # judged on the median
+    assert set(result) <= set(TOP_LEVEL_KEYS)
+    lines = render(result)
+    assert any(line.split() == ["store_per_s", "0.60", "0.90", "0.85", "→", "0.85"] for line in lines), lines
+    assert any("goal store_per_s >= 0.8 (the median ratio of 3 rounds): met" in line for line in lines)
+
+
+def test_one_round_judges_its_ratio_and_only_against_the_real_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    ours, theirs = topologies(None, 3, ("10:python",), ("10:oxen-storage=/x",))
+    _fake_bench(monkeypatch, [60.0, 100.0])
+    result = run_bench("process", ours, Load(), lambda m: None, versus=theirs)
+    assert "rounds" not in result and "ratios_median" not in result
+    assert result["targets"]["ratios.store_per_s"]["met"] is False
+    ours, other = topologies(None, 3, ("10:python",), ("10:python",))
+    _fake_bench(monkeypatch, [60.0, 100.0])
+    result = run_bench("process", ours, Load(), lambda m: None, versus=other)
+    assert set(result["targets"]) == {"up_s"}  # the goals are about the real server
+
+
+def test_rounds_need_versus() -> None:
+    out = CliRunner().invoke(cli_main, ["bench", "--rounds", "3"])
+    assert out.exit_code == 2 and "--rounds alternates two testnets" in out.output
+    with pytest.raises(ValueError, match="give versus"):
+        run_bench("process", topologies(None, 3, (), ())[0], Load(), lambda m: None, rounds=2)
