@@ -417,22 +417,30 @@ class Node:
         except AttributeError:
             pass
         if not isinstance(method, str) or not isinstance(params, dict):
-            resp: web.Response = _text(400, f"invalid swarm request: {problem}")
+            answer = Response(400, f"invalid swarm request: {problem}")
         elif method == BUNDLE:
             return await self._swarm_bundle(remote, sender.pubkey_ed25519, params)
-        elif method == "push":
-            pr = await self.replicator.receive_push(params)
-            resp = to_web(Response(pr.status, pr.body))
-        elif method in RECURSIVE_METHODS:
-            resp = to_web(await self.rpc.handle(method, params, forwarded=True))
         else:
-            resp = _text(400, f"invalid swarm request: unknown method {method!r}")
+            answer = await self._swarm_answer(method, params)
+        self._swarm_observed(remote, sender.pubkey_ed25519, method, params, answer.status)
+        return to_web(answer)
+
+    async def _swarm_answer(self, method: str, params: dict[str, Any], *, bundled: bool = False) -> Response:
+        """The answer to one swarm request; a bundle carries only the recursive methods."""
+        if method == "push" and not bundled:
+            pr = await self.replicator.receive_push(params)
+            return Response(pr.status, pr.body)
+        if method in RECURSIVE_METHODS:
+            return await self.rpc.handle(method, params, forwarded=True)
+        where = f" in {BUNDLE}" if bundled else ""
+        return Response(400, f"invalid swarm request{where}: unknown method {method!r}")
+
+    def _swarm_observed(self, remote: str | None, sender: str, method: Any, params: Any,
+                        status: int) -> None:
         self.observations.record(remote_addr=remote, channel="swarm", method=method,
-                                 accounts=accounts_of(method, params), status=resp.status)
-        if resp.status >= 400:
-            self.log.debug("swarm_request_failed", sender=sender.pubkey_ed25519, method=method,
-                           status=resp.status)
-        return resp
+                                 accounts=accounts_of(method, params), status=status)
+        if status >= 400:
+            self.log.debug("swarm_request_failed", sender=sender, method=method, status=status)
 
     async def _swarm_bundle(self, remote: str | None, sender: str, params: dict[str, Any]) -> web.Response:
         """A peer's bundle (nodes/snode/fanout.py): each request handled as if it had come on its
@@ -449,15 +457,10 @@ class Node:
             params = item.get("params") if isinstance(item, dict) else None
             if not isinstance(method, str) or not isinstance(params, dict):
                 answer = Response(400, f"invalid swarm request in {BUNDLE}: expected {{\"method\", \"params\"}}")
-            elif method in RECURSIVE_METHODS:
-                answer = await self.rpc.handle(method, params, forwarded=True)
             else:
-                answer = Response(400, f"invalid swarm request in {BUNDLE}: unknown method {method!r}")
-            self.observations.record(remote_addr=remote, channel="swarm",
-                                     method=method if isinstance(method, str) else None,
-                                     accounts=accounts_of(method, params), status=answer.status)
-            if answer.status >= 400:
-                self.log.debug("swarm_request_failed", sender=sender, method=method, status=answer.status)
+                answer = await self._swarm_answer(method, params, bundled=True)
+            self._swarm_observed(remote, sender, method if isinstance(method, str) else None, params,
+                                 answer.status)
             return answer
 
         answers = await asyncio.gather(*(one(item) for item in requests))
