@@ -179,17 +179,22 @@ async def test_node_dropping_stores_is_detected_and_avoided(testnet_factory):
     bob_acct = Account.generate()
     async with client(net, records) as alice:
         swarm = await alice.get_swarm(bob_acct.session_id)
-        dropper = swarm[0]
+        # a member on one of the client's paths is never a destination while another one is
+        # free: the dropper must be a member the client can send to
+        in_use = alice.paths.nodes_in_use()
+        dropper = next((m for m in swarm if m.ed25519 not in in_use), swarm[0])
         net.node_admin(dropper.ed25519, "behaviours", {"drop_stores": True}, method="PUT")
         sends = []
-        for i in range(12):
+        # each send picks a random free member: 60 sends miss the dropper with p < 2e-6
+        for i in range(60):
             sends.append(await alice.send(bob_acct.session_id, f"kept {i}"))
             if any(a.error_kind == "unconfirmed" for a in sends[-1].attempts):
                 break
     assert all(s.ok for s in sends)
     hit = sends[-1]
     bad = [a for a in hit.attempts if a.error_kind == "unconfirmed"]
-    assert bad and bad[0].destination["ed25519"] == dropper.ed25519
+    assert bad, f"no send went to the dropper {dropper} in {len(sends)} sends"
+    assert bad[0].destination["ed25519"] == dropper.ed25519
     assert any(x.startswith("confirmations:1/") for x in bad[0].actions)
     assert hit.destination["ed25519"] != dropper.ed25519 and hit.confirmations >= 2
     assert hit.swarm_results[hit.destination["ed25519"]]["ok"]
