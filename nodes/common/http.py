@@ -22,6 +22,7 @@ from aiohttp import web
 from nodes.protocol import jsonin
 
 from .auth import bearer_ok
+from .lean_http import LeanRoutes
 from .limits import CappedTCPSite, ConnectionCap, ServerLimits
 from .service import StartupError
 from .tls import insecure_client_context
@@ -92,12 +93,14 @@ async def read_json(request: web.Request, *, empty: Any = None) -> Any:
 
 async def start_site(runner: web.AppRunner, host: str, port: int, *, what: str,
                      ssl_context: ssl.SSLContext | None = None, backlog: int = 512,
-                     limits: ServerLimits | None = None) -> CappedTCPSite:
+                     limits: ServerLimits | None = None, lean: LeanRoutes | None = None) -> CappedTCPSite:
     """Listen on ``host:port`` for ``runner`` with at most ``limits.max_connections`` connections;
     raises :class:`ListenError` (``what`` names the socket, e.g. "storage port") saying why the
-    address cannot be used."""
+    address cannot be used. ``lean``: routes answered by a lean front before aiohttp
+    (nodes/common/lean_http.py)."""
     cap = ConnectionCap((limits or ServerLimits()).max_connections)
-    site = CappedTCPSite(runner, host, port, cap=cap, ssl_context=ssl_context, backlog=backlog)
+    site = CappedTCPSite(runner, host, port, cap=cap, ssl_context=ssl_context, backlog=backlog,
+                         front=None if lean is None else lean.front)
     try:
         await site.start()
     except OSError as e:

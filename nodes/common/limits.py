@@ -67,10 +67,12 @@ class BodyBudget:
         self.held = max(0, self.held - n)
 
 
-def limits_middleware(limits: ServerLimits, client_max_size: int) -> Any:
+def limits_middleware(limits: ServerLimits, client_max_size: int, budget: BodyBudget | None = None) -> Any:
     """A middleware reading each request body under the in-flight budget and the body deadline.
-    A body without Content-Length reserves ``client_max_size`` (the most it may grow to)."""
-    budget = BodyBudget(limits.max_inflight_body_bytes)
+    A body without Content-Length reserves ``client_max_size`` (the most it may grow to).
+    ``budget``: one shared with another reader of the same server's bodies (a lean front)."""
+    if budget is None:
+        budget = BodyBudget(limits.max_inflight_body_bytes)
 
     @web.middleware
     async def middleware(request: web.Request,
@@ -188,16 +190,22 @@ class CappedTCPSite(web.TCPSite):
     """``web.TCPSite`` whose listening socket holds at most ``cap.limit`` connections."""
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, *, cap: ConnectionCap,
-                 ssl_context: Any = None, backlog: int = 128) -> None:
+                 ssl_context: Any = None, backlog: int = 128,
+                 front: Callable[[Callable[[], asyncio.Protocol]], asyncio.Protocol] | None = None) -> None:
         super().__init__(runner, host, port, ssl_context=ssl_context, backlog=backlog)
         self.cap = cap
+        #: ``front(aiohttp's protocol factory)``: the protocol of each connection instead of
+        #: aiohttp's own (nodes/common/lean_http.py)
+        self.front = front
 
     async def start(self) -> None:
         await web.BaseSite.start(self)  # registers the site with its runner
         server = self._runner.server
         assert server is not None
+        front = self.front
+        factory: Callable[[], asyncio.Protocol] = server if front is None else (lambda: front(server))
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: self.cap.protocol(server), self._host, self._port, ssl=self._ssl_context,
+            lambda: self.cap.protocol(factory), self._host, self._port, ssl=self._ssl_context,
             backlog=self._backlog)
         sockets = self._server.sockets
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port

@@ -6,19 +6,23 @@ import asyncio
 import contextlib
 import dataclasses
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from nodes.common.http import (
+    BINARY_CONTENT_TYPE,
+    JSON_CONTENT_TYPE,
+    TEXT_CONTENT_TYPE,
     binary_response,
     json_response,
     json_text_response,
     start_site,
     text_response,
 )
-from nodes.common.limits import ServerLimits, limits_middleware
+from nodes.common.lean_http import LeanReply, LeanRequest, LeanRoutes
+from nodes.common.limits import BodyBudget, ServerLimits, limits_middleware
 from nodes.common.logs import JsonLogger
 from nodes.common.service import StartupError
 from nodes.common.tls import server_context_for
@@ -42,7 +46,7 @@ from .server_forward import ForwardPolicy, ServerForwarder
 from .storage import Storage
 from .swarm_view import SwarmView, swarm_id_str
 
-__all__ = ["Node", "StartupError", "to_web"]
+__all__ = ["Node", "StartupError", "to_lean", "to_web"]
 
 #: first retry of a proof the seed did not take before the node was ever registered (doubling
 #: up to ``proof_interval``): the seed may still be starting when the node is
@@ -66,6 +70,15 @@ def to_web(resp: Response) -> web.Response:
     return text_response(resp.status, resp.body_text())
 
 
+def to_lean(resp: Response) -> LeanReply:
+    """The same answer as :func:`to_web`, for the lean front (nodes/common/lean_http.py)."""
+    if resp.is_json:
+        return LeanReply(resp.status, resp.body_text().encode("utf-8"), JSON_CONTENT_TYPE)
+    if resp.is_binary:
+        return LeanReply(resp.status, bytes(resp.body), BINARY_CONTENT_TYPE)  # type: ignore[arg-type]
+    return LeanReply(resp.status, resp.body_text().encode("utf-8"), TEXT_CONTENT_TYPE)
+
+
 class Node:
     def __init__(self, cfg: Config, log: JsonLogger | None = None) -> None:
         self.cfg = cfg
@@ -78,6 +91,8 @@ class Node:
         self.view = SwarmView(my_pubkey=self.identity.ed25519_hex)
         self.ratelimiter = RateLimiter(cfg.rate_limit)
         self.limits = ServerLimits()
+        #: the storage port's lean front (made with the app: make_storage_app)
+        self.lean: LeanRoutes | None = None
         self.storage: Storage | None = None
         self.peer_overrides = PeerOverrides()
         self.peers = PeerClient(self.identity, overrides=self.peer_overrides)
@@ -147,7 +162,8 @@ class Node:
         if not cfg.admin_token:
             self.log.warning("admin_disabled", reason="no admin token (--admin-token-file or "
                              "$SESSION_TESTNET_ADMIN_TOKEN): every admin call is refused")
-        await self._listen(self.make_storage_app(), cfg.ip, cfg.port, ctx, "storage")
+        app = self.make_storage_app()
+        await self._listen(app, cfg.ip, cfg.port, ctx, "storage", lean=self.lean)
         await self._listen(make_admin_app(self.admin_state, self.observations, self.behaviours,
                                           self.clock, self.peer_overrides, self.log,
                                           token=cfg.admin_token),
@@ -160,12 +176,13 @@ class Node:
             self._tasks.append(asyncio.create_task(coro))
 
     async def _listen(self, app: web.Application, ip: str, port: int, ctx: ssl.SSLContext | None,
-                      what: str) -> None:
+                      what: str, lean: LeanRoutes | None = None) -> None:
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0,
                                **self.limits.runner_kwargs())
         await runner.setup()
         try:
-            await start_site(runner, ip, port, what=f"{what} port", ssl_context=ctx, limits=self.limits)
+            await start_site(runner, ip, port, what=f"{what} port", ssl_context=ctx, limits=self.limits,
+                             lean=lean)
         except StartupError:
             await runner.cleanup()
             raise
@@ -307,13 +324,25 @@ class Node:
             "requests_sent": {"seed": self.seed.requests_sent, "peers": self.peers.requests_sent},
             # requests to peers that went in bundles (nodes/snode/fanout.py)
             "fanout": self.fanout.stats(),
+            # storage-port requests answered by the lean front, and connections it handed to aiohttp
+            "lean_http": ({"answered": self.lean.answered, "handed_over": self.lean.handed_over}
+                          if self.lean is not None else None),
         }
 
     # --- storage-port app ----------------------------------------------------------------------
     def make_storage_app(self) -> web.Application:
+        """The storage port's aiohttp app, and (``self.lean``) the lean front that answers its
+        busiest routes before it (nodes/common/lean_http.py): the same handlers' work, and one
+        budget of request bodies held at once for both."""
         max_size = MAX_REQUEST_BODY + 1024 * 1024
+        budget = BodyBudget(self.limits.max_inflight_body_bytes)
+        self.lean = LeanRoutes(
+            {"/storage_rpc/v1": self._leaned(self.lean_storage_rpc),
+             "/onion_req/v2": self._leaned(self.lean_onion), SWARM_PATH: self._leaned(self.lean_swarm)},
+            max_body=MAX_REQUEST_BODY, limits=self.limits, budget=budget,
+            on_error=lambda path, e: self.log.error("request_failed", path=path, error=repr(e)))
         app = web.Application(client_max_size=max_size,
-                              middlewares=[self._middleware, limits_middleware(self.limits, max_size)])
+                              middlewares=[self._middleware, limits_middleware(self.limits, max_size, budget)])
         app.router.add_post("/storage_rpc/v1", self.h_storage_rpc)
         app.router.add_post("/onion_req/v2", self.h_onion)
         app.router.add_post(SWARM_PATH, self.h_swarm)
@@ -330,15 +359,28 @@ class Node:
             resp = _text(404, f"{request.method.lower()} {request.path} Not Found")  # as uWebSockets writes it
         except web.HTTPRequestEntityTooLarge:
             resp = _text(413, "Request body too large")
+        await self._delay()
+        return resp
+
+    async def _delay(self) -> None:
+        """The ``delay_ms`` behaviour: every storage-port answer waits this long."""
         delay = self.behaviours.delay_ms
         if delay > 0:
             await asyncio.sleep(delay / 1000)
-        return resp
 
-    def _not_ready(self) -> web.Response | None:
+    def _leaned(self, handler: Callable[[LeanRequest], Awaitable[LeanReply]]
+                ) -> Callable[[LeanRequest], Awaitable[LeanReply]]:
+        """A lean route's handler with what the app's middleware adds (the delay behaviour)."""
+        async def answer(request: LeanRequest) -> LeanReply:
+            reply = await handler(request)
+            await self._delay()
+            return reply
+        return answer
+
+    def _not_ready(self) -> Response | None:
         if self.view.ready:
             return None
-        return _text(503, f"Service node is not ready: {self.view.not_ready_reason()}\n")
+        return Response(503, f"Service node is not ready: {self.view.not_ready_reason()}\n")
 
     @staticmethod
     def _too_large(request: web.Request) -> web.Response | None:
@@ -358,41 +400,68 @@ class Node:
             return _text(413, "Request body too large")
         return body
 
+    # --- the storage-port routes: each one's aiohttp handler and lean handler share the rest ---
     async def h_storage_rpc(self, request: web.Request) -> web.Response:
         remote = request.remote
-        resp = self._not_ready()
-        if resp is None and not self.ratelimiter.allow(remote or ""):
-            resp = _text(429, "Too Many Requests\n")
-        if resp is None and request.headers.get("X-Loki-Long-Poll"):
-            resp = _text(410, "long polling is no longer supported, client upgrade required")
-        if resp is not None:
-            self.observations.record(remote_addr=remote, channel="storage_rpc", status=resp.status)
-            return resp
+        refused = self._rpc_refused(remote, request.headers)
+        if refused is not None:
+            return to_web(refused)
         body = await self._read(request)
         if isinstance(body, web.Response):
             self.observations.record(remote_addr=remote, channel="storage_rpc", status=body.status)
             return body
+        return to_web(await self._rpc_answer(remote, body))
+
+    async def lean_storage_rpc(self, request: LeanRequest) -> LeanReply:
+        refused = self._rpc_refused(request.remote, request.headers)
+        if refused is not None:
+            return to_lean(refused)
+        return to_lean(await self._rpc_answer(request.remote, request.body))
+
+    def _rpc_refused(self, remote: str | None, headers: Mapping[str, str]) -> Response | None:
+        """The answer to a storage RPC refused before its body is read (observed), or None."""
+        resp = self._not_ready()
+        if resp is None and not self.ratelimiter.allow(remote or ""):
+            resp = Response(429, "Too Many Requests\n")
+        if resp is None and headers.get("X-Loki-Long-Poll"):
+            resp = Response(410, "long polling is no longer supported, client upgrade required")
+        if resp is not None:
+            self.observations.record(remote_addr=remote, channel="storage_rpc", status=resp.status)
+        return resp
+
+    async def _rpc_answer(self, remote: str | None, body: bytes) -> Response:
         r, method, accounts = await self.rpc.handle_body(body)
         self.observations.record(remote_addr=remote, channel="storage_rpc", method=method,
                                  accounts=accounts, status=r.status)
-        return to_web(r)
+        return r
 
     async def h_onion(self, request: web.Request) -> web.Response:
         remote = request.remote
-        resp = self._not_ready()
-        if resp is None:
-            body = await self._read(request)
-            if isinstance(body, web.Response):
-                resp = body
-            else:
-                out = await self.onion.handle(body)
-                self.observations.record(
-                    remote_addr=remote, channel="onion", hop=out.hop, next_hop=out.next_hop,
-                    method=out.method, accounts=out.accounts, server=out.server,
-                    status=out.inner_status if out.hop == "destination" and out.inner_status else out.status)
-                return web.Response(status=out.status, body=out.body, content_type=out.content_type)
-        self.observations.record(remote_addr=remote, channel="onion", status=resp.status)
-        return resp
+        not_ready = self._not_ready()
+        if not_ready is not None:
+            self.observations.record(remote_addr=remote, channel="onion", status=not_ready.status)
+            return to_web(not_ready)
+        body = await self._read(request)
+        if isinstance(body, web.Response):
+            self.observations.record(remote_addr=remote, channel="onion", status=body.status)
+            return body
+        out = await self._onion_answer(remote, body)
+        return web.Response(status=out.status, body=out.body, content_type=out.content_type)
+
+    async def lean_onion(self, request: LeanRequest) -> LeanReply:
+        not_ready = self._not_ready()
+        if not_ready is not None:
+            self.observations.record(remote_addr=request.remote, channel="onion", status=not_ready.status)
+            return to_lean(not_ready)
+        return await self._onion_answer(request.remote, request.body)
+
+    async def _onion_answer(self, remote: str | None, body: bytes) -> LeanReply:
+        out = await self.onion.handle(body)
+        self.observations.record(
+            remote_addr=remote, channel="onion", hop=out.hop, next_hop=out.next_hop,
+            method=out.method, accounts=out.accounts, server=out.server,
+            status=out.inner_status if out.hop == "destination" and out.inner_status else out.status)
+        return LeanReply(out.status, out.body, out.content_type)
 
     async def h_swarm(self, request: web.Request) -> web.Response:
         remote = request.remote
@@ -400,14 +469,21 @@ class Node:
         if isinstance(body, web.Response):
             self.observations.record(remote_addr=remote, channel="swarm", status=body.status)
             return body
+        return to_web(await self._swarm_request(remote, request.headers, body))
+
+    async def lean_swarm(self, request: LeanRequest) -> LeanReply:
+        return to_lean(await self._swarm_request(request.remote, request.headers, request.body))
+
+    async def _swarm_request(self, remote: str | None, headers: Mapping[str, str], body: bytes) -> Response:
+        """A peer's request on the swarm path: authenticated, then one method or a bundle."""
         try:
-            sender = self.peers.auth.verify(request.headers, body, self.view)
+            sender = self.peers.auth.verify(headers, body, self.view)
         except PeerAuthError as e:
             if "unknown sender" in str(e):
                 self.request_poll()
             self.log.info("swarm_auth_rejected", remote=remote, reason=str(e))
             self.observations.record(remote_addr=remote, channel="swarm", status=401)
-            return _text(401, f"Unauthorized: {e}")
+            return Response(401, f"Unauthorized: {e}")
         method, params, problem = None, None, "expected {\"method\", \"params\"}"
         try:
             doc = jsonin.loads(body)
@@ -423,7 +499,7 @@ class Node:
         else:
             answer = await self._swarm_answer(method, params)
         self._swarm_observed(remote, sender.pubkey_ed25519, method, params, answer.status)
-        return to_web(answer)
+        return answer
 
     async def _swarm_answer(self, method: str, params: dict[str, Any], *, bundled: bool = False) -> Response:
         """The answer to one swarm request; a bundle carries only the recursive methods."""
@@ -442,15 +518,15 @@ class Node:
         if status >= 400:
             self.log.debug("swarm_request_failed", sender=sender, method=method, status=status)
 
-    async def _swarm_bundle(self, remote: str | None, sender: str, params: dict[str, Any]) -> web.Response:
+    async def _swarm_bundle(self, remote: str | None, sender: str, params: dict[str, Any]) -> Response:
         """A peer's bundle (nodes/snode/fanout.py): each request handled as if it had come on its
         own, all at once (so their stores share a commit), each observed on its own; the answer
         lists each one's status and body in order."""
         requests = params.get("requests")
         if not isinstance(requests, list) or not requests or len(requests) > MAX_BUNDLE_REQUESTS:
             self.observations.record(remote_addr=remote, channel="swarm", method=BUNDLE, status=400)
-            return _text(400, f"invalid swarm request: a {BUNDLE} needs \"requests\": a list of 1 to "
-                              f"{MAX_BUNDLE_REQUESTS} {{\"method\", \"params\"}}")
+            return Response(400, f"invalid swarm request: a {BUNDLE} needs \"requests\": a list of 1 to "
+                                 f"{MAX_BUNDLE_REQUESTS} {{\"method\", \"params\"}}")
 
         async def one(item: Any) -> Response:
             method = item.get("method") if isinstance(item, dict) else None
@@ -464,7 +540,7 @@ class Node:
             return answer
 
         answers = await asyncio.gather(*(one(item) for item in requests))
-        return json_response({"results": [
+        return Response(200, {"results": [
             {"status": a.status, "body": a.body if a.is_json else a.body_text()} for a in answers]})
 
     async def h_stats(self, request: web.Request) -> web.Response:

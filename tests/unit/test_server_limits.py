@@ -54,7 +54,8 @@ async def node_port(tmp_path: Path) -> AsyncIterator[int]:
     node.limits = LIMITS
     node.storage = Storage(tmp_path / "sn.db")
     node._build_handlers()
-    await node._listen(node.make_storage_app(), HOST, 0, None, "storage")
+    app = node.make_storage_app()
+    await node._listen(app, HOST, 0, None, "storage", lean=node.lean)
     try:
         yield int(node._runners[0].addresses[0][1])
     finally:

@@ -1,5 +1,7 @@
 """The storage node's HTTP layer in-process: several Node objects on 127.0.0.1 test servers
-(plain HTTP instead of TLS), sharing a hand-made swarm view instead of a seed."""
+(plain HTTP instead of TLS), sharing a hand-made swarm view instead of a seed. Every test runs
+twice: with the storage port's lean front (as a node runs) and with aiohttp alone, so that both
+paths to the same handlers give the same answers."""
 
 from __future__ import annotations
 
@@ -38,10 +40,11 @@ SWARM_A, SWARM_B = 0, 0x7FFFFFFFFFFFFFFF
 
 
 class Cluster:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, lean: bool = True) -> None:
         self.tmp = tmp
+        self.lean = lean
         self.nodes: list[Node] = []
-        self.servers: list[TestServer] = []
+        self.ports: list[int] = []
         self.session = aiohttp.ClientSession()
 
     async def add(self, name: str) -> Node:
@@ -53,14 +56,14 @@ class Cluster:
         node.storage = Storage(cfg.data_dir / "storage.db")
         node.peers.scheme = "http"
         node._build_handlers()
-        server = TestServer(node.make_storage_app(), host="127.0.0.1")
-        await server.start_server()
+        app = node.make_storage_app()
+        await node._listen(app, "127.0.0.1", 0, None, "storage", lean=node.lean if self.lean else None)
         self.nodes.append(node)
-        self.servers.append(server)
+        self.ports.append(int(node._runners[-1].addresses[0][1]))
         return node
 
     def port(self, node: Node) -> int:
-        return self.servers[self.nodes.index(node)].port
+        return self.ports[self.nodes.index(node)]
 
     def url(self, node: Node, path: str) -> str:
         return f"http://127.0.0.1:{self.port(node)}{path}"
@@ -86,16 +89,16 @@ class Cluster:
 
     async def close(self) -> None:
         await self.session.close()
-        for s in self.servers:
-            await s.close()
         for n in self.nodes:
+            for r in n._runners:
+                await r.cleanup()
             await n.peers.close()
             n.storage.close()
 
 
-@pytest.fixture
-async def cluster(tmp_path):
-    c = Cluster(tmp_path)
+@pytest.fixture(params=["lean", "aiohttp"])
+async def cluster(tmp_path, request):
+    c = Cluster(tmp_path, lean=request.param == "lean")
     try:
         yield c
     finally:
@@ -203,7 +206,9 @@ async def test_store_fans_out_and_other_member_serves_it(four, cluster):
 
 async def test_unreachable_peer_reported_failed(four, cluster):
     acct = account_in_swarm(four[0].view, SWARM_A)
-    await cluster.servers[1].close()
+    for r in four[1]._runners:
+        await r.cleanup()
+    four[1]._runners.clear()
     status, body = await cluster.rpc(four[0], "store", store_params(acct, b"x"))
     assert status == 200
     assert body["swarm"][four[1].identity.ed25519_hex] == {"failed": True, "timeout": True}
