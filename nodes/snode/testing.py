@@ -1,18 +1,27 @@
-"""Helpers for tests of the storage node: fake seed entries, views and accounts.
+"""Helpers for tests of the storage node: fake seed entries, views and accounts, and a node's
+storage port served on 127.0.0.1 as a running node serves it.
 
-Used by tests/unit/test_snode_*.py and tests/integration/test_snode_*.py; no network access.
+Used by tests/unit/test_snode_*.py and tests/integration/test_snode_*.py; nothing here reaches
+beyond loopback.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
+from yarl import URL
+
+from nodes.common.http import start_site
 from nodes.protocol.keys import Identity, derive_seed
 
 from .peers import PeerAuth
 from .swarm_view import NodeInfo, SwarmView
+
+if TYPE_CHECKING:
+    from .server import Node
 
 
 def node_identity(name: str, seed: str = "unit") -> Identity:
@@ -66,3 +75,34 @@ def peer_auth_headers(sender: Identity, receiver: Identity, body: bytes,
     to = NodeInfo(receiver.ed25519_hex, receiver.x25519_hex, receiver.ed25519_hex, "127.0.0.1", 1, 1, 0, True)
     auth = PeerAuth(sender)
     return auth.headers(to, auth.request(body, timestamp_ms))
+
+
+class StoragePortServer:
+    """``node``'s storage port on 127.0.0.1 over plain HTTP as :meth:`Node.start` serves it: the
+    lean front (nodes/common/lean_http.py) before the aiohttp app, under ``node.limits``. It has
+    what aiohttp's ``TestClient`` uses of a ``TestServer`` (``host``, ``port``, ``make_url``,
+    ``start_server``, ``close``), so tests of hostile input reach both paths."""
+
+    def __init__(self, node: Node, host: str = "127.0.0.1") -> None:
+        self.node = node
+        self.host = host
+        self.port = 0
+        self.runner: web.AppRunner | None = None
+
+    async def start_server(self, **_: Any) -> None:
+        if self.runner is not None:
+            return
+        app = self.node.make_storage_app()
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, **self.node.limits.runner_kwargs())
+        await runner.setup()
+        await start_site(runner, self.host, 0, what="storage port", limits=self.node.limits, lean=self.node.lean)
+        self.runner = runner
+        self.port = int(runner.addresses[0][1])
+
+    def make_url(self, path: str) -> URL:
+        return URL(f"http://{self.host}:{self.port}").join(URL(path))
+
+    async def close(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None

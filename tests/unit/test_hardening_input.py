@@ -22,7 +22,7 @@ from nodes.snode.peers import SWARM_PATH
 from nodes.snode.server import Node
 from nodes.snode.storage import Storage
 from nodes.snode.swarm_view import SwarmView
-from nodes.snode.testing import node_identity, peer_auth_headers, seed_entry
+from nodes.snode.testing import StoragePortServer, node_identity, peer_auth_headers, seed_entry
 
 pytestmark = pytest.mark.unit
 
@@ -36,7 +36,7 @@ def nested(depth: int = DEEP) -> str:
 class Pair:
     """Two storage nodes in one swarm on 127.0.0.1 test servers (plain HTTP)."""
 
-    def __init__(self, nodes: list[Node], servers: list[TestServer], session: aiohttp.ClientSession) -> None:
+    def __init__(self, nodes: list[Node], servers: list[StoragePortServer], session: aiohttp.ClientSession) -> None:
         self.nodes, self.servers, self.session = nodes, servers, session
 
     def url(self, i: int, path: str) -> str:
@@ -51,7 +51,7 @@ class Pair:
             return r.status, await r.read()
 
 
-async def make_node(tmp: Path, name: str) -> tuple[Node, TestServer]:
+async def make_node(tmp: Path, name: str) -> tuple[Node, StoragePortServer]:
     ident = node_identity(name)
     cfg = Config(ip="127.0.0.1", public_ip="127.0.0.1", port=1, admin_port=1, lmq_port=22020,
                  seed_url="http://127.0.0.1:9", data_dir=tmp / name, key_seed_hex=ident.seed_hex,
@@ -60,7 +60,7 @@ async def make_node(tmp: Path, name: str) -> tuple[Node, TestServer]:
     node.storage = Storage(cfg.data_dir / "storage.db")
     node.peers.scheme = "http"
     node._build_handlers()
-    server = TestServer(node.make_storage_app(), host="127.0.0.1")
+    server = StoragePortServer(node)
     await server.start_server()
     return node, server
 

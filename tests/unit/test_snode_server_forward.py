@@ -32,7 +32,7 @@ from nodes.snode.server import Node
 from nodes.snode.server_forward import ForwardPolicy, ForwardRefused, parse_networks
 from nodes.snode.storage import Storage
 from nodes.snode.swarm_view import SwarmView
-from nodes.snode.testing import node_identity, seed_entry
+from nodes.snode.testing import StoragePortServer, node_identity, seed_entry
 
 pytestmark = pytest.mark.unit
 
@@ -67,7 +67,7 @@ class OnionServer:
         return ServerDestination(host, self.server.port if port is None else port, self.pub, "http")
 
 
-async def make_node(tmp: Path, name: str, log: io.StringIO) -> tuple[Node, TestServer]:
+async def make_node(tmp: Path, name: str, log: io.StringIO) -> tuple[Node, StoragePortServer]:
     ident = node_identity(name)
     cfg = Config(ip="127.0.0.1", public_ip="127.0.0.1", port=1, admin_port=1, lmq_port=22020,
                  seed_url="http://127.0.0.1:9", data_dir=tmp / name, key_seed_hex=ident.seed_hex,
@@ -76,13 +76,13 @@ async def make_node(tmp: Path, name: str, log: io.StringIO) -> tuple[Node, TestS
     node.storage = Storage(cfg.data_dir / "storage.db")
     node.peers.scheme = "http"
     node._build_handlers()
-    server = TestServer(node.make_storage_app(), host="127.0.0.1")
+    server = StoragePortServer(node)
     await server.start_server()
     return node, server
 
 
 class Net:
-    def __init__(self, guard: tuple[Node, TestServer], exit_: tuple[Node, TestServer],
+    def __init__(self, guard: tuple[Node, StoragePortServer], exit_: tuple[Node, StoragePortServer],
                  srv: OnionServer, session: aiohttp.ClientSession, exit_log: io.StringIO) -> None:
         self.guard, self.guard_srv = guard
         self.exit, self.exit_srv = exit_
