@@ -19,9 +19,15 @@ T = TypeVar("T")
 ENV_UVLOOP = "SESSION_TESTNET_UVLOOP"
 
 
-def uvloop_wanted(environ: dict[str, str] | None = None) -> bool:
-    value = (os.environ if environ is None else environ).get(ENV_UVLOOP, "1").strip().lower()
+def switched_on(name: str, environ: dict[str, str] | None = None) -> bool:
+    """Whether the on-by-default switch ``name`` of a node process is on: anything but 0, false,
+    no or off (any case) in the environment, or not set."""
+    value = (os.environ if environ is None else environ).get(name, "1").strip().lower()
     return value not in ("0", "false", "no", "off")
+
+
+def uvloop_wanted(environ: dict[str, str] | None = None) -> bool:
+    return switched_on(ENV_UVLOOP, environ)
 
 
 def loop_factory(environ: dict[str, str] | None = None) -> Any:

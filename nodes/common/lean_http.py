@@ -24,6 +24,9 @@ without a complete request head for ``idle_timeout`` is closed, a body not recei
 ``body_timeout`` of its head is answered 408 and the connection closed, and the bodies held
 count against the same :class:`~nodes.common.limits.BodyBudget` as the middleware's. A handler
 that raises is answered 500 (``on_error`` is told), as aiohttp answers it.
+
+``SESSION_TESTNET_LEAN_HTTP=0`` in a node's environment leaves every request to aiohttp (to
+compare, or to rule the front out when chasing a bug).
 """
 
 from __future__ import annotations
@@ -39,7 +42,11 @@ from typing import cast
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from .eventloop import switched_on
 from .limits import BodyBudget, ServerLimits
+
+#: set to 0 (or false/no/off) to leave every request of a node to aiohttp
+ENV_LEAN_HTTP = "SESSION_TESTNET_LEAN_HTTP"
 
 #: the longest request head answered here (a longer one goes to aiohttp, whose limit is 8190
 #: bytes per line)
@@ -67,6 +74,10 @@ class LeanReply:
 
 
 LeanHandler = Callable[[LeanRequest], Awaitable[LeanReply]]
+
+
+def lean_http_wanted(environ: dict[str, str] | None = None) -> bool:
+    return switched_on(ENV_LEAN_HTTP, environ)
 
 
 class LeanRoutes:

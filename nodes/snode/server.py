@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from nodes.common.http import start_site
-from nodes.common.lean_http import LeanRoutes
+from nodes.common.lean_http import LeanRoutes, lean_http_wanted
 from nodes.common.limits import ServerLimits
 from nodes.common.logs import JsonLogger
 from nodes.common.service import StartupError
@@ -132,6 +132,8 @@ class Node:
             self.log.warning("admin_disabled", reason="no admin token (--admin-token-file or "
                              "$SESSION_TESTNET_ADMIN_TOKEN): every admin call is refused")
         app = self.make_storage_app()
+        if not lean_http_wanted():  # SESSION_TESTNET_LEAN_HTTP=0: aiohttp answers every request
+            self.lean = None
         await self._listen(app, cfg.ip, cfg.port, ctx, "storage", lean=self.lean)
         await self._listen(make_admin_app(self.admin_state, self.observations, self.behaviours,
                                           self.clock, self.peer_overrides, self.log,

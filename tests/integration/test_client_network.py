@@ -67,6 +67,9 @@ async def test_delivery_both_ways_through_real_onion_paths(testnet: Testnet):
                    and bob.session_id in o["accounts"] for o in observations(net, hops[-1]))
         assert store.destination["ed25519"] in {n.pubkey_ed25519 for n in net.nodes}
         assert store.destination["ed25519"] in swarm_eds(net, bob.session_id, alice)
+        # every hop of the store was answered by the storage port's lean front
+        for here in hops:
+            assert net.node_admin(here, "state")["lean_http"]["answered"] >= 1, here
 
     recv = [r for r in records if isinstance(r, ReceiveRecord) and r.new_hashes]
     assert {h for r in recv for h in r.new_hashes} == {sent.message_hash, reply.message_hash}

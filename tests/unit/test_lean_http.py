@@ -16,7 +16,7 @@ from aiohttp import web
 
 from nodes.common.http import start_site
 from nodes.common.http1 import Http1Client
-from nodes.common.lean_http import LeanReply, LeanRequest, LeanRoutes, render
+from nodes.common.lean_http import LeanReply, LeanRequest, LeanRoutes, lean_http_wanted, render
 from nodes.common.limits import BodyBudget, ServerLimits, limits_middleware
 from nodes.common.tls import insecure_client_context, server_context_for
 
@@ -265,3 +265,9 @@ def test_render_is_a_complete_http_answer() -> None:
     assert lines[0] == b"HTTP/1.1 404 Not Found"
     assert b"Content-Type: text/plain" in lines and b"Content-Length: 4" in lines
     assert b"Connection: close" in lines and body == b"nope"
+
+
+def test_the_front_can_be_switched_off_for_a_comparison() -> None:
+    assert lean_http_wanted({}) and lean_http_wanted({"SESSION_TESTNET_LEAN_HTTP": "1"})
+    for off in ("0", "false", "No", " off "):
+        assert not lean_http_wanted({"SESSION_TESTNET_LEAN_HTTP": off})

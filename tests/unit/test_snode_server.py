@@ -204,6 +204,20 @@ async def test_store_fans_out_and_other_member_serves_it(four, cluster):
     assert status == 421 and body["swarm"] == "0"
 
 
+async def test_busy_routes_are_answered_by_the_lean_front(four, cluster):
+    acct = account_in_swarm(four[0].view, SWARM_A)
+    status, _ = await cluster.rpc(four[0], "store", store_params(acct, b"lean"))
+    assert status == 200
+    async with cluster.session.get(cluster.url(four[0], "/get_stats/v1")) as r:
+        assert r.status == 200
+    state = [await n.admin_state() for n in four[:2]]
+    if cluster.lean:  # the client's store, then its fan-out to the peer; the GET went to aiohttp
+        assert state[0]["lean_http"] == {"answered": 1, "handed_over": 1}
+        assert state[1]["lean_http"] == {"answered": 1, "handed_over": 0}
+    else:
+        assert [s["lean_http"]["answered"] for s in state] == [0, 0]
+
+
 async def test_unreachable_peer_reported_failed(four, cluster):
     acct = account_in_swarm(four[0].view, SWARM_A)
     for r in four[1]._runners:
