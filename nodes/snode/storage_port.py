@@ -17,9 +17,7 @@ from nodes.common.http import (
     BINARY_CONTENT_TYPE,
     JSON_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
-    binary_response,
     json_response,
-    json_text_response,
     text_response,
 )
 from nodes.common.lean_http import LeanReply, LeanRequest, LeanRoutes
@@ -40,23 +38,24 @@ __all__ = ["StoragePort", "to_lean", "to_web"]
 _text = text_response
 
 
-def to_web(resp: Response) -> web.Response:
+def to_lean(resp: Response) -> LeanReply:
     """A storage RPC answer as the storage server renders it: exactly ``application/json``,
     ``text/plain`` (error strings) or ``application/octet-stream`` (binary, active_nodes_bin)."""
-    if resp.is_json:
-        return json_text_response(resp.body_text(), resp.status)
-    if resp.is_binary:
-        return binary_response(bytes(resp.body), resp.status)  # type: ignore[arg-type]
-    return text_response(resp.status, resp.body_text())
-
-
-def to_lean(resp: Response) -> LeanReply:
-    """The same answer as :func:`to_web`, for the lean front (nodes/common/lean_http.py)."""
     if resp.is_json:
         return LeanReply(resp.status, resp.body_text().encode("utf-8"), JSON_CONTENT_TYPE)
     if resp.is_binary:
         return LeanReply(resp.status, bytes(resp.body), BINARY_CONTENT_TYPE)  # type: ignore[arg-type]
     return LeanReply(resp.status, resp.body_text().encode("utf-8"), TEXT_CONTENT_TYPE)
+
+
+def web_reply(reply: LeanReply) -> web.Response:
+    """The same answer written by aiohttp (its Content-Type as given: no charset parameter)."""
+    return web.Response(status=reply.status, body=reply.body, content_type=reply.content_type)
+
+
+def to_web(resp: Response) -> web.Response:
+    """:func:`to_lean`'s answer written by aiohttp."""
+    return web_reply(to_lean(resp))
 
 
 class StoragePort:
@@ -175,8 +174,7 @@ class StoragePort:
         if isinstance(body, web.Response):
             self.node.observations.record(remote_addr=remote, channel="onion", status=body.status)
             return body
-        out = await self._onion_answer(remote, body)
-        return web.Response(status=out.status, body=out.body, content_type=out.content_type)
+        return web_reply(await self._onion_answer(remote, body))
 
     async def lean_onion(self, request: LeanRequest) -> LeanReply:
         not_ready = self._not_ready()
