@@ -17,7 +17,11 @@ chunked or oversized body, a head llhttp rejects, a head longer than :data:`MAX_
 body the in-flight budget cannot hold — hands the connection over to aiohttp from the first
 byte of that request on: the request gets exactly the answer it got before this front existed,
 and the connection stays with aiohttp. Requests on one connection are answered in order (a
-pipelined request waits until the one before it is answered).
+pipelined request waits until the one before it is answered). Bytes that cannot begin a head
+llhttp accepts go to aiohttp as soon as they arrive, so garbage is answered at once, as aiohttp
+alone answers it. One difference, on purpose: where a plain request and bytes that are not a
+request arrive in one read, aiohttp alone answers 400 to both; the front answers the request,
+and aiohttp the bytes after it.
 
 The limits of :class:`~nodes.common.limits.ServerLimits` hold here as in aiohttp: a connection
 without a complete request head for ``idle_timeout`` is closed, a body not received within
@@ -173,6 +177,9 @@ class LeanHttpFront(asyncio.Protocol):
         self._remote: str | None = None
         self._buf = bytearray()
         self._pending: _Plain | None = None  # head parsed, body still arriving
+        self._head: _Head | None = None  # the head being read, and its parser
+        self._parser: httptools.HttpRequestParser | None = None
+        self._fed = 0  # bytes of the buffer the parser has seen
         self._reserved = 0
         self._busy = False  # a request is being answered
         self._paused = False
@@ -223,16 +230,14 @@ class LeanHttpFront(asyncio.Protocol):
         connection went to aiohttp."""
         while not self._busy and self.inner is None and self._transport is not None and self._buf:
             if self._pending is None:
-                end = self._buf.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES)
-                if end < 0:
-                    if len(self._buf) >= MAX_HEAD_BYTES:
-                        self._hand_over()
-                    return  # the head is still arriving (under the idle deadline)
-                plain = self._plain(bytes(self._buf[:end + 4]))
+                end = self._read_head()
+                if end is None:
+                    return  # the head is still arriving (under the idle deadline), or handed over
+                plain = self._plain()
                 if plain is None or not self._reserve(plain.length):
                     self._hand_over()
                     return
-                del self._buf[:end + 4]
+                del self._buf[:end]
                 self._pending = plain
                 self._arm(self.routes.limits.body_timeout, self._body_late)
             plain = self._pending
@@ -245,14 +250,36 @@ class LeanHttpFront(asyncio.Protocol):
             self._busy = True
             asyncio.get_running_loop().create_task(self._answer(plain, body))
 
-    def _plain(self, head: bytes) -> _Plain | None:
-        """The head's route and body length, or None where aiohttp must answer the request."""
-        h = _Head()
-        parser = httptools.HttpRequestParser(h)
+    def _read_head(self) -> int | None:
+        """Feed the head's bytes that arrived to its parser; the head's end in the buffer once
+        it is complete. None while it is incomplete, and after handing the connection over as
+        soon as the bytes cannot be a head that llhttp accepts (aiohttp answers those at once)."""
+        if self._head is None:
+            self._head = _Head()
+            self._parser = httptools.HttpRequestParser(self._head)
+            self._fed = 0
+        assert self._parser is not None
+        end = self._buf.find(b"\r\n\r\n", max(0, self._fed - 3), MAX_HEAD_BYTES)
+        upto = end + 4 if end >= 0 else min(len(self._buf), MAX_HEAD_BYTES)
         try:
-            parser.feed_data(head)
+            self._parser.feed_data(bytes(self._buf[self._fed:upto]))
         except httptools.HttpParserError:  # the upgrade error is a subclass
+            self._hand_over()
             return None
+        self._fed = upto
+        if end < 0:
+            # a head that ended without CR LF CR LF (bare LF lines), or one too long: aiohttp's
+            if self._head.complete or len(self._buf) >= MAX_HEAD_BYTES:
+                self._hand_over()
+            return None
+        return end + 4
+
+    def _plain(self) -> _Plain | None:
+        """The route and body length of the head just read, or None where aiohttp must answer
+        the request."""
+        h, parser = self._head, self._parser
+        self._head = self._parser = None
+        assert h is not None and parser is not None
         if not h.complete or parser.get_method() != b"POST" or parser.get_http_version() != "1.1":
             return None
         handler = self.routes.post.get(h.url.decode("latin-1"))
@@ -308,6 +335,7 @@ class LeanHttpFront(asyncio.Protocol):
         """aiohttp's protocol takes the connection from the first byte of the unread request."""
         self._disarm()
         self._release()
+        self._head = self._parser = None
         self.routes.handed_over += 1
         inner = self._fallback()
         self.inner = inner
