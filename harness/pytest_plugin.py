@@ -542,7 +542,9 @@ def _github_summary(tr: Any, config: pytest.Config, artifacts: dict[str, str],
     outside $GITHUB_WORKSPACE such as a test's inner pytester session): append the pass/fail
     table and the failed tests' reports to the job's summary page."""
     target = os.environ.get("GITHUB_STEP_SUMMARY")
-    if not target or os.environ.get("PYTEST_XDIST_WORKER"):
+    # an xdist worker's config has workerinput (its environment's PYTEST_XDIST_WORKER is also
+    # inherited by pytest runs it starts, which are not workers)
+    if not target or hasattr(config, "workerinput"):
         return
     workspace = os.environ.get("GITHUB_WORKSPACE")
     if workspace and not config.invocation_params.dir.resolve().is_relative_to(

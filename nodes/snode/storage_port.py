@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -21,17 +21,21 @@ from nodes.common.http import (
     text_response,
 )
 from nodes.common.lean_http import LeanReply, LeanRequest, LeanRoutes
-from nodes.common.limits import BodyBudget, limits_middleware
+from nodes.common.limits import BodyBudget, ServerLimits, limits_middleware
+from nodes.common.logs import JsonLogger
 from nodes.protocol import jsonin
 from nodes.protocol.constants import MAX_REQUEST_BODY, STORAGE_SERVER_VERSION
 
+from .admin import Observations
+from .behaviours import Behaviours
 from .fanout import BUNDLE, MAX_BUNDLE_REQUESTS
-from .peers import SWARM_PATH, PeerAuthError
+from .onion_handler import OnionHandler
+from .peers import SWARM_PATH, PeerAuthError, PeerClient
+from .ratelimit import RateLimiter
+from .replication import Replicator
 from .requests import RECURSIVE_METHODS, accounts_of
-from .rpc import Response
-
-if TYPE_CHECKING:
-    from .server import Node
+from .rpc import Response, RpcHandler
+from .swarm_view import SwarmView
 
 __all__ = ["StoragePort", "to_lean", "to_web"]
 
@@ -58,10 +62,27 @@ def to_web(resp: Response) -> web.Response:
     return web_reply(to_lean(resp))
 
 
+class PortNode(Protocol):
+    """What the storage port uses of its node (``Node``, nodes/snode/server.py)."""
+
+    view: SwarmView
+    limits: ServerLimits
+    ratelimiter: RateLimiter
+    rpc: RpcHandler
+    onion: OnionHandler
+    replicator: Replicator
+    peers: PeerClient
+    observations: Observations
+    behaviours: Behaviours
+    log: JsonLogger
+
+    def request_poll(self) -> None: ...
+
+
 class StoragePort:
     """The storage port of ``node``: ``app`` (aiohttp) and ``lean`` (its front)."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: PortNode) -> None:
         self.node = node
         max_size = MAX_REQUEST_BODY + 1024 * 1024
         budget = BodyBudget(node.limits.max_inflight_body_bytes)

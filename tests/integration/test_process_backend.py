@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+from sweep_support import sweep_removes  # tests/ is on sys.path
 
 from harness.backends.process import ENV_MARK, _all_marked, launcher_socket
 from harness.naming import unique_name
-from harness.network import Testnet, clean
+from harness.network import Testnet
 from harness.state import StateDir
 from harness.topology import Topology
 
@@ -125,8 +126,7 @@ def test_sigkill_during_up_then_clean_leaves_nothing(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert StateDir(name).exists()
-    removed = clean()
-    assert name in removed
+    sweep_removes(name)
     assert marked_pids(name) == []
     assert not StateDir(name).exists()
 
