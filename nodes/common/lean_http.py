@@ -184,6 +184,7 @@ class LeanHttpFront(asyncio.Protocol):
         self._busy = False  # a request is being answered
         self._paused = False
         self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None  # the answer being made
 
     # --- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -248,7 +249,8 @@ class LeanHttpFront(asyncio.Protocol):
             self._pending = None
             self._disarm()
             self._busy = True
-            asyncio.get_running_loop().create_task(self._answer(plain, body))
+            # kept: the loop holds only a weak reference to a task
+            self._task = asyncio.get_running_loop().create_task(self._answer(plain, body))
 
     def _read_head(self) -> int | None:
         """Feed the head's bytes that arrived to its parser; the head's end in the buffer once
