@@ -137,15 +137,23 @@ async def _store_retrieve(nodes: list[dict[str, Any]]) -> tuple[str, list[str]]:
 def test_compose_up_store_retrieve_down(client, tmp_path):
     images = ensure_images(client)
     name = unique_name("cmp")
-    x = free_net_index(client, used=set())
     topo = Topology(name=name)
     path = tmp_path / "compose.yml"
-    path.write_text(render_compose(topo, images.node, net_index=x))
     project = name.replace("-", "")
     try:
-        cfg = compose("-f", str(path), "-p", project, "config", "-q")
-        assert cfg.returncode == 0, cfg.stderr
-        started = compose("-f", str(path), "-p", project, "up", "-d")
+        taken: set[int] = set()
+        for _ in range(3):
+            x = free_net_index(client, used=taken)
+            path.write_text(render_compose(topo, images.node, net_index=x))
+            cfg = compose("-f", str(path), "-p", project, "config", "-q")
+            assert cfg.returncode == 0, cfg.stderr
+            started = compose("-f", str(path), "-p", project, "up", "-d")
+            # another test (pytest-xdist) may create a network on the same free subnet between
+            # the choice and `up`: then the next free one
+            if started.returncode == 0 or "overlap" not in started.stderr.lower():
+                break
+            taken.add(x)
+            compose("-f", str(path), "-p", project, "down", "-v")
         assert started.returncode == 0, started.stderr
         nodes = asyncio.run(_wait_ready(f"http://10.{x}.0.2:22023", topo.node_count, timeout=60))
         assert {n["public_ip"] for n in nodes} == {f"10.{x}.{i}.2" for i in range(1, 7)}
