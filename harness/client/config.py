@@ -34,6 +34,8 @@ class ClientConfig:
     #: test a new guard with a direct ``info`` request before using it (desktop testGuardNode,
     #: libsession's edge connectivity check)
     test_guards: bool = True
+    #: seconds for that direct request, and for the one to a node on every failed route
+    #: (PathPolicy.route_failed)
     guard_test_timeout: float = 3.0
     #: one onion request (guard's answer), seconds
     request_timeout: float = 10.0

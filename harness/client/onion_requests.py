@@ -120,6 +120,10 @@ class OnionRequests(ClientBase, abc.ABC):
         """A path for one request around the nodes that failed this operation."""
 
     @abc.abstractmethod
+    async def _answers_directly(self, op: Operation, node: Snode) -> bool:
+        """Whether ``node`` answers a direct request (a dead or frozen node does not)."""
+
+    @abc.abstractmethod
     async def _swarm_members(self, session_id: str, op: Operation, *, refresh: bool,
                              enc_type: str | None = None) -> list[Snode]:
         """The (cached) members of the swarm of ``session_id``."""
@@ -256,7 +260,12 @@ class OnionRequests(ClientBase, abc.ABC):
                 # nobody named, and a node may be dead: the path's hops or the destination
                 if a.failed_node is None and result.dead_node_possible:
                     culprit = self.policy.route_failed(_route(path, dest), a)
-                    if culprit is not None:
+                    suspect = None if culprit is None else self.policy.pool.get(culprit)
+                    if suspect is not None and await self._answers_directly(op, suspect):
+                        self.policy.acquit(suspect.ed25519, a)
+                    elif culprit is not None:
+                        if suspect is not None:  # else another request dropped it meanwhile
+                            self.policy.convict(culprit, a)
                         # the node is gone from the pool, the swarm caches and the paths: the
                         # paths and hops that failed with it are not suspect any more
                         target.excluded.add(culprit)

@@ -86,14 +86,14 @@ class PathPolicy:
     def route_failed(self, route: set[str], a: AttemptRecord) -> str | None:
         """An attempt through ``route`` (its path's hops and its destination) failed without a
         node being named: a 504 "Request time out" relayed by the guard, or no answer through
-        the path. Returns the node dropped if this singles one out, else None.
+        the path. Returns the node this singles out as possibly dead, else None; the client
+        then asks it directly and calls :meth:`convict` if it does not answer.
 
         The client keeps the nodes common to every such failure since the last reset, minus
         the nodes of the routes that worked since (they answered). Once two failures or more
-        leave exactly one node, that node is dropped (pool, swarm caches, paths repaired) and
-        the bookkeeping starts over; when the failures have no node in common (two unrelated
-        faults), it starts over from the newest one; failures older than ``path_quarantine``
-        are forgotten.
+        leave exactly one node, that node is the suspect and the bookkeeping starts over; when
+        the failures have no node in common (two unrelated faults), it starts over from the
+        newest one; failures older than ``path_quarantine`` are forgotten.
 
         Production clients only strike the path on a 504 (session-desktop
         ``incrementBadPathCountOrDrop``, libsession ``PathTimedOut``: penalize_path) and rebuild
@@ -103,8 +103,12 @@ class PathPolicy:
         through one path, a relay of the only path that fits the other destinations. Path
         strikes then never end the failures. A node on every failed route and on none that
         worked is what libsession drops at once when a relay names it (502 "Next node is
-        currently unreachable": force_remove_node); a node that is not dead comes back with the
-        next pool refresh. On mainnet two failed routes share no node and this never fires."""
+        currently unreachable": force_remove_node). On a small network two *unrelated* faults
+        (two relays that drop what they should pass on) also leave one node in common by
+        chance: an honest one, the destination of one route and the guard of the other. What
+        tells them apart is whether the suspect answers when asked directly, as a new guard
+        is tested (session-desktop testGuardNode): a dead or frozen node does not. On mainnet
+        two failed routes share no node and this never fires."""
         now = time.monotonic()
         if self._suspects is None or now - self._suspect_last > self.config.path_quarantine:
             self._suspects, self._suspect_failures = set(route), 1
@@ -118,12 +122,22 @@ class PathPolicy:
         if (self._suspect_failures < 2 or len(self._suspects) != 1
                 or not self.config.drop_route_suspects):
             return None
-        (culprit,) = self._suspects
+        (suspect,) = self._suspects
         self._suspects = None
-        a.actions.append(f"suspect_on_every_failed_route:{culprit[-8:]}")
-        self.drop_node(culprit, f"on every failed route ({self._suspect_failures}) and on none "
-                                "that worked since", a)
-        return culprit
+        a.actions.append(f"suspect_on_every_failed_route:{suspect[-8:]}")
+        return suspect
+
+    def convict(self, suspect: str, a: AttemptRecord) -> None:
+        """The suspect of :meth:`route_failed` did not answer a direct request either: drop it
+        (pool, swarm caches, paths repaired); a node that is not dead comes back with the next
+        pool refresh."""
+        self.drop_node(suspect, "on every failed route and on none that worked since, and "
+                                "no answer to a direct request", a)
+
+    def acquit(self, suspect: str, a: AttemptRecord) -> None:
+        """The suspect of :meth:`route_failed` answered a direct request: it is alive, and the
+        failures it shared were another node's doing (their paths are struck as usual)."""
+        a.actions.append(f"suspect_answered:{suspect[-8:]}")
 
     def route_worked(self, route: set[str]) -> None:
         """An attempt through ``route`` got its answer: its nodes are not the suspects."""

@@ -269,8 +269,18 @@ class NodeUpkeep(OnionRequests):
 
     async def _test_guard(self, op: Operation, guard: Snode) -> bool:
         """session-desktop testGuardNode: a direct storage RPC must answer 200."""
-        url = f"{guard.url}/storage_rpc/v1"
-        a = op.attempt("guard_test", None, guard.ref(), None)
+        return await self._direct_info(op, guard, "guard_test", "guard candidate")
+
+    async def _answers_directly(self, op: Operation, node: Snode) -> bool:
+        """The node on every failed route is asked directly, as a new guard is tested."""
+        return await self._direct_info(op, node, "suspect_test", "suspect")
+
+    async def _direct_info(self, op: Operation, node: Snode, method: str, role: str) -> bool:
+        """A direct ``info`` storage RPC to ``node``, recorded as a ``method`` attempt: True if
+        it answers 200. A node that does not is struck, and one that cannot be reached is kept
+        out of new paths for a while (:meth:`PathPolicy.mark_unreachable`)."""
+        url = f"{node.url}/storage_rpc/v1"
+        a = op.attempt(method, None, node.ref(), None)
         t0 = time.monotonic()
         try:
             res = await self._transport.post(url, json.dumps({"method": "info", "params": {}}).encode(),
@@ -278,18 +288,18 @@ class NodeUpkeep(OnionRequests):
                                              content_type="application/json")
         except TransportError as exc:
             a.elapsed_ms = (time.monotonic() - t0) * 1000
-            a.error_kind, a.error = ErrorKind(exc.kind).value, f"guard candidate {guard} unreachable: {exc.detail}"
-            a.failed_node = guard.ref()
-            self.policy.mark_unreachable(guard)
-            self.policy.strike_node(guard, "guard test failed", a)
+            a.error_kind, a.error = ErrorKind(exc.kind).value, f"{role} {node} unreachable: {exc.detail}"
+            a.failed_node = node.ref()
+            self.policy.mark_unreachable(node)
+            self.policy.strike_node(node, f"{method.replace('_', ' ')} failed", a)
             return False
         a.elapsed_ms = (time.monotonic() - t0) * 1000
         a.http_status = res.status
         if res.status != 200:
-            a.error_kind, a.error = ErrorKind.DESTINATION.value, f"guard candidate {guard} answered {res.status}: {res.text()[:200]!r}"
-            a.failed_node = guard.ref()
-            self.policy.strike_node(guard, "guard test failed", a)
+            a.error_kind, a.error = ErrorKind.DESTINATION.value, f"{role} {node} answered {res.status}: {res.text()[:200]!r}"
+            a.failed_node = node.ref()
+            self.policy.strike_node(node, f"{method.replace('_', ' ')} failed", a)
             return False
-        self._observe_time(guard, res.body)
+        self._observe_time(node, res.body)
         a.ok = True
         return True
