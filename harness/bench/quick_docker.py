@@ -27,6 +27,8 @@ from harness.topology import Topology
 
 Reporter = Callable[[str], None]
 
+#: subnets tried by the Compose baseline when another testnet takes its choice before ``up``
+SUBNET_ATTEMPTS = 4
 #: how long a bring-up (harness or Compose) may take before it counts as failed
 UP_TIMEOUT_S = 120.0
 #: how often the Compose testnet's readiness is asked (as ``Testnet.wait_ready`` polls)
@@ -104,9 +106,11 @@ def compose_bringup(topology: Topology, client: Any, report: Reporter,
     """``{"up_s", ...}``: render ``topology`` with :func:`harness.compose.render_compose`, run
     ``docker-compose -p <unique> -f FILE up -d`` and time it until the harness's readiness holds;
     ``docker-compose down -v`` always follows. ``up_s`` is None (with ``reason``) when Compose
-    is missing or the testnet did not come up."""
+    is missing or the testnet did not come up. When another testnet took the chosen subnet
+    between the choice and ``up`` ("Pool overlaps"), the next free one is tried (as the docker
+    backend does), up to :data:`SUBNET_ATTEMPTS` times; only the try that got its network is
+    timed."""
     from harness.backends.docker_net import free_net_index
-    from harness.compose import compose_state, render_compose
     from harness.images import ensure_images
 
     out: dict[str, Any] = {"backend": "docker-compose", "nodes": topology.node_count,
@@ -118,7 +122,23 @@ def compose_bringup(topology: Topology, client: Any, report: Reporter,
         return out
     out["command"] = " ".join(Path(cmd[0]).name.split() + cmd[1:])
     image = ensure_images(client).node
-    x = free_net_index(client, used=set())
+    taken: set[int] = set()
+    for attempt in range(1, SUBNET_ATTEMPTS + 1):
+        x = free_net_index(client, used=taken)
+        taken.add(x)
+        out.pop("reason", None)
+        if not _compose_try(topology, image, x, cmd, out, report, timeout):
+            break
+        out["subnet_retries"] = attempt
+    return out
+
+
+def _compose_try(topology: Topology, image: str, x: int, cmd: list[str], out: dict[str, Any],
+                 report: Reporter, timeout: float) -> bool:
+    """One ``up -d`` of ``topology`` on net index ``x``, timed into ``out``, and its ``down -v``;
+    True when ``up`` failed because that subnet was taken meanwhile (try another)."""
+    from harness.compose import compose_state, render_compose
+
     project = topology.name.replace("-", "").lower()
     state, backend = compose_state(topology, net_index=x)
     net = Testnet(state, backend.statedir, backend)
@@ -132,12 +152,12 @@ def compose_bringup(topology: Topology, client: Any, report: Reporter,
             up = subprocess.run([*base, "up", "-d"], capture_output=True, text=True, timeout=timeout)
             if up.returncode != 0:
                 out["reason"] = f"'{out['command']} up -d' failed: {up.stderr.strip()[-500:]}"
-                return out
+                return "pool overlaps" in up.stderr.lower()
             out["up_d_s"] = round(time.perf_counter() - t0, 2)
             missing = rpc.run_sync(_wait_compose_ready(net, timeout - (time.perf_counter() - t0)))
             if missing is not None:
                 out["reason"] = f"the Compose testnet did not become ready: {missing}"
-                return out
+                return False
             out["up_s"] = round(time.perf_counter() - t0, 2)
         except subprocess.TimeoutExpired:
             out["reason"] = f"'{out['command']} up -d' did not return within {timeout:.0f}s"
@@ -148,7 +168,7 @@ def compose_bringup(topology: Topology, client: Any, report: Reporter,
             if down.returncode != 0:
                 out["down_error"] = (f"'{out['command']} -p {project} down -v' failed: "
                                      f"{down.stderr.strip()[-300:]}; remove the project by hand")
-    return out
+    return False
 
 
 def docker_figures(topology: Topology, report: Reporter) -> tuple[dict[str, Any], dict[str, Any]]:

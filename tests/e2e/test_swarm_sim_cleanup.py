@@ -41,16 +41,22 @@ def test_down_cleans_up_after_a_killed_up(tmp_path_factory: pytest.TempPathFacto
         ensure_images(client)
         sim_image(client)  # made once here, so `up` below gets to its hosts at once
         register_sim_home(home)
-        up = subprocess.Popen([sys.executable, "-m", "harness", "swarm-sim", "up", "--hosts", "2"],
-                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+        log = home / "swarm-sim-up.log"  # what `up` printed, in the failure's message
+        with log.open("wb") as out:
+            up = subprocess.Popen([sys.executable, "-m", "harness", "swarm-sim", "up", "--hosts", "2"],
+                                  env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+        def printed() -> str:
+            return log.read_text(errors="replace")[-3000:]
+
         try:
             try:
                 deadline = time.monotonic() + 120
                 while time.monotonic() < deadline and not listed():
-                    assert up.poll() is None, "swarm-sim up ended before it started a host"
+                    assert up.poll() is None, \
+                        f"swarm-sim up ended ({up.returncode}) before it started a host:\n{printed()}"
                     time.sleep(0.05)
-                assert listed(), "no host was started"
+                assert listed(), f"no host was started in 120 s; swarm-sim up printed:\n{printed()}"
             finally:
                 up.send_signal(signal.SIGKILL)
                 up.wait()

@@ -4,6 +4,8 @@ table rows (fake figures; no network)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -155,7 +157,6 @@ def test_cli_documents_quick_and_refuses_it_with_versus() -> None:
 
 
 def test_standard_churn_is_the_suites_seeded_schedule() -> None:
-    from types import SimpleNamespace
 
     from harness.faults import Schedule
     from harness.suites.support import standard_churn
@@ -192,3 +193,55 @@ def test_docker_figures_without_an_engine_are_null_with_the_reason(monkeypatch: 
     r = assemble({}, "process", up, compose, {})
     assert r["targets"]["bringup_s"]["reason"] == "Docker engine not reachable (x)"
     assert r["quick"]["backends"]["bringup_s"] == "docker"
+
+
+def test_compose_baseline_takes_the_next_subnet_when_its_choice_was_taken(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    # another testnet (an xdist worker's, a user's) took the chosen subnet between the choice
+    # and 'up': the baseline takes the next free one and times only the try that got its network
+    import harness.backends.docker_net as docker_net
+    import harness.images as images
+    from harness.bench import quick_docker
+    from harness.topology import Topology
+
+    monkeypatch.setenv("SESSION_TESTNET_HOME", str(tmp_path))
+    monkeypatch.setattr(quick_docker, "compose_command", lambda: ["docker-compose"])
+    monkeypatch.setattr(images, "ensure_images", lambda _c: SimpleNamespace(node="img"))
+    asked: list[set[int]] = []
+
+    def free(_client: Any, used: set[int]) -> int:
+        asked.append(set(used))
+        return min(set(range(200, 210)) - used)
+
+    monkeypatch.setattr(docker_net, "free_net_index", free)
+    calls: list[list[str]] = []
+
+    def run(cmd: list[str], **_kw: Any) -> Any:
+        calls.append(cmd)
+        compose_file = Path(cmd[cmd.index("-f") + 1]).read_text()
+        overlap = "up" in cmd and "10.200.0.0" in compose_file
+        return SimpleNamespace(returncode=1 if overlap else 0, stdout="", stderr=(
+            "ERROR: Pool overlaps with other one on this address space" if overlap else ""))
+
+    async def ready(_net: Any, _timeout: float) -> None:
+        return None
+
+    monkeypatch.setattr(quick_docker.subprocess, "run", run)
+    monkeypatch.setattr(quick_docker, "_wait_compose_ready", ready)
+    out = quick_docker.compose_bringup(Topology(name="taken"), client=None, report=lambda _m: None)
+    assert asked == [set(), {200}]
+    assert [c[-2:] for c in calls] == [["up", "-d"], ["down", "-v"], ["up", "-d"], ["down", "-v"]]
+    assert out["up_s"] is not None and "reason" not in out and out["subnet_retries"] == 1
+
+    # a failure that is not a taken subnet is not retried, and says what failed
+    calls.clear()
+
+    def broken(cmd: list[str], **_kw: Any) -> Any:
+        calls.append(cmd)
+        return SimpleNamespace(returncode=1 if "up" in cmd else 0, stdout="",
+                               stderr="no such image: img")
+
+    monkeypatch.setattr(quick_docker.subprocess, "run", broken)
+    out = quick_docker.compose_bringup(Topology(name="broken"), client=None, report=lambda _m: None)
+    assert out["up_s"] is None and "no such image" in out["reason"]
+    assert [c[-2:] for c in calls] == [["up", "-d"], ["down", "-v"]]
