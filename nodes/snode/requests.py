@@ -1,9 +1,11 @@
 """Storage RPC requests (POST /storage_rpc/v1, PROTOCOL.md §4): reading and validating the
-JSON params of every method into a typed request (:class:`Req` and its subclasses), as the
+JSON params of every method into a typed request (:mod:`nodes.snode.request_types`), as the
 production storage server parses them (``oxenss/rpc/client_rpc_endpoints.cpp``).
 
-Any malformed field raises :class:`ParseError` (the handler answers ``400 "invalid request:
-<reason>"``); a method that needs a signature and gets none raises :class:`MissingSignature`.
+Any malformed field raises :class:`~nodes.snode.request_fields.ParseError` (the handler answers
+``400 "invalid request: <reason>"``); a method that needs a signature and gets none raises
+:class:`~nodes.snode.request_fields.MissingSignature` (the field readers are in
+:mod:`nodes.snode.request_fields`).
 Fields are checked in the storage server's order, so the first error reported is the same.
 :func:`parse_request` is the entry point; :func:`accounts_of` names the accounts a request
 touches (for observations). The handlers are in :mod:`nodes.snode.rpc`.
@@ -12,11 +14,8 @@ touches (for observations). The handlers are in :mod:`nodes.snode.rpc`.
 from __future__ import annotations
 
 import binascii
-import json
-import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, overload
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, overload
 
 from nodes.common.values import is_int
 from nodes.protocol import signing
@@ -25,279 +24,39 @@ from nodes.protocol.encoding import b64decode_any, is_base64
 from nodes.protocol.keys import SessionID, load_user_pubkey
 from nodes.protocol.subaccount import SignedSubaccount, SubaccountError, SubaccountToken
 
+from .request_fields import (
+    MissingSignature,
+    ParseError,
+    f_bool,
+    f_int,
+    f_namespace,
+    f_str,
+    f_str_list,
+    f_stringified,
+    f_ts,
+    f_ts_list,
+    invalid_value,
+    is_valid_hash,
+    require,
+)
+from .request_types import (
+    Auth,
+    BatchReq,
+    DeleteReq,
+    ExpireReq,
+    GetExpiriesReq,
+    IfElseReq,
+    NsTimeReq,
+    OxendReq,
+    PubkeyReq,
+    Req,
+    RetrieveReq,
+    RevokedListReq,
+    RevokeReq,
+    StoreReq,
+)
+
 BATCH_REQUEST_MAX = 20
-MIN_TIMESTAMP_MS = 1_000_000_000  # below this a "timestamp" was given in seconds
-MAX_INT64 = 2**63 - 1
-NAMESPACE_ALL = "all"
-
-T = TypeVar("T")
-
-
-class ParseError(ValueError):
-    """A request field is missing or invalid: 400 "invalid request: <reason>"."""
-
-
-class MissingSignature(ParseError):
-    """A request that needs a signature came without one: 400 "invalid request: Required field
-    'signature' missing", as the storage server and PROTOCOL.md §4 answer it."""
-
-
-MISSING_SIGNATURE_TEXT = "invalid request: Required field 'signature' missing"
-
-
-# ---------------------------------------------------------------------------------------------
-# field parsing (JSON types as the storage server's parse_field checks them)
-# ---------------------------------------------------------------------------------------------
-
-def _present(params: Mapping[str, Any], name: str) -> Any:
-    return params.get(name)
-
-
-def _bad(name: str, desc: str) -> ParseError:
-    return ParseError(f"Invalid value given for '{name}': expected {desc}")
-
-
-def f_str(p: Mapping[str, Any], name: str) -> str | None:
-    v = _present(p, name)
-    if v is None:
-        return None
-    if not isinstance(v, str):
-        raise _bad(name, "string")
-    return v
-
-
-def f_bool(p: Mapping[str, Any], name: str) -> bool | None:
-    v = _present(p, name)
-    if v is None:
-        return None
-    if not isinstance(v, bool):
-        raise _bad(name, "boolean")
-    return v
-
-
-def f_int(p: Mapping[str, Any], name: str) -> int | None:
-    v = _present(p, name)
-    if v is None:
-        return None
-    if not is_int(v):
-        raise _bad(name, "integer")
-    return v
-
-
-def _check_ts(name: str, v: int) -> int:
-    if v < MIN_TIMESTAMP_MS:
-        raise ParseError(f"Invalid timestamp for '{name}': timestamp must be in milliseconds")
-    return v
-
-
-def f_ts(p: Mapping[str, Any], name: str) -> int | None:
-    v = _present(p, name)
-    if v is None:
-        return None
-    if not is_int(v) or not 0 <= v <= MAX_INT64:
-        raise _bad(name, "integer timestamp (in milliseconds)")
-    return _check_ts(name, v)
-
-
-def f_stringified(p: Mapping[str, Any], name: str, unsigned: bool) -> int | None:
-    """ttl / timestamp of store: an integer, or (backwards compat) a stringified integer."""
-    v = _present(p, name)
-    if v is None:
-        return None
-    if isinstance(v, str):
-        if (not re.fullmatch(r"-?[0-9]{1,19}", v) or (unsigned and v.startswith("-"))
-                or abs(int(v)) > MAX_INT64):
-            raise ParseError(f"Invalid value given for '{name}': {json.dumps(v)}")
-        return int(v)
-    if not is_int(v) or (unsigned and v < 0) or abs(v) > MAX_INT64:
-        raise _bad(name, "positive integer" if unsigned else "integer")
-    return v
-
-
-def f_namespace(p: Mapping[str, Any], name: str = "namespace", allow_all: bool = False) -> int | str | None:
-    v = _present(p, name)
-    if v is None:
-        return None
-    if is_int(v):
-        if not -32768 <= v <= 32767:
-            raise ParseError(f"Invalid value given for '{name}': value out of range")
-        return v
-    if allow_all and v == NAMESPACE_ALL:
-        return NAMESPACE_ALL
-    if allow_all:
-        raise ParseError(f"Invalid value given for '{name}': expected integer or \"all\"")
-    raise _bad(name, "16-bit integer")
-
-
-def f_str_list(p: Mapping[str, Any], name: str) -> list[str] | None:
-    v = _present(p, name)
-    if v is None:
-        return None
-    if isinstance(v, str):
-        return [v]
-    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-        raise _bad(name, "string array")
-    return list(v)
-
-
-def f_ts_list(p: Mapping[str, Any], name: str) -> list[int] | None:
-    v = _present(p, name)
-    if v is None:
-        return None
-    vals = [v] if not isinstance(v, list) else v
-    if not all(is_int(x) and 0 <= x <= MAX_INT64 for x in vals):
-        raise _bad(name, "timestamp array")
-    return [int(x) for x in vals]
-
-
-def require(name: str, v: T | None) -> T:
-    """`v`, which must be present (else 400 "Required field '<name>' missing")."""
-    if v is None:
-        raise ParseError(f"Required field '{name}' missing")
-    return v
-
-
-def is_valid_hash(h: str) -> bool:
-    return len(h) == 43 and is_base64(h)
-
-
-# ---------------------------------------------------------------------------------------------
-# parsed requests
-# ---------------------------------------------------------------------------------------------
-
-@dataclass
-class Auth:
-    signature: str
-    pubkey_ed25519: str | bytes | None  # lower-case hex, or the raw 32 bytes
-    subaccount: SignedSubaccount | None = None
-
-
-@dataclass
-class Req:
-    method: str
-    params: Mapping[str, Any]
-
-
-@dataclass(kw_only=True)
-class StoreReq(Req):
-    pubkey: SessionID
-    namespace: int = 0
-    timestamp: int = 0
-    expiry: int = 0
-    data: bytes = b""
-    auth: Auth | None = None
-    sig_ts: int | None = None
-
-
-@dataclass(kw_only=True)
-class RetrieveReq(Req):
-    pubkey: SessionID
-    namespace: int = 0
-    last_hash: str | None = None
-    max_count: int | None = None
-    max_size: int | None = None
-    auth: Auth | None = None
-    timestamp: int | None = None
-
-
-@dataclass(kw_only=True)
-class DeleteReq(Req):
-    pubkey: SessionID
-    auth: Auth
-    messages: list[str] = field(default_factory=list)
-    required: bool = False
-
-
-@dataclass(kw_only=True)
-class NsTimeReq(Req):
-    """delete_all (timestamp), delete_before (before), expire_all (expiry)."""
-    pubkey: SessionID
-    auth: Auth
-    namespace: int | str = 0
-    when: int = 0
-
-
-@dataclass(kw_only=True)
-class ExpireReq(Req):
-    pubkey: SessionID
-    auth: Auth
-    messages: list[str] = field(default_factory=list)
-    expiry: list[int] = field(default_factory=list)
-    shorten: bool = False
-    extend: bool = False
-
-
-@dataclass(kw_only=True)
-class GetExpiriesReq(Req):
-    pubkey: SessionID
-    auth: Auth
-    messages: list[str] = field(default_factory=list)
-    timestamp: int = 0
-
-
-@dataclass(kw_only=True)
-class PubkeyReq(Req):
-    pubkey: SessionID
-
-
-@dataclass(kw_only=True)
-class OxendReq(Req):
-    endpoint: str = ""
-    oxend_params: dict[str, Any] | None = None
-
-
-@dataclass(kw_only=True)
-class BatchReq(Req):
-    subrequests: list[Req] = field(default_factory=list)
-
-
-@dataclass(kw_only=True)
-class RevokeReq(Req):
-    """revoke_subaccount / unrevoke_subaccount."""
-    pubkey: SessionID
-    auth: Auth
-    tokens: list[SubaccountToken] = field(default_factory=list)
-    timestamp: int = 0
-
-
-@dataclass(kw_only=True)
-class RevokedListReq(Req):
-    pubkey: SessionID
-    auth: Auth
-    timestamp: int = 0
-
-
-@dataclass(kw_only=True)
-class IfElseReq(Req):
-    hf_at_least: tuple[int, ...] | None = None
-    hf_before: tuple[int, ...] | None = None
-    v_at_least: tuple[int, ...] | None = None
-    v_before: tuple[int, ...] | None = None
-    height_at_least: int | None = None
-    height_before: int | None = None
-    then: Req | None = None
-    otherwise: Req | None = None
-
-    def condition(self, hf: Sequence[int], version: Sequence[int], height: int) -> bool:
-        """All given conditions hold (storage server load_condition: versions compared as
-        zero-padded fixed-size arrays)."""
-        hf_t, v_t = tuple(hf), tuple(version)
-        ok = True
-        if self.hf_at_least is not None:
-            ok &= hf_t >= self.hf_at_least
-        if self.hf_before is not None:
-            ok &= hf_t < self.hf_before
-        if self.v_at_least is not None:
-            ok &= v_t >= self.v_at_least
-        if self.v_before is not None:
-            ok &= v_t < self.v_before
-        if self.height_at_least is not None:
-            ok &= height >= self.height_at_least
-        if self.height_before is not None:
-            ok &= height < self.height_before
-        return ok
-
-
 def _load_pubkey(p: Mapping[str, Any], alias_ok: bool = False,
                  bad_text: str = "Pubkey must be 66 hex digits (33 bytes) long") -> SessionID:
     """``pubkey`` (``pubKey`` too for store, retrieve and get_swarm), read as a testnet storage
@@ -572,7 +331,7 @@ def _condition_ints(p: Mapping[str, Any], name: str, size: int) -> tuple[int, ..
         return None
     vals = v if isinstance(v, list) else [v]
     if not all(is_int(x) for x in vals):
-        raise _bad(name, "integer array")
+        raise invalid_value(name, "integer array")
     if not vals:
         return None
     return tuple((list(vals) + [0] * size)[:size])

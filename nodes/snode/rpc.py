@@ -64,30 +64,24 @@ from nodes.protocol.swarm import UNASSIGNED_SWARM
 
 from .behaviours import Behaviours
 from .clock import Clock
-from .requests import (
-    MISSING_SIGNATURE_TEXT,
-    NAMESPACE_ALL,
-    PARSERS,
-    RECURSIVE_METHODS,
+from .request_fields import MISSING_SIGNATURE_TEXT, NAMESPACE_ALL, MissingSignature, ParseError
+from .request_types import (
     Auth,
     BatchReq,
     DeleteReq,
     ExpireReq,
     GetExpiriesReq,
     IfElseReq,
-    MissingSignature,
     NsTimeReq,
     OxendReq,
-    ParseError,
     PubkeyReq,
     Req,
     RetrieveReq,
     RevokedListReq,
     RevokeReq,
     StoreReq,
-    accounts_of,
-    parse_request,
 )
+from .requests import PARSERS, RECURSIVE_METHODS, accounts_of, parse_request
 from .storage import Message, Storage
 from .swarm_view import NodeInfo, SwarmView
 

@@ -182,7 +182,7 @@ class StoragePort:
     async def _rpc_answer(self, remote: str | None, body: bytes) -> Response:
         r, method, accounts = await self.node.rpc.handle_body(body)
         self.node.observations.record(remote_addr=remote, channel="storage_rpc", method=method,
-                                 accounts=accounts, status=r.status)
+                                      accounts=accounts, status=r.status)
         return r
 
     async def h_onion(self, request: web.Request) -> web.Response:
