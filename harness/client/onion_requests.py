@@ -260,17 +260,18 @@ class OnionRequests(ClientBase, abc.ABC):
                 # nobody named, and a node may be dead: the path's hops or the destination
                 if a.failed_node is None and result.dead_node_possible:
                     culprit = self.policy.route_failed(_route(path, dest), a)
-                    suspect = None if culprit is None else self.policy.pool.get(culprit)
-                    if suspect is not None and await self._answers_directly(op, suspect):
-                        self.policy.acquit(suspect.ed25519, a)
-                    elif culprit is not None:
-                        if suspect is not None:  # else another request dropped it meanwhile
-                            self.policy.convict(culprit, a)
-                        # the node is gone from the pool, the swarm caches and the paths: the
-                        # paths and hops that failed with it are not suspect any more
-                        target.excluded.add(culprit)
-                        op.failed_paths.clear()
-                        op.failed_hops = set(op.avoid)
+                    if culprit is not None:
+                        suspect = self.policy.pool.get(culprit)  # None: another request dropped it
+                        if suspect is not None and await self._answers_directly(op, suspect):
+                            self.policy.acquit(culprit, a)
+                        else:
+                            if suspect is not None:
+                                self.policy.convict(culprit, a)
+                            # the node is gone from the pool, the swarm caches and the paths:
+                            # the paths and hops that failed with it are not suspect any more
+                            target.excluded.add(culprit)
+                            op.failed_paths.clear()
+                            op.failed_hops = set(op.avoid)
             elif result.kind in (Outcome.RETRY_DEST, Outcome.SWARM_MOVED):
                 target.excluded.add(dest.ed25519)
                 if result.kind == Outcome.SWARM_MOVED:
